@@ -1,0 +1,190 @@
+// This module is browser compatible.
+// Internal helpers shared by the pipe classes; not part of the public API.
+
+import type {
+  ExceptionEvent,
+  InterestEndEvent,
+  ResponseEvent,
+} from "./pipe.ts";
+
+/** The one end-of-interest event; events are frozen, so it can be shared. */
+export const END_EVENT: InterestEndEvent = Object.freeze({
+  kind: "interestEnd",
+  message: undefined,
+  exception: undefined,
+  isLast: true,
+});
+
+/** Builds a frozen response event. */
+export function responseEvent<Res>(
+  message: Res,
+  isLast: boolean,
+): ResponseEvent<Res> {
+  return Object.freeze({
+    kind: "response",
+    message,
+    exception: undefined,
+    isLast,
+  });
+}
+
+/** Builds a frozen exception event. */
+export function exceptionEvent(exception: unknown): ExceptionEvent {
+  return Object.freeze({
+    kind: "exception",
+    message: undefined,
+    exception,
+    isLast: true,
+  });
+}
+
+/**
+ * Reports an error thrown by a callback the way the platform reports listener
+ * errors, without letting it reach whoever caused the callback to run.
+ */
+export function reportCallbackError(error: unknown): void {
+  const report = (globalThis as { reportError?: (e: unknown) => void })
+    .reportError;
+  if (typeof report === "function") {
+    report(error);
+  } else {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
+
+/** Calls a callback with no arguments, reporting instead of throwing. */
+export function invoke(callback: () => void): void {
+  try {
+    callback();
+  } catch (error) {
+    reportCallbackError(error);
+  }
+}
+
+/** Throws a `TypeError` naming `where` unless `value` is a function. */
+export function assertFunction(value: unknown, where: string): void {
+  if (typeof value !== "function") {
+    throw new TypeError(
+      `Cannot register a callback with ${where}: expected a function, got ${
+        describeType(value)
+      }`,
+    );
+  }
+}
+
+/** Throws a `TypeError` naming `where` unless `value` is a boolean. */
+export function assertBoolean(
+  value: unknown,
+  name: string,
+  where: string,
+): void {
+  if (typeof value !== "boolean") {
+    throw new TypeError(
+      `Cannot call ${where}: ${name} must be a boolean, got ${
+        describeType(value)
+      }`,
+    );
+  }
+}
+
+const LOG_METHODS = ["debug", "info", "warn", "error"] as const;
+
+/** Throws a `TypeError` unless `log` has console-style logging methods. */
+export function assertLogger(log: unknown, where: string): void {
+  for (const method of LOG_METHODS) {
+    if (
+      typeof log !== "object" && typeof log !== "function" || log === null ||
+      typeof (log as Record<string, unknown>)[method] !== "function"
+    ) {
+      throw new TypeError(
+        `Cannot create ${where}: log must have a ${method}() method`,
+      );
+    }
+  }
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}
+
+/**
+ * The poke handlers of a pipe: registration returns an idempotent remover,
+ * a poke calls every handler registered at the time, in order.
+ */
+export class PokeHandlers {
+  #handlers: (() => void)[] = [];
+
+  add(handler: () => void): () => void {
+    this.#handlers = [...this.#handlers, handler];
+    return () => {
+      this.#handlers = this.#handlers.filter((h) => h !== handler);
+    };
+  }
+
+  fire(): void {
+    for (const handler of this.#handlers) invoke(handler);
+  }
+
+  clear(): void {
+    this.#handlers = [];
+  }
+}
+
+/** Formats a value for messages when no inspector is at hand. */
+export function preview(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "bigint":
+      return `${value}n`;
+    case "function":
+      return `[Function ${value.name || "(anonymous)"}]`;
+    case "object": {
+      if (value === null) return "null";
+      const name = (value as { constructor?: { name?: unknown } }).constructor
+        ?.name;
+      return typeof name === "string" && name !== "" && name !== "Object"
+        ? `[${name}]`
+        : "[object]";
+    }
+    default:
+      return String(value);
+  }
+}
+
+type Inspect = (value: unknown, options?: unknown) => string;
+
+/**
+ * Makes instances show `describe(self, format)` in `Deno.inspect`,
+ * `console.log` and Node's `util.inspect`, formatting nested values with the
+ * runtime's own inspector, and in `String(self)` with {@linkcode preview}.
+ */
+export function defineInspect<T extends object>(
+  prototype: T,
+  describe: (self: T, format: (value: unknown) => string) => string,
+): void {
+  Object.defineProperties(prototype, {
+    [Symbol.for("Deno.customInspect")]: {
+      value(this: T, inspect: Inspect, options: unknown): string {
+        return describe(this, (v) => inspect(v, options));
+      },
+    },
+    [Symbol.for("nodejs.util.inspect.custom")]: {
+      value(this: T, _depth: number, options: unknown, inspect?: Inspect) {
+        return describe(
+          this,
+          inspect ? (v) => inspect(v, options) : preview,
+        );
+      },
+    },
+    toString: {
+      value(this: T): string {
+        return describe(this, preview);
+      },
+    },
+  });
+}

@@ -1,0 +1,386 @@
+// This module is browser compatible.
+
+import {
+  assertBoolean,
+  assertFunction,
+  assertLogger,
+  defineInspect,
+  exceptionEvent,
+  invoke,
+  PokeHandlers,
+  responseEvent,
+} from "./_util.ts";
+import type { Logger, PipeEvent, ResponderPipe } from "./pipe.ts";
+
+/** Options for {@linkcode IterablePipe}. */
+export interface IterablePipeOptions {
+  /**
+   * Where to log dropped events and similar trouble.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+}
+
+/** Drained slots at the head of the queue before it is compacted. */
+const COMPACT_AFTER = 1024;
+
+const noop = (): void => {};
+
+/**
+ * A stand-in for a {@linkcode Pipe} that the requester consumes with
+ * `for await` instead of registering callbacks (aiocoap's `IterablePipe`).
+ * To the responder it looks like any other pipe.
+ *
+ * Iteration yields every event in order, including those added before it
+ * began, and completes after the final event. Exceptions are yielded as
+ * events, not thrown. Interest ends when the final event is added or when the
+ * requester leaves the loop, whichever comes first; interest-end callbacks
+ * then run exactly once.
+ *
+ * @typeParam Req The type of the request.
+ * @typeParam Res The type of response messages.
+ *
+ * @example Consuming responses with `for await`
+ * ```ts
+ * import { IterablePipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const pipe = new IterablePipe<string, number>("GET /count");
+ * // The responder's side:
+ * pipe.addResponse(1);
+ * pipe.addResponse(2);
+ * pipe.addResponse(3, true);
+ *
+ * const got: unknown[] = [];
+ * for await (const event of pipe) got.push(event.message);
+ * assertEquals(got, [1, 2, 3]);
+ * ```
+ *
+ * @example Leaving the loop ends interest
+ * ```ts
+ * import { IterablePipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const pipe = new IterablePipe<string, number>("GET /obs");
+ * const trace: string[] = [];
+ * pipe.onInterestEnd(() => trace.push("interest ended"));
+ * pipe.addResponse(1);
+ * pipe.addResponse(2);
+ * for await (const event of pipe) {
+ *   trace.push(`got ${event.message}`);
+ *   break;
+ * }
+ * assertEquals(trace, ["got 1", "interest ended"]);
+ * ```
+ */
+export class IterablePipe<Req, Res>
+  implements ResponderPipe<Req, Res>, AsyncIterable<PipeEvent<Res>> {
+  /** The request this pipe carries. */
+  readonly request: Req;
+  /** Where the pipe logs dropped events and similar trouble. */
+  readonly log: Logger;
+
+  /** Events not yet consumed, from `#head` on. */
+  #queue: (PipeEvent<Res> | undefined)[] = [];
+  #head = 0;
+  /** Resolvers of `next()` calls waiting for an event. */
+  #waiters: ((result: IteratorResult<PipeEvent<Res>>) => void)[] = [];
+  /** Interest-end callbacks; `undefined` once interest has ended. */
+  #hooks: (() => void)[] | undefined = [];
+  #pokes: PokeHandlers | undefined;
+  #iterating = false;
+  /** Set once iteration can yield nothing more. */
+  #done = false;
+
+  /**
+   * Creates an iterable pipe around a request.
+   *
+   * @param request The request the pipe carries.
+   * @param options Options; see {@linkcode IterablePipeOptions}.
+   * @throws {TypeError} If `options.log` lacks a logging method.
+   */
+  constructor(request: Req, options: IterablePipeOptions = {}) {
+    const log = options.log ?? console;
+    assertLogger(log, "an IterablePipe");
+    this.request = request;
+    this.log = log;
+  }
+
+  /**
+   * Whether interest has ended: the final event was added, or the requester
+   * left the loop.
+   */
+  get ended(): boolean {
+    return this.#hooks === undefined;
+  }
+
+  /**
+   * Adds a response. A final one ends interest at once, though iteration
+   * still yields it. After interest ended the response is dropped with a
+   * warning.
+   *
+   * @param response The response.
+   * @param isLast Whether this is the final response.
+   * @throws {TypeError} If `isLast` is not a boolean.
+   *
+   * @example A final response completes the iteration
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /");
+   * pipe.addResponse("done", true);
+   * const kinds: string[] = [];
+   * for await (const event of pipe) kinds.push(event.kind);
+   * assertEquals(kinds, ["response"]);
+   * ```
+   */
+  addResponse(response: Res, isLast = false): void {
+    assertBoolean(isLast, "isLast", "IterablePipe.addResponse()");
+    if (this.#hooks === undefined) {
+      this.log.warn(
+        "Response added to an IterablePipe whose interest has ended; dropped",
+        response,
+        this,
+      );
+      return;
+    }
+    this.#push(responseEvent(response, isLast));
+  }
+
+  /**
+   * Adds an exception, which is final and ends interest; iteration yields it
+   * as an event. After interest ended it is dropped and logged as an error.
+   *
+   * @param exception The thrown value; `undefined` and `null` are fine.
+   *
+   * @example Exceptions arrive as events
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /");
+   * pipe.addException(new RangeError("no such sensor"));
+   * for await (const event of pipe) {
+   *   assertEquals(event.kind, "exception");
+   *   assertEquals((event.exception as Error).message, "no such sensor");
+   * }
+   * ```
+   */
+  addException(exception: unknown): void {
+    if (this.#hooks === undefined) {
+      this.log.error(
+        "Exception added to an IterablePipe whose interest has ended; dropped",
+        exception,
+        this,
+      );
+      return;
+    }
+    this.#push(exceptionEvent(exception));
+  }
+
+  /**
+   * Registers a callback that runs exactly once when interest ends: when the
+   * final event is added or the requester leaves the loop, or at once (after
+   * a warning) if that has already happened. Unlike aiocoap, this also works
+   * after iteration began.
+   *
+   * @param callback Called once interest has ended.
+   * @throws {TypeError} If `callback` is not a function.
+   *
+   * @example
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /");
+   * let ended = 0;
+   * pipe.onInterestEnd(() => ended++);
+   * pipe.addResponse("bye", true);
+   * assertEquals(ended, 1);
+   * ```
+   */
+  onInterestEnd(callback: () => void): void {
+    assertFunction(callback, "IterablePipe.onInterestEnd()");
+    if (this.#hooks === undefined) {
+      this.log.warn(
+        "Interest-end callback registered on an IterablePipe whose interest has ended",
+        this,
+      );
+      invoke(callback);
+    } else {
+      this.#hooks.push(callback);
+    }
+  }
+
+  /**
+   * Asks the responder for a life sign: calls the handlers registered with
+   * {@linkcode IterablePipe.prototype.onPoke}. Does nothing without handlers
+   * or after interest ended.
+   *
+   * @example
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /obs");
+   * pipe.onPoke(() => pipe.addResponse("alive"));
+   * pipe.poke();
+   * pipe.addResponse("bye", true);
+   * const got: unknown[] = [];
+   * for await (const event of pipe) got.push(event.message);
+   * assertEquals(got, ["alive", "bye"]);
+   * ```
+   */
+  poke(): void {
+    this.#pokes?.fire();
+  }
+
+  /**
+   * Registers a handler for {@linkcode IterablePipe.prototype.poke}. Handlers
+   * are dropped when interest ends; after that this does nothing.
+   *
+   * @param handler Called on each poke.
+   * @returns A function that unregisters the handler.
+   * @throws {TypeError} If `handler` is not a function.
+   *
+   * @example
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /obs");
+   * let pokes = 0;
+   * const off = pipe.onPoke(() => pokes++);
+   * pipe.poke();
+   * off();
+   * pipe.poke();
+   * assertEquals(pokes, 1);
+   * ```
+   */
+  onPoke(handler: () => void): () => void {
+    assertFunction(handler, "IterablePipe.onPoke()");
+    if (this.#hooks === undefined) return noop;
+    this.#pokes ??= new PokeHandlers();
+    return this.#pokes.add(handler);
+  }
+
+  /**
+   * Starts the one iteration this pipe allows.
+   *
+   * @returns An iterator over the events. Leaving it early with `return()`
+   * or `throw()` (as `break` and exceptions in a `for await` body do) ends
+   * interest and releases buffered events.
+   * @throws {Error} If the pipe is iterated a second time.
+   *
+   * @example Iterating by hand
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /");
+   * const events = pipe[Symbol.asyncIterator]();
+   * const next = events.next();
+   * pipe.addResponse("hi", true);
+   * assertEquals((await next).value?.message, "hi");
+   * assertEquals((await events.next()).done, true);
+   * ```
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<PipeEvent<Res>> {
+    if (this.#iterating) {
+      throw new Error("Cannot iterate an IterablePipe more than once");
+    }
+    this.#iterating = true;
+    const iterator: AsyncIterableIterator<PipeEvent<Res>> = {
+      next: () => this.#next(),
+      return: (value?: unknown) => {
+        this.#leave();
+        return Promise.resolve({ done: true, value } as IteratorResult<
+          PipeEvent<Res>
+        >);
+      },
+      throw: (error?: unknown) => {
+        this.#leave();
+        return Promise.reject(error);
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  #next(): Promise<IteratorResult<PipeEvent<Res>>> {
+    if (this.#head < this.#queue.length) {
+      return Promise.resolve({ done: false, value: this.#take() });
+    }
+    if (this.#done) {
+      return Promise.resolve({ done: true, value: undefined });
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #take(): PipeEvent<Res> {
+    const queue = this.#queue;
+    const event = queue[this.#head] as PipeEvent<Res>;
+    queue[this.#head++] = undefined;
+    if (this.#head === queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head >= COMPACT_AFTER && this.#head * 2 >= queue.length) {
+      // Keeps a queue that never drains from growing with its history.
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (event.isLast) this.#finish();
+    return event;
+  }
+
+  #push(event: PipeEvent<Res>): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter({ done: false, value: event });
+      if (event.isLast) this.#finish();
+    } else {
+      this.#queue.push(event);
+    }
+    if (event.isLast) this.#endInterest();
+  }
+
+  /** Nothing more will be yielded: releases whoever waits for more. */
+  #finish(): void {
+    this.#done = true;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter({ done: true, value: undefined });
+  }
+
+  #leave(): void {
+    this.#queue = [];
+    this.#head = 0;
+    this.#finish();
+    this.#endInterest();
+  }
+
+  #endInterest(): void {
+    const hooks = this.#hooks;
+    if (hooks === undefined) return;
+    this.#hooks = undefined;
+    this.#pokes?.clear();
+    this.#pokes = undefined;
+    for (const hook of hooks) invoke(hook);
+  }
+
+  static {
+    defineInspect(
+      IterablePipe.prototype,
+      (pipe: IterablePipe<unknown, unknown>, format) => {
+        const request = format(pipe.request);
+        const buffered = pipe.#queue.length - pipe.#head;
+        const state = pipe.#hooks === undefined ? "ended" : "interested";
+        return `IterablePipe { request: ${request}, ${state}, buffered: ${buffered} }`;
+      },
+    );
+  }
+}

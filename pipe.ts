@@ -1,0 +1,582 @@
+// This module is browser compatible.
+
+import {
+  assertBoolean,
+  assertFunction,
+  assertLogger,
+  defineInspect,
+  END_EVENT,
+  exceptionEvent,
+  invoke,
+  PokeHandlers,
+  reportCallbackError,
+  responseEvent,
+} from "./_util.ts";
+
+/**
+ * Anything with console-style logging methods; `console` itself is one.
+ *
+ * @example A logger that keeps warnings
+ * ```ts
+ * import { type Logger, Pipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const warnings: unknown[][] = [];
+ * const log: Logger = { ...console, warn: (...data) => warnings.push(data) };
+ * const pipe = new Pipe<string, string>("GET /", log);
+ * pipe.addResponse("late", true); // nobody listens: the pipe ends
+ * pipe.addResponse("later"); // dropped, with a warning
+ * assertEquals(warnings.length, 1);
+ * ```
+ */
+export interface Logger {
+  /** Logs detail that is only useful while debugging. */
+  debug(...data: unknown[]): void;
+  /** Logs an expected, noteworthy occurrence. */
+  info(...data: unknown[]): void;
+  /** Logs something that should not happen but was handled. */
+  warn(...data: unknown[]): void;
+  /** Logs an error. */
+  error(...data: unknown[]): void;
+}
+
+/**
+ * A response travelling from the responder to the requester.
+ *
+ * @typeParam Res The type of response messages.
+ */
+export interface ResponseEvent<Res> {
+  /** Tells the three kinds of event apart. */
+  readonly kind: "response";
+  /** The response. */
+  readonly message: Res;
+  /** Always `undefined` on a response. */
+  readonly exception: undefined;
+  /** Whether this is the final response. */
+  readonly isLast: boolean;
+}
+
+/** An exception raised while producing responses; it is always final. */
+export interface ExceptionEvent {
+  /** Tells the three kinds of event apart. */
+  readonly kind: "exception";
+  /** Always `undefined` on an exception. */
+  readonly message: undefined;
+  /** The thrown value, which may be anything, `undefined` included. */
+  readonly exception: unknown;
+  /** Always `true`: an exception ends the pipe. */
+  readonly isLast: true;
+}
+
+/**
+ * What a non-interest callback receives when a pipe ends because no interest
+ * is left (aiocoap's `Event(None, None, True)`).
+ */
+export interface InterestEndEvent {
+  /** Tells the three kinds of event apart. */
+  readonly kind: "interestEnd";
+  /** Always `undefined`. */
+  readonly message: undefined;
+  /** Always `undefined`. */
+  readonly exception: undefined;
+  /** Always `true`. */
+  readonly isLast: true;
+}
+
+/**
+ * An event on a pipe (aiocoap's `Pipe.Event`): a response, an exception or
+ * the end of interest, told apart by `kind`. Events are frozen.
+ *
+ * @typeParam Res The type of response messages.
+ *
+ * @example Telling events apart
+ * ```ts
+ * import { Pipe, type PipeEvent } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const seen: string[] = [];
+ * const pipe = new Pipe<string, string>("GET /temp");
+ * pipe.onEvent((event: PipeEvent<string>) => {
+ *   if (event.kind === "response") seen.push(`response ${event.message}`);
+ *   else if (event.kind === "exception") seen.push("exception");
+ *   else seen.push("interest ended");
+ *   return true;
+ * });
+ * pipe.addResponse("21 °C", true);
+ * assertEquals(seen, ["response 21 °C"]);
+ * ```
+ */
+export type PipeEvent<Res> =
+  | ResponseEvent<Res>
+  | ExceptionEvent
+  | InterestEndEvent;
+
+/**
+ * An event callback. Return a truthy value to stay registered for the next
+ * event; any other return value unregisters the callback.
+ *
+ * @typeParam Res The type of response messages.
+ */
+export type EventCallback<Res> = (event: PipeEvent<Res>) => unknown;
+
+/**
+ * The side of a pipe the responder sees. {@linkcode Pipe} and
+ * {@linkcode IterablePipe} both implement it, and
+ * {@linkcode runDrivingPipe} and {@linkcode errorToMessage} accept either.
+ *
+ * @typeParam Req The type of the request.
+ * @typeParam Res The type of response messages.
+ *
+ * @example A responder that works on any pipe
+ * ```ts
+ * import { Pipe, type ResponderPipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function respond(pipe: ResponderPipe<string, string>): void {
+ *   pipe.addResponse(`echo ${pipe.request}`, true);
+ * }
+ *
+ * const pipe = new Pipe<string, string>("hello");
+ * const got: unknown[] = [];
+ * pipe.onEvent((event) => got.push(event.message));
+ * respond(pipe);
+ * assertEquals(got, ["echo hello"]);
+ * ```
+ */
+export interface ResponderPipe<Req, Res> {
+  /** The request the responder answers. */
+  readonly request: Req;
+  /** Where the pipe logs dropped events and similar trouble. */
+  readonly log: Logger;
+  /** Adds a response; `isLast` marks it final. */
+  addResponse(response: Res, isLast?: boolean): void;
+  /** Adds an exception, which is always final. */
+  addException(exception: unknown): void;
+  /** Calls `callback` exactly once, when interest in responses ends. */
+  onInterestEnd(callback: () => void): void;
+  /**
+   * Calls `handler` whenever the requester asks for a life sign; returns a
+   * function that unregisters it.
+   */
+  onPoke(handler: () => void): () => void;
+}
+
+interface Entry<Res> {
+  /** The callback; `undefined` once it has been removed. */
+  fn: EventCallback<Res> | (() => void) | undefined;
+  /** Whether it keeps the pipe alive. */
+  interest: boolean;
+  /** Whether it is an interest-end callback, called only on a final event. */
+  hook: boolean;
+}
+
+const NO_ENTRIES: never[] = [];
+const noop = (): void => {};
+
+/**
+ * The meeting point between one request and the responses that come back on
+ * it (aiocoap's `Pipe`).
+ *
+ * The requester creates the pipe, registers event callbacks with
+ * {@linkcode Pipe.prototype.onEvent}, and hands the pipe to a responder. The
+ * responder adds responses (the last one marked final) or an exception, and
+ * learns through {@linkcode Pipe.prototype.onInterestEnd} when nobody wants
+ * responses any more. The pipe ends when a final event has been delivered or
+ * when no interested callback is left.
+ *
+ * @typeParam Req The type of the request.
+ * @typeParam Res The type of response messages.
+ *
+ * @example A request with two responses
+ * ```ts
+ * import { Pipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const trace: string[] = [];
+ * const pipe = new Pipe<string, string>("GET /counter");
+ * pipe.onEvent((event) => {
+ *   trace.push(`${event.kind} ${event.message} last=${event.isLast}`);
+ *   return true; // stay registered
+ * });
+ *
+ * // The responder's side:
+ * pipe.onInterestEnd(() => trace.push("interest ended"));
+ * pipe.addResponse("1");
+ * pipe.addResponse("2", true);
+ *
+ * assertEquals(trace, [
+ *   "response 1 last=false",
+ *   "response 2 last=true",
+ *   "interest ended",
+ * ]);
+ * ```
+ */
+export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
+  /** The request this pipe carries. */
+  readonly request: Req;
+  /** Where the pipe logs dropped events and similar trouble. */
+  readonly log: Logger;
+
+  #entries: Entry<Res>[] = [];
+  /** Live entries with `interest` set. */
+  #interests = 0;
+  /** Removed entries still in `#entries`, awaiting compaction. */
+  #removed = 0;
+  #ended = false;
+  /** Set while events or the end are being delivered to callbacks. */
+  #delivering = false;
+  #pokes: PokeHandlers | undefined;
+
+  /**
+   * Creates a pipe around a request.
+   *
+   * @param request The request the pipe carries.
+   * @param log Where to log dropped events and similar trouble.
+   * @throws {TypeError} If `log` lacks a `debug`, `info`, `warn` or `error`
+   * method.
+   */
+  constructor(request: Req, log: Logger = console) {
+    assertLogger(log, "a Pipe");
+    this.request = request;
+    this.log = log;
+  }
+
+  /** Whether the pipe has ended: by a final event, or by loss of interest. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Registers a callback for the pipe's events (aiocoap's `on_event`).
+   *
+   * Callbacks run in registration order. One that returns a truthy value
+   * stays registered; otherwise it is removed after that call. A callback
+   * never receives more than one event with `isLast` set, and is never called
+   * after it was removed or after the pipe ended. A callback that throws is
+   * reported (with `reportError` where the platform has it) and removed; the
+   * other callbacks still run.
+   *
+   * With `isInterest` false the callback does not keep the pipe alive; if it
+   * is still registered when the pipe ends by loss of interest, it receives
+   * the end-of-interest event. Registering on an ended pipe logs a warning
+   * and delivers the end-of-interest event at once (aiocoap crashes here).
+   *
+   * @param callback Called with each event.
+   * @param isInterest Whether the callback counts as interest in responses.
+   * @returns A function that unregisters the callback. It is idempotent and
+   * does nothing once the pipe has ended. Removing the last interested
+   * callback ends the pipe.
+   * @throws {TypeError} If `callback` is not a function or `isInterest` is
+   * not a boolean.
+   *
+   * @example Unregistering the last interest ends the pipe
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const trace: string[] = [];
+   * const pipe = new Pipe<string, string>("GET /obs");
+   * const stop = pipe.onEvent(() => true);
+   * pipe.onEvent((event) => trace.push(`observer saw ${event.kind}`), false);
+   * pipe.onInterestEnd(() => trace.push("responder told to stop"));
+   * stop();
+   * assertEquals(trace, [
+   *   "observer saw interestEnd",
+   *   "responder told to stop",
+   * ]);
+   * ```
+   */
+  onEvent(callback: EventCallback<Res>, isInterest = true): () => void {
+    assertFunction(callback, "Pipe.onEvent()");
+    assertBoolean(isInterest, "isInterest", "Pipe.onEvent()");
+    if (this.#ended) {
+      this.log.warn(
+        "Event callback registered on a pipe that has already ended",
+        this,
+      );
+      invokeWithEvent(callback, END_EVENT);
+      return noop;
+    }
+    const entry: Entry<Res> = {
+      fn: callback,
+      interest: isInterest,
+      hook: false,
+    };
+    this.#entries.push(entry);
+    if (isInterest) this.#interests++;
+    return () => this.#remove(entry);
+  }
+
+  /**
+   * Registers a callback that runs exactly once when interest in responses
+   * ends (aiocoap's `on_interest_end`): at once if no interested callback is
+   * registered right now, otherwise when a final event is delivered or the
+   * last interested callback goes away. While interest exists, it runs at its
+   * registration position among the event callbacks.
+   *
+   * On a pipe that has already ended it runs at once, after a warning.
+   *
+   * @param callback Called once interest has ended.
+   * @throws {TypeError} If `callback` is not a function.
+   *
+   * @example Learning that nobody is listening
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new Pipe<string, string>("GET /obs");
+   * let stopped = false;
+   * pipe.onInterestEnd(() => stopped = true);
+   * assertEquals(stopped, true); // nothing was interested to begin with
+   * ```
+   */
+  onInterestEnd(callback: () => void): void {
+    assertFunction(callback, "Pipe.onInterestEnd()");
+    if (this.#ended) {
+      this.log.warn(
+        "Interest-end callback registered on a pipe that has already ended",
+        this,
+      );
+      invoke(callback);
+    } else if (this.#interests === 0) {
+      invoke(callback);
+    } else {
+      this.#entries.push({ fn: callback, interest: false, hook: true });
+    }
+  }
+
+  /**
+   * Asks the responder for a life sign (aiocoap's `poke`): calls the handlers
+   * registered with {@linkcode Pipe.prototype.onPoke}. Without handlers, and
+   * on an ended pipe, it does nothing.
+   *
+   * @example Poking a responder
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new Pipe<string, string>("GET /obs");
+   * pipe.onEvent(() => true);
+   * let pokes = 0;
+   * pipe.onPoke(() => pokes++);
+   * pipe.poke();
+   * assertEquals(pokes, 1);
+   * ```
+   */
+  poke(): void {
+    this.#pokes?.fire();
+  }
+
+  /**
+   * Registers a handler for {@linkcode Pipe.prototype.poke}. Handlers are
+   * dropped when the pipe ends; on an ended pipe this does nothing.
+   *
+   * @param handler Called on each poke.
+   * @returns A function that unregisters the handler.
+   * @throws {TypeError} If `handler` is not a function.
+   *
+   * @example Answering a poke with a fresh response
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const got: unknown[] = [];
+   * const pipe = new Pipe<string, string>("GET /obs");
+   * pipe.onEvent((event) => got.push(event.message));
+   * pipe.onPoke(() => pipe.addResponse("still here"));
+   * pipe.poke();
+   * assertEquals(got, ["still here"]);
+   * ```
+   */
+  onPoke(handler: () => void): () => void {
+    assertFunction(handler, "Pipe.onPoke()");
+    if (this.#ended) return noop;
+    this.#pokes ??= new PokeHandlers();
+    return this.#pokes.add(handler);
+  }
+
+  /**
+   * Adds a response (aiocoap's `add_response`) and delivers it to the event
+   * callbacks in order. The pipe ends after a final response, or when no
+   * interest is left afterwards. On an ended pipe the response is dropped
+   * with a warning.
+   *
+   * @param response The response.
+   * @param isLast Whether this is the final response.
+   * @throws {TypeError} If `isLast` is not a boolean.
+   * @throws {Error} If called from inside one of this pipe's callbacks while
+   * it delivers an event or its end.
+   *
+   * @example Two responses
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const got: unknown[] = [];
+   * const pipe = new Pipe<string, number>("GET /n");
+   * pipe.onEvent((event) => got.push([event.message, event.isLast]));
+   * pipe.addResponse(1);
+   * assertEquals(got, [[1, false]]);
+   * ```
+   */
+  addResponse(response: Res, isLast = false): void {
+    assertBoolean(isLast, "isLast", "Pipe.addResponse()");
+    if (this.#delivering) throw reentrant("a response");
+    if (this.#ended) {
+      this.log.warn(
+        "Response added to a pipe that has already ended; dropped",
+        response,
+        this,
+      );
+      return;
+    }
+    this.#dispatch(responseEvent(response, isLast));
+  }
+
+  /**
+   * Adds an exception (aiocoap's `add_exception`), which is always final, and
+   * delivers it to the event callbacks in order. On an ended pipe it is
+   * dropped and logged as an error.
+   *
+   * @param exception The thrown value; `undefined` and `null` are fine.
+   * @throws {Error} If called from inside one of this pipe's callbacks while
+   * it delivers an event or its end.
+   *
+   * @example An exception is final
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const got: unknown[] = [];
+   * const pipe = new Pipe<string, string>("GET /broken");
+   * pipe.onEvent((event) => got.push(event.kind, event.isLast));
+   * pipe.addException(new Error("disk on fire"));
+   * assertEquals(got, ["exception", true]);
+   * assertEquals(pipe.ended, true);
+   * ```
+   */
+  addException(exception: unknown): void {
+    if (this.#delivering) throw reentrant("an exception");
+    if (this.#ended) {
+      this.log.error(
+        "Exception added to a pipe that has already ended; dropped",
+        exception,
+        this,
+      );
+      return;
+    }
+    this.#dispatch(exceptionEvent(exception));
+  }
+
+  #dispatch(event: PipeEvent<Res>): void {
+    const entries = this.#entries;
+    // Callbacks registered during delivery wait for the next event.
+    const count = entries.length;
+    const last = event.isLast;
+    this.#delivering = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const entry = entries[i];
+        const fn = entry.fn;
+        if (fn === undefined) continue;
+        if (entry.hook) {
+          if (last) {
+            entry.fn = undefined;
+            this.#removed++;
+            invoke(fn as () => void);
+          }
+          continue;
+        }
+        let keep: unknown;
+        try {
+          keep = (fn as EventCallback<Res>)(event);
+        } catch (error) {
+          reportCallbackError(error);
+          keep = false;
+        }
+        // Unlike aiocoap, a final event removes every callback it reached,
+        // whatever it returned: nobody gets a second isLast event.
+        if ((!keep || last) && entry.fn !== undefined) {
+          entry.fn = undefined;
+          this.#removed++;
+          if (entry.interest) this.#interests--;
+        }
+      }
+    } finally {
+      this.#delivering = false;
+    }
+    if (last || this.#interests === 0) this.#end();
+    else if (this.#removed !== 0) this.#compact();
+  }
+
+  #remove(entry: Entry<Res>): void {
+    if (entry.fn === undefined || this.#ended) return;
+    entry.fn = undefined;
+    this.#removed++;
+    if (entry.interest) this.#interests--;
+    // During delivery, #dispatch ends or compacts the pipe once it is done.
+    if (this.#delivering) return;
+    if (this.#interests === 0) this.#end();
+    else this.#compact();
+  }
+
+  #compact(): void {
+    this.#entries = this.#entries.filter((entry) => entry.fn !== undefined);
+    this.#removed = 0;
+  }
+
+  #end(): void {
+    const entries = this.#entries;
+    this.#ended = true;
+    this.#entries = NO_ENTRIES;
+    this.#interests = 0;
+    this.#removed = 0;
+    this.#pokes?.clear();
+    this.#pokes = undefined;
+    this.#delivering = true;
+    try {
+      for (const entry of entries) {
+        const fn = entry.fn;
+        if (fn === undefined) continue;
+        entry.fn = undefined;
+        if (entry.hook) invoke(fn as () => void);
+        else invokeWithEvent(fn as EventCallback<Res>, END_EVENT);
+      }
+    } finally {
+      this.#delivering = false;
+    }
+  }
+
+  static {
+    defineInspect(
+      Pipe.prototype,
+      (pipe: Pipe<unknown, unknown>, format) => {
+        const request = format(pipe.request);
+        if (pipe.#ended) return `Pipe { request: ${request}, ended }`;
+        let callbacks = 0;
+        for (const entry of pipe.#entries) {
+          if (entry.fn !== undefined && !entry.hook) callbacks++;
+        }
+        return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
+          `interests: ${pipe.#interests} }`;
+      },
+    );
+  }
+}
+
+function invokeWithEvent<Res>(
+  callback: EventCallback<Res>,
+  event: PipeEvent<Res>,
+): void {
+  try {
+    callback(event);
+  } catch (error) {
+    reportCallbackError(error);
+  }
+}
+
+function reentrant(what: string): Error {
+  return new Error(
+    `Cannot add ${what} from inside a callback of the same pipe: callbacks must not produce new events`,
+  );
+}
