@@ -113,24 +113,32 @@ function describeType(value: unknown): string {
 
 /**
  * The poke handlers of a pipe: registration returns an idempotent remover,
- * a poke calls every handler registered at the time, in order.
+ * a poke calls every handler registered at the time, in order. `clear()`
+ * lets go of every handler, also those a remover still points at.
  */
 export class PokeHandlers {
-  #handlers: (() => void)[] = [];
+  #entries: { fn: (() => void) | undefined }[] = [];
 
   add(handler: () => void): () => void {
-    this.#handlers = [...this.#handlers, handler];
+    const entry: { fn: (() => void) | undefined } = { fn: handler };
+    this.#entries = [...this.#entries, entry];
     return () => {
-      this.#handlers = this.#handlers.filter((h) => h !== handler);
+      if (entry.fn === undefined) return;
+      entry.fn = undefined;
+      this.#entries = this.#entries.filter((e) => e !== entry);
     };
   }
 
   fire(): void {
-    for (const handler of this.#handlers) invoke(handler);
+    for (const entry of this.#entries) {
+      const fn = entry.fn;
+      if (fn !== undefined) invoke(fn);
+    }
   }
 
   clear(): void {
-    this.#handlers = [];
+    for (const entry of this.#entries) entry.fn = undefined;
+    this.#entries = [];
   }
 }
 

@@ -1,0 +1,912 @@
+import {
+  assert,
+  assertEquals,
+  assertStrictEquals,
+  assertThrows,
+} from "@std/assert";
+import { Pipe, type PipeEvent } from "./pipe.ts";
+import { test } from "./testing/suite.ts";
+import { captureReported, RecordingLogger, show } from "./testing/helpers.ts";
+
+/** A pipe with a recording logger, and a trace its callbacks write to. */
+function setup(request = "GET /r") {
+  const log = new RecordingLogger();
+  const pipe = new Pipe<string, string>(request, log);
+  const trace: string[] = [];
+  /** An event callback that records and returns `keep`. */
+  const record = (name: string, ...keep: [unknown?]) => {
+    const result = keep.length === 0 ? true : keep[0];
+    return (event: PipeEvent<string>) => {
+      trace.push(`${name}: ${show(event)}`);
+      return result;
+    };
+  };
+  const hook = (name: string) => () => {
+    trace.push(`${name}: interest ended`);
+  };
+  return { log, pipe, trace, record, hook };
+}
+
+// --- Events -----------------------------------------------------------------
+
+test("Pipe events tell responses, exceptions and the end of interest apart", () => {
+  const { pipe } = setup();
+  const events: PipeEvent<string>[] = [];
+  pipe.onEvent((e) => events.push(e) > 0);
+  pipe.onEvent((e) => events.push(e) > 0, false);
+  pipe.addResponse("a");
+  pipe.addResponse("b", true);
+  assertEquals(events, [
+    { kind: "response", message: "a", exception: undefined, isLast: false },
+    { kind: "response", message: "a", exception: undefined, isLast: false },
+    { kind: "response", message: "b", exception: undefined, isLast: true },
+    { kind: "response", message: "b", exception: undefined, isLast: true },
+  ]);
+
+  for (const thrown of [undefined, null]) {
+    const { pipe } = setup();
+    const seen: PipeEvent<string>[] = [];
+    pipe.onEvent((e) => seen.push(e) > 0);
+    pipe.addException(thrown);
+    assertEquals(seen, [{
+      kind: "exception",
+      message: undefined,
+      exception: thrown,
+      isLast: true,
+    }]);
+  }
+
+  const { pipe: ending } = setup();
+  const seen: PipeEvent<string>[] = [];
+  const off = ending.onEvent(() => true);
+  ending.onEvent((e) => seen.push(e) > 0, false);
+  off();
+  assertEquals(seen, [{
+    kind: "interestEnd",
+    message: undefined,
+    exception: undefined,
+    isLast: true,
+  }]);
+});
+
+test("Pipe events are immutable", () => {
+  const { pipe } = setup();
+  const events: PipeEvent<string>[] = [];
+  const off = pipe.onEvent((e) => events.push(e) > 0);
+  pipe.onEvent((e) => events.push(e) > 0, false);
+  pipe.addResponse("a");
+  off();
+  assertEquals(events.map((e) => e.kind), [
+    "response",
+    "response",
+    "interestEnd",
+  ]);
+  for (const event of events) {
+    assert(Object.isFrozen(event));
+    assertThrows(() => {
+      (event as { isLast: boolean }).isLast = false;
+    }, TypeError);
+  }
+  const { pipe: failing } = setup();
+  failing.onEvent((e) => events.push(e) > 0);
+  failing.addException(new Error("x"));
+  assert(Object.isFrozen(events.at(-1)));
+});
+
+// --- Construction -----------------------------------------------------------
+
+test("Pipe() exposes request and log, and logs to the console by default", () => {
+  const log = new RecordingLogger();
+  const request = { method: "GET", path: "/r" };
+  const pipe = new Pipe(request, log);
+  assertStrictEquals(pipe.request, request);
+  assertStrictEquals(pipe.log, log);
+  assertStrictEquals(new Pipe("x").log, console);
+});
+
+test("Pipe() rejects a log without console-style methods", () => {
+  assertThrows(
+    () => new Pipe("x", {} as Console),
+    TypeError,
+    "log must have a debug() method",
+  );
+  assertThrows(
+    () =>
+      new Pipe("x", {
+        info() {},
+        warn() {},
+        error() {},
+        debug: 1,
+      } as unknown as Console),
+    TypeError,
+    "debug()",
+  );
+  assertThrows(
+    () => new Pipe("x", { debug() {}, info() {}, warn() {} } as Console),
+    TypeError,
+    "error()",
+  );
+  assertThrows(() => new Pipe("x", null as unknown as Console), TypeError);
+});
+
+// --- onEvent ----------------------------------------------------------------
+
+test("Pipe.onEvent() callbacks run in registration order", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("a"));
+  pipe.onEvent(record("b"), false);
+  pipe.onEvent(record("c"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  assertEquals(trace, [
+    "a: response 1",
+    "b: response 1",
+    "c: response 1",
+    "a: response 2",
+    "b: response 2",
+    "c: response 2",
+  ]);
+});
+
+test("Pipe.onEvent() keeps a callback that returns truthy and drops it otherwise", () => {
+  const { pipe, trace, record } = setup();
+  const keepers = [true, 1, "yes", {}, []];
+  const droppers = [false, undefined, null, 0, "", NaN];
+  keepers.forEach((value, i) => pipe.onEvent(record(`keep${i}`, value)));
+  droppers.forEach((value, i) => pipe.onEvent(record(`drop${i}`, value)));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  assertEquals(trace, [
+    ...keepers.map((_, i) => `keep${i}: response 1`),
+    ...droppers.map((_, i) => `drop${i}: response 1`),
+    ...keepers.map((_, i) => `keep${i}: response 2`),
+  ]);
+  assertEquals(pipe.ended, false);
+});
+
+test("Pipe.onEvent() non-interest callbacks do not keep the pipe alive", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("observer"), false);
+  pipe.onEvent(record("requester", false));
+  pipe.onInterestEnd(hook("responder"));
+  pipe.onEvent(record("late observer"), false);
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "observer: response 1",
+    "requester: response 1",
+    "late observer: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+    "late observer: interestEnd",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() non-interest callback that let go gets no end event", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("observer", false), false);
+  const off = pipe.onEvent(record("requester"));
+  pipe.addResponse("1");
+  off();
+  assertEquals(trace, ["observer: response 1", "requester: response 1"]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() unregistering the last interest ends the pipe", () => {
+  const { pipe, trace, record, hook } = setup();
+  const offA = pipe.onEvent(record("a"));
+  pipe.onEvent(record("observer"), false);
+  const offB = pipe.onEvent(record("b"));
+  pipe.onInterestEnd(hook("responder"));
+  offA();
+  assertEquals(trace, []);
+  assertEquals(pipe.ended, false);
+  offB();
+  assertEquals(trace, [
+    "observer: interestEnd",
+    "responder: interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() unregister is idempotent and a no-op after the end", () => {
+  const { pipe, trace, record, hook } = setup();
+  const offA = pipe.onEvent(record("a"));
+  const offB = pipe.onEvent(record("b"));
+  pipe.onInterestEnd(hook("responder"));
+  offA();
+  offA();
+  offA();
+  assertEquals(trace, []);
+  pipe.addResponse("1");
+  offB();
+  offB();
+  assertEquals(trace, [
+    "b: response 1",
+    "responder: interest ended",
+  ]);
+  offA();
+  offB();
+  pipe.addResponse("2", true);
+  assertEquals(trace.length, 2);
+});
+
+test("Pipe.onEvent() unregister of a non-interest callback keeps the pipe", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("a"));
+  const off = pipe.onEvent(record("observer"), false);
+  off();
+  pipe.addResponse("1", true);
+  assertEquals(trace, ["a: response 1 last"]);
+});
+
+test("Pipe.onEvent() callbacks are never called after they returned falsy", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("a"));
+  pipe.onEvent(record("once", false));
+  pipe.onEvent(record("observer once", false), false);
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  pipe.addResponse("3", true);
+  assertEquals(trace, [
+    "a: response 1",
+    "once: response 1",
+    "observer once: response 1",
+    "a: response 2",
+    "a: response 3 last",
+    "responder: interest ended",
+  ]);
+});
+
+test("Pipe.onEvent() callbacks get at most one isLast event", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("a"));
+  pipe.onEvent(record("observer"), false);
+  pipe.addResponse("1", true);
+  pipe.addResponse("2", true);
+  pipe.addException(new Error("x"));
+  assertEquals(trace, [
+    "a: response 1 last",
+    "observer: response 1 last",
+  ]);
+});
+
+test("Pipe.onEvent() on an ended pipe warns and delivers the end event at once", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("a"));
+  pipe.addResponse("1", true);
+  const off = pipe.onEvent(record("late"));
+  const offObserver = pipe.onEvent(record("late observer"), false);
+  assertEquals(trace, [
+    "a: response 1 last",
+    "late: interestEnd",
+    "late observer: interestEnd",
+  ]);
+  assertEquals(log.levels(), ["warn", "warn"]);
+  assertEquals(
+    log.entries[0][1],
+    "Event callback registered on a pipe that has already ended",
+  );
+  assertStrictEquals(log.entries[0][2], pipe);
+  off();
+  offObserver();
+  pipe.addResponse("2");
+  assertEquals(trace.length, 3);
+});
+
+test("Pipe.onEvent() rejects a callback that is not a function", () => {
+  const { pipe, log } = setup();
+  for (const bad of [undefined, null, 1, "f", {}, []]) {
+    assertThrows(
+      () => pipe.onEvent(bad as never),
+      TypeError,
+      "Cannot register a callback with Pipe.onEvent(): expected a function",
+    );
+  }
+  assertThrows(
+    () => pipe.onEvent(() => true, "yes" as never),
+    TypeError,
+    "isInterest must be a boolean",
+  );
+  // Nothing was registered: an event ends the pipe without interest.
+  const trace: string[] = [];
+  pipe.onInterestEnd(() => trace.push("ended"));
+  assertEquals(trace, ["ended"]);
+  assertEquals(log.entries, []);
+});
+
+test("Pipe.onEvent() registration during delivery waits for the next event", () => {
+  const { pipe, trace, record } = setup();
+  let registered = false;
+  pipe.onEvent((event) => {
+    trace.push(`a: ${show(event)}`);
+    if (!registered) {
+      registered = true;
+      pipe.onEvent(record("added"));
+    }
+    return true;
+  });
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  assertEquals(trace, [
+    "a: response 1",
+    "a: response 2",
+    "added: response 2",
+  ]);
+});
+
+test("Pipe.onEvent() registration during a final delivery gets the end event", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent((event) => {
+    trace.push(`a: ${show(event)}`);
+    pipe.onEvent(record("added"));
+    pipe.onInterestEnd(hook("hook added"));
+    return true;
+  });
+  pipe.addResponse("1", true);
+  assertEquals(trace, [
+    "a: response 1 last",
+    "added: interestEnd",
+    "hook added: interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() unregistering during delivery skips the callback and ends afterwards", () => {
+  const { pipe, trace, record, hook } = setup();
+  let offB = () => {};
+  pipe.onEvent((event) => {
+    trace.push(`a: ${show(event)}`);
+    offB();
+    return false;
+  });
+  offB = pipe.onEvent(record("b"));
+  pipe.onEvent(record("observer"), false);
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "a: response 1",
+    "observer: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() a callback may unregister itself during delivery", () => {
+  const { pipe, trace, record } = setup();
+  let off = () => {};
+  off = pipe.onEvent((event) => {
+    trace.push(`self: ${show(event)}`);
+    off();
+    return true;
+  });
+  pipe.onEvent(record("b"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  assertEquals(trace, ["self: response 1", "b: response 1", "b: response 2"]);
+});
+
+// --- onInterestEnd ----------------------------------------------------------
+
+test("Pipe.onInterestEnd() runs at once when nothing is interested", () => {
+  const { pipe, trace, record, hook, log } = setup();
+  pipe.onEvent(record("observer"), false);
+  pipe.onInterestEnd(hook("responder"));
+  assertEquals(trace, ["responder: interest ended"]);
+  assertEquals(log.entries, []);
+  // The pipe has not ended: it still carries events.
+  assertEquals(pipe.ended, false);
+  pipe.onEvent(record("a"));
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "responder: interest ended",
+    "observer: response 1",
+    "a: response 1",
+  ]);
+});
+
+test("Pipe.onInterestEnd() on an ended pipe warns and runs at once", () => {
+  const { pipe, trace, hook, log } = setup();
+  pipe.onEvent(() => false);
+  pipe.addResponse("1");
+  assertEquals(pipe.ended, true);
+  pipe.onInterestEnd(hook("late"));
+  assertEquals(trace, ["late: interest ended"]);
+  assertEquals(log.levels(), ["warn"]);
+  assertEquals(
+    log.entries[0][1],
+    "Interest-end callback registered on a pipe that has already ended",
+  );
+});
+
+test("Pipe.onInterestEnd() runs on a final response at its registration position", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("a"));
+  pipe.onInterestEnd(hook("first hook"));
+  pipe.onEvent(record("b"));
+  pipe.onInterestEnd(hook("second hook"));
+  pipe.onEvent(record("observer"), false);
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "a: response 1",
+    "b: response 1",
+    "observer: response 1",
+  ]);
+  pipe.addResponse("2", true);
+  assertEquals(trace.slice(3), [
+    "a: response 2 last",
+    "first hook: interest ended",
+    "b: response 2 last",
+    "second hook: interest ended",
+    "observer: response 2 last",
+  ]);
+});
+
+test("Pipe.onInterestEnd() runs on an exception at its registration position", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onInterestEnd(hook("too early")); // nothing interested yet: at once
+  pipe.onEvent(record("a"));
+  pipe.onInterestEnd(hook("responder"));
+  pipe.onEvent(record("b"));
+  pipe.addException(new Error("boom"));
+  assertEquals(trace, [
+    "too early: interest ended",
+    "a: exception boom",
+    "responder: interest ended",
+    "b: exception boom",
+  ]);
+});
+
+test("Pipe.onInterestEnd() runs at its position when interest is lost after an event", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("observer"), false);
+  pipe.onEvent(record("a", false));
+  pipe.onInterestEnd(hook("responder"));
+  pipe.onEvent(record("second observer"), false);
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "observer: response 1",
+    "a: response 1",
+    "second observer: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+    "second observer: interestEnd",
+  ]);
+});
+
+test("Pipe.onInterestEnd() runs exactly once", () => {
+  const { pipe, trace, hook } = setup();
+  const off = pipe.onEvent(() => true);
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  off();
+  off();
+  pipe.addResponse("2", true);
+  pipe.addException(new Error("late"));
+  assertEquals(trace, ["responder: interest ended"]);
+});
+
+test("Pipe.onInterestEnd() rejects a callback that is not a function", () => {
+  const { pipe } = setup();
+  pipe.onEvent(() => true);
+  for (const bad of [undefined, null, 1, "f", {}]) {
+    assertThrows(
+      () => pipe.onInterestEnd(bad as never),
+      TypeError,
+      "Pipe.onInterestEnd(): expected a function",
+    );
+  }
+  assertThrows(
+    () => pipe.onPoke(42 as never),
+    TypeError,
+    "Pipe.onPoke(): expected a function",
+  );
+  // None of them was stored: the final event reaches only the callback.
+  const trace: string[] = [];
+  pipe.onInterestEnd(() => trace.push("ok"));
+  pipe.addResponse("1", true);
+  assertEquals(trace, ["ok"]);
+});
+
+// --- addResponse and addException -------------------------------------------
+
+test("Pipe.addResponse() ends the pipe when no interest is left afterwards", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("a", false));
+  pipe.onEvent(record("b", false));
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "a: response 1",
+    "b: response 1",
+    "responder: interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.addResponse() into a pipe with no interest reaches observers, then ends it", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("observer"), false);
+  pipe.addResponse("1");
+  assertEquals(trace, ["observer: response 1", "observer: interestEnd"]);
+  assertEquals(pipe.ended, true);
+  assertEquals(log.entries, []);
+
+  const bare = setup();
+  bare.pipe.addResponse("1");
+  assertEquals(bare.pipe.ended, true);
+  assertEquals(bare.log.entries, []);
+});
+
+test("Pipe.addResponse() final ends the pipe whatever callbacks return", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("a", true));
+  pipe.onEvent(record("observer", true), false);
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1", true);
+  assertEquals(pipe.ended, true);
+  pipe.addResponse("2");
+  assertEquals(trace, [
+    "a: response 1 last",
+    "observer: response 1 last",
+    "responder: interest ended",
+  ]);
+});
+
+test("Pipe.addResponse() into an ended pipe is dropped with a warning", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("a"));
+  pipe.addResponse("1", true);
+  pipe.addResponse("late");
+  pipe.addResponse("later", true);
+  assertEquals(trace, ["a: response 1 last"]);
+  assertEquals(log.entries, [
+    [
+      "warn",
+      "Response added to a pipe that has already ended; dropped",
+      "late",
+      pipe,
+    ],
+    [
+      "warn",
+      "Response added to a pipe that has already ended; dropped",
+      "later",
+      pipe,
+    ],
+  ]);
+});
+
+test("Pipe.addException() into an ended pipe is dropped and logged as an error", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("a"));
+  pipe.addException(new Error("first"));
+  const late = new Error("late");
+  pipe.addException(late);
+  pipe.addException(undefined);
+  assertEquals(trace, ["a: exception first"]);
+  assertEquals(log.levels(), ["error", "error"]);
+  assertEquals(
+    log.entries[0][1],
+    "Exception added to a pipe that has already ended; dropped",
+  );
+  assertStrictEquals(log.entries[0][2], late);
+  assertStrictEquals(log.entries[1][2], undefined);
+  assertStrictEquals(log.entries[1].length, 4);
+});
+
+test("Pipe.addResponse() rejects a non-boolean isLast", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("a"));
+  assertThrows(
+    () => pipe.addResponse("1", 1 as never),
+    TypeError,
+    "Cannot call Pipe.addResponse(): isLast must be a boolean, got number",
+  );
+  assertEquals(trace, []);
+  pipe.addResponse("2");
+  assertEquals(trace, ["a: response 2"]);
+});
+
+test("Pipe.addResponse() isolates a callback that throws and removes it", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record, hook } = setup();
+    const failure = new Error("callback bug");
+    pipe.onEvent(record("a"));
+    pipe.onEvent((event) => {
+      trace.push(`thrower: ${show(event)}`);
+      throw failure;
+    });
+    pipe.onEvent(record("b"));
+    pipe.onInterestEnd(hook("responder"));
+    pipe.addResponse("1"); // does not throw
+    pipe.addResponse("2");
+    assertEquals(trace, [
+      "a: response 1",
+      "thrower: response 1",
+      "b: response 1",
+      "a: response 2",
+      "b: response 2",
+    ]);
+    assertEquals(reported, [failure]);
+  });
+});
+
+test("Pipe.addResponse() a throwing last interest ends the pipe", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record, hook } = setup();
+    pipe.onEvent(() => {
+      throw "plain string";
+    });
+    pipe.onEvent(record("observer"), false);
+    pipe.onInterestEnd(hook("responder"));
+    pipe.addResponse("1");
+    assertEquals(trace, [
+      "observer: response 1",
+      "observer: interestEnd",
+      "responder: interest ended",
+    ]);
+    assertEquals(reported, ["plain string"]);
+    assertEquals(pipe.ended, true);
+  });
+});
+
+test("Pipe callbacks that throw in interest-end delivery are isolated too", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record, hook } = setup();
+    const off = pipe.onEvent(() => true);
+    pipe.onEvent(() => {
+      throw new Error("observer bug");
+    }, false);
+    pipe.onInterestEnd(() => {
+      throw new Error("hook bug");
+    });
+    pipe.onEvent(record("observer"), false);
+    pipe.onInterestEnd(hook("responder"));
+    off();
+    assertEquals(trace, ["observer: interestEnd", "responder: interest ended"]);
+    assertEquals(reported.map((e) => (e as Error).message), [
+      "observer bug",
+      "hook bug",
+    ]);
+    // Immediate calls are isolated as well.
+    pipe.onEvent(() => {
+      throw new Error("late bug");
+    });
+    assertEquals(reported.length, 3);
+  });
+});
+
+test("Pipe callback errors are rethrown from a microtask without reportError", async () => {
+  const g = globalThis as { reportError?: unknown };
+  const had = Object.prototype.hasOwnProperty.call(g, "reportError");
+  const original = g.reportError;
+  delete g.reportError;
+  const caught: unknown[] = [];
+  const onError = (event: Event) => {
+    event.preventDefault();
+    caught.push((event as ErrorEvent).error);
+  };
+  const target = globalThis as unknown as EventTarget;
+  const canListen = typeof target.addEventListener === "function";
+  if (canListen) target.addEventListener("error", onError);
+  try {
+    const { pipe, trace, record } = setup();
+    const failure = new Error("late failure");
+    pipe.onEvent(() => {
+      throw failure;
+    });
+    pipe.onEvent(record("b"));
+    pipe.addResponse("1");
+    assertEquals(trace, ["b: response 1"]);
+    assertEquals(caught, []); // not synchronously
+    if (canListen) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      assertEquals(caught, [failure]);
+    }
+  } finally {
+    if (canListen) target.removeEventListener("error", onError);
+    if (had) g.reportError = original;
+  }
+});
+
+test("Pipe.addResponse() from inside a callback throws and leaves the pipe consistent", () => {
+  const { pipe, trace, record, hook } = setup();
+  const errors: unknown[] = [];
+  let tries = 0;
+  pipe.onEvent((event) => {
+    trace.push(`a: ${show(event)}`);
+    if (tries++ === 0) {
+      try {
+        pipe.addResponse("nested");
+      } catch (error) {
+        errors.push(error);
+      }
+      try {
+        pipe.addException(new Error("nested"));
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    return true;
+  });
+  pipe.onEvent(record("b"));
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2", true);
+  assertEquals(trace, [
+    "a: response 1",
+    "b: response 1",
+    "a: response 2 last",
+    "b: response 2 last",
+    "responder: interest ended",
+  ]);
+  assertEquals(
+    errors.map((e) => [(e as Error).constructor, (e as Error).message]),
+    [
+      [
+        Error,
+        "Cannot add a response from inside a callback of the same pipe: callbacks must not produce new events",
+      ],
+      [
+        Error,
+        "Cannot add an exception from inside a callback of the same pipe: callbacks must not produce new events",
+      ],
+    ],
+  );
+});
+
+test("Pipe.addResponse() from inside end-of-interest delivery throws", () => {
+  const { pipe, trace } = setup();
+  const errors: string[] = [];
+  const off = pipe.onEvent(() => true);
+  pipe.onInterestEnd(() => {
+    try {
+      pipe.addResponse("from hook", true);
+    } catch (error) {
+      errors.push((error as Error).message);
+    }
+    trace.push("hook done");
+  });
+  off();
+  assertEquals(trace, ["hook done"]);
+  assertEquals(errors, [
+    "Cannot add a response from inside a callback of the same pipe: callbacks must not produce new events",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.addResponse() from an interest-end callback run at once is allowed", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("observer"), false);
+  pipe.onInterestEnd(() => pipe.addResponse("bye", true));
+  assertEquals(trace, ["observer: response bye last"]);
+  assertEquals(pipe.ended, true);
+});
+
+// --- poke -------------------------------------------------------------------
+
+test("Pipe.poke() calls poke handlers in order and is ignored without them", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("a"));
+  pipe.poke(); // nobody listens: nothing happens
+  const offFirst = pipe.onPoke(() => trace.push("first poked"));
+  pipe.onPoke(() => trace.push("second poked"));
+  pipe.poke();
+  offFirst();
+  offFirst();
+  pipe.poke();
+  assertEquals(trace, ["first poked", "second poked", "second poked"]);
+});
+
+test("Pipe.poke() does nothing on an ended pipe", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => true);
+  pipe.onPoke(() => trace.push("poked"));
+  pipe.addResponse("1", true);
+  pipe.poke();
+  const off = pipe.onPoke(() => trace.push("late handler"));
+  pipe.poke();
+  off();
+  assertEquals(trace, []);
+});
+
+test("Pipe.poke() handlers may answer with a response; errors are isolated", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record } = setup();
+    pipe.onEvent(record("a"));
+    pipe.onPoke(() => {
+      throw new Error("poke bug");
+    });
+    pipe.onPoke(() => pipe.addResponse("alive"));
+    pipe.poke();
+    assertEquals(trace, ["a: response alive"]);
+    assertEquals(reported.map((e) => (e as Error).message), ["poke bug"]);
+  });
+});
+
+// --- Inspection -------------------------------------------------------------
+
+test("Pipe shows request, callbacks and interests when inspected", () => {
+  const pipe = new Pipe<{ path: string }, string>(
+    { path: "/r" },
+    new RecordingLogger(),
+  );
+  pipe.onEvent(() => true);
+  pipe.onEvent(() => true, false);
+  pipe.onInterestEnd(() => {});
+  const denoInspect = (pipe as unknown as Record<symbol, unknown>)[
+    Symbol.for("Deno.customInspect")
+  ] as (inspect: (v: unknown) => string, options: unknown) => string;
+  const nodeInspect = (pipe as unknown as Record<symbol, unknown>)[
+    Symbol.for("nodejs.util.inspect.custom")
+  ] as (
+    depth: number,
+    options: unknown,
+    inspect?: (v: unknown, o: unknown) => string,
+  ) => string;
+  const fake = (v: unknown) => `<${JSON.stringify(v)}>`;
+  assertEquals(
+    denoInspect.call(pipe, fake, {}),
+    'Pipe { request: <{"path":"/r"}>, callbacks: 2, interests: 1 }',
+  );
+  assertEquals(
+    nodeInspect.call(pipe, 2, {}, fake),
+    'Pipe { request: <{"path":"/r"}>, callbacks: 2, interests: 1 }',
+  );
+  assertEquals(
+    String(pipe),
+    "Pipe { request: [object], callbacks: 2, interests: 1 }",
+  );
+  pipe.addResponse("x", true);
+  assertEquals(String(pipe), "Pipe { request: [object], ended }");
+  assertEquals(
+    String(new Pipe("GET /x", new RecordingLogger())),
+    'Pipe { request: "GET /x", callbacks: 0, interests: 0 }',
+  );
+  const deno = (globalThis as {
+    Deno?: { inspect(v: unknown): string };
+  }).Deno;
+  if (deno) {
+    const live = new Pipe("GET /live", new RecordingLogger());
+    live.onEvent(() => true);
+    assertEquals(
+      deno.inspect(live),
+      'Pipe { request: "GET /live", callbacks: 1, interests: 1 }',
+    );
+  }
+});
+
+// --- Lifetime ----------------------------------------------------------------
+
+test("Pipe releases its callbacks when it ends", async () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) {
+    throw new Error("This test needs --v8-flags=--expose-gc (deno task test)");
+  }
+  const { pipe } = setup();
+  const refs: WeakRef<object>[] = [];
+  const kept: (() => void)[] = [];
+  (() => {
+    const callbacks = [() => true, () => true, () => {}, () => {}];
+    refs.push(...callbacks.map((c) => new WeakRef(c)));
+    kept.push(pipe.onEvent(callbacks[0]));
+    kept.push(pipe.onEvent(callbacks[1], false));
+    pipe.onInterestEnd(callbacks[2]);
+    kept.push(pipe.onPoke(callbacks[3]));
+  })();
+  pipe.addResponse("1", true);
+  // WeakRefs hold their targets until the current job ends.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  gc();
+  // The pipe and its unregister functions are still alive; the callbacks not.
+  assertEquals(String(pipe), 'Pipe { request: "GET /r", ended }');
+  assertEquals(kept.length, 3);
+  assertEquals(refs.map((ref) => ref.deref() === undefined), [
+    true,
+    true,
+    true,
+    true,
+  ]);
+});

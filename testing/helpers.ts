@@ -1,0 +1,94 @@
+// Helpers used only by the tests: a recording logger, a capture of errors
+// reported by callbacks, microtask flushing and a seeded random generator.
+
+import type { Logger } from "../pipe.ts";
+
+/** One call to a {@linkcode RecordingLogger} method. */
+export type LogEntry = [
+  level: "debug" | "info" | "warn" | "error",
+  ...data: unknown[],
+];
+
+/** A logger that records every call instead of printing. */
+export class RecordingLogger implements Logger {
+  /** The calls, in order. */
+  readonly entries: LogEntry[] = [];
+  debug(...data: unknown[]): void {
+    this.entries.push(["debug", ...data]);
+  }
+  info(...data: unknown[]): void {
+    this.entries.push(["info", ...data]);
+  }
+  warn(...data: unknown[]): void {
+    this.entries.push(["warn", ...data]);
+  }
+  error(...data: unknown[]): void {
+    this.entries.push(["error", ...data]);
+  }
+  /** The levels of the calls, in order. */
+  levels(): string[] {
+    return this.entries.map(([level]) => level);
+  }
+}
+
+type ReportError = (error: unknown) => void;
+
+/**
+ * Replaces `globalThis.reportError` with a recorder while `fn` runs, so tests
+ * can see what callbacks threw; restores it afterwards.
+ */
+export async function captureReported<T>(
+  fn: (reported: unknown[]) => T | Promise<T>,
+): Promise<T> {
+  const g = globalThis as { reportError?: ReportError };
+  const had = Object.prototype.hasOwnProperty.call(g, "reportError");
+  const original = g.reportError;
+  const reported: unknown[] = [];
+  g.reportError = (error) => reported.push(error);
+  try {
+    return await fn(reported);
+  } finally {
+    if (had) g.reportError = original;
+    else delete g.reportError;
+  }
+}
+
+/** Lets every queued microtask (and the ones they queue) run. */
+export async function flush(rounds = 10): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+}
+
+/** A small seeded generator (mulberry32): same seed, same sequence. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A short, exact description of an event for traces. */
+export function show(
+  event: {
+    kind: string;
+    message?: unknown;
+    exception?: unknown;
+    isLast: boolean;
+  },
+): string {
+  switch (event.kind) {
+    case "response":
+      return `response ${String(event.message)}${event.isLast ? " last" : ""}`;
+    case "exception":
+      return `exception ${
+        event.exception instanceof Error
+          ? event.exception.message
+          : String(event.exception)
+      }`;
+    default:
+      return event.kind;
+  }
+}

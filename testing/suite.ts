@@ -1,0 +1,29 @@
+// The test registry. Test files call `test()` instead of `Deno.test()` so the
+// same cases can run in any runtime: under Deno each case is also registered
+// with `Deno.test` (and its leak sanitizers); elsewhere a runner in this
+// folder imports the test files and runs `cases` itself.
+
+/** One named behaviour test. */
+export interface Case {
+  /** States the symbol and the behaviour. */
+  name: string;
+  /** Resolves when the case passes; throws or rejects when it fails. */
+  fn: () => void | Promise<void>;
+}
+
+/** Every case registered so far, in registration order. */
+export const cases: Case[] = [];
+
+interface DenoTest {
+  test(name: string, fn: () => void | Promise<void>): void;
+}
+
+/** Registers a test case. */
+export function test(name: string, fn: () => void | Promise<void>): void {
+  if (cases.some((c) => c.name === name)) {
+    throw new Error(`Cannot register test case twice: ${name}`);
+  }
+  cases.push({ name, fn });
+  const deno = (globalThis as { Deno?: DenoTest }).Deno;
+  if (typeof deno?.test === "function") deno.test(name, fn);
+}
