@@ -27,6 +27,10 @@ const COMPACT_AFTER = 1024;
 
 const noop = (): void => {};
 
+/** `Symbol.asyncDispose` where the platform has it. */
+const asyncDispose: symbol | undefined =
+  (Symbol as { asyncDispose?: symbol }).asyncDispose;
+
 /**
  * A stand-in for a {@linkcode Pipe} that the requester consumes with
  * `for await` instead of registering callbacks (aiocoap's `IterablePipe`).
@@ -270,7 +274,8 @@ export class IterablePipe<Req, Res>
    * Starts the one iteration this pipe allows.
    *
    * @returns An iterator over the events. Leaving it early with `return()`
-   * or `throw()` (as `break` and exceptions in a `for await` body do) ends
+   * or `throw()` (as `break` and exceptions in a `for await` body do), or
+   * disposing it (`Symbol.asyncDispose`, where the platform has it), ends
    * interest and releases buffered events.
    * @throws {Error} If the pipe is iterated a second time.
    *
@@ -308,6 +313,14 @@ export class IterablePipe<Req, Res>
         return iterator;
       },
     };
+    if (asyncDispose !== undefined) {
+      Object.defineProperty(iterator, asyncDispose, {
+        value: () => {
+          this.#leave();
+          return Promise.resolve();
+        },
+      });
+    }
     return iterator;
   }
 

@@ -1,0 +1,471 @@
+import {
+  assertEquals,
+  assertInstanceOf,
+  assertStrictEquals,
+  assertThrows,
+} from "@std/assert";
+import { errorToMessage, runDrivingPipe } from "./driving.ts";
+import { IterablePipe } from "./iterable_pipe.ts";
+import { Pipe, type PipeEvent } from "./pipe.ts";
+import { test } from "./testing/suite.ts";
+import {
+  captureReported,
+  flush,
+  RecordingLogger,
+  show,
+} from "./testing/helpers.ts";
+
+function setup() {
+  const log = new RecordingLogger();
+  const pipe = new Pipe<string, string>("GET /r", log);
+  const trace: string[] = [];
+  const record = (name: string) => (event: PipeEvent<string>) => {
+    trace.push(`${name}: ${show(event)}`);
+    return true;
+  };
+  return { log, pipe, trace, record };
+}
+
+/** A promise and the functions that settle it. */
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+// --- runDrivingPipe ----------------------------------------------------------
+
+test("runDrivingPipe() starts the driver in a microtask", async () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("requester"));
+  const done = runDrivingPipe(pipe, () => {
+    trace.push("driver started");
+    pipe.addResponse("1", true);
+  });
+  trace.push("set-up finished");
+  await done;
+  assertEquals(trace, [
+    "set-up finished",
+    "driver started",
+    "requester: response 1 last",
+  ]);
+});
+
+test("runDrivingPipe() aborts the signal with an AbortError when interest ends", async () => {
+  const { pipe, trace, log } = setup();
+  const off = pipe.onEvent(() => true);
+  let signal: AbortSignal | undefined;
+  const stopped = deferred();
+  const done = runDrivingPipe(pipe, (s) => {
+    signal = s;
+    trace.push("driver started");
+    s.addEventListener("abort", () => trace.push("driver saw abort"));
+    return stopped.promise;
+  });
+  await flush();
+  assertEquals(signal?.aborted, false);
+  off();
+  assertEquals(trace, ["driver started", "driver saw abort"]);
+  const reason = signal!.reason;
+  assertInstanceOf(reason, DOMException);
+  assertEquals(reason.name, "AbortError");
+  assertEquals(
+    reason.message,
+    'Interest in Pipe { request: "GET /r", callbacks: 1, interests: 1 } ended',
+  );
+  stopped.reject(reason);
+  await done;
+  assertEquals(log.levels(), ["debug"]);
+  assertStrictEquals(log.entries[0][2], reason);
+});
+
+test("runDrivingPipe() names the task in the abort reason when given a name", async () => {
+  const pipe = new IterablePipe<string, string>("x", {
+    log: new RecordingLogger(),
+  });
+  let reason: unknown;
+  const done = runDrivingPipe(pipe, (signal) =>
+    new Promise((_, reject) => {
+      signal.addEventListener("abort", () => {
+        reason = signal.reason;
+        reject(signal.reason);
+      });
+    }), "thermometer");
+  await flush();
+  pipe.addResponse("21", true);
+  await done;
+  assertInstanceOf(reason, DOMException);
+  assertEquals(
+    [(reason as DOMException).name, (reason as DOMException).message],
+    ["AbortError", "Interest in thermometer ended"],
+  );
+});
+
+test("runDrivingPipe() turns a rejection into the pipe's exception", async () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  const failure = new Error("sensor unplugged");
+  const done = runDrivingPipe(pipe, async () => {
+    await Promise.resolve();
+    pipe.addResponse("partial");
+    throw failure;
+  });
+  const settled = await done;
+  assertStrictEquals(settled, undefined);
+  assertEquals(trace, [
+    "requester: response partial",
+    "requester: exception sensor unplugged",
+  ]);
+  assertEquals(log.entries, []);
+});
+
+test("runDrivingPipe() turns a synchronous throw into the pipe's exception", async () => {
+  const { pipe, log } = setup();
+  const events: PipeEvent<string>[] = [];
+  pipe.onEvent((e) => events.push(e) > 0);
+  await runDrivingPipe(pipe, () => {
+    throw undefined;
+  });
+  assertEquals(events, [{
+    kind: "exception",
+    message: undefined,
+    exception: undefined,
+    isLast: true,
+  }]);
+  assertEquals(log.entries, []);
+});
+
+test("runDrivingPipe() swallows a rejection after the abort, logging only at debug", async () => {
+  const { pipe, trace, record, log } = setup();
+  const off = pipe.onEvent(record("requester"));
+  const done = runDrivingPipe(pipe, async (signal) => {
+    pipe.addResponse("1");
+    await new Promise((_, reject) =>
+      signal.addEventListener("abort", () => reject(new Error("cancelled")))
+    );
+  });
+  await flush();
+  off();
+  await done;
+  assertEquals(trace, ["requester: response 1"]);
+  assertEquals(log.levels(), ["debug"]);
+  assertEquals(
+    log.entries[0][1],
+    'Driver of Pipe { request: "GET /r", callbacks: 1, interests: 1 } stopped after interest ended',
+  );
+  assertEquals((log.entries[0][2] as Error).message, "cancelled");
+});
+
+test("runDrivingPipe() ends a pipe whose driver finished without a final response", async () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  pipe.onInterestEnd(() => trace.push("interest ended"));
+  await runDrivingPipe(pipe, () => {
+    pipe.addResponse("1");
+  }, "counter");
+  assertEquals(trace, [
+    "requester: response 1",
+    "requester: exception Driver of counter ended without a final response",
+    "interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+  assertEquals(log.entries, []);
+});
+
+test("runDrivingPipe() adds nothing after a driver that delivered a final response", async () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  await runDrivingPipe(pipe, async () => {
+    await Promise.resolve();
+    pipe.addResponse("done", true);
+    return "ignored";
+  });
+  assertEquals(trace, ["requester: response done last"]);
+  assertEquals(log.entries, []);
+});
+
+test("runDrivingPipe() does not start a driver when interest ended first", async () => {
+  const { pipe, trace, log } = setup();
+  const off = pipe.onEvent(() => true);
+  const done = runDrivingPipe(pipe, () => {
+    trace.push("driver started");
+  });
+  off();
+  await done;
+  assertEquals(trace, []);
+  assertEquals(log.levels(), ["debug"]);
+
+  // A pipe that nobody is interested in at all.
+  const idle = setup();
+  await runDrivingPipe(idle.pipe, () => {
+    idle.trace.push("driver started");
+  });
+  assertEquals(idle.trace, []);
+});
+
+test("runDrivingPipe() resolves only after the outcome reached the pipe, and never rejects", async () => {
+  await captureReported(async (reported) => {
+    const trace: string[] = [];
+    const failing = {
+      request: "GET /r",
+      log: new RecordingLogger(),
+      addResponse() {},
+      addException(e: unknown) {
+        trace.push(`exception reached: ${(e as Error).message}`);
+        throw new Error("broken pipe implementation");
+      },
+      onInterestEnd() {},
+      onPoke: () => () => {},
+    };
+    const driver = deferred();
+    const done = runDrivingPipe(failing, () => driver.promise).then(
+      () => trace.push("resolved"),
+      () => trace.push("rejected"),
+    );
+    await flush();
+    driver.reject(new Error("boom"));
+    await done;
+    assertEquals(trace, ["exception reached: boom", "resolved"]);
+    assertEquals(reported.map((e) => (e as Error).message), [
+      "broken pipe implementation",
+    ]);
+  });
+});
+
+test("runDrivingPipe() rejects a driver that is not a function", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => true);
+  pipe.onInterestEnd(() => trace.push("interest ended"));
+  assertThrows(
+    () => runDrivingPipe(pipe, "render" as never),
+    TypeError,
+    "runDrivingPipe(): expected a function",
+  );
+  assertThrows(
+    () => runDrivingPipe(pipe, () => {}, 7 as never),
+    TypeError,
+    "name must be a string",
+  );
+  // Nothing was hooked onto the pipe.
+  pipe.addResponse("1", true);
+  assertEquals(trace, ["interest ended"]);
+});
+
+test("runDrivingPipe() drives an IterablePipe until the loop is left", async () => {
+  const pipe = new IterablePipe<string, number>("GET /ticks", {
+    log: new RecordingLogger(),
+  });
+  const trace: string[] = [];
+  const done = runDrivingPipe(pipe, async (signal) => {
+    signal.addEventListener("abort", () => trace.push("signal aborted"));
+    try {
+      for (let tick = 1; !signal.aborted; tick++) {
+        pipe.addResponse(tick);
+        await Promise.resolve();
+      }
+    } finally {
+      trace.push("driver cleaned up");
+    }
+  });
+  for await (const event of pipe) {
+    trace.push(`tick ${event.message}`);
+    if (event.message === 3) break;
+  }
+  trace.push("loop left");
+  await done;
+  assertEquals(trace, [
+    "tick 1",
+    "tick 2",
+    "tick 3",
+    "signal aborted",
+    "driver cleaned up",
+    "loop left",
+  ]);
+});
+
+// --- errorToMessage ----------------------------------------------------------
+
+const ise = () => "5.00 Internal Server Error";
+
+test("errorToMessage() forwards responses with their isLast", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  pipe.onInterestEnd(() => trace.push("interest ended"));
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  assertInstanceOf(inner, Pipe);
+  assertStrictEquals(inner.request, pipe.request);
+  assertStrictEquals(inner.log, log);
+  inner.addResponse("1");
+  inner.addResponse("2", true);
+  inner.addResponse("3");
+  assertEquals(trace, [
+    "requester: response 1",
+    "requester: response 2 last",
+    "interest ended",
+  ]);
+  assertEquals([pipe.ended, inner.ended], [true, true]);
+  assertEquals(log.levels(), ["warn"]); // the response after the end
+});
+
+test("errorToMessage() answers a renderable exception with its own message", () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  class NotFound extends Error {
+    toMessage() {
+      return "4.04 Not Found";
+    }
+  }
+  const error = new NotFound("no such resource");
+  inner.addException(error);
+  assertEquals(trace, ["requester: response 4.04 Not Found last"]);
+  assertEquals(log.entries, [[
+    "info",
+    "Render request raised a renderable error, responding accordingly",
+    error,
+  ]]);
+});
+
+test("errorToMessage() answers a failing toMessage() with internalServerError()", () => {
+  for (const toMessage of [() => null, () => undefined]) {
+    const { pipe, trace, record, log } = setup();
+    pipe.onEvent(record("requester"));
+    const inner = errorToMessage(pipe, { internalServerError: ise });
+    const error = { toMessage };
+    inner.addException(error);
+    assertEquals(trace, [
+      "requester: response 5.00 Internal Server Error last",
+    ]);
+    assertEquals(log.entries, [[
+      "error",
+      "Rendering the renderable exception produced no message",
+      error,
+    ]]);
+  }
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  const failure = new Error("cannot render");
+  inner.addException({
+    toMessage() {
+      throw failure;
+    },
+  });
+  assertEquals(trace, ["requester: response 5.00 Internal Server Error last"]);
+  assertEquals(log.entries, [[
+    "error",
+    "Rendering the renderable exception failed",
+    failure,
+  ]]);
+});
+
+test("errorToMessage() answers any other exception with internalServerError()", () => {
+  for (const exception of [new Error("bug"), undefined, null, "text", 42, {}]) {
+    const { pipe, trace, record } = setup();
+    const log = new RecordingLogger();
+    pipe.onEvent(record("requester"));
+    const inner = errorToMessage(pipe, { internalServerError: ise, log });
+    inner.addException(exception);
+    assertEquals(trace, [
+      "requester: response 5.00 Internal Server Error last",
+    ]);
+    assertEquals(log.entries.length, 1);
+    assertEquals(log.entries[0][0], "error");
+    assertEquals(
+      log.entries[0][1],
+      "An exception occurred while rendering a resource",
+    );
+    assertStrictEquals(log.entries[0][2], exception);
+    assertStrictEquals(inner.log, log);
+  }
+});
+
+test("errorToMessage() forwards loss of interest so the inner driver aborts", async () => {
+  const { pipe, trace } = setup();
+  const off = pipe.onEvent(() => true);
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  inner.onInterestEnd(() => trace.push("inner interest ended"));
+  const done = runDrivingPipe(
+    inner,
+    (signal) =>
+      new Promise((_, reject) =>
+        signal.addEventListener("abort", () => {
+          trace.push(`driver aborted: ${signal.reason.name}`);
+          reject(signal.reason);
+        })
+      ),
+  );
+  await flush();
+  off();
+  await done;
+  assertEquals(trace, ["inner interest ended", "driver aborted: AbortError"]);
+  assertEquals(inner.ended, true);
+});
+
+test("errorToMessage() ends the inner pipe at once when nobody is interested", () => {
+  const { pipe, trace } = setup();
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  assertEquals(inner.ended, true);
+  inner.onInterestEnd(() => trace.push("too late"));
+  assertEquals(trace, ["too late"]);
+});
+
+test("errorToMessage() forwards pokes to the inner pipe's handlers", () => {
+  const { pipe, trace, record } = setup();
+  pipe.onEvent(record("requester"));
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  inner.onPoke(() => {
+    trace.push("inner poked");
+    inner.addResponse("alive");
+  });
+  pipe.poke();
+  assertEquals(trace, ["inner poked", "requester: response alive"]);
+});
+
+test("errorToMessage() works on an IterablePipe", async () => {
+  const log = new RecordingLogger();
+  const pipe = new IterablePipe<string, string>("GET /r", { log });
+  const inner = errorToMessage(pipe, { internalServerError: ise });
+  const trace: string[] = [];
+  inner.onPoke(() => trace.push("inner poked"));
+  pipe.poke();
+  runDrivingPipe(inner, async () => {
+    inner.addResponse("1");
+    await Promise.resolve();
+    throw new Error("crash");
+  });
+  for await (const event of pipe) trace.push(show(event));
+  assertEquals(trace, [
+    "inner poked",
+    "response 1",
+    "response 5.00 Internal Server Error last",
+  ]);
+  assertEquals(log.levels(), ["error"]);
+  assertEquals(inner.ended, true);
+});
+
+test("errorToMessage() rejects options without internalServerError()", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => true);
+  pipe.onInterestEnd(() => trace.push("interest ended"));
+  assertThrows(
+    () => errorToMessage(pipe, {} as never),
+    TypeError,
+    "internalServerError must be a function",
+  );
+  assertThrows(
+    () =>
+      errorToMessage(pipe, {
+        internalServerError: ise,
+        log: { warn() {} } as never,
+      }),
+    TypeError,
+    "log must have a debug() method",
+  );
+  pipe.addResponse("1", true);
+  assertEquals(trace, ["interest ended"]);
+});

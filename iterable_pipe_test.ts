@@ -1,0 +1,396 @@
+import {
+  assertEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "@std/assert";
+import { IterablePipe } from "./iterable_pipe.ts";
+import type { PipeEvent, ResponderPipe } from "./pipe.ts";
+import { test } from "./testing/suite.ts";
+import {
+  captureReported,
+  flush,
+  RecordingLogger,
+  show,
+} from "./testing/helpers.ts";
+
+function setup() {
+  const log = new RecordingLogger();
+  const pipe = new IterablePipe<string, string>("GET /r", { log });
+  const trace: string[] = [];
+  const hook = (name: string) => () => {
+    trace.push(`${name}: interest ended`);
+  };
+  return { log, pipe, trace, hook };
+}
+
+test("IterablePipe() exposes request and log, and logs to the console by default", () => {
+  const log = new RecordingLogger();
+  const request = { path: "/r" };
+  const pipe = new IterablePipe(request, { log });
+  assertStrictEquals(pipe.request, request);
+  assertStrictEquals(pipe.log, log);
+  assertStrictEquals(new IterablePipe("x").log, console);
+  assertStrictEquals(new IterablePipe("x", {}).log, console);
+  assertThrows(
+    () => new IterablePipe("x", { log: {} as Console }),
+    TypeError,
+    "log must have a debug() method",
+  );
+});
+
+test("IterablePipe is a ResponderPipe", () => {
+  const pipe: ResponderPipe<string, string> = new IterablePipe<string, string>(
+    "GET /r",
+    { log: new RecordingLogger() },
+  );
+  assertEquals(
+    ["addResponse", "addException", "onInterestEnd", "onPoke"].map((m) =>
+      typeof (pipe as unknown as Record<string, unknown>)[m]
+    ),
+    ["function", "function", "function", "function"],
+  );
+});
+
+test("IterablePipe yields events added before and during iteration, in order", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  const consumed = (async () => {
+    for await (const event of pipe) trace.push(show(event));
+    trace.push("loop done");
+  })();
+  await flush();
+  assertEquals(trace, ["response 1", "response 2"]);
+  pipe.addResponse("3");
+  await flush();
+  pipe.addResponse("4", true);
+  assertEquals(trace, [
+    "response 1",
+    "response 2",
+    "response 3",
+    "responder: interest ended",
+  ]);
+  await consumed;
+  assertEquals(trace, [
+    "response 1",
+    "response 2",
+    "response 3",
+    "responder: interest ended",
+    "response 4 last",
+    "loop done",
+  ]);
+});
+
+test("IterablePipe yields exceptions as events and then completes", async () => {
+  const { pipe } = setup();
+  pipe.addResponse("1");
+  pipe.addException(undefined);
+  const events: PipeEvent<string>[] = [];
+  for await (const event of pipe) events.push(event);
+  assertEquals(events, [
+    { kind: "response", message: "1", exception: undefined, isLast: false },
+    {
+      kind: "exception",
+      message: undefined,
+      exception: undefined,
+      isLast: true,
+    },
+  ]);
+  assertEquals(events.every(Object.isFrozen), true);
+});
+
+test("IterablePipe can be iterated only once", async () => {
+  const { pipe } = setup();
+  pipe[Symbol.asyncIterator]();
+  assertThrows(
+    () => pipe[Symbol.asyncIterator](),
+    Error,
+    "Cannot iterate an IterablePipe more than once",
+  );
+  const done = new IterablePipe<string, string>("x", {
+    log: new RecordingLogger(),
+  });
+  done.addResponse("only", true);
+  for await (const _ of done) { /* drain */ }
+  await assertRejects(
+    async () => {
+      for await (const _ of done) { /* second loop */ }
+    },
+    Error,
+    "more than once",
+  );
+});
+
+test("IterablePipe ends interest when the final event is added", () => {
+  const { pipe, trace, hook, log } = setup();
+  pipe.onInterestEnd(hook("first"));
+  pipe.onInterestEnd(hook("second"));
+  pipe.addResponse("1");
+  assertEquals(trace, []);
+  pipe.addResponse("2", true);
+  assertEquals(trace, ["first: interest ended", "second: interest ended"]);
+  assertEquals(pipe.ended, true);
+  pipe.addResponse("3");
+  assertEquals(trace.length, 2);
+  assertEquals(log.levels(), ["warn"]);
+});
+
+test("IterablePipe ends interest when the loop is left with break", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  pipe.addResponse("3");
+  for await (const event of pipe) {
+    trace.push(show(event));
+    break;
+  }
+  assertEquals(trace, ["response 1", "responder: interest ended"]);
+  assertEquals(pipe.ended, true);
+});
+
+test("IterablePipe ends interest when the loop body throws", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  await assertRejects(
+    async () => {
+      for await (const event of pipe) {
+        trace.push(show(event));
+        throw new RangeError("consumer gave up");
+      }
+    },
+    RangeError,
+    "consumer gave up",
+  );
+  assertEquals(trace, ["response 1", "responder: interest ended"]);
+});
+
+test("IterablePipe iterator return() ends interest once and releases buffered events", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  const events = pipe[Symbol.asyncIterator]();
+  assertEquals(show((await events.next()).value!), "response 1");
+  assertEquals(await events.return!("bye"), { done: true, value: "bye" });
+  assertEquals(await events.return!(), { done: true, value: undefined });
+  assertEquals(await events.next(), { done: true, value: undefined });
+  assertEquals(trace, ["responder: interest ended"]);
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", ended, buffered: 0 }',
+  );
+});
+
+test("IterablePipe iterator throw() ends interest and rejects with the error", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  const events = pipe[Symbol.asyncIterator]();
+  const reason = new Error("stop");
+  const thrown = await events.throw!(reason).then(
+    () => "resolved",
+    (error) => error,
+  );
+  assertStrictEquals(thrown, reason);
+  assertEquals(await events.next(), { done: true, value: undefined });
+  assertEquals(trace, ["responder: interest ended"]);
+});
+
+test("IterablePipe iterator disposal ends interest like leaving the loop", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  {
+    await using events = pipe[Symbol.asyncIterator]() as
+      & AsyncIterableIterator<PipeEvent<string>>
+      & AsyncDisposable;
+    trace.push(show((await events.next()).value!));
+  }
+  assertEquals(trace, ["response 1", "responder: interest ended"]);
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", ended, buffered: 0 }',
+  );
+});
+
+test("IterablePipe iterator return() releases a pending next()", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  const events = pipe[Symbol.asyncIterator]();
+  const first = events.next();
+  const second = events.next();
+  await events.return!();
+  assertEquals(await first, { done: true, value: undefined });
+  assertEquals(await second, { done: true, value: undefined });
+  assertEquals(trace, ["responder: interest ended"]);
+});
+
+test("IterablePipe serves concurrent next() calls in order", async () => {
+  const { pipe } = setup();
+  const events = pipe[Symbol.asyncIterator]();
+  const pending = [events.next(), events.next(), events.next()];
+  pipe.addResponse("1");
+  pipe.addResponse("2", true);
+  const results = await Promise.all(pending);
+  assertEquals(
+    results.map((r) => r.done ? "done" : show(r.value)),
+    ["response 1", "response 2 last", "done"],
+  );
+});
+
+test("IterablePipe.onInterestEnd() after iteration began runs when interest ends", async () => {
+  const { pipe, trace, hook, log } = setup();
+  pipe.addResponse("1");
+  const events = pipe[Symbol.asyncIterator]();
+  await events.next();
+  pipe.onInterestEnd(hook("late but in time"));
+  assertEquals(trace, []);
+  await events.return!();
+  assertEquals(trace, ["late but in time: interest ended"]);
+  assertEquals(log.entries, []);
+});
+
+test("IterablePipe.onInterestEnd() after interest ended warns and runs at once", () => {
+  const { pipe, trace, hook, log } = setup();
+  pipe.addResponse("1", true);
+  pipe.onInterestEnd(hook("late"));
+  assertEquals(trace, ["late: interest ended"]);
+  assertEquals(log.levels(), ["warn"]);
+  assertEquals(
+    log.entries[0][1],
+    "Interest-end callback registered on an IterablePipe whose interest has ended",
+  );
+  assertThrows(
+    () => pipe.onInterestEnd("nope" as never),
+    TypeError,
+    "IterablePipe.onInterestEnd(): expected a function",
+  );
+});
+
+test("IterablePipe drops events after interest ended, with logging", async () => {
+  const { pipe, log } = setup();
+  const events = pipe[Symbol.asyncIterator]();
+  await events.return!();
+  const late = new Error("late");
+  pipe.addResponse("late response");
+  pipe.addException(late);
+  assertEquals(log.entries, [
+    [
+      "warn",
+      "Response added to an IterablePipe whose interest has ended; dropped",
+      "late response",
+      pipe,
+    ],
+    [
+      "error",
+      "Exception added to an IterablePipe whose interest has ended; dropped",
+      late,
+      pipe,
+    ],
+  ]);
+  assertEquals(await events.next(), { done: true, value: undefined });
+});
+
+test("IterablePipe keeps the final event for the loop after interest ended", async () => {
+  const { pipe, trace, log } = setup();
+  pipe.addResponse("1", true);
+  pipe.addResponse("after final");
+  for await (const event of pipe) trace.push(show(event));
+  assertEquals(trace, ["response 1 last"]);
+  assertEquals(log.levels(), ["warn"]);
+});
+
+test("IterablePipe.addResponse() rejects a non-boolean isLast", () => {
+  const { pipe } = setup();
+  assertThrows(
+    () => pipe.addResponse("x", "yes" as never),
+    TypeError,
+    "Cannot call IterablePipe.addResponse(): isLast must be a boolean",
+  );
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", interested, buffered: 0 }',
+  );
+});
+
+test("IterablePipe.poke() reaches poke handlers until interest ends", async () => {
+  await captureReported(async (reported) => {
+    const { pipe, trace } = setup();
+    pipe.poke();
+    const off = pipe.onPoke(() => trace.push("first"));
+    pipe.onPoke(() => {
+      throw new Error("poke bug");
+    });
+    pipe.onPoke(() => trace.push("third"));
+    pipe.poke();
+    off();
+    pipe.poke();
+    const events = pipe[Symbol.asyncIterator]();
+    await events.return!();
+    pipe.poke();
+    pipe.onPoke(() => trace.push("late"));
+    pipe.poke();
+    assertEquals(trace, ["first", "third", "third"]);
+    assertEquals(reported.map((e) => (e as Error).message), [
+      "poke bug",
+      "poke bug",
+    ]);
+    assertThrows(() => pipe.onPoke(null as never), TypeError);
+  });
+});
+
+test("IterablePipe interest-end callbacks that throw are isolated", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, hook } = setup();
+    pipe.onInterestEnd(() => {
+      throw new Error("hook bug");
+    });
+    pipe.onInterestEnd(hook("second"));
+    pipe.addException(new Error("x")); // does not throw
+    assertEquals(trace, ["second: interest ended"]);
+    assertEquals(reported.map((e) => (e as Error).message), ["hook bug"]);
+  });
+});
+
+test("IterablePipe keeps order through a long queue that never drains", async () => {
+  const { pipe } = setup();
+  const events = pipe[Symbol.asyncIterator]();
+  const got: string[] = [];
+  let added = 0;
+  // Stay 3000 events ahead of the consumer for 10,000 events, so the queue's
+  // head moves far without the queue ever running empty.
+  for (; added < 3000; added++) pipe.addResponse(String(added));
+  while (got.length < 10_000) {
+    const result = await events.next();
+    got.push((result.value as PipeEvent<string>).message as string);
+    if (added < 13_000) pipe.addResponse(String(added++));
+  }
+  assertEquals(got, Array.from({ length: 10_000 }, (_, i) => String(i)));
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", interested, buffered: 3000 }',
+  );
+  await events.return!();
+});
+
+test("IterablePipe shows its state when inspected", () => {
+  const { pipe } = setup();
+  pipe.addResponse("1");
+  const inspect = (pipe as unknown as Record<symbol, unknown>)[
+    Symbol.for("Deno.customInspect")
+  ] as (inspect: (v: unknown) => string, options: unknown) => string;
+  assertEquals(
+    inspect.call(pipe, (v) => `<${v}>`, {}),
+    "IterablePipe { request: <GET /r>, interested, buffered: 1 }",
+  );
+  pipe.addResponse("2", true);
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", ended, buffered: 2 }',
+  );
+});
