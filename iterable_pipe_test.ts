@@ -233,6 +233,7 @@ test("IterablePipe iterator return() releases a pending next()", async () => {
 test("IterablePipe serves concurrent next() calls in order", async () => {
   const { pipe } = setup();
   const events = pipe[Symbol.asyncIterator]();
+  assertStrictEquals(events[Symbol.asyncIterator](), events);
   const pending = [events.next(), events.next(), events.next()];
   pipe.addResponse("1");
   pipe.addResponse("2", true);

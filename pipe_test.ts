@@ -910,3 +910,31 @@ test("Pipe releases its callbacks when it ends", async () => {
     true,
   ]);
 });
+
+test("Pipe shows any kind of request in String()", () => {
+  const log = new RecordingLogger();
+  const shown = [
+    "GET /x",
+    12n,
+    function handler() {},
+    () => {},
+    null,
+    undefined,
+    7,
+    Symbol("s"),
+    new Map(),
+    Object.create(null),
+  ].map((request) => String(new Pipe(request, log)).slice(16, -30));
+  assertEquals(shown, [
+    '"GET /x"',
+    "12n",
+    "[Function handler]",
+    "[Function (anonymous)]",
+    "null",
+    "undefined",
+    "7",
+    "Symbol(s)",
+    "[Map]",
+    "[object]",
+  ]);
+});
