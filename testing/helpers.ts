@@ -92,3 +92,35 @@ export function show(
       return event.kind;
   }
 }
+
+/**
+ * Calls `onError` for errors that reach the runtime uncaught (an `error`
+ * event on the global scope, or Node's `uncaughtException`), keeping them
+ * from ending the run. Returns the function that stops watching, or
+ * `undefined` where the runtime offers no way to watch.
+ */
+export function observeUncaught(
+  onError: (error: unknown) => void,
+): (() => void) | undefined {
+  const g = globalThis as unknown as {
+    addEventListener?: EventTarget["addEventListener"];
+    removeEventListener?: EventTarget["removeEventListener"];
+    process?: {
+      on(event: string, fn: (error: unknown) => void): void;
+      off(event: string, fn: (error: unknown) => void): void;
+    };
+  };
+  if (typeof g.addEventListener === "function") {
+    const listener = (event: Event) => {
+      event.preventDefault();
+      onError((event as ErrorEvent).error);
+    };
+    g.addEventListener("error", listener);
+    return () => g.removeEventListener!("error", listener);
+  }
+  if (typeof g.process?.on === "function") {
+    g.process.on("uncaughtException", onError);
+    return () => g.process!.off("uncaughtException", onError);
+  }
+  return undefined;
+}

@@ -1,0 +1,99 @@
+// Runs the bundled suite (dist/suite.mjs) in workerd, Cloudflare's runtime:
+//   deno run --allow-read --allow-write --allow-net=127.0.0.1 --allow-run \
+//     --allow-env testing/run_workerd.ts
+// A worker listening on 127.0.0.1 runs every case when asked; the last line
+// printed is `workerd: N passed, N failed`. Exits non-zero when workerd is
+// missing, a case fails or none ran. WORKERD names the binary.
+
+const WORKERD = Deno.env.get("WORKERD") ?? "workerd";
+const here = new URL(".", import.meta.url);
+
+function fail(message: string): never {
+  console.error(`workerd: ${message}`);
+  console.log("workerd: 0 passed, 1 failed");
+  Deno.exit(1);
+}
+
+const dir = await Deno.makeTempDir({ prefix: "workerd-suite-" });
+await Deno.copyFile(new URL("../dist/suite.mjs", here), `${dir}/suite.mjs`)
+  .catch(() => fail("dist/suite.mjs is missing (deno task bundle:suite)"));
+await Deno.copyFile(new URL("workerd_worker.mjs", here), `${dir}/worker.mjs`);
+
+// A free port: bind one, note it, let it go.
+const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+const port = (probe.addr as Deno.NetAddr).port;
+probe.close();
+
+await Deno.writeTextFile(
+  `${dir}/config.capnp`,
+  `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .worker)],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+  v8Flags = ["--expose-gc"],
+);
+const worker :Workerd.Worker = (
+  modules = [
+    (name = "worker.mjs", esModule = embed "worker.mjs"),
+    (name = "suite.mjs", esModule = embed "suite.mjs"),
+  ],
+  compatibilityDate = "2025-09-01",
+);
+`,
+);
+
+let child: Deno.ChildProcess;
+try {
+  child = new Deno.Command(WORKERD, {
+    args: ["serve", `${dir}/config.capnp`],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+} catch (error) {
+  fail(`cannot start ${WORKERD}: ${error}`);
+}
+const output = Promise.all([
+  new Response(child.stdout).text(),
+  new Response(child.stderr).text(),
+]);
+
+async function request(path: string, init?: RequestInit): Promise<Response> {
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    try {
+      return await fetch(`http://127.0.0.1:${port}${path}`, init);
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+let exitCode = 1;
+try {
+  const response = await request("/suite");
+  const result = await response.json() as {
+    count: number;
+    passed: number;
+    failed: number;
+    failures: { name: string; error: string }[];
+  };
+  for (const { name, error } of result.failures) {
+    console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
+  }
+  console.log(`workerd: ${result.passed} passed, ${result.failed} failed`);
+  if (result.count === 0 || result.passed === 0) {
+    console.error("workerd: no test case ran");
+  } else if (result.failed === 0) {
+    exitCode = 0;
+  }
+} catch (error) {
+  console.error(`workerd: ${error}`);
+} finally {
+  child.kill("SIGTERM");
+  await child.status;
+  const [out, err] = await output;
+  if (exitCode !== 0) console.error(out + err);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+Deno.exit(exitCode);

@@ -1,0 +1,106 @@
+// Runs the registered cases in any runtime and summarizes them in one line
+// of the form `chromium: 42 passed, 0 failed`.
+
+import type { Case } from "./suite.ts";
+
+/** The outcome of a run. */
+export interface RunResult {
+  passed: number;
+  failed: number;
+  failures: { name: string; error: string }[];
+}
+
+/** How long one case may take before it counts as hanging. */
+const CASE_TIMEOUT_MS = 10_000;
+
+/** Runs `cases` one after another; a case that throws or hangs fails. */
+export async function runCases(
+  cases: readonly Case[],
+  onResult?: (name: string, error: string | undefined) => void,
+): Promise<RunResult> {
+  const result: RunResult = { passed: 0, failed: 0, failures: [] };
+  const unhandled: unknown[] = [];
+  const stopWatching = watchUnhandledRejections(unhandled);
+  try {
+    for (const { name, fn } of cases) {
+      let error: string | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(fn),
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`timed out after ${CASE_TIMEOUT_MS} ms`)),
+              CASE_TIMEOUT_MS,
+            );
+          }),
+        ]);
+        // Let rejections that surface a tick late be counted against it.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (unhandled.length) {
+          error = `unhandled rejection: ${describe(unhandled.splice(0)[0])}`;
+        }
+      } catch (e) {
+        error = describe(e);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (error === undefined) {
+        result.passed++;
+      } else {
+        result.failed++;
+        result.failures.push({ name, error });
+      }
+      onResult?.(name, error);
+    }
+  } finally {
+    stopWatching();
+  }
+  return result;
+}
+
+/** The one closing line: `runtime: N passed, N failed`. */
+export function summaryLine(runtime: string, result: RunResult): string {
+  return `${runtime}: ${result.passed} passed, ${result.failed} failed`;
+}
+
+/** A readable report: failures first, then the closing line. */
+export function report(runtime: string, result: RunResult): string {
+  const lines = result.failures.map(({ name, error }) =>
+    `FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`
+  );
+  lines.push(summaryLine(runtime, result));
+  return lines.join("\n");
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    return error.stack ?? `${error.name}: ${error.message}`;
+  }
+  return String(error);
+}
+
+function watchUnhandledRejections(into: unknown[]): () => void {
+  const g = globalThis as unknown as {
+    addEventListener?: EventTarget["addEventListener"];
+    removeEventListener?: EventTarget["removeEventListener"];
+    process?: {
+      on(event: string, fn: (reason: unknown) => void): void;
+      off(event: string, fn: (reason: unknown) => void): void;
+    };
+  };
+  const onEvent = (event: Event) => {
+    event.preventDefault();
+    into.push((event as PromiseRejectionEvent).reason);
+  };
+  const onNode = (reason: unknown) => into.push(reason);
+  if (g.process?.on) {
+    g.process.on("unhandledRejection", onNode);
+    return () => g.process!.off("unhandledRejection", onNode);
+  }
+  if (typeof g.addEventListener === "function") {
+    g.addEventListener("unhandledrejection", onEvent);
+    return () => g.removeEventListener!("unhandledrejection", onEvent);
+  }
+  return () => {};
+}
