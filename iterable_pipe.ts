@@ -324,6 +324,75 @@ export class IterablePipe<Req, Res>
     return iterator;
   }
 
+  /**
+   * Starts the one iteration this pipe allows as a `ReadableStream` of its
+   * events, for code that speaks web streams (for example, to stream
+   * observation notifications into a `Response` body). The stream closes
+   * after the final event; cancelling it ends interest exactly like leaving
+   * a `for await` loop.
+   *
+   * @returns A stream of the events, pulled one at a time.
+   * @throws {Error} If the pipe is already being iterated or streamed.
+   *
+   * @example Streaming notifications as text lines
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /obs");
+   * pipe.addResponse("20 °C");
+   * pipe.addResponse("21 °C", true);
+   * const lines = pipe.stream().pipeThrough(
+   *   new TransformStream({
+   *     transform(event, controller) {
+   *       controller.enqueue(`${event.message}\n`);
+   *     },
+   *   }),
+   * );
+   * assertEquals(await new Response(lines.pipeThrough(new TextEncoderStream())).text(), "20 °C\n21 °C\n");
+   * ```
+   */
+  stream(): ReadableStream<PipeEvent<Res>> {
+    const iterator = this[Symbol.asyncIterator]();
+    return new ReadableStream<PipeEvent<Res>>({
+      async pull(controller) {
+        const result = await iterator.next();
+        if (result.done) controller.close();
+        else controller.enqueue(result.value);
+      },
+      async cancel() {
+        await iterator.return!();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Ends interest, as leaving the loop does, and releases buffered events:
+   * `await using pipe = new IterablePipe(…)` ends interest at the end of the
+   * block. A later iteration yields nothing.
+   *
+   * @returns A promise that resolves once interest-end callbacks have run.
+   *
+   * @example Ending interest at the end of a block
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const trace: string[] = [];
+   * {
+   *   await using pipe = new IterablePipe<string, string>("GET /obs");
+   *   pipe.onInterestEnd(() => trace.push("interest ended"));
+   *   pipe.addResponse("never read");
+   *   trace.push("leaving the block");
+   * }
+   * assertEquals(trace, ["leaving the block", "interest ended"]);
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#leave();
+    return Promise.resolve();
+  }
+
   #next(): Promise<IteratorResult<PipeEvent<Res>>> {
     if (this.#head < this.#queue.length) {
       return Promise.resolve({ done: false, value: this.#take() });

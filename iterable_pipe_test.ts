@@ -396,3 +396,63 @@ test("IterablePipe shows its state when inspected", () => {
     'IterablePipe { request: "GET /r", ended, buffered: 2 }',
   );
 });
+
+// --- Web streams and disposal ------------------------------------------------
+
+test("IterablePipe.stream() yields every event and closes after the final one", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  const reader = pipe.stream().getReader();
+  trace.push(show((await reader.read()).value!));
+  const pending = reader.read();
+  pipe.addResponse("2");
+  trace.push(show((await pending).value!));
+  pipe.addException(new Error("boom"));
+  trace.push(show((await reader.read()).value!));
+  const end = await reader.read();
+  trace.push(`done=${end.done}`);
+  assertEquals(trace, [
+    "response 1",
+    "response 2",
+    "responder: interest ended",
+    "exception boom",
+    "done=true",
+  ]);
+});
+
+test("IterablePipe.stream() cancel ends interest like leaving the loop", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  const reader = pipe.stream().getReader();
+  trace.push(show((await reader.read()).value!));
+  await reader.cancel("enough");
+  pipe.addResponse("3");
+  assertEquals(trace, ["response 1", "responder: interest ended"]);
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", ended, buffered: 0 }',
+  );
+  assertEquals(await reader.closed.then(() => "closed"), "closed");
+});
+
+test("IterablePipe.stream() shares the one iteration the pipe allows", () => {
+  const { pipe } = setup();
+  pipe.stream();
+  assertThrows(() => pipe.stream(), Error, "more than once");
+  assertThrows(() => pipe[Symbol.asyncIterator](), Error, "more than once");
+});
+
+test("IterablePipe disposal ends interest and releases buffered events", async () => {
+  const { pipe, trace, hook } = setup();
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  // What `await using pipe = …` does at the end of its block.
+  await pipe[Symbol.asyncDispose]();
+  await pipe[Symbol.asyncDispose]();
+  pipe.addResponse("2");
+  for await (const event of pipe) trace.push(show(event));
+  assertEquals(trace, ["responder: interest ended"]);
+});

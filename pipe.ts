@@ -161,6 +161,30 @@ export interface ResponderPipe<Req, Res> {
   onPoke(handler: () => void): () => void;
 }
 
+/**
+ * Options for {@linkcode Pipe.prototype.onEvent}, the `addEventListener`
+ * style alternative to the boolean `isInterest`.
+ */
+export interface OnEventOptions {
+  /**
+   * Whether the callback counts as interest in responses.
+   *
+   * @default {true}
+   */
+  isInterest?: boolean;
+  /** Unregisters the callback when aborted, as `addEventListener` does. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Unregisters a callback when called. It is also disposable, so
+ * `using off = pipe.onEvent(…)` unregisters at the end of the block.
+ */
+export interface Unregister extends Disposable {
+  /** Unregisters the callback; idempotent. */
+  (): void;
+}
+
 interface Entry<Res> {
   /** The callback; `undefined` once it has been removed. */
   fn: EventCallback<Res> | (() => void) | undefined;
@@ -168,10 +192,24 @@ interface Entry<Res> {
   interest: boolean;
   /** Whether it is an interest-end callback, called only on a final event. */
   hook: boolean;
+  /** Detaches from the callback's abort signal, if it has one. */
+  detach: (() => void) | undefined;
 }
 
 const NO_ENTRIES: never[] = [];
-const noop = (): void => {};
+
+/** `Symbol.dispose` where the platform has it. */
+const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
+
+/** Makes `fn` an {@linkcode Unregister}: disposing it calls it. */
+function disposable(fn: () => void): Unregister {
+  if (dispose !== undefined) {
+    (fn as unknown as Record<symbol, unknown>)[dispose] = fn;
+  }
+  return fn as Unregister;
+}
+
+const noop: Unregister = disposable((): void => {});
 
 /**
  * The meeting point between one request and the responses that come back on
@@ -261,13 +299,19 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    * the end-of-interest event. Registering on an ended pipe logs a warning
    * and delivers the end-of-interest event at once (aiocoap crashes here).
    *
+   * Instead of the boolean, `options` may be an object with `isInterest`
+   * and a `signal` whose abort unregisters the callback, the way
+   * `addEventListener` does; with a signal that has already aborted, nothing
+   * is registered.
+   *
    * @param callback Called with each event.
-   * @param isInterest Whether the callback counts as interest in responses.
-   * @returns A function that unregisters the callback. It is idempotent and
-   * does nothing once the pipe has ended. Removing the last interested
-   * callback ends the pipe.
-   * @throws {TypeError} If `callback` is not a function or `isInterest` is
-   * not a boolean.
+   * @param options Whether the callback counts as interest in responses, or
+   * an {@linkcode OnEventOptions} object.
+   * @returns A function that unregisters the callback, also disposable
+   * (`using off = pipe.onEvent(…)`). It is idempotent and does nothing once
+   * the pipe has ended. Removing the last interested callback ends the pipe.
+   * @throws {TypeError} If `callback` is not a function, `isInterest` is not
+   * a boolean, or `signal` is not an `AbortSignal`.
    *
    * @example Unregistering the last interest ends the pipe
    * ```ts
@@ -286,9 +330,20 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    * ]);
    * ```
    */
-  onEvent(callback: EventCallback<Res>, isInterest = true): () => void {
+  onEvent(
+    callback: EventCallback<Res>,
+    options: boolean | OnEventOptions = true,
+  ): Unregister {
     assertFunction(callback, "Pipe.onEvent()");
+    let isInterest = options;
+    let signal: AbortSignal | undefined;
+    if (typeof options === "object" && options !== null) {
+      isInterest = options.isInterest ?? true;
+      signal = options.signal;
+      assertSignal(signal, "Pipe.onEvent()");
+    }
     assertBoolean(isInterest, "isInterest", "Pipe.onEvent()");
+    if (signal?.aborted) return noop;
     if (this.#ended) {
       this.log.warn(
         "Event callback registered on a pipe that has already ended",
@@ -299,12 +354,19 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     }
     const entry: Entry<Res> = {
       fn: callback,
-      interest: isInterest,
+      interest: isInterest as boolean,
       hook: false,
+      detach: undefined,
     };
     this.#entries.push(entry);
     if (isInterest) this.#interests++;
-    return () => this.#remove(entry);
+    const unregister = disposable(() => this.#remove(entry));
+    if (signal !== undefined) {
+      const onAbort = () => unregister();
+      signal.addEventListener("abort", onAbort, { once: true });
+      entry.detach = () => signal.removeEventListener("abort", onAbort);
+    }
+    return unregister;
   }
 
   /**
@@ -341,7 +403,12 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     } else if (this.#interests === 0) {
       invoke(callback);
     } else {
-      this.#entries.push({ fn: callback, interest: false, hook: true });
+      this.#entries.push({
+        fn: callback,
+        interest: false,
+        hook: true,
+        detach: undefined,
+      });
     }
   }
 
@@ -481,8 +548,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
         if (fn === undefined) continue;
         if (entry.hook) {
           if (last) {
-            entry.fn = undefined;
-            this.#removed++;
+            this.#drop(entry);
             invoke(fn as () => void);
           }
           continue;
@@ -496,11 +562,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
         }
         // Unlike aiocoap, a final event removes every callback it reached,
         // whatever it returned: nobody gets a second isLast event.
-        if ((!keep || last) && entry.fn !== undefined) {
-          entry.fn = undefined;
-          this.#removed++;
-          if (entry.interest) this.#interests--;
-        }
+        if ((!keep || last) && entry.fn !== undefined) this.#drop(entry);
       }
     } finally {
       this.#delivering = false;
@@ -509,11 +571,20 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     else if (this.#removed !== 0) this.#compact();
   }
 
-  #remove(entry: Entry<Res>): void {
-    if (entry.fn === undefined || this.#ended) return;
+  /** Removes a live entry: it is never called again. */
+  #drop(entry: Entry<Res>): void {
     entry.fn = undefined;
     this.#removed++;
     if (entry.interest) this.#interests--;
+    if (entry.detach !== undefined) {
+      entry.detach();
+      entry.detach = undefined;
+    }
+  }
+
+  #remove(entry: Entry<Res>): void {
+    if (entry.fn === undefined || this.#ended) return;
+    this.#drop(entry);
     // During delivery, #dispatch ends or compacts the pipe once it is done.
     if (this.#delivering) return;
     if (this.#interests === 0) this.#end();
@@ -538,7 +609,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
       for (const entry of entries) {
         const fn = entry.fn;
         if (fn === undefined) continue;
-        entry.fn = undefined;
+        this.#drop(entry);
         if (entry.hook) invoke(fn as () => void);
         else invokeWithEvent(fn as EventCallback<Res>, END_EVENT);
       }
@@ -572,6 +643,19 @@ function invokeWithEvent<Res>(
     callback(event);
   } catch (error) {
     reportCallbackError(error);
+  }
+}
+
+function assertSignal(signal: unknown, where: string): void {
+  if (
+    signal !== undefined &&
+    (typeof signal !== "object" || signal === null ||
+      typeof (signal as AbortSignal).addEventListener !== "function" ||
+      typeof (signal as AbortSignal).aborted !== "boolean")
+  ) {
+    throw new TypeError(
+      `Cannot call ${where}: signal must be an AbortSignal`,
+    );
   }
 }
 

@@ -938,3 +938,155 @@ test("Pipe shows any kind of request in String()", () => {
     "[object]",
   ]);
 });
+
+// --- Disposal and AbortSignal -------------------------------------------------
+
+/** An AbortSignal stand-in that shows its listeners. */
+function countingSignal() {
+  const controller = new AbortController();
+  const listeners = new Set<EventListenerOrEventListenerObject>();
+  const signal = {
+    get aborted() {
+      return controller.signal.aborted;
+    },
+    addEventListener(
+      type: string,
+      listener: EventListenerOrEventListenerObject,
+      options?: AddEventListenerOptions,
+    ) {
+      listeners.add(listener);
+      controller.signal.addEventListener(type, listener, options);
+    },
+    removeEventListener(
+      type: string,
+      listener: EventListenerOrEventListenerObject,
+    ) {
+      listeners.delete(listener);
+      controller.signal.removeEventListener(type, listener);
+    },
+  } as unknown as AbortSignal;
+  return { signal, listeners, abort: () => controller.abort() };
+}
+
+test("Pipe.onEvent() returns an unregister function that is also disposable", () => {
+  const { pipe, trace, record, hook } = setup();
+  const off = pipe.onEvent(record("a"));
+  pipe.onEvent(record("observer"), false);
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  // What `using off = pipe.onEvent(…)` does at the end of its block.
+  off[Symbol.dispose]();
+  off[Symbol.dispose]();
+  assertEquals(trace, [
+    "a: response 1",
+    "observer: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+  ]);
+  // The no-op returned by an ended pipe is disposable too.
+  const late = pipe.onEvent(record("late"));
+  late[Symbol.dispose]();
+  assertEquals(trace.at(-1), "late: interestEnd");
+});
+
+test("Pipe.onEvent() accepts an options object with isInterest", () => {
+  const { pipe, trace, record, hook } = setup();
+  pipe.onEvent(record("observer"), { isInterest: false });
+  const off = pipe.onEvent(record("a", false), {});
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  off();
+  assertEquals(trace, [
+    "observer: response 1",
+    "a: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+  ]);
+  assertThrows(
+    () => pipe.onEvent(() => true, { isInterest: 1 as never }),
+    TypeError,
+    "isInterest must be a boolean",
+  );
+});
+
+test("Pipe.onEvent() unregisters the callback when its signal aborts", () => {
+  const { pipe, trace, record, hook } = setup();
+  const controller = new AbortController();
+  pipe.onEvent(record("a"), { signal: controller.signal });
+  pipe.onEvent(record("observer"), { isInterest: false });
+  pipe.onInterestEnd(hook("responder"));
+  pipe.addResponse("1");
+  controller.abort();
+  pipe.addResponse("2");
+  assertEquals(trace, [
+    "a: response 1",
+    "observer: response 1",
+    "observer: interestEnd",
+    "responder: interest ended",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+test("Pipe.onEvent() with an aborted signal registers nothing", () => {
+  const { pipe, trace, record, hook } = setup();
+  const signal = AbortSignal.abort();
+  const off = pipe.onEvent(record("a"), { signal });
+  pipe.onInterestEnd(hook("responder")); // no interest: at once
+  pipe.addResponse("1");
+  off();
+  assertEquals(trace, ["responder: interest ended"]);
+});
+
+test("Pipe.onEvent() lets go of its signal whenever the callback goes", () => {
+  const { pipe, trace, record } = setup();
+  const bySignal = countingSignal();
+  const byReturn = countingSignal();
+  const byUnregister = countingSignal();
+  const byFinal = countingSignal();
+  const byEnd = countingSignal();
+  pipe.onEvent(record("signal"), { signal: bySignal.signal });
+  pipe.onEvent(record("return", false), { signal: byReturn.signal });
+  const off = pipe.onEvent(record("off"), { signal: byUnregister.signal });
+  pipe.onEvent(record("final"), { signal: byFinal.signal });
+  const counts = () =>
+    [bySignal, byReturn, byUnregister, byFinal].map((s) => s.listeners.size);
+  assertEquals(counts(), [1, 1, 1, 1]);
+  bySignal.abort();
+  pipe.addResponse("1");
+  off();
+  assertEquals(counts(), [0, 0, 0, 1]);
+  pipe.addResponse("2", true);
+  assertEquals(counts(), [0, 0, 0, 0]);
+  assertEquals(trace, [
+    "return: response 1",
+    "off: response 1",
+    "final: response 1",
+    "final: response 2 last",
+  ]);
+
+  // A non-interest callback with a signal, dropped by the end of interest.
+  const other = setup();
+  const stop = other.pipe.onEvent(() => true);
+  other.pipe.onEvent(other.record("observer"), {
+    isInterest: false,
+    signal: byEnd.signal,
+  });
+  assertEquals(byEnd.listeners.size, 1);
+  stop();
+  assertEquals(byEnd.listeners.size, 0);
+  byEnd.abort();
+  assertEquals(other.trace, ["observer: interestEnd"]);
+});
+
+test("Pipe.onEvent() rejects a signal that is not an AbortSignal", () => {
+  const { pipe, trace, hook } = setup();
+  for (const bad of [null, 1, {}, { aborted: false }]) {
+    assertThrows(
+      () => pipe.onEvent(() => true, { signal: bad as never }),
+      TypeError,
+      "Cannot call Pipe.onEvent(): signal must be an AbortSignal",
+    );
+  }
+  pipe.onInterestEnd(hook("responder"));
+  assertEquals(trace, ["responder: interest ended"]);
+});
