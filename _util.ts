@@ -4,6 +4,7 @@
 import type {
   ExceptionEvent,
   InterestEndEvent,
+  Logger,
   ResponseEvent,
 } from "./pipe.ts";
 
@@ -36,6 +37,35 @@ export function exceptionEvent(exception: unknown): ExceptionEvent {
     exception,
     isLast: true,
   });
+}
+
+/** Logs a response added to an ended pipe, which drops it. */
+export function lateResponse(pipe: { log: Logger }, response: unknown): void {
+  pipe.log.warn(
+    "Response added to a pipe that has already ended; dropped",
+    response,
+    pipe,
+  );
+}
+
+/** Logs an exception added to an ended pipe, which drops it. */
+export function lateException(
+  pipe: { log: Logger },
+  exception: unknown,
+): void {
+  pipe.log.error(
+    "Exception added to a pipe that has already ended; dropped",
+    exception,
+    pipe,
+  );
+}
+
+/** Warns of an interest-end callback registered on an ended pipe. */
+export function lateHook(pipe: { log: Logger }): void {
+  pipe.log.warn(
+    "Interest-end callback registered on a pipe that has already ended",
+    pipe,
+  );
 }
 
 /**
@@ -106,9 +136,7 @@ export function assertLogger(log: unknown, where: string): void {
 }
 
 function describeType(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value;
+  return value === null ? "null" : typeof value;
 }
 
 /**
@@ -144,24 +172,15 @@ export class PokeHandlers {
 
 /** Formats a value for messages when no inspector is at hand. */
 export function preview(value: unknown): string {
-  switch (typeof value) {
-    case "string":
-      return JSON.stringify(value);
-    case "bigint":
-      return `${value}n`;
-    case "function":
-      return `[Function ${value.name || "(anonymous)"}]`;
-    case "object": {
-      if (value === null) return "null";
-      const name = (value as { constructor?: { name?: unknown } }).constructor
-        ?.name;
-      return typeof name === "string" && name !== "" && name !== "Object"
-        ? `[${name}]`
-        : "[object]";
-    }
-    default:
-      return String(value);
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") {
+    return `[Function ${value.name || "(anonymous)"}]`;
   }
+  if (typeof value === "object" && value !== null) {
+    const name = value.constructor?.name;
+    return `[${name && name !== "Object" ? name : "object"}]`;
+  }
+  return typeof value === "bigint" ? `${value}n` : String(value);
 }
 
 type Inspect = (value: unknown, options?: unknown) => string;

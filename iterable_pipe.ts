@@ -7,6 +7,9 @@ import {
   defineInspect,
   exceptionEvent,
   invoke,
+  lateException,
+  lateHook,
+  lateResponse,
   PokeHandlers,
   responseEvent,
 } from "./_util.ts";
@@ -143,11 +146,7 @@ export class IterablePipe<Req, Res>
   addResponse(response: Res, isLast = false): void {
     assertBoolean(isLast, "isLast", "IterablePipe.addResponse()");
     if (this.#hooks === undefined) {
-      this.log.warn(
-        "Response added to an IterablePipe whose interest has ended; dropped",
-        response,
-        this,
-      );
+      lateResponse(this, response);
       return;
     }
     this.#push(responseEvent(response, isLast));
@@ -174,11 +173,7 @@ export class IterablePipe<Req, Res>
    */
   addException(exception: unknown): void {
     if (this.#hooks === undefined) {
-      this.log.error(
-        "Exception added to an IterablePipe whose interest has ended; dropped",
-        exception,
-        this,
-      );
+      lateException(this, exception);
       return;
     }
     this.#push(exceptionEvent(exception));
@@ -208,10 +203,7 @@ export class IterablePipe<Req, Res>
   onInterestEnd(callback: () => void): void {
     assertFunction(callback, "IterablePipe.onInterestEnd()");
     if (this.#hooks === undefined) {
-      this.log.warn(
-        "Interest-end callback registered on an IterablePipe whose interest has ended",
-        this,
-      );
+      lateHook(this);
       invoke(callback);
     } else {
       this.#hooks.push(callback);

@@ -265,7 +265,7 @@ test("IterablePipe.onInterestEnd() after interest ended warns and runs at once",
   assertEquals(log.levels(), ["warn"]);
   assertEquals(
     log.entries[0][1],
-    "Interest-end callback registered on an IterablePipe whose interest has ended",
+    "Interest-end callback registered on a pipe that has already ended",
   );
   assertThrows(
     () => pipe.onInterestEnd("nope" as never),
@@ -284,13 +284,13 @@ test("IterablePipe drops events after interest ended, with logging", async () =>
   assertEquals(log.entries, [
     [
       "warn",
-      "Response added to an IterablePipe whose interest has ended; dropped",
+      "Response added to a pipe that has already ended; dropped",
       "late response",
       pipe,
     ],
     [
       "error",
-      "Exception added to an IterablePipe whose interest has ended; dropped",
+      "Exception added to a pipe that has already ended; dropped",
       late,
       pipe,
     ],

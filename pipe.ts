@@ -8,6 +8,9 @@ import {
   END_EVENT,
   exceptionEvent,
   invoke,
+  lateException,
+  lateHook,
+  lateResponse,
   PokeHandlers,
   reportCallbackError,
   responseEvent,
@@ -395,10 +398,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
   onInterestEnd(callback: () => void): void {
     assertFunction(callback, "Pipe.onInterestEnd()");
     if (this.#ended) {
-      this.log.warn(
-        "Interest-end callback registered on a pipe that has already ended",
-        this,
-      );
+      lateHook(this);
       invoke(callback);
     } else if (this.#interests === 0) {
       invoke(callback);
@@ -490,11 +490,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     assertBoolean(isLast, "isLast", "Pipe.addResponse()");
     if (this.#delivering) throw reentrant("a response");
     if (this.#ended) {
-      this.log.warn(
-        "Response added to a pipe that has already ended; dropped",
-        response,
-        this,
-      );
+      lateResponse(this, response);
       return;
     }
     this.#dispatch(responseEvent(response, isLast));
@@ -525,11 +521,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
   addException(exception: unknown): void {
     if (this.#delivering) throw reentrant("an exception");
     if (this.#ended) {
-      this.log.error(
-        "Exception added to a pipe that has already ended; dropped",
-        exception,
-        this,
-      );
+      lateException(this, exception);
       return;
     }
     this.#dispatch(exceptionEvent(exception));

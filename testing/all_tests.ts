@@ -6,3 +6,4 @@ import "../driving_test.ts";
 
 export { cases } from "./suite.ts";
 export { report, runCases, summaryLine } from "./runner.ts";
+export * from "../mod.ts";

@@ -95,7 +95,7 @@ try {
 }
 const stderr = new Response(child.stderr).text();
 
-let timer: number | undefined;
+let timer: ReturnType<typeof setTimeout> | undefined;
 const result = await Promise.race([
   outcome,
   child.status.then((status) =>

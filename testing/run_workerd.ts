@@ -69,6 +69,42 @@ async function request(path: string, init?: RequestInit): Promise<Response> {
   }
 }
 
+/**
+ * Reads three notifications of an observation the worker streams into its
+ * response body, cancels the body, and checks that the worker's driver saw
+ * its signal abort and cleaned up.
+ */
+async function streamedObservation(): Promise<boolean> {
+  const response = await request("/observe");
+  const lines = response.body!.pipeThrough(new TextDecoderStream());
+  const reader = lines.getReader();
+  let text = "";
+  while (text.split("\n").length <= 3) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  await reader.cancel();
+  const got = text.split("\n").slice(0, 3);
+  console.log(`workerd: streamed ${got.join(" ")}, then cancelled the body`);
+  const deadline = Date.now() + 10_000;
+  let log: string[] = [];
+  while (Date.now() < deadline) {
+    log = await (await request("/observe/log")).json();
+    if (log.includes("driver cleaned up")) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const after = log.slice(log.findIndex((l) => l.startsWith("driver aborted")));
+  console.log(`workerd: the worker's driver: ${log.join(", ")}`);
+  const ok = got.join(" ") === '{"n":1} {"n":2} {"n":3}' &&
+    after[0] === "driver aborted: AbortError" &&
+    after.at(-1) === "driver cleaned up";
+  if (!ok) {
+    console.error("workerd: the streamed observation did not end as expected");
+  }
+  return ok;
+}
+
 let exitCode = 1;
 try {
   const response = await request("/suite");
@@ -81,10 +117,11 @@ try {
   for (const { name, error } of result.failures) {
     console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
   }
+  const streamed = await streamedObservation();
   console.log(`workerd: ${result.passed} passed, ${result.failed} failed`);
   if (result.count === 0 || result.passed === 0) {
     console.error("workerd: no test case ran");
-  } else if (result.failed === 0) {
+  } else if (result.failed === 0 && streamed) {
     exitCode = 0;
   }
 } catch (error) {
