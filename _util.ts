@@ -8,35 +8,79 @@ import type {
   ResponseEvent,
 } from "./pipe.ts";
 
-/** The one end-of-interest event; events are frozen, so it can be shared. */
-export const END_EVENT: InterestEndEvent = Object.freeze({
-  kind: "interestEnd",
-  message: undefined,
-  exception: undefined,
-  isLast: true,
-});
+/**
+ * The class behind every event: read-only accessors over private fields.
+ * Building one costs about a third of a frozen object literal, and nothing
+ * can change it; `toJSON()` gives a plain copy.
+ */
+class PipeEventImpl {
+  readonly #kind: string;
+  readonly #message: unknown;
+  readonly #exception: unknown;
+  readonly #isLast: boolean;
 
-/** Builds a frozen response event. */
+  constructor(
+    kind: string,
+    message: unknown,
+    exception: unknown,
+    isLast: boolean,
+  ) {
+    this.#kind = kind;
+    this.#message = message;
+    this.#exception = exception;
+    this.#isLast = isLast;
+  }
+  get kind(): string {
+    return this.#kind;
+  }
+  get message(): unknown {
+    return this.#message;
+  }
+  get exception(): unknown {
+    return this.#exception;
+  }
+  get isLast(): boolean {
+    return this.#isLast;
+  }
+  toJSON(): object {
+    return {
+      kind: this.#kind,
+      message: this.#message,
+      exception: this.#exception,
+      isLast: this.#isLast,
+    };
+  }
+}
+
+/** The one end-of-interest event; events are immutable, so it is shared. */
+export const END_EVENT: InterestEndEvent = new PipeEventImpl(
+  "interestEnd",
+  undefined,
+  undefined,
+  true,
+) as unknown as InterestEndEvent;
+
+/** Builds a response event. */
 export function responseEvent<Res>(
   message: Res,
   isLast: boolean,
 ): ResponseEvent<Res> {
-  return Object.freeze({
-    kind: "response",
+  return new PipeEventImpl(
+    "response",
     message,
-    exception: undefined,
+    undefined,
     isLast,
-  });
+  ) as unknown as ResponseEvent<Res>;
 }
 
-/** Builds a frozen exception event. */
+/** Builds an exception event. */
 export function exceptionEvent(exception: unknown): ExceptionEvent {
-  return Object.freeze({
-    kind: "exception",
-    message: undefined,
+  return new PipeEventImpl(
+    "exception",
+    undefined,
     exception,
-    isLast: true,
-  });
+    true,
+  ) as unknown as ExceptionEvent;
 }
 
 /** Logs a response added to an ended pipe, which drops it. */
@@ -119,19 +163,26 @@ export function assertBoolean(
   }
 }
 
-const LOG_METHODS = ["debug", "info", "warn", "error"] as const;
-
 /** Throws a `TypeError` unless `log` has console-style logging methods. */
 export function assertLogger(log: unknown, where: string): void {
-  for (const method of LOG_METHODS) {
-    if (
-      typeof log !== "object" && typeof log !== "function" || log === null ||
-      typeof (log as Record<string, unknown>)[method] !== "function"
-    ) {
-      throw new TypeError(
-        `Cannot create ${where}: log must have a ${method}() method`,
-      );
-    }
+  if (log === console) return;
+  const l = (typeof log === "object" || typeof log === "function") &&
+      log !== null
+    ? log as Record<string, unknown>
+    : {};
+  const missing = typeof l.debug !== "function"
+    ? "debug"
+    : typeof l.info !== "function"
+    ? "info"
+    : typeof l.warn !== "function"
+    ? "warn"
+    : typeof l.error !== "function"
+    ? "error"
+    : undefined;
+  if (missing !== undefined) {
+    throw new TypeError(
+      `Cannot create ${where}: log must have a ${missing}() method`,
+    );
   }
 }
 
@@ -215,3 +266,8 @@ export function defineInspect<T extends object>(
     },
   });
 }
+
+defineInspect(
+  PipeEventImpl.prototype,
+  (event, format) => format(event.toJSON()),
+);

@@ -130,7 +130,7 @@ test("runDrivingPipe() turns a synchronous throw into the pipe's exception", asy
   await runDrivingPipe(pipe, () => {
     throw undefined;
   });
-  assertEquals(events, [{
+  assertEquals(events.map((e) => e.toJSON()), [{
     kind: "exception",
     message: undefined,
     exception: undefined,

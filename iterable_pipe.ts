@@ -14,6 +14,7 @@ import {
   responseEvent,
 } from "./_util.ts";
 import type { Logger, PipeEvent, ResponderPipe } from "./pipe.ts";
+import { Queue } from "./_queue.ts";
 
 /** Options for {@linkcode IterablePipe}. */
 export interface IterablePipeOptions {
@@ -23,12 +24,24 @@ export interface IterablePipeOptions {
    * @default {console}
    */
   log?: Logger;
+  /**
+   * How many non-final events may wait for a lagging consumer. When that
+   * many wait, a new non-final event replaces the oldest waiting one
+   * (observation semantics: the newest state wins), and
+   * {@linkcode IterablePipe.prototype.dropped} counts it. A final response
+   * or an exception is never dropped and never blocked.
+   *
+   * @default {Infinity}
+   */
+  maxBuffered?: number;
 }
 
-/** Drained slots at the head of the queue before it is compacted. */
-const COMPACT_AFTER = 1024;
-
 const noop = (): void => {};
+
+/** The final event in the queue, told apart from response messages. */
+class Final {
+  constructor(readonly event: PipeEvent<unknown>) {}
+}
 
 /** `Symbol.asyncDispose` where the platform has it. */
 const asyncDispose: symbol | undefined =
@@ -88,9 +101,16 @@ export class IterablePipe<Req, Res>
   /** Where the pipe logs dropped events and similar trouble. */
   readonly log: Logger;
 
-  /** Events not yet consumed, from `#head` on. */
-  #queue: (PipeEvent<Res> | undefined)[] = [];
-  #head = 0;
+  /**
+   * What the consumer has not taken yet: response messages, then at most one
+   * {@linkcode Final}. Events are built as they are taken, so a long buffer
+   * holds no wrappers for the garbage collector to trace.
+   */
+  #queue: Queue<Res | Final> = new Queue();
+  readonly #max: number;
+  #dropped = 0;
+  /** Producers waiting for room, from `ready`. */
+  #roomWaiters: (() => void)[] = [];
   /** Resolvers of `next()` calls waiting for an event. */
   #waiters: ((result: IteratorResult<PipeEvent<Res>>) => void)[] = [];
   /** Interest-end callbacks; `undefined` once interest has ended. */
@@ -108,10 +128,76 @@ export class IterablePipe<Req, Res>
    * @throws {TypeError} If `options.log` lacks a logging method.
    */
   constructor(request: Req, options: IterablePipeOptions = {}) {
-    const log = options.log ?? console;
+    const { log = console, maxBuffered = Infinity } = options;
     assertLogger(log, "an IterablePipe");
+    if (typeof maxBuffered !== "number") {
+      throw new TypeError(
+        `Cannot create an IterablePipe: maxBuffered must be a number, got ${typeof maxBuffered}`,
+      );
+    }
+    if (
+      !(maxBuffered >= 1) ||
+      (maxBuffered !== Infinity && !Number.isInteger(maxBuffered))
+    ) {
+      throw new RangeError(
+        `Cannot create an IterablePipe: maxBuffered must be a positive integer or Infinity, got ${maxBuffered}`,
+      );
+    }
     this.request = request;
     this.log = log;
+    this.#max = maxBuffered;
+  }
+
+  /**
+   * How many non-final events were dropped because `maxBuffered` of them
+   * were already waiting.
+   */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Room left for non-final events before the oldest waiting one is
+   * dropped, like a WHATWG stream controller's `desiredSize`: `Infinity`
+   * without `maxBuffered`, and 0 once interest has ended.
+   */
+  get desiredSize(): number {
+    return this.#hooks === undefined ? 0 : this.#max - this.#queue.size;
+  }
+
+  /**
+   * A promise for producers that can wait: it resolves at once while there
+   * is room (`desiredSize > 0`), otherwise when the consumer takes an event,
+   * and in any case when interest ends (check
+   * {@linkcode IterablePipe.prototype.ended} after waiting). It never
+   * rejects.
+   *
+   * @example A producer that waits instead of dropping
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, number>("GET /log", {
+   *   maxBuffered: 2,
+   * });
+   * const producing = (async () => {
+   *   for (let n = 1; n <= 5; n++) {
+   *     await pipe.ready;
+   *     if (pipe.ended) return;
+   *     pipe.addResponse(n, n === 5);
+   *   }
+   * })();
+   * const got: unknown[] = [];
+   * for await (const event of pipe) got.push(event.message);
+   * await producing;
+   * assertEquals([got, pipe.dropped], [[1, 2, 3, 4, 5], 0]);
+   * ```
+   */
+  get ready(): Promise<void> {
+    if (this.#hooks === undefined || this.#queue.size < this.#max) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#roomWaiters.push(resolve));
   }
 
   /**
@@ -149,7 +235,21 @@ export class IterablePipe<Req, Res>
       lateResponse(this, response);
       return;
     }
-    this.#push(responseEvent(response, isLast));
+    if (isLast) {
+      this.#pushFinal(responseEvent(response, true));
+    } else if (this.#waiters.length !== 0) {
+      this.#waiters.shift()!({
+        done: false,
+        value: responseEvent(response, false),
+      });
+    } else {
+      // With interest, the queue holds only response messages.
+      if (this.#queue.size >= this.#max) {
+        this.#queue.shift();
+        this.#dropped++;
+      }
+      this.#queue.push(response);
+    }
   }
 
   /**
@@ -176,7 +276,7 @@ export class IterablePipe<Req, Res>
       lateException(this, exception);
       return;
     }
-    this.#push(exceptionEvent(exception));
+    this.#pushFinal(exceptionEvent(exception));
   }
 
   /**
@@ -386,7 +486,7 @@ export class IterablePipe<Req, Res>
   }
 
   #next(): Promise<IteratorResult<PipeEvent<Res>>> {
-    if (this.#head < this.#queue.length) {
+    if (this.#queue.size !== 0) {
       return Promise.resolve({ done: false, value: this.#take() });
     }
     if (this.#done) {
@@ -396,30 +496,29 @@ export class IterablePipe<Req, Res>
   }
 
   #take(): PipeEvent<Res> {
-    const queue = this.#queue;
-    const event = queue[this.#head] as PipeEvent<Res>;
-    queue[this.#head++] = undefined;
-    if (this.#head === queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head >= COMPACT_AFTER && this.#head * 2 >= queue.length) {
-      // Keeps a queue that never drains from growing with its history.
-      this.#queue = queue.slice(this.#head);
-      this.#head = 0;
+    const item = this.#queue.shift();
+    if (item instanceof Final) {
+      this.#finish();
+      return item.event as PipeEvent<Res>;
     }
-    if (event.isLast) this.#finish();
-    return event;
+    if (this.#roomWaiters.length !== 0) this.#releaseProducers();
+    return responseEvent(item, false);
   }
 
-  #push(event: PipeEvent<Res>): void {
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      waiter({ done: false, value: event });
-      if (event.isLast) this.#finish();
+  #pushFinal(event: PipeEvent<Res>): void {
+    if (this.#waiters.length !== 0) {
+      this.#waiters.shift()!({ done: false, value: event });
+      this.#finish();
     } else {
-      this.#queue.push(event);
+      this.#queue.push(new Final(event));
     }
-    if (event.isLast) this.#endInterest();
+    this.#endInterest();
+  }
+
+  #releaseProducers(): void {
+    const waiters = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const waiter of waiters) waiter();
   }
 
   /** Nothing more will be yielded: releases whoever waits for more. */
@@ -431,8 +530,7 @@ export class IterablePipe<Req, Res>
   }
 
   #leave(): void {
-    this.#queue = [];
-    this.#head = 0;
+    this.#queue.clear();
     this.#finish();
     this.#endInterest();
   }
@@ -443,6 +541,7 @@ export class IterablePipe<Req, Res>
     this.#hooks = undefined;
     this.#pokes?.clear();
     this.#pokes = undefined;
+    this.#releaseProducers();
     for (const hook of hooks) invoke(hook);
   }
 
@@ -451,9 +550,10 @@ export class IterablePipe<Req, Res>
       IterablePipe.prototype,
       (pipe: IterablePipe<unknown, unknown>, format) => {
         const request = format(pipe.request);
-        const buffered = pipe.#queue.length - pipe.#head;
+        const buffered = pipe.#queue.size;
         const state = pipe.#hooks === undefined ? "ended" : "interested";
-        return `IterablePipe { request: ${request}, ${state}, buffered: ${buffered} }`;
+        const dropped = pipe.#dropped ? `, dropped: ${pipe.#dropped}` : "";
+        return `IterablePipe { request: ${request}, ${state}, buffered: ${buffered}${dropped} }`;
       },
     );
   }

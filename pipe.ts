@@ -57,6 +57,13 @@ export interface ResponseEvent<Res> {
   readonly exception: undefined;
   /** Whether this is the final response. */
   readonly isLast: boolean;
+  /** A plain copy of the event. */
+  toJSON(): {
+    kind: "response";
+    message: Res;
+    exception: undefined;
+    isLast: boolean;
+  };
 }
 
 /** An exception raised while producing responses; it is always final. */
@@ -69,6 +76,13 @@ export interface ExceptionEvent {
   readonly exception: unknown;
   /** Always `true`: an exception ends the pipe. */
   readonly isLast: true;
+  /** A plain copy of the event. */
+  toJSON(): {
+    kind: "exception";
+    message: undefined;
+    exception: unknown;
+    isLast: true;
+  };
 }
 
 /**
@@ -84,11 +98,20 @@ export interface InterestEndEvent {
   readonly exception: undefined;
   /** Always `true`. */
   readonly isLast: true;
+  /** A plain copy of the event. */
+  toJSON(): {
+    kind: "interestEnd";
+    message: undefined;
+    exception: undefined;
+    isLast: true;
+  };
 }
 
 /**
  * An event on a pipe (aiocoap's `Pipe.Event`): a response, an exception or
- * the end of interest, told apart by `kind`. Events are frozen.
+ * the end of interest, told apart by `kind`. Events are immutable: their
+ * fields are read-only accessors (so `{ ...event }` and `structuredClone`
+ * see no fields); `toJSON()` gives a plain copy.
  *
  * @typeParam Res The type of response messages.
  *
@@ -199,7 +222,7 @@ interface Entry<Res> {
   detach: (() => void) | undefined;
 }
 
-const NO_ENTRIES: never[] = [];
+const NO_ENTRIES: never[] = Object.freeze([]) as never[];
 
 /** `Symbol.dispose` where the platform has it. */
 const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
@@ -258,7 +281,8 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
   /** Where the pipe logs dropped events and similar trouble. */
   readonly log: Logger;
 
-  #entries: Entry<Res>[] = [];
+  /** Registration order; shared and empty until the first registration. */
+  #entries: Entry<Res>[] = NO_ENTRIES;
   /** Live entries with `interest` set. */
   #interests = 0;
   /** Removed entries still in `#entries`, awaiting compaction. */
@@ -361,7 +385,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
       hook: false,
       detach: undefined,
     };
-    this.#entries.push(entry);
+    this.#add(entry);
     if (isInterest) this.#interests++;
     const unregister = disposable(() => this.#remove(entry));
     if (signal !== undefined) {
@@ -403,7 +427,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     } else if (this.#interests === 0) {
       invoke(callback);
     } else {
-      this.#entries.push({
+      this.#add({
         fn: callback,
         interest: false,
         hook: true,
@@ -561,6 +585,16 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     }
     if (last || this.#interests === 0) this.#end();
     else if (this.#removed !== 0) this.#compact();
+  }
+
+  #add(entry: Entry<Res>): void {
+    const entries = this.#entries;
+    // Exact-size arrays for the usual one or two entries: a push onto a short
+    // array reserves room for 17. A delivery in progress keeps iterating the
+    // array it started with, which holds the same entry objects.
+    if (entries.length === 0) this.#entries = [entry];
+    else if (entries.length === 1) this.#entries = [entries[0], entry];
+    else entries.push(entry);
   }
 
   /** Removes a live entry: it is never called again. */

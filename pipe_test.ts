@@ -1,9 +1,4 @@
-import {
-  assert,
-  assertEquals,
-  assertStrictEquals,
-  assertThrows,
-} from "@std/assert";
+import { assertEquals, assertStrictEquals, assertThrows } from "@std/assert";
 import { Pipe, type PipeEvent } from "./pipe.ts";
 import { test } from "./testing/suite.ts";
 import {
@@ -41,7 +36,7 @@ test("Pipe events tell responses, exceptions and the end of interest apart", () 
   pipe.onEvent((e) => events.push(e) > 0, false);
   pipe.addResponse("a");
   pipe.addResponse("b", true);
-  assertEquals(events, [
+  assertEquals(events.map((e) => e.toJSON()), [
     { kind: "response", message: "a", exception: undefined, isLast: false },
     { kind: "response", message: "a", exception: undefined, isLast: false },
     { kind: "response", message: "b", exception: undefined, isLast: true },
@@ -53,7 +48,7 @@ test("Pipe events tell responses, exceptions and the end of interest apart", () 
     const seen: PipeEvent<string>[] = [];
     pipe.onEvent((e) => seen.push(e) > 0);
     pipe.addException(thrown);
-    assertEquals(seen, [{
+    assertEquals(seen.map((e) => e.toJSON()), [{
       kind: "exception",
       message: undefined,
       exception: thrown,
@@ -66,13 +61,34 @@ test("Pipe events tell responses, exceptions and the end of interest apart", () 
   const off = ending.onEvent(() => true);
   ending.onEvent((e) => seen.push(e) > 0, false);
   off();
-  assertEquals(seen, [{
+  assertEquals(seen.map((e) => e.toJSON()), [{
     kind: "interestEnd",
     message: undefined,
     exception: undefined,
     isLast: true,
   }]);
 });
+
+/** Tries to change every field of an event; returns what changed. */
+function tamper(event: PipeEvent<string>): string[] {
+  const changed: string[] = [];
+  const before = JSON.stringify(event);
+  for (const field of ["kind", "message", "exception", "isLast"]) {
+    try {
+      (event as unknown as Record<string, unknown>)[field] = "changed";
+      changed.push(`${field} assigned`);
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+    }
+    try {
+      delete (event as unknown as Record<string, unknown>)[field];
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+    }
+  }
+  if (JSON.stringify(event) !== before) changed.push("content");
+  return changed;
+}
 
 test("Pipe events are immutable", () => {
   const { pipe } = setup();
@@ -81,21 +97,53 @@ test("Pipe events are immutable", () => {
   pipe.onEvent((e) => events.push(e) > 0, false);
   pipe.addResponse("a");
   off();
+  const { pipe: failing } = setup();
+  failing.onEvent((e) => events.push(e) > 0);
+  failing.addException(new Error("x"));
   assertEquals(events.map((e) => e.kind), [
     "response",
     "response",
     "interestEnd",
+    "exception",
   ]);
+  assertStrictEquals(events[0], events[1]); // one event for every callback
   for (const event of events) {
-    assert(Object.isFrozen(event));
-    assertThrows(() => {
-      (event as { isLast: boolean }).isLast = false;
-    }, TypeError);
+    assertEquals(tamper(event), []);
+    // No own fields: spreading or cloning cannot carry a changed copy back.
+    assertEquals(Object.getOwnPropertyNames(event), []);
   }
-  const { pipe: failing } = setup();
-  failing.onEvent((e) => events.push(e) > 0);
-  failing.addException(new Error("x"));
-  assert(Object.isFrozen(events.at(-1)));
+  assertEquals(
+    events.map((e) => JSON.stringify(e)),
+    [
+      '{"kind":"response","message":"a","isLast":false}',
+      '{"kind":"response","message":"a","isLast":false}',
+      '{"kind":"interestEnd","isLast":true}',
+      '{"kind":"exception","exception":{},"isLast":true}',
+    ],
+  );
+});
+
+test("Pipe events show their fields when inspected", () => {
+  const { pipe } = setup();
+  const events: PipeEvent<string>[] = [];
+  pipe.onEvent((e) => events.push(e) > 0);
+  pipe.addResponse("a");
+  const inspect = (events[0] as unknown as Record<symbol, unknown>)[
+    Symbol.for("Deno.customInspect")
+  ] as (inspect: (v: unknown) => string, options: unknown) => string;
+  assertEquals(
+    inspect.call(events[0], (v) => JSON.stringify(v), {}),
+    '{"kind":"response","message":"a","isLast":false}',
+  );
+  const deno = (globalThis as {
+    Deno?: { inspect(v: unknown): string };
+  }).Deno;
+  if (deno) {
+    assertEquals(
+      deno.inspect(events[0]),
+      '{ kind: "response", message: "a", exception: undefined, isLast: false }',
+    );
+  }
 });
 
 // --- Construction -----------------------------------------------------------

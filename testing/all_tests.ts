@@ -3,6 +3,8 @@ import "../pipe_test.ts";
 import "../pipe_model_test.ts";
 import "../iterable_pipe_test.ts";
 import "../driving_test.ts";
+import "../_queue_test.ts";
+import "../soak_test.ts";
 
 export { cases } from "./suite.ts";
 export { report, runCases, summaryLine } from "./runner.ts";

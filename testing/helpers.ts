@@ -124,3 +124,25 @@ export function observeUncaught(
   }
   return undefined;
 }
+
+/**
+ * The bytes of JavaScript heap in use after a full collection, or
+ * `undefined` where the runtime exposes no collector or no heap figure
+ * (workerd has neither; Chromium needs --enable-precise-memory-info).
+ */
+export function settledHeap(): number | undefined {
+  const g = globalThis as unknown as {
+    gc?: () => void;
+    Deno?: { memoryUsage(): { heapUsed: number } };
+    process?: { memoryUsage?(): { heapUsed: number } };
+    performance?: { memory?: { usedJSHeapSize: number } };
+  };
+  if (typeof g.gc !== "function") return undefined;
+  g.gc();
+  g.gc();
+  if (g.Deno) return g.Deno.memoryUsage().heapUsed;
+  if (typeof g.process?.memoryUsage === "function") {
+    return g.process.memoryUsage().heapUsed;
+  }
+  return g.performance?.memory?.usedJSHeapSize;
+}

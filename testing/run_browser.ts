@@ -83,6 +83,7 @@ try {
       "--no-first-run",
       `--user-data-dir=${profile}`,
       "--js-flags=--expose-gc",
+      "--enable-precise-memory-info",
       `http://127.0.0.1:${server.addr.port}/`,
     ],
     stdout: "null",
