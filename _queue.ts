@@ -1,25 +1,36 @@
 // This module is browser compatible.
 // Internal: the FIFO behind IterablePipe; not part of the public API.
 
-/** Items per chunk: big enough to amortize, small enough to free early. */
-const CHUNK = 1024;
+/** The first chunk's size; each further chunk doubles, up to the largest. */
+const FIRST = 16;
+const LARGEST = 1024;
 
-interface Chunk<T> {
-  items: (T | undefined)[];
-  next: Chunk<T> | undefined;
+/** A class, so every chunk shares one shape and property access stays fast. */
+class Chunk<T> {
+  readonly items: (T | undefined)[];
+  /** The next slot to shift from. */
+  read = 0;
+  /** The next slot to push into. */
+  write = 0;
+  next: Chunk<T> | undefined = undefined;
+
+  constructor(size: number) {
+    this.items = new Array(size);
+  }
 }
 
+/** Where an empty queue starts; it is full, so the first push replaces it. */
+const NO_CHUNK = new Chunk<never>(0);
+
 /**
- * A FIFO queue of fixed-size chunks: `push` and `shift` are O(1) however
+ * A FIFO queue of preallocated chunks: `push` and `shift` are O(1) however
  * long the queue gets, nothing is ever copied, and drained chunks are let go
  * at once, so a queue that never runs empty does not grow with its history
  * (unlike `Array.prototype.shift`, or an array with a moving head index).
  */
 export class Queue<T> {
-  #head: Chunk<T> = { items: [], next: undefined };
-  #tail: Chunk<T> = this.#head;
-  /** Index of the next item to shift from `#head.items`. */
-  #read = 0;
+  #head: Chunk<T> = NO_CHUNK;
+  #tail: Chunk<T> = NO_CHUNK;
   #size = 0;
 
   /** The number of items in the queue. */
@@ -29,33 +40,39 @@ export class Queue<T> {
 
   push(item: T): void {
     let tail = this.#tail;
-    if (tail.items.length === CHUNK) {
-      tail = this.#tail = tail.next = { items: [], next: undefined };
+    if (tail.write === tail.items.length) {
+      const chunk = new Chunk<T>(
+        tail.write === 0
+          ? FIRST
+          : tail.write < LARGEST
+          ? tail.write * 2
+          : LARGEST,
+      );
+      if (this.#size === 0) this.#head = chunk;
+      else tail.next = chunk;
+      tail = this.#tail = chunk;
     }
-    tail.items.push(item);
+    tail.items[tail.write++] = item;
     this.#size++;
   }
 
   /** Removes and returns the oldest item; the queue must not be empty. */
   shift(): T {
     const head = this.#head;
-    const item = head.items[this.#read] as T;
-    head.items[this.#read++] = undefined;
+    const item = head.items[head.read] as T;
+    head.items[head.read++] = undefined;
     this.#size--;
-    if (this.#read === head.items.length) {
-      if (head.next !== undefined) {
-        this.#head = head.next;
-      } else {
-        head.items = [];
-      }
-      this.#read = 0;
+    if (head.read === head.write) {
+      // A drained chunk that is not the last is full: drop it. The last one
+      // is reused from its start.
+      if (head.next !== undefined) this.#head = head.next;
+      else head.read = head.write = 0;
     }
     return item;
   }
 
   clear(): void {
-    this.#head = this.#tail = { items: [], next: undefined };
-    this.#read = 0;
+    this.#head = this.#tail = NO_CHUNK;
     this.#size = 0;
   }
 }

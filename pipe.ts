@@ -211,16 +211,23 @@ export interface Unregister extends Disposable {
   (): void;
 }
 
+/** What an entry is: an event callback (with or without interest) or a hook. */
+const OBSERVER = 0, INTEREST = 1, HOOK = 2;
+
 interface Entry<Res> {
   /** The callback; `undefined` once it has been removed. */
   fn: EventCallback<Res> | (() => void) | undefined;
-  /** Whether it keeps the pipe alive. */
-  interest: boolean;
-  /** Whether it is an interest-end callback, called only on a final event. */
-  hook: boolean;
+  /**
+   * `INTEREST` keeps the pipe alive; `HOOK` is an interest-end callback,
+   * called only on a final event or at the end; `OBSERVER` is neither.
+   */
+  role: number;
   /** Detaches from the callback's abort signal, if it has one. */
   detach: (() => void) | undefined;
 }
+
+/** Bits of `Pipe.#state`. */
+const ENDED = 1, DELIVERING = 2, DIRTY = 4;
 
 const NO_ENTRIES: never[] = Object.freeze([]) as never[];
 
@@ -283,13 +290,14 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
 
   /** Registration order; shared and empty until the first registration. */
   #entries: Entry<Res>[] = NO_ENTRIES;
-  /** Live entries with `interest` set. */
+  /** Live entries with the `INTEREST` role. */
   #interests = 0;
-  /** Removed entries still in `#entries`, awaiting compaction. */
-  #removed = 0;
-  #ended = false;
-  /** Set while events or the end are being delivered to callbacks. */
-  #delivering = false;
+  /**
+   * `ENDED`; `DELIVERING` while events or the end are being delivered to
+   * callbacks; `DIRTY` while removed entries await compaction. One field
+   * rather than three keeps an idle pipe small.
+   */
+  #state = 0;
   #pokes: PokeHandlers | undefined;
 
   /**
@@ -308,7 +316,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
 
   /** Whether the pipe has ended: by a final event, or by loss of interest. */
   get ended(): boolean {
-    return this.#ended;
+    return (this.#state & ENDED) !== 0;
   }
 
   /**
@@ -371,7 +379,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     }
     assertBoolean(isInterest, "isInterest", "Pipe.onEvent()");
     if (signal?.aborted) return noop;
-    if (this.#ended) {
+    if (this.#state & ENDED) {
       this.log.warn(
         "Event callback registered on a pipe that has already ended",
         this,
@@ -381,8 +389,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     }
     const entry: Entry<Res> = {
       fn: callback,
-      interest: isInterest as boolean,
-      hook: false,
+      role: isInterest ? INTEREST : OBSERVER,
       detach: undefined,
     };
     this.#add(entry);
@@ -421,7 +428,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    */
   onInterestEnd(callback: () => void): void {
     assertFunction(callback, "Pipe.onInterestEnd()");
-    if (this.#ended) {
+    if (this.#state & ENDED) {
       lateHook(this);
       invoke(callback);
     } else if (this.#interests === 0) {
@@ -429,8 +436,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     } else {
       this.#add({
         fn: callback,
-        interest: false,
-        hook: true,
+        role: HOOK,
         detach: undefined,
       });
     }
@@ -481,7 +487,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    */
   onPoke(handler: () => void): () => void {
     assertFunction(handler, "Pipe.onPoke()");
-    if (this.#ended) return noop;
+    if (this.#state & ENDED) return noop;
     this.#pokes ??= new PokeHandlers();
     return this.#pokes.add(handler);
   }
@@ -512,8 +518,8 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    */
   addResponse(response: Res, isLast = false): void {
     assertBoolean(isLast, "isLast", "Pipe.addResponse()");
-    if (this.#delivering) throw reentrant("a response");
-    if (this.#ended) {
+    if (this.#state & DELIVERING) throw reentrant("a response");
+    if (this.#state & ENDED) {
       lateResponse(this, response);
       return;
     }
@@ -543,8 +549,8 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    * ```
    */
   addException(exception: unknown): void {
-    if (this.#delivering) throw reentrant("an exception");
-    if (this.#ended) {
+    if (this.#state & DELIVERING) throw reentrant("an exception");
+    if (this.#state & ENDED) {
       lateException(this, exception);
       return;
     }
@@ -556,13 +562,13 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     // Callbacks registered during delivery wait for the next event.
     const count = entries.length;
     const last = event.isLast;
-    this.#delivering = true;
+    this.#state |= DELIVERING;
     try {
       for (let i = 0; i < count; i++) {
         const entry = entries[i];
         const fn = entry.fn;
         if (fn === undefined) continue;
-        if (entry.hook) {
+        if (entry.role === HOOK) {
           if (last) {
             this.#drop(entry);
             invoke(fn as () => void);
@@ -581,10 +587,10 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
         if ((!keep || last) && entry.fn !== undefined) this.#drop(entry);
       }
     } finally {
-      this.#delivering = false;
+      this.#state &= ~DELIVERING;
     }
     if (last || this.#interests === 0) this.#end();
-    else if (this.#removed !== 0) this.#compact();
+    else if (this.#state & DIRTY) this.#compact();
   }
 
   #add(entry: Entry<Res>): void {
@@ -600,8 +606,8 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
   /** Removes a live entry: it is never called again. */
   #drop(entry: Entry<Res>): void {
     entry.fn = undefined;
-    this.#removed++;
-    if (entry.interest) this.#interests--;
+    this.#state |= DIRTY;
+    if (entry.role === INTEREST) this.#interests--;
     if (entry.detach !== undefined) {
       entry.detach();
       entry.detach = undefined;
@@ -609,38 +615,36 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
   }
 
   #remove(entry: Entry<Res>): void {
-    if (entry.fn === undefined || this.#ended) return;
+    if (entry.fn === undefined || this.#state & ENDED) return;
     this.#drop(entry);
     // During delivery, #dispatch ends or compacts the pipe once it is done.
-    if (this.#delivering) return;
+    if (this.#state & DELIVERING) return;
     if (this.#interests === 0) this.#end();
     else this.#compact();
   }
 
   #compact(): void {
     this.#entries = this.#entries.filter((entry) => entry.fn !== undefined);
-    this.#removed = 0;
+    this.#state &= ~DIRTY;
   }
 
   #end(): void {
     const entries = this.#entries;
-    this.#ended = true;
+    this.#state = ENDED | DELIVERING;
     this.#entries = NO_ENTRIES;
     this.#interests = 0;
-    this.#removed = 0;
     this.#pokes?.clear();
     this.#pokes = undefined;
-    this.#delivering = true;
     try {
       for (const entry of entries) {
         const fn = entry.fn;
         if (fn === undefined) continue;
         this.#drop(entry);
-        if (entry.hook) invoke(fn as () => void);
+        if (entry.role === HOOK) invoke(fn as () => void);
         else invokeWithEvent(fn as EventCallback<Res>, END_EVENT);
       }
     } finally {
-      this.#delivering = false;
+      this.#state = ENDED;
     }
   }
 
@@ -649,10 +653,10 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
       Pipe.prototype,
       (pipe: Pipe<unknown, unknown>, format) => {
         const request = format(pipe.request);
-        if (pipe.#ended) return `Pipe { request: ${request}, ended }`;
+        if (pipe.#state & ENDED) return `Pipe { request: ${request}, ended }`;
         let callbacks = 0;
         for (const entry of pipe.#entries) {
-          if (entry.fn !== undefined && !entry.hook) callbacks++;
+          if (entry.fn !== undefined && entry.role !== HOOK) callbacks++;
         }
         return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
           `interests: ${pipe.#interests} }`;

@@ -10,15 +10,6 @@ const REQUESTS = 10_000;
 /** Keeps results observable, so the engine cannot drop the work. */
 let sink: unknown;
 
-/**
- * Starts the clock on a collected heap, so that no run pays for garbage left
- * by an earlier run or another benchmark (needs --v8-flags=--expose-gc).
- */
-function settle(b: Deno.BenchContext): void {
-  (globalThis as { gc?: () => void }).gc?.();
-  b.start();
-}
-
 function keep(event: unknown): boolean {
   sink = event;
   return true;
@@ -67,8 +58,7 @@ Deno.bench({
   baseline: true,
   n: 200,
   warmup: 20,
-  fn(b) {
-    settle(b);
+  fn() {
     for (let i = 0; i < REQUESTS; i++) {
       const request = { request: i, callbacks: [] as unknown[] };
       let done = false;
@@ -85,7 +75,6 @@ Deno.bench({
       onEnd();
       sink = done;
     }
-    b.end();
   },
 });
 
@@ -94,8 +83,7 @@ Deno.bench({
   group: lifecycle,
   n: 200,
   warmup: 20,
-  fn(b) {
-    settle(b);
+  fn() {
     for (let i = 0; i < REQUESTS; i++) {
       const pipe = new Pipe<number, number>(i, quiet);
       let done = false;
@@ -109,7 +97,6 @@ Deno.bench({
       pipe.addResponse(i, true);
       sink = done;
     }
-    b.end();
   },
 });
 
