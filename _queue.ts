@@ -20,7 +20,7 @@ class Chunk<T> {
 }
 
 /** Where an empty queue starts; it is full, so the first push replaces it. */
-const NO_CHUNK = new Chunk<never>(0);
+const NO_CHUNK = /* @__PURE__ */ new Chunk<never>(0);
 
 /**
  * A FIFO queue of preallocated chunks: `push` and `shift` are O(1) however

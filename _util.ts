@@ -7,13 +7,14 @@ import type {
   Logger,
   ResponseEvent,
 } from "./pipe.ts";
+import { Inspectable, preview } from "./inspectable.ts";
 
 /**
  * The class behind every event: read-only accessors over private fields.
  * Building one costs about a third of a frozen object literal, and nothing
  * can change it; `toJSON()` gives a plain copy.
  */
-class PipeEventImpl {
+class PipeEventImpl extends Inspectable {
   readonly #kind: string;
   readonly #message: unknown;
   readonly #exception: unknown;
@@ -25,6 +26,7 @@ class PipeEventImpl {
     exception: unknown,
     isLast: boolean,
   ) {
+    super();
     this.#kind = kind;
     this.#message = message;
     this.#exception = exception;
@@ -50,10 +52,15 @@ class PipeEventImpl {
       isLast: this.#isLast,
     };
   }
+  override toString(format: (value: unknown) => string = preview): string {
+    return `{ kind: ${format(this.#kind)}, message: ${
+      format(this.#message)
+    }, exception: ${format(this.#exception)}, isLast: ${this.#isLast} }`;
+  }
 }
 
 /** The one end-of-interest event; events are immutable, so it is shared. */
-export const END_EVENT: InterestEndEvent = new PipeEventImpl(
+export const END_EVENT: InterestEndEvent = /* @__PURE__ */ new PipeEventImpl(
   "interestEnd",
   undefined,
   undefined,
@@ -220,54 +227,3 @@ export class PokeHandlers {
     this.#entries = [];
   }
 }
-
-/** Formats a value for messages when no inspector is at hand. */
-export function preview(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "function") {
-    return `[Function ${value.name || "(anonymous)"}]`;
-  }
-  if (typeof value === "object" && value !== null) {
-    const name = value.constructor?.name;
-    return `[${name && name !== "Object" ? name : "object"}]`;
-  }
-  return typeof value === "bigint" ? `${value}n` : String(value);
-}
-
-type Inspect = (value: unknown, options?: unknown) => string;
-
-/**
- * Makes instances show `describe(self, format)` in `Deno.inspect`,
- * `console.log` and Node's `util.inspect`, formatting nested values with the
- * runtime's own inspector, and in `String(self)` with {@linkcode preview}.
- */
-export function defineInspect<T extends object>(
-  prototype: T,
-  describe: (self: T, format: (value: unknown) => string) => string,
-): void {
-  Object.defineProperties(prototype, {
-    [Symbol.for("Deno.customInspect")]: {
-      value(this: T, inspect: Inspect, options: unknown): string {
-        return describe(this, (v) => inspect(v, options));
-      },
-    },
-    [Symbol.for("nodejs.util.inspect.custom")]: {
-      value(this: T, _depth: number, options: unknown, inspect?: Inspect) {
-        return describe(
-          this,
-          inspect ? (v) => inspect(v, options) : preview,
-        );
-      },
-    },
-    toString: {
-      value(this: T): string {
-        return describe(this, preview);
-      },
-    },
-  });
-}
-
-defineInspect(
-  PipeEventImpl.prototype,
-  (event, format) => format(event.toJSON()),
-);

@@ -4,7 +4,6 @@ import {
   assertBoolean,
   assertFunction,
   assertLogger,
-  defineInspect,
   exceptionEvent,
   invoke,
   lateException,
@@ -13,6 +12,7 @@ import {
   PokeHandlers,
   responseEvent,
 } from "./_util.ts";
+import { Inspectable, preview } from "./inspectable.ts";
 import type { Logger, PipeEvent, ResponderPipe } from "./pipe.ts";
 import { Queue } from "./_queue.ts";
 
@@ -94,7 +94,7 @@ const asyncDispose: symbol | undefined =
  * assertEquals(trace, ["got 1", "interest ended"]);
  * ```
  */
-export class IterablePipe<Req, Res>
+export class IterablePipe<Req, Res> extends Inspectable
   implements ResponderPipe<Req, Res>, AsyncIterable<PipeEvent<Res>> {
   /** The request this pipe carries. */
   readonly request: Req;
@@ -129,6 +129,7 @@ export class IterablePipe<Req, Res>
    */
   constructor(request: Req, options: IterablePipeOptions = {}) {
     const { log = console, maxBuffered = Infinity } = options;
+    super();
     assertLogger(log, "an IterablePipe");
     if (typeof maxBuffered !== "number") {
       throw new TypeError(
@@ -545,16 +546,28 @@ export class IterablePipe<Req, Res>
     for (const hook of hooks) invoke(hook);
   }
 
-  static {
-    defineInspect(
-      IterablePipe.prototype,
-      (pipe: IterablePipe<unknown, unknown>, format) => {
-        const request = format(pipe.request);
-        const buffered = pipe.#queue.size;
-        const state = pipe.#hooks === undefined ? "ended" : "interested";
-        const dropped = pipe.#dropped ? `, dropped: ${pipe.#dropped}` : "";
-        return `IterablePipe { request: ${request}, ${state}, buffered: ${buffered}${dropped} }`;
-      },
-    );
+  /**
+   * Describes the pipe: its request, whether interest has ended, how many
+   * events are buffered and how many were dropped. This is what
+   * `console.log`, `Deno.inspect` and Node's `util.inspect` show.
+   *
+   * @param format Formats the request; by default a short preview.
+   * @returns The description.
+   *
+   * @example Describing a pipe
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, string>("GET /a");
+   * pipe.addResponse("1");
+   * assertEquals(String(pipe), 'IterablePipe { request: "GET /a", interested, buffered: 1 }');
+   * ```
+   */
+  override toString(format: (value: unknown) => string = preview): string {
+    const state = this.#hooks === undefined ? "ended" : "interested";
+    const dropped = this.#dropped ? `, dropped: ${this.#dropped}` : "";
+    return `IterablePipe { request: ${format(this.request)}, ${state}, ` +
+      `buffered: ${this.#queue.size}${dropped} }`;
   }
 }

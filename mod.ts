@@ -35,3 +35,4 @@
 export * from "./pipe.ts";
 export * from "./iterable_pipe.ts";
 export * from "./driving.ts";
+export { type Inspect, Inspectable } from "./inspectable.ts";

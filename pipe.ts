@@ -4,7 +4,6 @@ import {
   assertBoolean,
   assertFunction,
   assertLogger,
-  defineInspect,
   END_EVENT,
   exceptionEvent,
   invoke,
@@ -15,6 +14,7 @@ import {
   reportCallbackError,
   responseEvent,
 } from "./_util.ts";
+import { Inspectable, preview } from "./inspectable.ts";
 
 /**
  * Anything with console-style logging methods; `console` itself is one.
@@ -229,7 +229,7 @@ interface Entry<Res> {
 /** Bits of `Pipe.#state`. */
 const ENDED = 1, DELIVERING = 2, DIRTY = 4;
 
-const NO_ENTRIES: never[] = Object.freeze([]) as never[];
+const NO_ENTRIES: never[] = /* @__PURE__ */ Object.freeze([]) as never[];
 
 /** `Symbol.dispose` where the platform has it. */
 const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
@@ -242,7 +242,7 @@ function disposable(fn: () => void): Unregister {
   return fn as Unregister;
 }
 
-const noop: Unregister = disposable((): void => {});
+const noop: Unregister = /* @__PURE__ */ disposable((): void => {});
 
 /**
  * The meeting point between one request and the responses that come back on
@@ -282,7 +282,8 @@ const noop: Unregister = disposable((): void => {});
  * ]);
  * ```
  */
-export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
+export class Pipe<Req, Res> extends Inspectable
+  implements ResponderPipe<Req, Res> {
   /** The request this pipe carries. */
   readonly request: Req;
   /** Where the pipe logs dropped events and similar trouble. */
@@ -309,6 +310,7 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
    * method.
    */
   constructor(request: Req, log: Logger = console) {
+    super();
     assertLogger(log, "a Pipe");
     this.request = request;
     this.log = log;
@@ -648,20 +650,33 @@ export class Pipe<Req, Res> implements ResponderPipe<Req, Res> {
     }
   }
 
-  static {
-    defineInspect(
-      Pipe.prototype,
-      (pipe: Pipe<unknown, unknown>, format) => {
-        const request = format(pipe.request);
-        if (pipe.#state & ENDED) return `Pipe { request: ${request}, ended }`;
-        let callbacks = 0;
-        for (const entry of pipe.#entries) {
-          if (entry.fn !== undefined && entry.role !== HOOK) callbacks++;
-        }
-        return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
-          `interests: ${pipe.#interests} }`;
-      },
-    );
+  /**
+   * Describes the pipe like aiocoap's `repr()`: its request, and how many
+   * callbacks and interested callbacks it has, or that it has ended. This is
+   * what `console.log`, `Deno.inspect` and Node's `util.inspect` show.
+   *
+   * @param format Formats the request; by default a short preview.
+   * @returns The description.
+   *
+   * @example Describing a pipe
+   * ```ts
+   * import { Pipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new Pipe<string, string>("GET /a");
+   * pipe.onEvent(() => true);
+   * assertEquals(String(pipe), 'Pipe { request: "GET /a", callbacks: 1, interests: 1 }');
+   * ```
+   */
+  override toString(format: (value: unknown) => string = preview): string {
+    const request = format(this.request);
+    if (this.#state & ENDED) return `Pipe { request: ${request}, ended }`;
+    let callbacks = 0;
+    for (const entry of this.#entries) {
+      if (entry.fn !== undefined && entry.role !== HOOK) callbacks++;
+    }
+    return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
+      `interests: ${this.#interests} }`;
   }
 }
 

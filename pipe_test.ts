@@ -132,8 +132,8 @@ test("Pipe events show their fields when inspected", () => {
     Symbol.for("Deno.customInspect")
   ] as (inspect: (v: unknown) => string, options: unknown) => string;
   assertEquals(
-    inspect.call(events[0], (v) => JSON.stringify(v), {}),
-    '{"kind":"response","message":"a","isLast":false}',
+    inspect.call(events[0], (v) => `<${String(v)}>`, {}),
+    "{ kind: <response>, message: <a>, exception: <undefined>, isLast: false }",
   );
   const deno = (globalThis as {
     Deno?: { inspect(v: unknown): string };

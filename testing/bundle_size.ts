@@ -1,18 +1,63 @@
-// Prints a bundle's size, raw and gzipped with the platform's CompressionStream
-// (default level), in bytes and KiB.
-// Usage: deno run --allow-read testing/bundle_size.ts FILE [MAX_GZIP_BYTES]
+// Writes the minified browser ESM bundle of mod.ts to dist/pipe.min.js and
+// reports its size raw and gzipped (the platform's CompressionStream at its
+// default level), and the size of what an application that imports only one
+// class gets after tree-shaking.
+// Usage: deno run --allow-read --allow-write --allow-run --allow-env \
+//          testing/bundle_size.ts
 
-const [file, maxText] = Deno.args;
-const bytes = await Deno.readFile(file);
-const gzipped = await new Response(
-  new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip")),
-).arrayBuffer();
-const kib = (n: number) => (n / 1024).toFixed(2);
-console.log(
-  `${file}: ${bytes.length} bytes (${kib(bytes.length)} KiB) raw, ` +
-    `${gzipped.byteLength} bytes (${kib(gzipped.byteLength)} KiB) gzipped`,
+const root = new URL("../", import.meta.url);
+const dist = new URL("dist/", root);
+await Deno.mkdir(dist, { recursive: true });
+
+async function bundle(entry: string, out: URL): Promise<Uint8Array> {
+  const { success, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform=browser",
+      "--minify",
+      entry,
+      "-o",
+      out.pathname,
+    ],
+    cwd: root.pathname,
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(new TextDecoder().decode(stderr));
+  return await Deno.readFile(out);
+}
+
+async function gzipSize(bytes: Uint8Array): Promise<number> {
+  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(
+    new CompressionStream("gzip"),
+  );
+  return (await new Response(stream).arrayBuffer()).byteLength;
+}
+
+const kib = (n: number) => `${n} bytes (${(n / 1024).toFixed(2)} KiB)`;
+
+async function report(label: string, entry: string, out: URL) {
+  const bytes = await bundle(entry, out);
+  console.log(
+    `${label}: ${kib(bytes.length)} raw, ${kib(await gzipSize(bytes))} gzipped`,
+  );
+}
+
+await report(
+  "mod.ts, dist/pipe.min.js",
+  "mod.ts",
+  new URL("pipe.min.js", dist),
 );
-if (maxText !== undefined && gzipped.byteLength > Number(maxText)) {
-  console.error(`gzipped size exceeds ${maxText} bytes`);
-  Deno.exit(1);
+for (const name of ["Pipe", "IterablePipe"]) {
+  const entry = new URL(`_only_${name}.ts`, dist);
+  await Deno.writeTextFile(entry, `export { ${name} } from "../mod.ts";\n`);
+  try {
+    await report(
+      `only ${name}, tree-shaken`,
+      entry.pathname,
+      new URL(`only_${name}.min.js`, dist),
+    );
+  } finally {
+    await Deno.remove(entry);
+  }
 }
