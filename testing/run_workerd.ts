@@ -112,13 +112,17 @@ try {
     count: number;
     passed: number;
     failed: number;
+    skipped: number;
     failures: { name: string; error: string }[];
   };
   for (const { name, error } of result.failures) {
     console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
   }
   const streamed = await streamedObservation();
-  console.log(`workerd: ${result.passed} passed, ${result.failed} failed`);
+  console.log(
+    `workerd: ${result.passed} passed, ${result.failed} failed` +
+      (result.skipped ? `, ${result.skipped} skipped` : ""),
+  );
   if (result.count === 0 || result.passed === 0) {
     console.error("workerd: no test case ran");
   } else if (result.failed === 0 && streamed) {

@@ -7,6 +7,7 @@ import type { Case } from "./suite.ts";
 export interface RunResult {
   passed: number;
   failed: number;
+  skipped: number;
   failures: { name: string; error: string }[];
 }
 
@@ -18,11 +19,15 @@ export async function runCases(
   cases: readonly Case[],
   onResult?: (name: string, error: string | undefined) => void,
 ): Promise<RunResult> {
-  const result: RunResult = { passed: 0, failed: 0, failures: [] };
+  const result: RunResult = { passed: 0, failed: 0, skipped: 0, failures: [] };
   const unhandled: unknown[] = [];
   const stopWatching = watchUnhandledRejections(unhandled);
   try {
-    for (const { name, fn } of cases) {
+    for (const { name, fn, ignore } of cases) {
+      if (ignore) {
+        result.skipped++;
+        continue;
+      }
       let error: string | undefined;
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
@@ -61,7 +66,8 @@ export async function runCases(
 
 /** The one closing line: `runtime: N passed, N failed`. */
 export function summaryLine(runtime: string, result: RunResult): string {
-  return `${runtime}: ${result.passed} passed, ${result.failed} failed`;
+  const skipped = result.skipped ? `, ${result.skipped} skipped` : "";
+  return `${runtime}: ${result.passed} passed, ${result.failed} failed${skipped}`;
 }
 
 /** A readable report: failures first, then the closing line. */

@@ -9,21 +9,33 @@ export interface Case {
   name: string;
   /** Resolves when the case passes; throws or rejects when it fails. */
   fn: () => void | Promise<void>;
+  /** Set when this runtime lacks what the case needs: it is skipped. */
+  ignore: boolean;
 }
 
 /** Every case registered so far, in registration order. */
 export const cases: Case[] = [];
 
 interface DenoTest {
-  test(name: string, fn: () => void | Promise<void>): void;
+  test(
+    options: { name: string; fn: () => void | Promise<void>; ignore: boolean },
+  ): void;
 }
 
-/** Registers a test case. */
-export function test(name: string, fn: () => void | Promise<void>): void {
+/**
+ * Registers a test case. With `ignore` set (because this runtime lacks what
+ * the case needs), it is reported as ignored or skipped, never as passed.
+ */
+export function test(
+  name: string,
+  fn: () => void | Promise<void>,
+  options: { ignore?: boolean } = {},
+): void {
   if (cases.some((c) => c.name === name)) {
     throw new Error(`Cannot register test case twice: ${name}`);
   }
-  cases.push({ name, fn });
+  const ignore = options.ignore ?? false;
+  cases.push({ name, fn, ignore });
   const deno = (globalThis as { Deno?: DenoTest }).Deno;
-  if (typeof deno?.test === "function") deno.test(name, fn);
+  if (typeof deno?.test === "function") deno.test({ name, fn, ignore });
 }
