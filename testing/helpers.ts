@@ -94,35 +94,46 @@ export function show(
 }
 
 /**
- * Calls `onError` for errors that reach the runtime uncaught (an `error`
- * event on the global scope, or Node's `uncaughtException`), keeping them
- * from ending the run. Returns the function that stops watching, or
- * `undefined` where the runtime offers no way to watch.
+ * Calls `onValue` for what reaches the runtime's global error reporting: a
+ * `domEvent` on the global scope (its `error` or `reason`, with the default
+ * action prevented so the run goes on), or Node's `nodeEvent` on `process`.
+ * Returns the function that stops watching, or `undefined` where the runtime
+ * offers neither.
  */
-export function observeUncaught(
-  onError: (error: unknown) => void,
+export function watchGlobal(
+  domEvent: "error" | "unhandledrejection",
+  nodeEvent: "uncaughtException" | "unhandledRejection",
+  onValue: (value: unknown) => void,
 ): (() => void) | undefined {
   const g = globalThis as unknown as {
     addEventListener?: EventTarget["addEventListener"];
     removeEventListener?: EventTarget["removeEventListener"];
     process?: {
-      on(event: string, fn: (error: unknown) => void): void;
-      off(event: string, fn: (error: unknown) => void): void;
+      on(event: string, fn: (value: unknown) => void): void;
+      off(event: string, fn: (value: unknown) => void): void;
     };
   };
   if (typeof g.addEventListener === "function") {
     const listener = (event: Event) => {
       event.preventDefault();
-      onError((event as ErrorEvent).error);
+      const e = event as Partial<ErrorEvent & PromiseRejectionEvent>;
+      onValue(domEvent === "error" ? e.error : e.reason);
     };
-    g.addEventListener("error", listener);
-    return () => g.removeEventListener!("error", listener);
+    g.addEventListener(domEvent, listener);
+    return () => g.removeEventListener!(domEvent, listener);
   }
   if (typeof g.process?.on === "function") {
-    g.process.on("uncaughtException", onError);
-    return () => g.process!.off("uncaughtException", onError);
+    g.process.on(nodeEvent, onValue);
+    return () => g.process!.off(nodeEvent, onValue);
   }
   return undefined;
+}
+
+/** Watches errors that reach the runtime uncaught; see `watchGlobal`. */
+export function observeUncaught(
+  onError: (error: unknown) => void,
+): (() => void) | undefined {
+  return watchGlobal("error", "uncaughtException", onError);
 }
 
 /**

@@ -1,6 +1,7 @@
 // Runs the registered cases in any runtime and summarizes them in one line
 // of the form `chromium: 42 passed, 0 failed`.
 
+import { watchGlobal } from "./helpers.ts";
 import type { Case } from "./suite.ts";
 
 /** The outcome of a run. */
@@ -87,26 +88,9 @@ function describe(error: unknown): string {
 }
 
 function watchUnhandledRejections(into: unknown[]): () => void {
-  const g = globalThis as unknown as {
-    addEventListener?: EventTarget["addEventListener"];
-    removeEventListener?: EventTarget["removeEventListener"];
-    process?: {
-      on(event: string, fn: (reason: unknown) => void): void;
-      off(event: string, fn: (reason: unknown) => void): void;
-    };
-  };
-  const onEvent = (event: Event) => {
-    event.preventDefault();
-    into.push((event as PromiseRejectionEvent).reason);
-  };
-  const onNode = (reason: unknown) => into.push(reason);
-  if (g.process?.on) {
-    g.process.on("unhandledRejection", onNode);
-    return () => g.process!.off("unhandledRejection", onNode);
-  }
-  if (typeof g.addEventListener === "function") {
-    g.addEventListener("unhandledrejection", onEvent);
-    return () => g.removeEventListener!("unhandledrejection", onEvent);
-  }
-  return () => {};
+  return watchGlobal(
+    "unhandledrejection",
+    "unhandledRejection",
+    (reason) => into.push(reason),
+  ) ?? (() => {});
 }
