@@ -80,11 +80,12 @@ function report(line: string, ok: boolean): void {
     pipe.addResponse(i, true);
   }
   const retained = (heap() - before) / COUNT;
+  // A leaked entry alone would be 48 bytes; below 8 is measurement noise.
   report(
     `heap retained per completed Pipe after ${COUNT} requests: ${
       retained.toFixed(2)
-    } bytes (target ~0)`,
-    retained < 1,
+    } bytes (target ~0, checked < 8)`,
+    retained < 8,
   );
   void sink;
 }
