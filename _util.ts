@@ -135,10 +135,13 @@ export function reportCallbackError(error: unknown): void {
   }
 }
 
-/** Calls a callback with no arguments, reporting instead of throwing. */
-export function invoke(callback: () => void): void {
+/**
+ * Calls a callback (with the event, if one is given), reporting what it
+ * throws instead of throwing; its return value is ignored.
+ */
+export function invoke<E>(callback: (event: E) => unknown, event?: E): void {
   try {
-    callback();
+    callback(event as E);
   } catch (error) {
     reportCallbackError(error);
   }

@@ -408,10 +408,7 @@ export class IterablePipe<Req, Res> extends Inspectable
     };
     if (asyncDispose !== undefined) {
       Object.defineProperty(iterator, asyncDispose, {
-        value: () => {
-          this.#leave();
-          return Promise.resolve();
-        },
+        value: () => this[Symbol.asyncDispose](),
       });
     }
     return iterator;

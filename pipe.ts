@@ -386,7 +386,7 @@ export class Pipe<Req, Res> extends Inspectable
         "Event callback registered on a pipe that has already ended",
         this,
       );
-      invokeWithEvent(callback, END_EVENT);
+      invoke(callback, END_EVENT);
       return noop;
     }
     const entry: Entry<Res> = {
@@ -643,7 +643,7 @@ export class Pipe<Req, Res> extends Inspectable
         if (fn === undefined) continue;
         this.#drop(entry);
         if (entry.role === HOOK) invoke(fn as () => void);
-        else invokeWithEvent(fn as EventCallback<Res>, END_EVENT);
+        else invoke(fn as EventCallback<Res>, END_EVENT);
       }
     } finally {
       this.#state = ENDED;
@@ -677,17 +677,6 @@ export class Pipe<Req, Res> extends Inspectable
     }
     return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
       `interests: ${this.#interests} }`;
-  }
-}
-
-function invokeWithEvent<Res>(
-  callback: EventCallback<Res>,
-  event: PipeEvent<Res>,
-): void {
-  try {
-    callback(event);
-  } catch (error) {
-    reportCallbackError(error);
   }
 }
 
