@@ -1,0 +1,457 @@
+// This module is browser compatible.
+
+/**
+ * A CoAP-over-WebSocket client that uses only web-standard globals, so it
+ * runs in browsers, Deno and edge workers. Each request is an
+ * {@linkcode IterablePipe}: a one-shot request yields its response and
+ * completes; an observation yields every notification until the loop is
+ * left, and leaving it deregisters at the server.
+ *
+ * @module
+ */
+
+import { IterablePipe, type Logger, Pipe, type PipeEvent } from "../../mod.ts";
+import {
+  type CoapConnection,
+  ConnectionError,
+  type ConnectionOptions,
+  type PeerSettings,
+} from "./connection.ts";
+import {
+  type CoapRequest,
+  type CoapResponse,
+  readResponse,
+  requestMessage,
+} from "./exchange.ts";
+import {
+  type CoapMessage,
+  decodeBlock,
+  encodeBlock,
+  getOption,
+  hex,
+  Option,
+} from "./message.ts";
+import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
+
+/** Options for {@linkcode CoapClient.connect}. */
+export interface ClientOptions {
+  /**
+   * Where trouble is logged.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * The largest message this client accepts (its CSM says so). With the
+   * default, large responses arrive block-wise.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
+  /**
+   * How long a Ping may wait for its Pong, in milliseconds.
+   *
+   * @default {5000}
+   */
+  pingTimeout?: number;
+  /**
+   * How long connecting may take, up to the server's CSM, in milliseconds.
+   *
+   * @default {10000}
+   */
+  connectTimeout?: number;
+  /**
+   * The largest body a block-wise response may reassemble to, in bytes.
+   *
+   * @default {16777216}
+   */
+  maxBodySize?: number;
+  /**
+   * The WebSocket class.
+   *
+   * @default {globalThis.WebSocket}
+   */
+  WebSocket?: new (url: string, protocols: string) => WebSocketLike;
+}
+
+/** The exception a block-wise transfer ends with when it goes wrong. */
+export class BlockwiseError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "BlockwiseError";
+  }
+}
+
+/**
+ * Turns a `coap+ws://` or `coaps+ws://` URI into the WebSocket URL of RFC
+ * 8323 §8.2 (`ws://host:port/.well-known/coap`), and the resource path and
+ * query it names.
+ *
+ * @param uri A CoAP-over-WebSocket URI.
+ * @returns The WebSocket URL, path and query.
+ * @throws {TypeError} If `uri` is not such a URI.
+ *
+ * @example
+ * ```ts
+ * import { parseCoapUri } from "./client.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(parseCoapUri("coap+ws://127.0.0.1:8683/slow?ms=5"), {
+ *   url: "ws://127.0.0.1:8683/.well-known/coap",
+ *   path: "/slow",
+ *   query: ["ms=5"],
+ * });
+ * ```
+ */
+export function parseCoapUri(
+  uri: string,
+): { url: string; path: string; query: string[] } {
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    throw new TypeError(
+      `Cannot connect to ${
+        JSON.stringify(uri)
+      }: not a URI (expected coap+ws://host:port/)`,
+    );
+  }
+  const scheme = { "coap+ws:": "ws:", "coaps+ws:": "wss:" }[parsed.protocol];
+  if (scheme === undefined || parsed.host === "") {
+    throw new TypeError(
+      `Cannot connect to ${
+        JSON.stringify(uri)
+      }: the scheme must be coap+ws:// or coaps+ws:// with a host`,
+    );
+  }
+  const query = parsed.search.length > 1
+    ? parsed.search.slice(1).split("&")
+    : [];
+  return {
+    url: `${scheme}//${parsed.host}/.well-known/coap`,
+    path: parsed.pathname || "/",
+    query,
+  };
+}
+
+/**
+ * A client for one CoAP-over-WebSocket server.
+ *
+ * @example Talking to a server (run one with `deno task coap:server`)
+ * ```ts ignore
+ * import { CoapClient, text } from "./mod.ts";
+ *
+ * const client = await CoapClient.connect("coap+ws://127.0.0.1:8683");
+ * for await (const event of client.request({ method: "GET", path: "/" })) {
+ *   if (event.kind === "response") console.log(text(event.message.payload));
+ * }
+ * client.close();
+ * ```
+ */
+export class CoapClient {
+  readonly #connection: CoapConnection;
+  readonly #log: Logger;
+  readonly #maxBodySize: number;
+  #open = 0;
+
+  /**
+   * Wraps a connection (from {@linkcode attachWebSocket}, or any other
+   * transport); {@linkcode CoapClient.connect} is the usual way in.
+   *
+   * @param connection A started connection.
+   * @param options `log` and `maxBodySize` apply.
+   */
+  constructor(connection: CoapConnection, options: ClientOptions = {}) {
+    this.#connection = connection;
+    this.#log = options.log ?? connection.log;
+    this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
+  }
+
+  /**
+   * Opens a WebSocket to the server of `uri` with the `coap` subprotocol,
+   * exchanges CSMs, and resolves once the server's CSM has arrived.
+   *
+   * @param uri `coap+ws://host:port` or `coaps+ws://host:port`.
+   * @param options Settings; all optional.
+   * @returns The client.
+   * @throws {TypeError} If `uri` is not a CoAP-over-WebSocket URI, or there
+   * is no WebSocket class.
+   * @throws {ConnectionError} If the connection fails, the server does not
+   * speak `coap`, or its CSM does not arrive in time.
+   */
+  static async connect(
+    uri: string,
+    options: ClientOptions = {},
+  ): Promise<CoapClient> {
+    const { url } = parseCoapUri(uri);
+    const WebSocketClass = options.WebSocket ??
+      (globalThis as { WebSocket?: ClientOptions["WebSocket"] }).WebSocket;
+    if (typeof WebSocketClass !== "function") {
+      throw new TypeError(
+        "Cannot connect: this platform has no WebSocket (pass options.WebSocket)",
+      );
+    }
+    const socket = new WebSocketClass(url, "coap");
+    const connectionOptions: ConnectionOptions = {
+      log: options.log,
+      maxMessageSize: options.maxMessageSize,
+      pingTimeout: options.pingTimeout,
+    };
+    const connection = attachWebSocket(socket, connectionOptions);
+    socket.addEventListener("open", () => {
+      // A server that ignores the subprotocol leaves it empty.
+      if (socket.protocol !== "coap") {
+        connection.abort(
+          `The server did not select the coap subprotocol (got ${
+            JSON.stringify(socket.protocol)
+          })`,
+        );
+      }
+    }, { once: true });
+    const timeout = options.connectTimeout ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        connection.ready,
+        connection.closed.then((reason) => Promise.reject(reason)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
+            timeout,
+          );
+        }),
+      ]);
+    } catch (error) {
+      const reason = (error as Error).message;
+      connection.abort(reason);
+      throw new ConnectionError(`Cannot connect to ${uri}: ${reason}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    return new CoapClient(connection, options);
+  }
+
+  /** The server's settings, from its CSM. */
+  get peer(): PeerSettings {
+    return this.#connection.peer;
+  }
+
+  /** The connection underneath. */
+  get connection(): CoapConnection {
+    return this.#connection;
+  }
+
+  /** Requests whose pipes have not ended yet. */
+  get openRequests(): number {
+    return this.#open;
+  }
+
+  /** Resolves with the reason once the connection has closed. */
+  get closed(): Promise<ConnectionError> {
+    return this.#connection.closed;
+  }
+
+  /**
+   * Sends a request. The returned pipe yields the response (reassembled
+   * when it came block-wise) and completes; with `observe`, it yields every
+   * notification until the loop is left, which deregisters at the server.
+   * Error responses (4.xx, 5.xx) are responses; a connection that fails, a
+   * response with an unknown critical option, or a broken block-wise
+   * transfer end the pipe with an exception event. `poke()` on the pipe
+   * sends a Ping.
+   *
+   * @param request The request.
+   * @returns The pipe to iterate.
+   * @throws {TypeError} If the request is not of the documented form.
+   * @throws {RangeError} If a content format or accept is out of range.
+   */
+  request(request: CoapRequest): IterablePipe<CoapRequest, CoapResponse> {
+    const message = requestMessage(request, new Uint8Array(0));
+    const pipe = new IterablePipe<CoapRequest, CoapResponse>(request, {
+      log: this.#log,
+    });
+    this.#open++;
+    pipe.onInterestEnd(() => this.#open--);
+    this.#drive(pipe, message);
+    return pipe;
+  }
+
+  /**
+   * Sends a Ping and waits for the Pong.
+   *
+   * @returns The round-trip time in milliseconds.
+   */
+  ping(): Promise<number> {
+    return this.#connection.ping();
+  }
+
+  /**
+   * Closes the connection with a Release. Requests still open end with an
+   * exception event.
+   */
+  close(): void {
+    this.#connection.release();
+  }
+
+  /**
+   * Connects the requester's pipe to the wire, the way aiocoap stacks its
+   * layers: a raw pipe per message sent, this layer its requester and the
+   * connection its responder. Responses are read, block-wise bodies
+   * fetched and reassembled, and handed on in order.
+   */
+  #drive(
+    pipe: IterablePipe<CoapRequest, CoapResponse>,
+    message: CoapMessage,
+  ): void {
+    const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
+    // Responses are handed on in arrival order, also when one of them needs
+    // block-wise follow-ups first.
+    let queue: Promise<void> = Promise.resolve();
+    const fetches = new Set<() => void>();
+    const fail = (exception: unknown) => {
+      if (!pipe.ended) pipe.addException(exception);
+      stop();
+    };
+    const stop = raw.onEvent((event: PipeEvent<CoapMessage>) => {
+      if (event.kind === "exception") {
+        queue = queue.then(() => fail(event.exception));
+        return false;
+      }
+      if (event.kind !== "response") return false;
+      const isLast = event.isLast;
+      let response: CoapResponse;
+      try {
+        response = readResponse(event.message);
+      } catch (error) {
+        queue = queue.then(() => fail(error));
+        return false;
+      }
+      queue = queue.then(async () => {
+        if (pipe.ended) return;
+        const whole = await this.#reassemble(message, response, fetches);
+        if (!pipe.ended) pipe.addResponse(whole, isLast);
+      }).catch(fail);
+      return !isLast;
+    });
+    pipe.onInterestEnd(() => {
+      stop();
+      for (const cancel of fetches) cancel();
+    });
+    pipe.onPoke(() => raw.poke());
+    this.#connection.request(raw);
+  }
+
+  /**
+   * Fetches the remaining blocks of a response whose Block2 option says more
+   * follow (RFC 7959 §2.4), with the request's options and no Observe.
+   */
+  async #reassemble(
+    request: CoapMessage,
+    first: CoapResponse,
+    fetches: Set<() => void>,
+  ): Promise<CoapResponse> {
+    const option = getOption(first, Option.BLOCK2);
+    if (option === undefined || first.code[0] !== "2") return first;
+    let block = decodeBlock(option);
+    if (!block.more) return first;
+    if (block.num !== 0) {
+      throw new BlockwiseError(
+        `Block-wise transfer failed: the first response is block ${block.num}`,
+      );
+    }
+    const etag = getOption(first, Option.ETAG);
+    const parts = [first.payload];
+    let size = first.payload.length;
+    while (block.more) {
+      const blockSize = 16 << Math.min(block.szx, 6);
+      if (size % blockSize !== 0) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: ${size} bytes so far is not a multiple of the block size ${blockSize}`,
+        );
+      }
+      const num = size / blockSize;
+      const next = await this.#fetch({
+        ...request,
+        options: [
+          ...request.options.filter((o) =>
+            o.number !== Option.OBSERVE && o.number !== Option.BLOCK2
+          ),
+          {
+            number: Option.BLOCK2,
+            value: encodeBlock({ num, more: false, szx: block.szx }),
+          },
+        ],
+      }, fetches);
+      const response = readResponse(next);
+      const got = getOption(response, Option.BLOCK2);
+      if (response.code[0] !== "2" || got === undefined) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: block ${num} was answered ${response.code}${
+            got === undefined ? " without a Block2 option" : ""
+          }`,
+        );
+      }
+      block = decodeBlock(got);
+      if (block.num * (16 << Math.min(block.szx, 6)) !== size) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: asked for block ${num}, got block ${block.num}`,
+        );
+      }
+      const tag = getOption(response, Option.ETAG);
+      if (
+        (etag === undefined) !== (tag === undefined) ||
+        (etag !== undefined && hex(etag) !== hex(tag!))
+      ) {
+        throw new BlockwiseError(
+          "Block-wise transfer failed: the resource changed (ETag) while it was fetched",
+        );
+      }
+      size += response.payload.length;
+      if (size > this.#maxBodySize) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: the body exceeds ${this.#maxBodySize} bytes`,
+        );
+      }
+      if (response.payload.length === 0 && block.more) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: block ${block.num} is empty but more are announced`,
+        );
+      }
+      parts.push(response.payload);
+    }
+    const payload = new Uint8Array(size);
+    let at = 0;
+    for (const part of parts) {
+      payload.set(part, at);
+      at += part.length;
+    }
+    return { ...first, payload };
+  }
+
+  /** Sends one message and resolves with its one response. */
+  #fetch(
+    message: CoapMessage,
+    fetches: Set<() => void>,
+  ): Promise<CoapMessage> {
+    return new Promise((resolve, reject) => {
+      const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
+      const stop = raw.onEvent((event) => {
+        fetches.delete(cancel);
+        if (event.kind === "response") resolve(event.message);
+        else reject(event.exception ?? new BlockwiseError("Cancelled"));
+        return false;
+      });
+      const cancel = () => {
+        stop();
+        reject(new BlockwiseError("Block-wise transfer cancelled"));
+      };
+      fetches.add(cancel);
+      this.#connection.request(raw);
+    });
+  }
+}

@@ -1,0 +1,93 @@
+// A command line client in the spirit of aiocoap-client:
+//   deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N]
+//     [--accept N] [--observe] [--count N] coap+ws://HOST:PORT/PATH?QUERY
+// Prints the payload, or the code on an error response (exiting 1); with
+// --observe, one line per notification, stopping after --count of them.
+
+import { CoapClient, parseCoapUri } from "./client.ts";
+import { type Method, METHODS, text } from "./message.ts";
+
+const usage =
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] URI";
+
+function fail(message: string, code = 2): never {
+  console.error(message);
+  Deno.exit(code);
+}
+
+let method: Method = "GET";
+let payload: string | undefined;
+let contentFormat: number | undefined;
+let accept: number | undefined;
+let observe = false;
+let count = Infinity;
+let uri: string | undefined;
+const args = [...Deno.args];
+const number = (name: string): number => {
+  const value = args.shift();
+  if (value === undefined || !/^\d+$/.test(value)) {
+    fail(`${name} needs a number\n${usage}`);
+  }
+  return Number(value);
+};
+while (args.length > 0) {
+  const arg = args.shift()!;
+  if (arg === "-m" || arg === "--method") {
+    const name = args.shift()?.toUpperCase() ?? "";
+    const known = Object.keys(METHODS).find((m) => m.toUpperCase() === name);
+    if (known === undefined) fail(`unknown method ${name}\n${usage}`);
+    method = known as Method;
+  } else if (arg === "--payload") {
+    payload = args.shift() ?? fail(usage);
+  } else if (arg === "--content-format") contentFormat = number(arg);
+  else if (arg === "--accept") accept = number(arg);
+  else if (arg === "--observe") observe = true;
+  else if (arg === "--count") count = number(arg);
+  else if (arg.startsWith("-") || uri !== undefined) fail(usage);
+  else uri = arg;
+}
+if (uri === undefined) fail(usage);
+
+let target: ReturnType<typeof parseCoapUri>;
+try {
+  target = parseCoapUri(uri);
+} catch (error) {
+  fail((error as Error).message);
+}
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+let client: CoapClient;
+try {
+  client = await CoapClient.connect(uri, { log: quiet });
+} catch (error) {
+  fail((error as Error).message, 1);
+}
+
+let status = 0;
+let seen = 0;
+const pipe = client.request({
+  method,
+  path: target.path,
+  query: target.query,
+  payload,
+  contentFormat,
+  accept,
+  observe,
+});
+for await (const event of pipe) {
+  if (event.kind === "exception") {
+    console.error(String(event.exception));
+    status = 1;
+    break;
+  }
+  if (event.kind !== "response") break;
+  const response = event.message;
+  if (response.code.startsWith("2.")) console.log(text(response.payload));
+  else {
+    const diagnostic = text(response.payload);
+    console.log(response.code + (diagnostic ? ` ${diagnostic}` : ""));
+    status = 1;
+  }
+  if (++seen >= count) break;
+}
+client.close();
+Deno.exit(status);

@@ -1,0 +1,756 @@
+// This module is browser compatible.
+
+/**
+ * One CoAP-over-WebSocket connection (RFC 8323), both roles, as a state
+ * machine that never touches a socket: it is fed the bytes that arrive
+ * ({@linkcode CoapConnection.prototype.receive}) and hands the bytes to send
+ * to a {@linkcode Transport}. It sends a CSM first, honours the peer's
+ * Max-Message-Size, answers Ping with Pong, handles Release and Abort, and
+ * matches responses to requests by token.
+ *
+ * Requests are pipes: {@linkcode CoapConnection.prototype.request} makes the
+ * connection the responder of a pipe whose request is a message. Responses
+ * come back as the pipe's events (a notification of an observation is a
+ * non-final response); when the requester loses interest in an observation,
+ * the connection deregisters it at the server (RFC 7641 §3.6); a poke sends
+ * a Ping; when the connection closes, every pipe still open on it ends with
+ * an exception event.
+ *
+ * @module
+ */
+
+import type { Logger, ResponderPipe } from "../../mod.ts";
+import {
+  type CoapFormatError,
+  type CoapMessage,
+  type CoapOption,
+  Code,
+  codeKind,
+  codeToString,
+  decodeMessage,
+  encodeMessage,
+  getOption,
+  hex,
+  isCritical,
+  Option,
+  readUint,
+  SignalingOption,
+  text,
+  uint,
+  utf8,
+} from "./message.ts";
+
+/** Where a connection's bytes go: a WebSocket, or a test's array. */
+export interface Transport {
+  /** Sends one binary message. */
+  send(bytes: Uint8Array): void;
+  /** Closes the transport; `code` is a WebSocket close code. */
+  close(code: number, reason: string): void;
+}
+
+/** The timers a connection uses (for Ping deadlines). */
+export interface Clock {
+  /** Milliseconds from any fixed point. */
+  now(): number;
+  /** Calls `fn` after `ms` milliseconds; returns a handle. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a handle from `setTimeout`. */
+  clearTimeout(handle: unknown): void;
+}
+
+/** The platform's timers. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as number),
+};
+
+/** The peer's capabilities, from its CSM (RFC 8323 §5.3). */
+export interface PeerSettings {
+  /** The largest message the peer accepts, in bytes (default 1152). */
+  readonly maxMessageSize: number;
+  /** Whether the peer supports block-wise transfer with BERT. */
+  readonly blockWise: boolean;
+}
+
+/** Options for {@linkcode CoapConnection}. */
+export interface ConnectionOptions {
+  /**
+   * The largest message this side accepts, advertised in its CSM; larger
+   * ones are answered with an Abort.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
+  /**
+   * Whether to advertise block-wise transfer (BERT) in the CSM.
+   *
+   * @default {false}
+   */
+  blockWise?: boolean;
+  /**
+   * How long to wait for the Pong to a Ping before the connection is taken
+   * for dead, in milliseconds.
+   *
+   * @default {5000}
+   */
+  pingTimeout?: number;
+  /**
+   * Where trouble is logged.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * The timers.
+   *
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /** Called with each request that arrives (the server role). */
+  onRequest?: (message: CoapMessage, connection: CoapConnection) => void;
+  /** Called once when the connection has closed, with the reason. */
+  onClose?: (reason: ConnectionError) => void;
+}
+
+/** Why a connection closed; pipes open on it end with this exception. */
+export class ConnectionError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What happened.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectionError";
+  }
+}
+
+/** The default Max-Message-Size (RFC 8323 §5.3.1). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1152;
+
+/** WebSocket close codes for each way a connection fails (RFC 6455 §7.4). */
+const CLOSE_NORMAL = 1000,
+  CLOSE_PROTOCOL = 1002,
+  CLOSE_TEXT = 1003,
+  CLOSE_MALFORMED = 1007,
+  CLOSE_TOO_BIG = 1009;
+
+interface Exchange {
+  readonly key: string;
+  readonly pipe: ResponderPipe<CoapMessage, CoapMessage>;
+  readonly request: CoapMessage;
+  /** Registered an observation: notifications are non-final. */
+  readonly observing: boolean;
+  /** Cleared when the requester lost interest; the token stays reserved. */
+  interested: boolean;
+  /** Set once Observe 1 went out for it. */
+  deregistered: boolean;
+}
+
+interface PendingPing {
+  readonly sent: number;
+  readonly timer: unknown;
+  readonly resolve: (rtt: number) => void;
+  readonly reject: (error: ConnectionError) => void;
+}
+
+/** The state of a connection. */
+export type ConnectionState = "new" | "opening" | "open" | "closed";
+
+const noop = (): void => {};
+
+/**
+ * One CoAP-over-WebSocket connection, either role. Call
+ * {@linkcode CoapConnection.prototype.start} once the transport can send,
+ * {@linkcode CoapConnection.prototype.receive} with every message that
+ * arrives, and {@linkcode CoapConnection.prototype.transportClosed} when the
+ * transport closes.
+ *
+ * @example Two connections talking through arrays
+ * ```ts
+ * import { CoapConnection } from "./connection.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const aToB: Uint8Array[] = [], bToA: Uint8Array[] = [];
+ * const a = new CoapConnection({ send: (m) => aToB.push(m), close() {} });
+ * const b = new CoapConnection({ send: (m) => bToA.push(m), close() {} });
+ * a.start();
+ * b.start();
+ * aToB.splice(0).forEach((m) => b.receive(m));
+ * bToA.splice(0).forEach((m) => a.receive(m));
+ * assertEquals([a.state, b.state], ["open", "open"]);
+ * assertEquals(await a.ready, { maxMessageSize: 1152, blockWise: false });
+ * ```
+ */
+export class CoapConnection {
+  readonly #transport: Transport;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #maxMessageSize: number;
+  readonly #blockWise: boolean;
+  readonly #pingTimeout: number;
+  readonly #onRequest: ConnectionOptions["onRequest"];
+  readonly #onClose: ConnectionOptions["onClose"];
+  #state: ConnectionState = "new";
+  #peer: PeerSettings = {
+    maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+    blockWise: false,
+  };
+  #exchanges = new Map<string, Exchange>();
+  #pings = new Map<string, PendingPing>();
+  #nextToken = 1;
+  #ready: Promise<PeerSettings>;
+  #settleReady!: (settings: PeerSettings | ConnectionError) => void;
+  #closed: Promise<ConnectionError>;
+  #settleClosed!: (reason: ConnectionError) => void;
+  #closeReason: ConnectionError | undefined;
+
+  /**
+   * Creates a connection over a transport.
+   *
+   * @param transport Where the connection's bytes go.
+   * @param options Settings and the server role's request handler.
+   * @throws {RangeError} If `maxMessageSize` is not an integer of at least
+   * 64 or `pingTimeout` is not positive.
+   */
+  constructor(transport: Transport, options: ConnectionOptions = {}) {
+    const {
+      maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE,
+      blockWise = false,
+      pingTimeout = 5000,
+      log = console,
+      clock = systemClock,
+    } = options;
+    if (!Number.isInteger(maxMessageSize) || maxMessageSize < 64) {
+      throw new RangeError(
+        `Cannot create a connection: maxMessageSize must be an integer of at least 64, got ${maxMessageSize}`,
+      );
+    }
+    if (!(pingTimeout > 0)) {
+      throw new RangeError(
+        `Cannot create a connection: pingTimeout must be positive, got ${pingTimeout}`,
+      );
+    }
+    this.#transport = transport;
+    this.#log = log;
+    this.#clock = clock;
+    this.#maxMessageSize = maxMessageSize;
+    this.#blockWise = blockWise;
+    this.#pingTimeout = pingTimeout;
+    this.#onRequest = options.onRequest;
+    this.#onClose = options.onClose;
+    this.#ready = new Promise<PeerSettings>((resolve, reject) => {
+      this.#settleReady = (value) =>
+        value instanceof ConnectionError ? reject(value) : resolve(value);
+    });
+    // Nobody may be waiting for ready when the connection fails.
+    this.#ready.catch(noop);
+    this.#closed = new Promise((resolve) => this.#settleClosed = resolve);
+  }
+
+  /** `new`, `opening` (CSM sent), `open` (peer's CSM received), `closed`. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Resolves with the peer's settings when its CSM arrives. */
+  get ready(): Promise<PeerSettings> {
+    return this.#ready;
+  }
+
+  /** Resolves with the reason once the connection has closed. */
+  get closed(): Promise<ConnectionError> {
+    return this.#closed;
+  }
+
+  /** The peer's settings (the defaults until its CSM arrives). */
+  get peer(): PeerSettings {
+    return this.#peer;
+  }
+
+  /** What this side advertised in its CSM. */
+  get local(): PeerSettings {
+    return {
+      maxMessageSize: this.#maxMessageSize,
+      blockWise: this.#blockWise,
+    };
+  }
+
+  /** Requests sent on this connection whose final response is still due. */
+  get pending(): number {
+    return this.#exchanges.size;
+  }
+
+  /** Where the connection logs. */
+  get log(): Logger {
+    return this.#log;
+  }
+
+  /**
+   * Starts the connection: sends this side's CSM. Call it once the transport
+   * is open.
+   *
+   * @throws {Error} If called twice.
+   */
+  start(): void {
+    if (this.#state !== "new") {
+      throw new Error("Cannot start a connection twice");
+    }
+    this.#state = "opening";
+    const options: CoapOption[] = [{
+      number: SignalingOption.MAX_MESSAGE_SIZE,
+      value: uint(this.#maxMessageSize),
+    }];
+    if (this.#blockWise) {
+      options.push({
+        number: SignalingOption.BLOCK_WISE_TRANSFER,
+        value: new Uint8Array(0),
+      });
+    }
+    this.#write(signal(Code.CSM, options));
+  }
+
+  /**
+   * Feeds one message that arrived. A text message, malformed bytes, a
+   * message over the advertised size or a missing CSM make this side send
+   * an Abort with a diagnostic payload and close the connection.
+   *
+   * @param data The message: bytes, or text (which is a protocol error).
+   */
+  receive(data: Uint8Array | ArrayBuffer | string): void {
+    if (this.#state === "closed") return;
+    if (typeof data === "string") {
+      this.abort("Text frame received", CLOSE_TEXT);
+      return;
+    }
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+    if (bytes.length > this.#maxMessageSize) {
+      this.abort(
+        `Message of ${bytes.length} bytes exceeds the Max-Message-Size of ${this.#maxMessageSize}`,
+        CLOSE_TOO_BIG,
+      );
+      return;
+    }
+    let message: CoapMessage;
+    try {
+      message = decodeMessage(bytes);
+    } catch (error) {
+      this.abort((error as CoapFormatError).message, CLOSE_MALFORMED);
+      return;
+    }
+    const kind = codeKind(message.code);
+    if (this.#state !== "open" && message.code !== Code.CSM) {
+      this.abort(
+        `Expected a CSM as the first message, got ${
+          codeToString(message.code)
+        }`,
+      );
+      return;
+    }
+    switch (kind) {
+      case "signaling":
+        this.#signaling(message);
+        return;
+      case "response":
+        this.#response(message);
+        return;
+      case "request":
+        this.#request(message);
+        return;
+      case "empty":
+        return; // RFC 8323 §3.4: always ignored.
+      default:
+        this.abort(`Reserved code ${codeToString(message.code)} received`);
+    }
+  }
+
+  /**
+   * Tells the connection that its transport closed. Every pipe still open on
+   * it ends with a {@linkcode ConnectionError}.
+   *
+   * @param code The WebSocket close code, if known.
+   * @param reason The close reason, if any.
+   */
+  transportClosed(code?: number, reason?: string): void {
+    this.#close(
+      new ConnectionError(
+        `Connection closed by the peer${
+          code === undefined ? "" : ` (${code}${reason ? `: ${reason}` : ""})`
+        }`,
+      ),
+      undefined,
+    );
+  }
+
+  /**
+   * Sends the request of `pipe` and makes this connection the pipe's
+   * responder: responses arrive as its events (non-final for the
+   * notifications of an observation); when the requester loses interest in
+   * an observation, it is deregistered with a GET with Observe 1; a poke
+   * sends a Ping.
+   *
+   * On a closed connection, or when the request is larger than the peer
+   * accepts, the pipe ends at once with an exception event.
+   *
+   * @param pipe A pipe whose request is the message to send; its token is
+   * replaced by a fresh one.
+   */
+  request(pipe: ResponderPipe<CoapMessage, CoapMessage>): void {
+    if (this.#state === "closed") {
+      pipe.addException(
+        this.#closeReason ?? new ConnectionError("Connection is closed"),
+      );
+      return;
+    }
+    const key = this.#freshToken();
+    const message = { ...pipe.request, token: tokenBytes(key) };
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#encode(message);
+    } catch (error) {
+      pipe.addException(error);
+      return;
+    }
+    const observe = getOption(message, Option.OBSERVE);
+    const exchange: Exchange = {
+      key,
+      pipe,
+      request: message,
+      observing: message.code === Code.GET && observe !== undefined &&
+        readUint(observe) === 0,
+      interested: true,
+      deregistered: false,
+    };
+    this.#exchanges.set(key, exchange);
+    this.#transport.send(bytes);
+    pipe.onInterestEnd(() => this.#lostInterest(exchange));
+    pipe.onPoke(() => {
+      this.ping().catch(noop);
+    });
+  }
+
+  /**
+   * Sends a message as it is (a server's response, say).
+   *
+   * @param message The message.
+   * @throws {ConnectionError} If the connection is closed.
+   * @throws {RangeError} If the message is larger than the peer accepts.
+   * @throws {CoapFormatError} If the message cannot be encoded.
+   */
+  send(message: CoapMessage): void {
+    if (this.#state === "closed") {
+      throw this.#closeReason ?? new ConnectionError("Connection is closed");
+    }
+    this.#write(message);
+  }
+
+  /**
+   * The size `message` has on the wire.
+   *
+   * @param message The message.
+   * @returns Its size in bytes.
+   */
+  sizeOf(message: CoapMessage): number {
+    return encodeMessage(message).length;
+  }
+
+  /**
+   * Sends a Ping and waits for its Pong. Without a Pong in `pingTimeout`
+   * milliseconds the connection is taken for dead: it aborts, and every
+   * pipe open on it ends with an exception event.
+   *
+   * @returns The round-trip time in milliseconds.
+   */
+  ping(): Promise<number> {
+    if (this.#state === "closed") {
+      return Promise.reject(
+        this.#closeReason ?? new ConnectionError("Connection is closed"),
+      );
+    }
+    const key = this.#freshToken(this.#pings);
+    return new Promise<number>((resolve, reject) => {
+      const timer = this.#clock.setTimeout(() => {
+        this.abort(`No Pong within ${this.#pingTimeout} ms`);
+      }, this.#pingTimeout);
+      this.#pings.set(key, {
+        sent: this.#clock.now(),
+        timer,
+        resolve,
+        reject,
+      });
+      this.#write(signal(Code.PING, [], tokenBytes(key)));
+    });
+  }
+
+  /**
+   * Closes the connection cleanly: sends a Release (RFC 8323 §5.5) and
+   * closes the transport. Pipes still open end with an exception event.
+   */
+  release(): void {
+    if (this.#state === "closed") return;
+    this.#tryWrite(signal(Code.RELEASE, []));
+    this.#close(
+      new ConnectionError("Connection released by this side"),
+      CLOSE_NORMAL,
+    );
+  }
+
+  /**
+   * Aborts the connection (RFC 8323 §5.6): sends an Abort whose payload is
+   * the diagnostic, and closes the transport. Pipes still open end with an
+   * exception event.
+   *
+   * @param diagnostic Why, in words; sent to the peer and logged.
+   * @param closeCode The WebSocket close code.
+   * @param badCsmOption The CSM option that caused it, if one did.
+   */
+  abort(
+    diagnostic: string,
+    closeCode: number = CLOSE_PROTOCOL,
+    badCsmOption?: number,
+  ): void {
+    if (this.#state === "closed") return;
+    this.#log.warn(`Aborting the CoAP connection: ${diagnostic}`);
+    this.#tryWrite({
+      code: Code.ABORT,
+      token: new Uint8Array(0),
+      options: badCsmOption === undefined ? [] : [{
+        number: SignalingOption.BAD_CSM_OPTION,
+        value: uint(badCsmOption),
+      }],
+      payload: utf8(diagnostic),
+    });
+    this.#close(
+      new ConnectionError(`Connection aborted by this side: ${diagnostic}`),
+      closeCode,
+    );
+  }
+
+  #freshToken(taken: Map<string, unknown> = this.#exchanges): string {
+    for (;;) {
+      const n = this.#nextToken;
+      this.#nextToken = n >= 0xffffffff ? 1 : n + 1;
+      const key = hex(uint(n));
+      if (!taken.has(key)) return key;
+    }
+  }
+
+  #encode(message: CoapMessage): Uint8Array {
+    const bytes = encodeMessage(message);
+    if (bytes.length > this.#peer.maxMessageSize) {
+      throw new RangeError(
+        `Cannot send a message of ${bytes.length} bytes: the peer accepts at most ${this.#peer.maxMessageSize}`,
+      );
+    }
+    return bytes;
+  }
+
+  #write(message: CoapMessage): void {
+    this.#transport.send(this.#encode(message));
+  }
+
+  /** Writes, for a connection on its way out: failures are only logged. */
+  #tryWrite(message: CoapMessage): void {
+    try {
+      this.#write(message);
+    } catch (error) {
+      this.#log.debug("Could not send a closing message", error);
+    }
+  }
+
+  #signaling(message: CoapMessage): void {
+    if (message.code === Code.CSM) {
+      let { maxMessageSize, blockWise } = this.#peer;
+      for (const option of message.options) {
+        if (option.number === SignalingOption.MAX_MESSAGE_SIZE) {
+          if (option.value.length > 4) {
+            this.abort("Malformed Max-Message-Size", CLOSE_PROTOCOL, 2);
+            return;
+          }
+          maxMessageSize = readUint(option.value);
+        } else if (option.number === SignalingOption.BLOCK_WISE_TRANSFER) {
+          blockWise = true;
+        } else if (isCritical(option.number)) {
+          this.abort(
+            `Unsupported critical CSM option ${option.number}`,
+            CLOSE_PROTOCOL,
+            option.number,
+          );
+          return;
+        }
+      }
+      this.#peer = { maxMessageSize, blockWise };
+      if (this.#state !== "open") {
+        this.#state = "open";
+        this.#settleReady(this.#peer);
+      }
+      return;
+    }
+    for (const option of message.options) {
+      if (isCritical(option.number)) {
+        this.abort(
+          `Unknown critical option ${option.number} in ${
+            codeToString(message.code)
+          }`,
+        );
+        return;
+      }
+    }
+    switch (message.code) {
+      case Code.PING:
+        this.#tryWrite(signal(Code.PONG, [], message.token));
+        return;
+      case Code.PONG: {
+        const key = hex(message.token);
+        const ping = this.#pings.get(key);
+        if (ping === undefined) return;
+        this.#pings.delete(key);
+        this.#clock.clearTimeout(ping.timer);
+        ping.resolve(this.#clock.now() - ping.sent);
+        return;
+      }
+      case Code.RELEASE:
+        this.#close(
+          new ConnectionError("Connection released by the peer"),
+          CLOSE_NORMAL,
+        );
+        return;
+      case Code.ABORT: {
+        const why = text(message.payload);
+        this.#log.warn(`The peer aborted the CoAP connection: ${why}`);
+        this.#close(
+          new ConnectionError(
+            `Connection aborted by the peer${why ? `: ${why}` : ""}`,
+          ),
+          CLOSE_NORMAL,
+        );
+        return;
+      }
+      default:
+        this.abort(`Unknown signaling code ${codeToString(message.code)}`);
+    }
+  }
+
+  #response(message: CoapMessage): void {
+    const key = hex(message.token);
+    const exchange = this.#exchanges.get(key);
+    if (exchange === undefined) {
+      this.#log.warn(
+        `Ignoring a ${codeToString(message.code)} response with unknown token ${
+          key || "(empty)"
+        }`,
+      );
+      return;
+    }
+    const notification = exchange.observing && message.code >> 5 === 2 &&
+      getOption(message, Option.OBSERVE) !== undefined;
+    if (!notification) this.#exchanges.delete(key);
+    if (!exchange.interested) {
+      this.#log.debug(
+        `Dropping a response on token ${key}: nobody wants it any more`,
+      );
+      return;
+    }
+    exchange.pipe.addResponse(message, !notification);
+  }
+
+  #request(message: CoapMessage): void {
+    if (this.#onRequest === undefined) {
+      this.#tryWrite({
+        code: Code.NOT_FOUND,
+        token: message.token,
+        options: [],
+        payload: utf8("This endpoint serves no resources"),
+      });
+      return;
+    }
+    this.#onRequest(message, this);
+  }
+
+  #lostInterest(exchange: Exchange): void {
+    exchange.interested = false;
+    if (
+      !exchange.observing || exchange.deregistered ||
+      this.#exchanges.get(exchange.key) !== exchange ||
+      this.#state === "closed"
+    ) {
+      return;
+    }
+    // RFC 7641 §3.6: a GET on the same token with Observe 1. Its response is
+    // the final one on the token, which frees it.
+    exchange.deregistered = true;
+    this.#tryWrite({
+      ...exchange.request,
+      options: exchange.request.options.map((option) =>
+        option.number === Option.OBSERVE
+          ? { number: Option.OBSERVE, value: uint(1) }
+          : option
+      ),
+    });
+  }
+
+  #close(reason: ConnectionError, closeCode: number | undefined): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#closeReason = reason;
+    this.#settleReady(reason);
+    const pings = [...this.#pings.values()];
+    this.#pings.clear();
+    for (const ping of pings) {
+      this.#clock.clearTimeout(ping.timer);
+      ping.reject(reason);
+    }
+    const exchanges = [...this.#exchanges.values()];
+    this.#exchanges.clear();
+    if (closeCode !== undefined) {
+      try {
+        this.#transport.close(closeCode, reason.message);
+      } catch (error) {
+        this.#log.debug("Closing the transport failed", error);
+      }
+    }
+    for (const exchange of exchanges) {
+      if (exchange.interested) endWith(exchange.pipe, reason);
+    }
+    this.#settleClosed(reason);
+    try {
+      this.#onClose?.(reason);
+    } catch (error) {
+      this.#log.error("A connection's close handler failed", error);
+    }
+  }
+}
+
+/**
+ * Ends a pipe with an exception. A connection may close from inside one of
+ * the pipe's own callbacks (a requester that closes the client on a
+ * response), where the pipe refuses new events; the exception then follows
+ * once that delivery is over.
+ */
+function endWith(
+  pipe: ResponderPipe<CoapMessage, CoapMessage>,
+  reason: ConnectionError,
+): void {
+  try {
+    pipe.addException(reason);
+  } catch {
+    queueMicrotask(() => pipe.addException(reason));
+  }
+}
+
+function signal(
+  code: number,
+  options: CoapMessage["options"],
+  token: Uint8Array = new Uint8Array(0),
+): CoapMessage {
+  return { code, token, options, payload: new Uint8Array(0) };
+}
+
+function tokenBytes(key: string): Uint8Array {
+  const bytes = new Uint8Array(key.length / 2);
+  for (let i = 0; i < bytes.length; i++) {
+    bytes[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);
+  }
+  return bytes;
+}

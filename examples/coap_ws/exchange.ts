@@ -1,0 +1,515 @@
+// This module is browser compatible.
+
+/**
+ * Requests and responses as users of the stack see them, and their
+ * conversion to and from {@linkcode CoapMessage}s: paths and queries become
+ * Uri-Path and Uri-Query options, content formats and observe numbers become
+ * integers, and options are checked against RFC 7252's table (§5.10) so an
+ * unknown critical option is found before anything acts on the message.
+ *
+ * @module
+ */
+
+import {
+  type Block,
+  type CoapFormatError,
+  type CoapMessage,
+  type CoapOption,
+  Code,
+  codeKind,
+  codeToString,
+  decodeBlock,
+  getOption,
+  isCritical,
+  type Method,
+  METHODS,
+  Option,
+  parseCode,
+  readUint,
+  strictText,
+  uint,
+  utf8,
+} from "./message.ts";
+
+/** A request as a client makes it. */
+export interface CoapRequest {
+  /** The method. */
+  readonly method: Method;
+  /** The path, `/` for the root; segments are percent-decoded. */
+  readonly path: string;
+  /** Query parameters: `"ms=50"`, or several (an array, or `&`-joined). */
+  readonly query?: string | readonly string[];
+  /** The payload; text is sent as UTF-8. */
+  readonly payload?: Uint8Array | string;
+  /** The payload's content format (0 is text/plain). */
+  readonly contentFormat?: number;
+  /** The content format wanted in the response. */
+  readonly accept?: number;
+  /** Whether to observe the resource (RFC 7641): GET with Observe 0. */
+  readonly observe?: boolean;
+}
+
+/** A response as a client receives it, or a server's resource produces it. */
+export interface CoapResponse {
+  /** The code as CoAP writes it: `"2.05"`, `"4.04"`. */
+  readonly code: string;
+  /** The payload (reassembled, when it came block-wise). */
+  readonly payload: Uint8Array;
+  /** The payload's content format, if given. */
+  readonly contentFormat?: number;
+  /** The Observe number of a notification. */
+  readonly observe?: number;
+  /** Max-Age in seconds, if given. */
+  readonly maxAge?: number;
+  /** Every option of the (first block of the) response. */
+  readonly options: readonly CoapOption[];
+}
+
+/** What a resource answers: a code and optional payload and options. */
+export interface ResponseInit {
+  /** The code; `"2.05"` when left out. */
+  readonly code?: string;
+  /** The payload; text is sent as UTF-8. */
+  readonly payload?: Uint8Array | string;
+  /** The payload's content format. */
+  readonly contentFormat?: number;
+  /** Max-Age in seconds. */
+  readonly maxAge?: number;
+  /** Further options. */
+  readonly options?: readonly CoapOption[];
+}
+
+/** A request as a server receives it. */
+export interface IncomingRequest {
+  /** The method name, or the code (`"0.08"`) for a method this stack lacks. */
+  readonly method: Method | string;
+  /** The path: `/` and the percent-encoded Uri-Path segments. */
+  readonly path: string;
+  /** The decoded Uri-Path segments. */
+  readonly segments: readonly string[];
+  /** The Uri-Query values. */
+  readonly query: readonly string[];
+  /** The payload. */
+  readonly payload: Uint8Array;
+  /** The payload's content format, if given. */
+  readonly contentFormat?: number;
+  /** The Accept option, if given. */
+  readonly accept?: number;
+  /** The Observe option: 0 registers, 1 deregisters. */
+  readonly observe?: number;
+  /** The Block2 option, if given. */
+  readonly block2?: Block;
+  /** The token, for logs. */
+  readonly token: Uint8Array;
+  /** Every option. */
+  readonly options: readonly CoapOption[];
+}
+
+/** A request that a server must reject: `code` says how. */
+export class RequestError extends Error {
+  /** The response code to answer with, such as `"4.02"`. */
+  readonly code: string;
+  /**
+   * Creates the error.
+   *
+   * @param code The response code.
+   * @param message The diagnostic, sent as the payload.
+   */
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "RequestError";
+    this.code = code;
+  }
+
+  /**
+   * The error response (for {@linkcode errorToMessage}).
+   *
+   * @returns The code and the diagnostic payload.
+   */
+  toMessage(): ResponseInit {
+    return { code: this.code, payload: this.message };
+  }
+}
+
+interface Format {
+  readonly min: number;
+  readonly max: number;
+  readonly repeatable: boolean;
+}
+
+/** RFC 7252 §5.10, RFC 7641 §2, RFC 7959 §2.1: length bounds, repeatable. */
+const FORMATS: ReadonlyMap<number, Format> = new Map([
+  [Option.IF_MATCH, { min: 0, max: 8, repeatable: true }],
+  [Option.URI_HOST, { min: 1, max: 255, repeatable: false }],
+  [Option.ETAG, { min: 1, max: 8, repeatable: true }],
+  [Option.IF_NONE_MATCH, { min: 0, max: 0, repeatable: false }],
+  [Option.OBSERVE, { min: 0, max: 3, repeatable: false }],
+  [Option.URI_PORT, { min: 0, max: 2, repeatable: false }],
+  [Option.LOCATION_PATH, { min: 0, max: 255, repeatable: true }],
+  [Option.URI_PATH, { min: 0, max: 255, repeatable: true }],
+  [Option.CONTENT_FORMAT, { min: 0, max: 2, repeatable: false }],
+  [Option.MAX_AGE, { min: 0, max: 4, repeatable: false }],
+  [Option.URI_QUERY, { min: 0, max: 255, repeatable: true }],
+  [Option.ACCEPT, { min: 0, max: 2, repeatable: false }],
+  [Option.LOCATION_QUERY, { min: 0, max: 255, repeatable: true }],
+  [Option.BLOCK2, { min: 0, max: 3, repeatable: false }],
+  [Option.SIZE2, { min: 0, max: 4, repeatable: false }],
+  [Option.SIZE1, { min: 0, max: 4, repeatable: false }],
+]);
+
+/**
+ * Critical options a server of this stack does not act on, although RFC
+ * 7252 knows them: answered 4.02 like unknown ones (Block1 uploads, proxying).
+ */
+const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
+  Option.BLOCK1,
+  Option.PROXY_URI,
+  Option.PROXY_SCHEME,
+  Option.IF_MATCH,
+  Option.IF_NONE_MATCH,
+]);
+
+/**
+ * Checks a message's options against the table of known options: returns
+ * the options to use, with elective options that are unknown, malformed or
+ * wrongly repeated left out (RFC 7252 §5.4.1, §5.4.3, §5.4.5).
+ *
+ * @param message The message.
+ * @param what `"request"` or `"response"`, for the error.
+ * @param unsupported Critical options to reject although known.
+ * @returns The options that count.
+ * @throws {RequestError} 4.02, if a critical option is unknown, unsupported,
+ * malformed or repeated where it may not be.
+ */
+export function checkOptions(
+  message: CoapMessage,
+  what: string,
+  unsupported: ReadonlySet<number> = new Set(),
+): CoapOption[] {
+  const kept: CoapOption[] = [];
+  const seen = new Set<number>();
+  for (const option of message.options) {
+    const format = FORMATS.get(option.number);
+    let problem: string | undefined;
+    if (format === undefined || unsupported.has(option.number)) {
+      problem = `unknown option ${option.number}`;
+    } else if (
+      option.value.length < format.min || option.value.length > format.max
+    ) {
+      problem =
+        `option ${option.number} has ${option.value.length} bytes (${format.min}-${format.max} allowed)`;
+    } else if (!format.repeatable && seen.has(option.number)) {
+      problem = `option ${option.number} is repeated`;
+    }
+    seen.add(option.number);
+    if (problem === undefined) kept.push(option);
+    else if (isCritical(option.number)) {
+      throw new RequestError(
+        "4.02",
+        `Bad Option: the ${what} has a critical ${problem}`,
+      );
+    }
+  }
+  return kept;
+}
+
+function bytesOf(payload: Uint8Array | string | undefined): Uint8Array {
+  if (payload === undefined) return new Uint8Array(0);
+  if (typeof payload === "string") return utf8(payload);
+  if (payload instanceof Uint8Array) return payload;
+  throw new TypeError(
+    `Cannot send a payload of type ${typeof payload}: use a Uint8Array or a string`,
+  );
+}
+
+function uintOption(
+  number: number,
+  value: number | undefined,
+  name: string,
+  max: number,
+): CoapOption[] {
+  if (value === undefined) return [];
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new RangeError(
+      `Cannot send ${name} ${value}: it must be an integer from 0 to ${max}`,
+    );
+  }
+  return [{ number, value: uint(value) }];
+}
+
+/**
+ * Splits a path into percent-decoded segments: `/a/b%20c` is `["a", "b c"]`,
+ * `/` and `""` are `[]`.
+ *
+ * @param path The path.
+ * @returns The segments.
+ * @throws {TypeError} If the path does not start with `/`, or a segment's
+ * percent-encoding is invalid.
+ */
+export function pathSegments(path: string): string[] {
+  if (typeof path !== "string" || (path !== "" && !path.startsWith("/"))) {
+    throw new TypeError(
+      `Cannot send a request: path must be a string starting with "/", got ${
+        JSON.stringify(path)
+      }`,
+    );
+  }
+  if (path === "" || path === "/") return [];
+  return path.slice(1).split("/").map((segment) => {
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      throw new TypeError(
+        `Cannot send a request: invalid percent-encoding in path segment ${
+          JSON.stringify(segment)
+        }`,
+      );
+    }
+  });
+}
+
+/**
+ * Builds the message for a request.
+ *
+ * @param request The request.
+ * @param token The token to send it with.
+ * @param extra More options (Block2 of a follow-up request, Observe 1).
+ * @returns The message.
+ * @throws {TypeError} If the method, path, query or payload is not of the
+ * documented form.
+ * @throws {RangeError} If a content format or accept is out of range.
+ *
+ * @example
+ * ```ts
+ * import { requestMessage } from "./exchange.ts";
+ * import { Code } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = requestMessage(
+ *   { method: "GET", path: "/slow", query: "ms=5" },
+ *   new Uint8Array([1]),
+ * );
+ * assertEquals(message.code, Code.GET);
+ * assertEquals(message.options.map((o) => o.number), [11, 15]);
+ * ```
+ */
+export function requestMessage(
+  request: CoapRequest,
+  token: Uint8Array,
+  extra: readonly CoapOption[] = [],
+): CoapMessage {
+  if (typeof request !== "object" || request === null) {
+    throw new TypeError("Cannot send a request: it must be an object");
+  }
+  const code = Object.hasOwn(METHODS, request.method)
+    ? METHODS[request.method]
+    : undefined;
+  if (code === undefined) {
+    throw new TypeError(
+      `Cannot send a request: unknown method ${
+        JSON.stringify(request.method)
+      } (use one of ${Object.keys(METHODS).join(", ")})`,
+    );
+  }
+  const options: CoapOption[] = [];
+  for (const segment of pathSegments(request.path)) {
+    options.push({ number: Option.URI_PATH, value: utf8(segment) });
+  }
+  for (const item of querySegments(request.query)) {
+    options.push({ number: Option.URI_QUERY, value: utf8(item) });
+  }
+  if (request.observe !== undefined && typeof request.observe !== "boolean") {
+    throw new TypeError("Cannot send a request: observe must be a boolean");
+  }
+  if (request.observe) {
+    options.push({ number: Option.OBSERVE, value: uint(0) });
+  }
+  options.push(
+    ...uintOption(
+      Option.CONTENT_FORMAT,
+      request.contentFormat,
+      "content format",
+      0xffff,
+    ),
+    ...uintOption(Option.ACCEPT, request.accept, "accept", 0xffff),
+    ...extra,
+  );
+  for (const option of options) {
+    if (option.number !== Option.OBSERVE && option.value.length > 255) {
+      throw new RangeError(
+        `Cannot send a request: option ${option.number} is longer than 255 bytes`,
+      );
+    }
+  }
+  return { code, token, options, payload: bytesOf(request.payload) };
+}
+
+function querySegments(query: CoapRequest["query"]): readonly string[] {
+  if (query === undefined) return [];
+  if (typeof query === "string") return query === "" ? [] : query.split("&");
+  if (Array.isArray(query) && query.every((q) => typeof q === "string")) {
+    return query;
+  }
+  throw new TypeError(
+    "Cannot send a request: query must be a string or an array of strings",
+  );
+}
+
+/**
+ * Reads a response message into a {@linkcode CoapResponse}.
+ *
+ * @param message A message whose code is a response code.
+ * @returns The response.
+ * @throws {RequestError} If it has an unknown critical option or a
+ * malformed one.
+ *
+ * @example
+ * ```ts
+ * import { readResponse } from "./exchange.ts";
+ * import { Code, utf8 } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const response = readResponse({
+ *   code: Code.CONTENT,
+ *   token: new Uint8Array(0),
+ *   options: [{ number: 12, value: new Uint8Array(0) }],
+ *   payload: utf8("hi"),
+ * });
+ * assertEquals([response.code, response.contentFormat], ["2.05", 0]);
+ * ```
+ */
+export function readResponse(message: CoapMessage): CoapResponse {
+  const options = checkOptions(message, "response");
+  const known = { options };
+  const contentFormat = optionalUint(known, Option.CONTENT_FORMAT);
+  const observe = optionalUint(known, Option.OBSERVE);
+  const maxAge = optionalUint(known, Option.MAX_AGE);
+  return {
+    code: codeToString(message.code),
+    payload: message.payload,
+    ...(contentFormat === undefined ? {} : { contentFormat }),
+    ...(observe === undefined ? {} : { observe }),
+    ...(maxAge === undefined ? {} : { maxAge }),
+    options: message.options,
+  };
+}
+
+function optionalUint(
+  message: { readonly options: readonly CoapOption[] },
+  number: number,
+): number | undefined {
+  const value = getOption(message, number);
+  return value === undefined ? undefined : readUint(value);
+}
+
+/**
+ * Reads a request message into an {@linkcode IncomingRequest}.
+ *
+ * @param message A message whose code is a request code.
+ * @returns The request.
+ * @throws {RequestError} 4.02 for an unknown, unsupported or malformed
+ * critical option; 4.00 for a Uri-Path or Uri-Query that is not UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { readRequest } from "./exchange.ts";
+ * import { Code, utf8 } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const request = readRequest({
+ *   code: Code.GET,
+ *   token: new Uint8Array([7]),
+ *   options: [{ number: 11, value: utf8("a b") }],
+ *   payload: new Uint8Array(0),
+ * });
+ * assertEquals([request.method, request.path], ["GET", "/a%20b"]);
+ * ```
+ */
+export function readRequest(message: CoapMessage): IncomingRequest {
+  const options = checkOptions(message, "request", UNSUPPORTED_IN_REQUESTS);
+  const known = { options };
+  const segments: string[] = [];
+  const query: string[] = [];
+  try {
+    for (const option of options) {
+      if (option.number === Option.URI_PATH) {
+        segments.push(strictText(option.value, "Uri-Path"));
+      } else if (option.number === Option.URI_QUERY) {
+        query.push(strictText(option.value, "Uri-Query"));
+      }
+    }
+  } catch (error) {
+    throw new RequestError("4.00", (error as CoapFormatError).message);
+  }
+  const method = Object.entries(METHODS).find(([, c]) => c === message.code)
+    ?.[0] ?? codeToString(message.code);
+  const block = getOption(known, Option.BLOCK2);
+  const contentFormat = optionalUint(known, Option.CONTENT_FORMAT);
+  const accept = optionalUint(known, Option.ACCEPT);
+  const observe = optionalUint(known, Option.OBSERVE);
+  return {
+    method,
+    path: "/" + segments.map(encodeURIComponent).join("/"),
+    segments,
+    query,
+    payload: message.payload,
+    ...(contentFormat === undefined ? {} : { contentFormat }),
+    ...(accept === undefined ? {} : { accept }),
+    ...(observe === undefined ? {} : { observe }),
+    ...(block === undefined ? {} : { block2: decodeBlock(block) }),
+    token: message.token,
+    options: message.options,
+  };
+}
+
+/**
+ * Builds the message for a resource's answer.
+ *
+ * @param init What the resource answered.
+ * @param token The request's token.
+ * @returns The message.
+ * @throws {TypeError} If the code is not a response code, or the payload is
+ * neither bytes nor text.
+ *
+ * @example
+ * ```ts
+ * import { responseMessage } from "./exchange.ts";
+ * import { Code } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = responseMessage({ payload: "hi" }, new Uint8Array([1]));
+ * assertEquals(message.code, Code.CONTENT);
+ * ```
+ */
+export function responseMessage(
+  init: ResponseInit,
+  token: Uint8Array,
+): CoapMessage {
+  if (typeof init !== "object" || init === null) {
+    throw new TypeError("Cannot send a response: it must be an object");
+  }
+  let code: number = Code.CONTENT;
+  if (init.code !== undefined) {
+    try {
+      code = parseCode(init.code);
+    } catch (error) {
+      throw new TypeError((error as Error).message);
+    }
+    if (codeKind(code) !== "response") {
+      throw new TypeError(
+        `Cannot send a response with code ${init.code}: not a response code`,
+      );
+    }
+  }
+  const options: CoapOption[] = [
+    ...uintOption(
+      Option.CONTENT_FORMAT,
+      init.contentFormat,
+      "content format",
+      0xffff,
+    ),
+    ...uintOption(Option.MAX_AGE, init.maxAge, "max-age", 0xffffffff),
+    ...(init.options ?? []),
+  ];
+  return { code, token, options, payload: bytesOf(init.payload) };
+}

@@ -1,0 +1,674 @@
+// This module is browser compatible.
+
+/**
+ * The CoAP-over-WebSocket codec (RFC 8323 §3.2 framing, RFC 7252 §3 options):
+ * pure functions from bytes to messages and back, with no I/O, no timers and
+ * no globals. Malformed bytes throw a {@linkcode CoapFormatError} that names
+ * what is wrong; nothing half-parsed ever comes out.
+ *
+ * @module
+ */
+
+/** One option: its number and its raw value. */
+export interface CoapOption {
+  /** The option number (RFC 7252 §5.10, RFC 8323 §5.3–5.6 for signaling). */
+  readonly number: number;
+  /** The option's value as sent on the wire. */
+  readonly value: Uint8Array;
+}
+
+/** A CoAP message as it crosses a WebSocket: no type, no message ID. */
+export interface CoapMessage {
+  /** The code byte: class in the top 3 bits, detail in the low 5. */
+  readonly code: number;
+  /** 0 to 8 bytes that match a response to its request. */
+  readonly token: Uint8Array;
+  /** The options, in any order; {@linkcode encodeMessage} sorts them. */
+  readonly options: readonly CoapOption[];
+  /** The payload; empty when there is none. */
+  readonly payload: Uint8Array;
+}
+
+/** Malformed bytes, or a value that cannot be encoded; `message` says which. */
+export class CoapFormatError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong, in words.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "CoapFormatError";
+  }
+}
+
+/** Codes this stack uses, as code bytes. */
+export const Code = {
+  EMPTY: 0x00,
+  GET: 0x01,
+  POST: 0x02,
+  PUT: 0x03,
+  DELETE: 0x04,
+  FETCH: 0x05,
+  PATCH: 0x06,
+  IPATCH: 0x07,
+  CREATED: 0x41,
+  DELETED: 0x42,
+  VALID: 0x43,
+  CHANGED: 0x44,
+  CONTENT: 0x45,
+  BAD_REQUEST: 0x80,
+  BAD_OPTION: 0x82,
+  NOT_FOUND: 0x84,
+  METHOD_NOT_ALLOWED: 0x85,
+  REQUEST_ENTITY_INCOMPLETE: 0x88,
+  REQUEST_ENTITY_TOO_LARGE: 0x8d,
+  INTERNAL_SERVER_ERROR: 0xa0,
+  CSM: 0xe1,
+  PING: 0xe2,
+  PONG: 0xe3,
+  RELEASE: 0xe4,
+  ABORT: 0xe5,
+} as const;
+
+/** Option numbers this stack knows (RFC 7252, 7641, 7959). */
+export const Option = {
+  IF_MATCH: 1,
+  URI_HOST: 3,
+  ETAG: 4,
+  IF_NONE_MATCH: 5,
+  OBSERVE: 6,
+  URI_PORT: 7,
+  LOCATION_PATH: 8,
+  URI_PATH: 11,
+  CONTENT_FORMAT: 12,
+  MAX_AGE: 14,
+  URI_QUERY: 15,
+  ACCEPT: 17,
+  LOCATION_QUERY: 20,
+  BLOCK2: 23,
+  BLOCK1: 27,
+  SIZE2: 28,
+  PROXY_URI: 35,
+  PROXY_SCHEME: 39,
+  SIZE1: 60,
+} as const;
+
+/**
+ * Signaling option numbers (RFC 8323 §5). Their meaning depends on the
+ * signaling code: 2 is Max-Message-Size in a CSM, Custody in a Ping or Pong,
+ * Alternative-Address in a Release and Bad-CSM-Option in an Abort.
+ */
+export const SignalingOption = {
+  MAX_MESSAGE_SIZE: 2,
+  BLOCK_WISE_TRANSFER: 4,
+  CUSTODY: 2,
+  ALTERNATIVE_ADDRESS: 2,
+  HOLD_OFF: 4,
+  BAD_CSM_OPTION: 2,
+} as const;
+
+/** Request method names and their codes. */
+export const METHODS = {
+  GET: Code.GET,
+  POST: Code.POST,
+  PUT: Code.PUT,
+  DELETE: Code.DELETE,
+  FETCH: Code.FETCH,
+  PATCH: Code.PATCH,
+  iPATCH: Code.IPATCH,
+} as const;
+
+/** A request method name. */
+export type Method = keyof typeof METHODS;
+
+const PAYLOAD_MARKER = 0xff;
+const MAX_TOKEN_LENGTH = 8;
+const MAX_OPTION_NUMBER = 0xffff;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Formats a code byte the way CoAP writes it: `"2.05"`, `"7.01"`.
+ *
+ * @param code A code byte, 0 to 255.
+ * @returns The class, a dot and the two-digit detail.
+ *
+ * @example
+ * ```ts
+ * import { Code, codeToString } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(codeToString(Code.CONTENT), "2.05");
+ * ```
+ */
+export function codeToString(code: number): string {
+  return `${code >> 5}.${String(code & 0x1f).padStart(2, "0")}`;
+}
+
+/**
+ * Parses `"c.dd"` into a code byte.
+ *
+ * @param text A code such as `"4.04"`.
+ * @returns The code byte.
+ * @throws {CoapFormatError} If `text` is not a class 0 to 7 and a detail 0
+ * to 31.
+ *
+ * @example
+ * ```ts
+ * import { Code, parseCode } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(parseCode("4.04"), Code.NOT_FOUND);
+ * ```
+ */
+export function parseCode(text: string): number {
+  const match = /^([0-7])\.([0-3][0-9])$/.exec(text);
+  if (match === null || Number(match[2]) > 31) {
+    throw new CoapFormatError(
+      `Cannot parse the code ${
+        JSON.stringify(text)
+      }: expected a class 0-7, a dot and a detail 00-31`,
+    );
+  }
+  return (Number(match[1]) << 5) | Number(match[2]);
+}
+
+/** What a code byte is, by its class (RFC 7252 §12.1, RFC 8323 §5.1). */
+export type CodeKind =
+  | "empty"
+  | "request"
+  | "response"
+  | "signaling"
+  | "reserved";
+
+/**
+ * Tells what a code byte is: the empty message 0.00, a request (0.01-0.31),
+ * a response (2.xx, 4.xx, 5.xx), a signaling message (7.xx), or a reserved
+ * class (1, 3, 6).
+ *
+ * @param code A code byte.
+ * @returns Its kind.
+ *
+ * @example
+ * ```ts
+ * import { Code, codeKind } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(codeKind(Code.GET), "request");
+ * assertEquals(codeKind(Code.PING), "signaling");
+ * ```
+ */
+export function codeKind(code: number): CodeKind {
+  if (code === 0) return "empty";
+  switch (code >> 5) {
+    case 0:
+      return "request";
+    case 2:
+    case 4:
+    case 5:
+      return "response";
+    case 7:
+      return "signaling";
+    default:
+      return "reserved";
+  }
+}
+
+/**
+ * Encodes a message in the WebSocket framing of RFC 8323 §3.2: a first byte
+ * with length nibble 0 and the token length, the code, the token, the
+ * options sorted by number (a stable sort keeps repeated options in order),
+ * and the payload after a 0xFF marker when there is one.
+ *
+ * @param message The message.
+ * @returns Its bytes.
+ * @throws {CoapFormatError} If the code is not a byte, the token is longer
+ * than 8 bytes, or an option number is outside 0 to 65535.
+ *
+ * @example Encoding a GET of /hello
+ * ```ts
+ * import { Code, encodeMessage, Option, utf8 } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const bytes = encodeMessage({
+ *   code: Code.GET,
+ *   token: new Uint8Array([0x42]),
+ *   options: [{ number: Option.URI_PATH, value: utf8("hello") }],
+ *   payload: new Uint8Array(0),
+ * });
+ * assertEquals([...bytes], [0x01, 0x01, 0x42, 0xb5, 104, 101, 108, 108, 111]);
+ * ```
+ */
+export function encodeMessage(message: CoapMessage): Uint8Array {
+  const { code, token, payload } = message;
+  if (!Number.isInteger(code) || code < 0 || code > 0xff) {
+    throw new CoapFormatError(`Cannot encode the code ${code}: not a byte`);
+  }
+  if (token.length > MAX_TOKEN_LENGTH) {
+    throw new CoapFormatError(
+      `Cannot encode a token of ${token.length} bytes: at most ${MAX_TOKEN_LENGTH}`,
+    );
+  }
+  const options = [...message.options].sort((a, b) => a.number - b.number);
+  let size = 2 + token.length + (payload.length > 0 ? 1 + payload.length : 0);
+  for (const option of options) {
+    const { number, value } = option;
+    if (
+      !Number.isInteger(number) || number < 0 || number > MAX_OPTION_NUMBER
+    ) {
+      throw new CoapFormatError(
+        `Cannot encode the option number ${number}: outside 0-${MAX_OPTION_NUMBER}`,
+      );
+    }
+    if (value.length > 0xffff + 269) {
+      throw new CoapFormatError(
+        `Cannot encode option ${number}: its value of ${value.length} bytes is too long`,
+      );
+    }
+  }
+  let previous = 0;
+  for (const { number, value } of options) {
+    size += 1 + extensionSize(number - previous) + extensionSize(value.length) +
+      value.length;
+    previous = number;
+  }
+  const out = new Uint8Array(size);
+  out[0] = token.length;
+  out[1] = code;
+  out.set(token, 2);
+  let at = 2 + token.length;
+  previous = 0;
+  for (const { number, value } of options) {
+    const delta = number - previous;
+    previous = number;
+    const head = at++;
+    out[head] = (nibble(delta) << 4) | nibble(value.length);
+    at = writeExtension(out, at, delta);
+    at = writeExtension(out, at, value.length);
+    out.set(value, at);
+    at += value.length;
+  }
+  if (payload.length > 0) {
+    out[at++] = PAYLOAD_MARKER;
+    out.set(payload, at);
+  }
+  return out;
+}
+
+function nibble(n: number): number {
+  return n < 13 ? n : n < 269 ? 13 : 14;
+}
+
+function extensionSize(n: number): number {
+  return n < 13 ? 0 : n < 269 ? 1 : 2;
+}
+
+function writeExtension(out: Uint8Array, at: number, n: number): number {
+  if (n < 13) return at;
+  if (n < 269) {
+    out[at] = n - 13;
+    return at + 1;
+  }
+  out[at] = (n - 269) >> 8;
+  out[at + 1] = (n - 269) & 0xff;
+  return at + 2;
+}
+
+/**
+ * Decodes one WebSocket message's bytes into a CoAP message (RFC 8323 §3.2).
+ * The token, option values and payload are copies, so the input may be
+ * reused.
+ *
+ * @param bytes One binary WebSocket message.
+ * @returns The message.
+ * @throws {CoapFormatError} If the bytes are not one well-formed message: too
+ * short, a length nibble other than 0, a reserved token length, a message
+ * ending inside the token or an option, a reserved option nibble, an option
+ * number past 65535, or a payload marker with no payload after it.
+ *
+ * @example Decoding a 2.05 response with a text payload
+ * ```ts
+ * import { codeToString, decodeMessage, text } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = decodeMessage(
+ *   new Uint8Array([0x01, 0x45, 0x42, 0xc1, 0x00, 0xff, 104, 105]),
+ * );
+ * assertEquals(codeToString(message.code), "2.05");
+ * assertEquals(message.options, [{ number: 12, value: new Uint8Array([0]) }]);
+ * assertEquals(text(message.payload), "hi");
+ * ```
+ */
+export function decodeMessage(bytes: Uint8Array): CoapMessage {
+  if (bytes.length < 2) {
+    throw new CoapFormatError(
+      `Malformed message: ${bytes.length} byte${
+        bytes.length === 1 ? "" : "s"
+      }, a message has at least 2`,
+    );
+  }
+  const length = bytes[0] >> 4;
+  if (length !== 0) {
+    throw new CoapFormatError(
+      `Malformed message: the length nibble is ${length}, over WebSocket it must be 0`,
+    );
+  }
+  const tkl = bytes[0] & 0x0f;
+  if (tkl > MAX_TOKEN_LENGTH) {
+    throw new CoapFormatError(
+      `Malformed message: token length ${tkl} is reserved (at most ${MAX_TOKEN_LENGTH})`,
+    );
+  }
+  if (bytes.length < 2 + tkl) {
+    throw new CoapFormatError(
+      `Malformed message: it ends inside its ${tkl}-byte token`,
+    );
+  }
+  const code = bytes[1];
+  const token = bytes.slice(2, 2 + tkl);
+  const options: CoapOption[] = [];
+  let at = 2 + tkl;
+  let number = 0;
+  while (at < bytes.length) {
+    const head = bytes[at++];
+    if (head === PAYLOAD_MARKER) {
+      if (at === bytes.length) {
+        throw new CoapFormatError(
+          "Malformed message: a payload marker with no payload after it",
+        );
+      }
+      return { code, token, options, payload: bytes.slice(at) };
+    }
+    let delta = head >> 4;
+    let length = head & 0x0f;
+    if (delta === 15) {
+      throw new CoapFormatError(
+        `Malformed message: option delta nibble 15 is reserved (after option ${number})`,
+      );
+    }
+    if (length === 15) {
+      throw new CoapFormatError(
+        `Malformed message: option length nibble 15 is reserved (after option ${number})`,
+      );
+    }
+    [delta, at] = readExtension(bytes, at, delta, number);
+    [length, at] = readExtension(bytes, at, length, number);
+    number += delta;
+    if (number > MAX_OPTION_NUMBER) {
+      throw new CoapFormatError(
+        `Malformed message: option number ${number} exceeds ${MAX_OPTION_NUMBER}`,
+      );
+    }
+    if (at + length > bytes.length) {
+      throw new CoapFormatError(
+        `Malformed message: the value of option ${number} (${length} bytes) runs past the end`,
+      );
+    }
+    options.push({ number, value: bytes.slice(at, at + length) });
+    at += length;
+  }
+  return { code, token, options, payload: EMPTY };
+}
+
+function readExtension(
+  bytes: Uint8Array,
+  at: number,
+  n: number,
+  after: number,
+): [number, number] {
+  if (n < 13) return [n, at];
+  const size = n === 13 ? 1 : 2;
+  if (at + size > bytes.length) {
+    throw new CoapFormatError(
+      `Malformed message: it ends inside an option header (after option ${after})`,
+    );
+  }
+  if (n === 13) return [bytes[at] + 13, at + 1];
+  return [((bytes[at] << 8) | bytes[at + 1]) + 269, at + 2];
+}
+
+/**
+ * Encodes an unsigned integer option value in as few bytes as it needs (0
+ * is the empty value).
+ *
+ * @param n An integer from 0 to 2^32 - 1.
+ * @returns Its big-endian bytes, without leading zeros.
+ * @throws {CoapFormatError} If `n` is not such an integer.
+ *
+ * @example
+ * ```ts
+ * import { uint } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals([...uint(0)], []);
+ * assertEquals([...uint(1152)], [0x04, 0x80]);
+ * ```
+ */
+export function uint(n: number): Uint8Array {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new CoapFormatError(
+      `Cannot encode ${n} as an option value: not an integer from 0 to 2^32-1`,
+    );
+  }
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+  return new Uint8Array(bytes);
+}
+
+/**
+ * Decodes an unsigned integer option value of at most 4 bytes.
+ *
+ * @param value The option's value.
+ * @returns The integer.
+ * @throws {CoapFormatError} If the value is longer than 4 bytes.
+ *
+ * @example
+ * ```ts
+ * import { readUint } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(readUint(new Uint8Array([0x04, 0x80])), 1152);
+ * ```
+ */
+export function readUint(value: Uint8Array): number {
+  if (value.length > 4) {
+    throw new CoapFormatError(
+      `Malformed option: an integer of ${value.length} bytes (at most 4)`,
+    );
+  }
+  let n = 0;
+  for (const byte of value) n = n * 256 + byte;
+  return n;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const lenient = new TextDecoder();
+
+/**
+ * Encodes text as UTF-8.
+ *
+ * @param value The text.
+ * @returns Its UTF-8 bytes.
+ *
+ * @example
+ * ```ts
+ * import { utf8 } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals([...utf8("hi")], [104, 105]);
+ * ```
+ */
+export function utf8(value: string): Uint8Array {
+  return encoder.encode(value);
+}
+
+/**
+ * Decodes UTF-8 bytes, replacing invalid sequences with U+FFFD (for
+ * payloads shown to people).
+ *
+ * @param bytes The bytes.
+ * @returns The text.
+ *
+ * @example
+ * ```ts
+ * import { text } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(text(new Uint8Array([104, 105])), "hi");
+ * ```
+ */
+export function text(bytes: Uint8Array): string {
+  return lenient.decode(bytes);
+}
+
+/**
+ * Decodes UTF-8 bytes strictly (for option values such as Uri-Path).
+ *
+ * @param bytes The bytes.
+ * @param what Names the value in the error.
+ * @returns The text.
+ * @throws {CoapFormatError} If the bytes are not valid UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { strictText } from "./message.ts";
+ * import { assertThrows } from "@std/assert";
+ *
+ * assertThrows(() => strictText(new Uint8Array([0xff]), "Uri-Path"));
+ * ```
+ */
+export function strictText(bytes: Uint8Array, what: string): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new CoapFormatError(`Malformed option: ${what} is not valid UTF-8`);
+  }
+}
+
+/** A Block1 or Block2 option's value (RFC 7959 §2.2). */
+export interface Block {
+  /** The block number, from 0. */
+  readonly num: number;
+  /** Whether more blocks follow. */
+  readonly more: boolean;
+  /** The size exponent: a block holds 2^(szx+4) bytes; 7 is BERT. */
+  readonly szx: number;
+}
+
+/**
+ * Encodes a Block1 or Block2 option value.
+ *
+ * @param block The block number, more flag and size exponent.
+ * @returns The option value.
+ * @throws {CoapFormatError} If `num` is past 2^20 - 1 or `szx` past 7.
+ *
+ * @example
+ * ```ts
+ * import { encodeBlock } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals([...encodeBlock({ num: 1, more: true, szx: 6 })], [0x1e]);
+ * ```
+ */
+export function encodeBlock(block: Block): Uint8Array {
+  const { num, more, szx } = block;
+  if (!Number.isInteger(num) || num < 0 || num > 0xfffff) {
+    throw new CoapFormatError(`Cannot encode block number ${num}`);
+  }
+  if (!Number.isInteger(szx) || szx < 0 || szx > 7) {
+    throw new CoapFormatError(`Cannot encode block size exponent ${szx}`);
+  }
+  return uint(num * 16 + (more ? 8 : 0) + szx);
+}
+
+/**
+ * Decodes a Block1 or Block2 option value.
+ *
+ * @param value The option value, at most 3 bytes.
+ * @returns The block.
+ * @throws {CoapFormatError} If the value is longer than 3 bytes.
+ *
+ * @example
+ * ```ts
+ * import { decodeBlock } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(decodeBlock(new Uint8Array([0x1e])), { num: 1, more: true, szx: 6 });
+ * ```
+ */
+export function decodeBlock(value: Uint8Array): Block {
+  if (value.length > 3) {
+    throw new CoapFormatError(
+      `Malformed option: a block option of ${value.length} bytes (at most 3)`,
+    );
+  }
+  const n = readUint(value);
+  return { num: n >> 4, more: (n & 8) !== 0, szx: n & 7 };
+}
+
+/**
+ * The first option with `number`, or `undefined`.
+ *
+ * @param message Anything with options.
+ * @param number The option number.
+ * @returns The option's value, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { getOption, Option } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options = [{ number: Option.OBSERVE, value: new Uint8Array([7]) }];
+ * assertEquals(getOption({ options }, Option.OBSERVE), new Uint8Array([7]));
+ * ```
+ */
+export function getOption(
+  message: { readonly options: readonly CoapOption[] },
+  number: number,
+): Uint8Array | undefined {
+  for (const option of message.options) {
+    if (option.number === number) return option.value;
+  }
+  return undefined;
+}
+
+/**
+ * Whether an option number is critical (RFC 7252 §5.4.1): odd numbers are.
+ * A recipient that does not know a critical option must reject the message.
+ *
+ * @param number The option number.
+ * @returns Whether it is critical.
+ *
+ * @example
+ * ```ts
+ * import { isCritical, Option } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(isCritical(Option.URI_PATH), true);
+ * assertEquals(isCritical(Option.CONTENT_FORMAT), false);
+ * ```
+ */
+export function isCritical(number: number): boolean {
+  return (number & 1) === 1;
+}
+
+/**
+ * Formats bytes as lowercase hex, for tokens in logs.
+ *
+ * @param bytes The bytes.
+ * @returns Two hex digits a byte.
+ *
+ * @example
+ * ```ts
+ * import { hex } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(hex(new Uint8Array([1, 0xab])), "01ab");
+ * ```
+ */
+export function hex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}

@@ -1,0 +1,245 @@
+// This module is browser compatible.
+
+/**
+ * The resources of the aiocoap test peer (`../shared/peers`), served by this
+ * stack's server so that every client check runs against both.
+ *
+ * @module
+ */
+
+import type { IncomingRequest, ResponseInit } from "./exchange.ts";
+import { CoapError, type Resources } from "./server.ts";
+
+/** Hooks for watching the demo resources (the server command prints them). */
+export interface DemoHooks {
+  /** Called whenever the number of observations of `/counter` changes. */
+  onObservers?(count: number): void;
+  /** Called when an observation of `/counter` ends, with the abort reason. */
+  onObservationEnd?(reason: unknown): void;
+}
+
+const TEXT = 0;
+const LINK_FORMAT = 40;
+
+/** The 4200-byte body of `/big`, as the aiocoap peer builds it. */
+export const BIG: string = Array.from(
+  { length: 140 },
+  (_, i) => `line ${String(i).padStart(4, "0")} of a large resource\n`,
+).join("");
+
+/** Resolves after `ms`, or rejects with the signal's reason on abort. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Rejects with the signal's reason once it aborts. */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else {
+      signal.addEventListener("abort", () => reject(signal.reason), {
+        once: true,
+      });
+    }
+  });
+}
+
+function plain(text: string): ResponseInit {
+  return { payload: text, contentFormat: TEXT };
+}
+
+/**
+ * A ticking value shared by its observers: a new one every `interval` ms
+ * while anyone observes, as the peer's `/counter` does.
+ */
+class Ticker {
+  value = 0;
+  readonly #observers = new Set<() => void>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly interval: number,
+    readonly onCount: (count: number) => void,
+  ) {}
+
+  get count(): number {
+    return this.#observers.size;
+  }
+
+  add(notify: () => void): void {
+    this.#observers.add(notify);
+    this.#changed();
+  }
+
+  delete(notify: () => void): void {
+    if (this.#observers.delete(notify)) this.#changed();
+  }
+
+  #changed(): void {
+    this.onCount(this.#observers.size);
+    if (this.#observers.size > 0 && this.#timer === undefined) {
+      this.#timer = setInterval(() => {
+        this.value++;
+        for (const notify of [...this.#observers]) notify();
+      }, this.interval);
+    } else if (this.#observers.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+
+/**
+ * The demo resources: `/`, `/counter` (observable, a new integer every
+ * 100 ms while observed), `/observers`, `/echo`, `/fail`, `/slow?ms=N`,
+ * `/big` (4200 bytes), `/other/separate` (answers after 3 s),
+ * `/other/block`, `/time` (observable, every 5 s); `/.well-known/core` is
+ * the server's own.
+ *
+ * @param hooks Watch observations come and go.
+ * @returns The resources, for {@linkcode CoapServer}.
+ *
+ * @example
+ * ```ts
+ * import { demoResources } from "./resources.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const resources = demoResources();
+ * assertEquals(resources["/counter"].observable, true);
+ * ```
+ */
+export function demoResources(hooks: DemoHooks = {}): Resources {
+  const counter = new Ticker(100, (count) => hooks.onObservers?.(count));
+  const clock = new Ticker(5000, () => {});
+  let block = "This is the resource's default content. It is padded " +
+    "with numbers to be large enough to trigger blockwise transfer.\n";
+  while (block.length <= 1024) block += "0123456789\n";
+
+  /** Answers with the current value, then every change until abort. */
+  function observed(
+    ticker: Ticker,
+    render: () => ResponseInit,
+    onEnd?: (reason: unknown) => void,
+  ) {
+    return async (
+      request: IncomingRequest,
+      pipe: { addResponse(response: ResponseInit): void },
+      signal: AbortSignal,
+    ): Promise<ResponseInit | void> => {
+      if (request.observe !== 0) return render();
+      const notify = () => pipe.addResponse(render());
+      notify();
+      ticker.add(notify);
+      try {
+        await aborted(signal);
+      } finally {
+        ticker.delete(notify);
+        onEnd?.(signal.reason);
+      }
+    };
+  }
+
+  return {
+    "/": {
+      GET: (request) => {
+        if (request.accept === undefined || request.accept === TEXT) {
+          return plain("Welcome to the demo server");
+        }
+        if (request.accept === LINK_FORMAT) {
+          return {
+            payload: "</.well-known/core>,ct=40",
+            contentFormat: LINK_FORMAT,
+          };
+        }
+        throw new CoapError("4.06", "Not Acceptable");
+      },
+    },
+    "/counter": {
+      observable: true,
+      GET: observed(
+        counter,
+        () => plain(String(counter.value)),
+        (reason) => hooks.onObservationEnd?.(reason),
+      ),
+    },
+    "/observers": {
+      GET: () => plain(String(counter.count)),
+    },
+    "/echo": {
+      POST: echo,
+      PUT: echo,
+    },
+    "/fail": {
+      GET: () => {
+        throw new Error("this resource always fails");
+      },
+    },
+    "/slow": {
+      GET: async (request, _pipe, signal) => {
+        let ms = 0;
+        for (const item of request.query) {
+          if (item.startsWith("ms=")) ms = Number(item.slice(3));
+        }
+        if (!Number.isInteger(ms) || ms < 0 || ms > 600_000) {
+          throw new CoapError("4.00", "ms must be an integer of milliseconds");
+        }
+        await sleep(ms, signal);
+        return plain(`slept ${ms}`);
+      },
+    },
+    "/big": {
+      GET: () => plain(BIG),
+    },
+    "/other/separate": {
+      link: { title: "A large resource" },
+      GET: async (_request, _pipe, signal) => {
+        await sleep(3000, signal);
+        return {
+          payload: "Three rings for the elven kings under the sky, seven " +
+            "rings for dwarven lords in their halls of stone, nine rings " +
+            "for mortal men doomed to die, one ring for the dark lord on " +
+            "his dark throne.",
+        };
+      },
+    },
+    "/other/block": {
+      GET: () => ({ payload: block }),
+      PUT: (request) => {
+        block = new TextDecoder().decode(request.payload);
+        while (block.length <= 1024) block += "0123456789\n";
+        return { code: "2.04", payload: block };
+      },
+    },
+    "/time": {
+      observable: true,
+      GET: observed(
+        clock,
+        () => plain(new Date().toISOString().slice(0, 16).replace("T", " ")),
+      ),
+    },
+  };
+}
+
+function echo(request: IncomingRequest): ResponseInit {
+  return {
+    code: "2.04",
+    payload: request.payload,
+    ...(request.contentFormat === undefined
+      ? {}
+      : { contentFormat: request.contentFormat }),
+  };
+}

@@ -1,0 +1,409 @@
+// This module is browser compatible.
+
+/**
+ * A CoAP-over-WebSocket server on the pipes, built the way aiocoap's server
+ * is: each request is a {@linkcode Pipe} whose requester is the connection
+ * (it sends what the pipe carries) and whose responder is the resource,
+ * run under {@linkcode runDrivingPipe} and {@linkcode errorToMessage}. A
+ * resource's thrown error with `toMessage()` becomes its 4.xx/5.xx
+ * response, any other error a 5.00; an observation sends notifications
+ * until the client deregisters or goes away, and then the driver's signal
+ * aborts.
+ *
+ * @module
+ */
+
+import {
+  errorToMessage,
+  type Logger,
+  Pipe,
+  type ResponderPipe,
+  runDrivingPipe,
+} from "../../mod.ts";
+import type { CoapConnection, ConnectionOptions } from "./connection.ts";
+import {
+  type IncomingRequest,
+  readRequest,
+  RequestError,
+  type ResponseInit,
+  responseMessage,
+} from "./exchange.ts";
+import {
+  type CoapMessage,
+  type CoapOption,
+  encodeBlock,
+  hex,
+  Option,
+  uint,
+} from "./message.ts";
+import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
+
+/**
+ * Answers one method of a resource. Return the response, or add responses
+ * to `pipe` yourself (an observation adds one per notification until
+ * `signal` aborts). Throw a value with `toMessage()` (such as
+ * {@linkcode CoapError}) for an error response; anything else thrown
+ * becomes a 5.00.
+ */
+export type Handler = (
+  request: IncomingRequest,
+  pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  signal: AbortSignal,
+) => ResponseInit | void | Promise<ResponseInit | void>;
+
+/** A resource: a handler per method, and what discovery says of it. */
+export interface Resource {
+  /** Answers GET (and observations, when `observable`). */
+  GET?: Handler;
+  /** Answers POST. */
+  POST?: Handler;
+  /** Answers PUT. */
+  PUT?: Handler;
+  /** Answers DELETE. */
+  DELETE?: Handler;
+  /** Whether GET with Observe 0 starts an observation. */
+  observable?: boolean;
+  /** Link attributes for `/.well-known/core` (RFC 6690): `title`, `rt`, … */
+  link?: Readonly<Record<string, string | true>>;
+}
+
+/** Resources by path: `"/"`, `"/counter"`, `"/other/block"`. */
+export type Resources = Readonly<Record<string, Resource>>;
+
+/** An error a handler throws to answer with a code and a diagnostic. */
+export class CoapError extends RequestError {
+  /**
+   * Creates the error.
+   *
+   * @param code The response code, such as `"4.04"`.
+   * @param message The diagnostic payload.
+   */
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = "CoapError";
+  }
+}
+
+/** Options for {@linkcode CoapServer}. */
+export interface ServerOptions {
+  /**
+   * Where the server logs what resources report and what goes wrong.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * The largest message the server accepts; larger ones get an Abort.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
+}
+
+const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
+/** The largest block this server sends (SZX 6, 1024 bytes). */
+const MAX_SZX = 6;
+
+interface Served {
+  /** Ends the requester's interest: the resource's driver aborts. */
+  readonly stop: () => void;
+}
+
+/**
+ * Serves resources on any number of connections, and counts what is open.
+ *
+ * @example A server and a client over an in-memory socket pair
+ * ```ts
+ * import { CoapServer } from "./server.ts";
+ * import { CoapClient } from "./client.ts";
+ * import { attachWebSocket } from "./websocket.ts";
+ * import { socketPair } from "./testing/socket_pair.ts";
+ * import { text } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = new CoapServer({ "/hello": { GET: () => ({ payload: "hi" }) } });
+ * const [near, far] = socketPair();
+ * server.accept(far);
+ * const connection = attachWebSocket(near);
+ * await connection.ready;
+ * const client = new CoapClient(connection);
+ * const got: string[] = [];
+ * for await (const event of client.request({ method: "GET", path: "/hello" })) {
+ *   if (event.kind === "response") got.push(`${event.message.code} ${text(event.message.payload)}`);
+ * }
+ * assertEquals(got, ["2.05 hi"]);
+ * client.close();
+ * ```
+ */
+export class CoapServer {
+  readonly #resources: Map<string, Resource>;
+  readonly #log: Logger;
+  readonly #maxMessageSize: number | undefined;
+  #connections = 0;
+  #exchanges = 0;
+  #drivers = 0;
+
+  /**
+   * Creates a server for `resources`. Unless one is given,
+   * `/.well-known/core` lists them in link format.
+   *
+   * @param resources The resources by path.
+   * @param options Logging and the size limit.
+   * @throws {TypeError} If a path does not start with `/` or a resource has
+   * a handler that is not a function.
+   */
+  constructor(resources: Resources, options: ServerOptions = {}) {
+    this.#log = options.log ?? console;
+    this.#maxMessageSize = options.maxMessageSize;
+    this.#resources = new Map();
+    for (const [path, resource] of Object.entries(resources)) {
+      if (!path.startsWith("/")) {
+        throw new TypeError(
+          `Cannot serve ${JSON.stringify(path)}: a path starts with "/"`,
+        );
+      }
+      for (const method of METHOD_NAMES) {
+        const handler = resource[method];
+        if (handler !== undefined && typeof handler !== "function") {
+          throw new TypeError(
+            `Cannot serve ${path}: its ${method} handler is not a function`,
+          );
+        }
+      }
+      this.#resources.set(path, resource);
+    }
+    if (!this.#resources.has("/.well-known/core")) {
+      const links = linkFormat(this.#resources);
+      this.#resources.set("/.well-known/core", {
+        GET: () => ({ payload: links(), contentFormat: 40 }),
+        link: { ct: "40" },
+      });
+    }
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /** Requests being answered now (observations included). */
+  get exchanges(): number {
+    return this.#exchanges;
+  }
+
+  /** Resource drivers that have not settled yet. */
+  get drivers(): number {
+    return this.#drivers;
+  }
+
+  /**
+   * Serves a WebSocket that was accepted with the `coap` subprotocol.
+   *
+   * @param socket The socket (open, or opening).
+   * @param options Connection options (`onRequest` is the server's own).
+   * @returns The connection.
+   */
+  accept(
+    socket: WebSocketLike,
+    options: Omit<ConnectionOptions, "onRequest"> = {},
+  ): CoapConnection {
+    const served = new Map<string, Served>();
+    this.#connections++;
+    return attachWebSocket(socket, {
+      log: this.#log,
+      maxMessageSize: this.#maxMessageSize,
+      ...options,
+      onRequest: (message, connection) =>
+        this.#handle(connection, served, message),
+      onClose: (reason) => {
+        this.#connections--;
+        for (const exchange of [...served.values()]) exchange.stop();
+        served.clear();
+        options.onClose?.(reason);
+      },
+    });
+  }
+
+  #handle(
+    connection: CoapConnection,
+    served: Map<string, Served>,
+    message: CoapMessage,
+  ): void {
+    const key = hex(message.token);
+    // A new request on a token replaces the old one: a GET with Observe 1
+    // (RFC 7641 §3.6) ends the observation it names this way.
+    served.get(key)?.stop();
+    let request: IncomingRequest;
+    try {
+      request = readRequest(message);
+    } catch (error) {
+      const init = error instanceof RequestError
+        ? error.toMessage()
+        : { code: "4.00", payload: "Bad Request" };
+      send(connection, message.token, undefined, init, undefined);
+      return;
+    }
+    const resource = this.#resources.get(request.path);
+    const observing = request.method === "GET" && request.observe === 0 &&
+      resource?.observable === true;
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
+    let sequence = 0;
+    const exchange: Served = {
+      stop: pipe.onEvent((event) => {
+        const init: ResponseInit = event.kind === "response"
+          ? event.message
+          : { code: "5.00" };
+        const success = (init.code ?? "2.05").startsWith("2.");
+        const final = event.isLast || !observing || !success;
+        const observe = final ? undefined : sequence++ & 0xffffff;
+        try {
+          send(connection, request.token, request, init, observe);
+        } catch (error) {
+          this.#log.error(`Cannot send the response to ${request.path}`, error);
+          send(connection, request.token, request, { code: "5.00" }, undefined);
+        }
+        return !final;
+      }),
+    };
+    served.set(key, exchange);
+    this.#exchanges++;
+    pipe.onInterestEnd(() => {
+      this.#exchanges--;
+      if (served.get(key) === exchange) served.delete(key);
+    });
+    const inner = errorToMessage(pipe, {
+      internalServerError: () => ({
+        code: "5.00",
+        payload: "Internal Server Error",
+      }),
+    });
+    const method = request.method as typeof METHOD_NAMES[number];
+    this.#drivers++;
+    runDrivingPipe(
+      inner,
+      async (signal) => {
+        if (resource === undefined) {
+          throw new CoapError("4.04", `Not Found: ${request.path}`);
+        }
+        const handler = METHOD_NAMES.includes(method)
+          ? resource[method]
+          : undefined;
+        if (handler === undefined) {
+          throw new CoapError("4.05", "Method Not Allowed");
+        }
+        const result = await handler(request, inner, signal);
+        if (result !== undefined && !signal.aborted) {
+          inner.addResponse(result, true);
+        }
+      },
+      `${request.method} ${request.path}`,
+    ).then(() => this.#drivers--);
+  }
+}
+
+/**
+ * Sends a resource's answer on `token`, block-wise (RFC 7959) when the
+ * request asked for a block or the whole would not fit the peer's
+ * Max-Message-Size: then Block2 and, on the first block, Size2.
+ */
+function send(
+  connection: CoapConnection,
+  token: Uint8Array,
+  request: IncomingRequest | undefined,
+  init: ResponseInit,
+  observe: number | undefined,
+): void {
+  if (connection.state === "closed") return;
+  let message = responseMessage(init, token);
+  if (observe !== undefined) {
+    message = {
+      ...message,
+      options: [...message.options, {
+        number: Option.OBSERVE,
+        value: uint(observe),
+      }],
+    };
+  }
+  const limit = connection.peer.maxMessageSize;
+  const wanted = request?.block2;
+  const success = message.code >> 5 === 2;
+  if (
+    !success || (wanted === undefined && connection.sizeOf(message) <= limit)
+  ) {
+    connection.send(message);
+    return;
+  }
+  const { payload } = message;
+  let szx = Math.min(wanted?.szx ?? MAX_SZX, MAX_SZX);
+  const head = connection.sizeOf({ ...message, payload: new Uint8Array(0) }) +
+    12; // room for the marker, Block2 and Size2
+  while (szx > 0 && head + (16 << szx) > limit) szx--;
+  const size = 16 << szx;
+  // A client asking with a larger block size gets the same bytes in
+  // smaller blocks: its block number counts in its own block size.
+  const offset = (wanted?.num ?? 0) * (16 << Math.min(wanted?.szx ?? szx, 7));
+  if (offset >= payload.length && offset > 0) {
+    connection.send(responseMessage({
+      code: "4.02",
+      payload: `Block ${wanted?.num} is past the end of the resource`,
+    }, token));
+    return;
+  }
+  const more = offset + size < payload.length;
+  const options: CoapOption[] = [...message.options, {
+    number: Option.BLOCK2,
+    value: encodeBlock({ num: offset / size, more, szx }),
+  }];
+  if (offset === 0) {
+    options.push({ number: Option.SIZE2, value: uint(payload.length) });
+  }
+  connection.send({
+    ...message,
+    options,
+    payload: payload.subarray(offset, offset + size),
+  });
+}
+
+/** Lists resources in the CoRE link format (RFC 6690). */
+function linkFormat(resources: Map<string, Resource>): () => string {
+  return () =>
+    [...resources].map(([path, resource]) => {
+      let link = `<${path}>`;
+      if (resource.observable) link += ";obs";
+      for (const [name, value] of Object.entries(resource.link ?? {})) {
+        link += value === true ? `;${name}` : `;${name}="${value}"`;
+      }
+      return link;
+    }).join(",");
+}
+
+/**
+ * Serves `resources` on a WebSocket accepted with the `coap` subprotocol:
+ * a {@linkcode CoapServer} of its own for this one socket. Pass a
+ * `CoapServer` instead to share resources and counters across sockets.
+ *
+ * @param socket The socket.
+ * @param resources The resources, or a server.
+ * @returns The connection.
+ *
+ * @example
+ * ```ts
+ * import { handleCoapWebSocket } from "./server.ts";
+ * import { socketPair } from "./testing/socket_pair.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const [, far] = socketPair();
+ * const connection = handleCoapWebSocket(far, { "/": { GET: () => ({ payload: "hi" }) } });
+ * assertEquals(connection.state, "opening");
+ * connection.release();
+ * ```
+ */
+export function handleCoapWebSocket(
+  socket: WebSocketLike,
+  resources: Resources | CoapServer,
+): CoapConnection {
+  const server = resources instanceof CoapServer
+    ? resources
+    : new CoapServer(resources);
+  return server.accept(socket);
+}

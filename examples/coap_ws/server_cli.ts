@@ -1,0 +1,49 @@
+// The demo server on 127.0.0.1, with the aiocoap peer's resources:
+//   deno task coap:server [--port 8683] [--origin URL ...]
+// Prints "listening on PORT" once it accepts connections, "observers: N"
+// whenever the number of observations of /counter changes, and how each
+// of those observations' drivers ended.
+
+import { serveCoap } from "./deno_server.ts";
+import { demoResources } from "./resources.ts";
+import { CoapServer } from "./server.ts";
+
+const usage = "usage: deno task coap:server [--port N] [--origin URL ...]";
+let port = 8683;
+const origins: string[] = [];
+const args = [...Deno.args];
+while (args.length > 0) {
+  const arg = args.shift()!;
+  if (arg === "--port" && /^\d+$/.test(args[0] ?? "")) {
+    port = Number(args.shift());
+  } else if (arg === "--origin" && args[0] !== undefined) {
+    origins.push(args.shift()!);
+  } else {
+    console.error(usage);
+    Deno.exit(2);
+  }
+}
+
+const log = {
+  debug() {},
+  info() {},
+  warn: (...data: unknown[]) => console.error("warn:", ...data),
+  error: (...data: unknown[]) => console.error("error:", ...data),
+};
+const server = new CoapServer(
+  demoResources({
+    onObservers: (count) => console.log(`observers: ${count}`),
+    onObservationEnd: (reason) =>
+      console.log(
+        `observation of /counter ended: driver signal aborted (${
+          (reason as Error)?.name
+        })`,
+      ),
+  }),
+  { log },
+);
+serveCoap(server, {
+  port,
+  ...(origins.length > 0 ? { allowedOrigins: origins } : {}),
+  onListen: (port) => console.log(`listening on ${port}`),
+});

@@ -1,0 +1,138 @@
+// This module is browser compatible.
+
+/**
+ * The thin edge between a standard `WebSocket` (browser, Deno, workerd) and
+ * a {@linkcode CoapConnection}: binary messages in, binary messages out, the
+ * close event passed on.
+ *
+ * @module
+ */
+
+import {
+  CoapConnection,
+  type ConnectionOptions,
+  type Transport,
+} from "./connection.ts";
+
+/** The parts of a standard `WebSocket` this stack uses. */
+export interface WebSocketLike {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  readonly readyState: number;
+  /** The negotiated subprotocol. */
+  readonly protocol: string;
+  /** How binary messages arrive; set to `"arraybuffer"`. */
+  binaryType: string;
+  /** Sends one message. */
+  send(data: Uint8Array): void;
+  /** Closes the socket. */
+  close(code?: number, reason?: string): void;
+  /** Listens for `open`, `message`, `close` and `error`. */
+  addEventListener(
+    type: string,
+    listener: (event: Event) => void,
+    options?: AddEventListenerOptions,
+  ): void;
+}
+
+const OPEN = 1;
+
+/** Close reasons are limited to 123 bytes of UTF-8 (RFC 6455 §5.5). */
+function shortReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.length <= 123) return reason;
+  return new TextDecoder().decode(bytes.slice(0, 120)).replace(/\uFFFD$/, "") +
+    "...";
+}
+
+/**
+ * Wraps a WebSocket as a {@linkcode Transport}. Scripts may close a socket
+ * only with code 1000 or 3000-4999, so other codes are sent as 1000 with the
+ * diagnostic as the reason.
+ *
+ * @param socket The socket.
+ * @returns The transport.
+ *
+ * @example
+ * ```ts
+ * import { webSocketTransport } from "./websocket.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const closed: unknown[] = [];
+ * const transport = webSocketTransport({
+ *   readyState: 1, protocol: "coap", binaryType: "arraybuffer",
+ *   send() {}, addEventListener() {},
+ *   close(code, reason) { closed.push(code, reason); },
+ * });
+ * transport.close(1007, "bad bytes");
+ * assertEquals(closed, [1000, "bad bytes"]);
+ * ```
+ */
+export function webSocketTransport(socket: WebSocketLike): Transport {
+  return {
+    send(bytes) {
+      if (socket.readyState === OPEN) socket.send(bytes);
+    },
+    close(code, reason) {
+      const allowed = code === 1000 || (code >= 3000 && code <= 4999);
+      try {
+        socket.close(allowed ? code : 1000, shortReason(reason));
+      } catch {
+        socket.close();
+      }
+    },
+  };
+}
+
+/**
+ * Runs a {@linkcode CoapConnection} over a WebSocket: starts it (sending the
+ * CSM) once the socket is open, feeds it every message, and tells it when
+ * the socket closes.
+ *
+ * @param socket An open or opening WebSocket with the `coap` subprotocol.
+ * @param options The connection's options.
+ * @returns The connection.
+ *
+ * @example A connection over a socket that is already open
+ * ```ts
+ * import { attachWebSocket } from "./websocket.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const sent: Uint8Array[] = [];
+ * const connection = attachWebSocket({
+ *   readyState: 1, protocol: "coap", binaryType: "blob",
+ *   send: (bytes) => sent.push(bytes), close() {}, addEventListener() {},
+ * });
+ * assertEquals(connection.state, "opening");
+ * assertEquals(sent[0][1], 0xe1); // the CSM, 7.01
+ * ```
+ */
+export function attachWebSocket(
+  socket: WebSocketLike,
+  options: ConnectionOptions = {},
+): CoapConnection {
+  try {
+    socket.binaryType = "arraybuffer";
+  } catch { /* a platform that only has ArrayBuffers */ }
+  const connection = new CoapConnection(webSocketTransport(socket), options);
+  socket.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    if (typeof data === "string" || data instanceof ArrayBuffer) {
+      connection.receive(data);
+    } else if (ArrayBuffer.isView(data)) {
+      connection.receive(
+        new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      );
+    } else {
+      connection.abort("Unsupported WebSocket message type");
+    }
+  });
+  socket.addEventListener("close", (event) => {
+    const { code, reason } = event as CloseEvent;
+    connection.transportClosed(code, reason);
+  });
+  if (socket.readyState === OPEN) connection.start();
+  else {socket.addEventListener("open", () => connection.start(), {
+      once: true,
+    });}
+  return connection;
+}
