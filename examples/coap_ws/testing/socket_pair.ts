@@ -4,7 +4,7 @@
 
 import type { WebSocketLike } from "../websocket.ts";
 
-const CONNECTING = 0, OPEN = 1, CLOSED = 3;
+const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
 
 /** One end of a {@linkcode socketPair}; it records what it sent. */
 export class PairedSocket extends EventTarget implements WebSocketLike {
@@ -41,12 +41,15 @@ export class PairedSocket extends EventTarget implements WebSocketLike {
    * @param reason The reason.
    */
   close(code = 1005, reason = ""): void {
-    if (this.readyState === CLOSED) return;
+    if (this.readyState >= CLOSING) return;
+    // Messages already sent still arrive: the ends close after them.
+    this.readyState = CLOSING;
     for (const end of [this, this.peer]) {
-      end.readyState = CLOSED;
-      queueMicrotask(() =>
-        end.dispatchEvent(new CloseEvent("close", { code, reason }))
-      );
+      queueMicrotask(() => {
+        if (end.readyState === CLOSED) return;
+        end.readyState = CLOSED;
+        end.dispatchEvent(new CloseEvent("close", { code, reason }));
+      });
     }
   }
 }

@@ -1,0 +1,851 @@
+// The client against the server over in-memory socket pairs: every
+// behaviour of both roles, with no network and no timers.
+
+import { assertEquals, assertThrows } from "@std/assert";
+import type { IterablePipe, Logger, PipeEvent } from "../../mod.ts";
+import { CoapClient } from "./client.ts";
+import { CoapConnection } from "./connection.ts";
+import type { CoapRequest, CoapResponse, ResponseInit } from "./exchange.ts";
+import {
+  type CoapMessage,
+  Code,
+  decodeBlock,
+  decodeMessage,
+  encodeMessage,
+  getOption,
+  Option,
+  text,
+  uint,
+  utf8,
+} from "./message.ts";
+import { CoapError, CoapServer, type Resources } from "./server.ts";
+import { attachWebSocket } from "./websocket.ts";
+import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+function recorder(logs: string[]): Logger {
+  return {
+    debug() {},
+    info() {},
+    warn: (...data) => logs.push(`warn ${data[0]}`),
+    error: (...data) => logs.push(`error ${data[0]}`),
+  };
+}
+
+interface Setup {
+  server: CoapServer;
+  client: CoapClient;
+  /** The client's socket: what it sent is in `near.sent`. */
+  near: PairedSocket;
+  /** The server's socket. */
+  far: PairedSocket;
+}
+
+async function setup(
+  resources: Resources,
+  options: { maxMessageSize?: number; log?: Logger; server?: CoapServer } = {},
+): Promise<Setup> {
+  const server = options.server ??
+    new CoapServer(resources, { log: options.log ?? quiet });
+  const [near, far] = socketPair();
+  server.accept(far);
+  const connection = attachWebSocket(near, {
+    log: options.log ?? quiet,
+    maxMessageSize: options.maxMessageSize,
+  });
+  await connection.ready;
+  return { server, client: new CoapClient(connection), near, far };
+}
+
+function describe(event: PipeEvent<CoapResponse>): string {
+  if (event.kind === "response") {
+    const { code, payload, observe } = event.message;
+    return `${code} ${text(payload)}${
+      observe === undefined ? "" : ` obs=${observe}`
+    } last=${event.isLast}`;
+  }
+  if (event.kind === "exception") {
+    return `exception ${(event.exception as Error).message}`;
+  }
+  return "interestEnd";
+}
+
+async function collect(
+  pipe: IterablePipe<CoapRequest, CoapResponse>,
+  limit = Infinity,
+): Promise<string[]> {
+  const trace: string[] = [];
+  for await (const event of pipe) {
+    trace.push(describe(event));
+    if (trace.length >= limit) break;
+  }
+  return trace;
+}
+
+/** Lets queued microtasks (socket deliveries) run. */
+async function flush(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+}
+
+function decodedSent(socket: PairedSocket): CoapMessage[] {
+  return socket.sent.map((m) => decodeMessage(m as Uint8Array));
+}
+
+/** A resource whose notifications the test sends by hand. */
+function manualObservable() {
+  const pipes = new Set<{ addResponse(r: ResponseInit): void }>();
+  const ends: string[] = [];
+  let value = 0;
+  return {
+    ends,
+    get observers() {
+      return pipes.size;
+    },
+    notify(): void {
+      value++;
+      for (const pipe of pipes) pipe.addResponse({ payload: String(value) });
+    },
+    resource: {
+      observable: true,
+      GET: async (
+        request: { observe?: number },
+        pipe: { addResponse(r: ResponseInit): void },
+        signal: AbortSignal,
+      ) => {
+        if (request.observe !== 0) return { payload: String(value) };
+        pipe.addResponse({ payload: String(value) });
+        pipes.add(pipe);
+        try {
+          await new Promise((_, reject) =>
+            signal.addEventListener("abort", () => reject(signal.reason))
+          );
+        } finally {
+          pipes.delete(pipe);
+          ends.push(`driver signal aborted: ${(signal.reason as Error).name}`);
+        }
+      },
+    },
+  };
+}
+
+const BIG = "0123456789abcdef".repeat(262) + "tail"; // 4196 bytes
+
+Deno.test("CoapClient.request() yields one response and completes; the server's pipe and driver are gone", async () => {
+  const { server, client } = await setup({
+    "/": { GET: () => ({ payload: "Welcome", contentFormat: 0 }) },
+  });
+  const pipe = client.request({ method: "GET", path: "/" });
+  assertEquals(client.openRequests, 1);
+  assertEquals(await collect(pipe), ["2.05 Welcome last=true"]);
+  await flush();
+  assertEquals(
+    [
+      client.openRequests,
+      client.connection.pending,
+      server.exchanges,
+      server.drivers,
+    ],
+    [0, 0, 0, 0],
+  );
+  client.close();
+});
+
+Deno.test("CoapClient.request() carries payload, content format, accept and query to the resource", async () => {
+  const seen: unknown[] = [];
+  const { client } = await setup({
+    "/echo": {
+      POST: (request) => {
+        seen.push([
+          request.method,
+          request.path,
+          request.query,
+          request.accept,
+        ]);
+        return {
+          code: "2.04",
+          payload: request.payload,
+          contentFormat: request.contentFormat,
+        };
+      },
+    },
+  });
+  const pipe = client.request({
+    method: "POST",
+    path: "/echo",
+    query: ["a=1", "b=2"],
+    payload: "héllo",
+    contentFormat: 50,
+    accept: 50,
+  });
+  const events: CoapResponse[] = [];
+  for await (const event of pipe) {
+    if (event.kind === "response") events.push(event.message);
+  }
+  assertEquals(seen, [["POST", "/echo", ["a=1", "b=2"], 50]]);
+  assertEquals(events.map((r) => [r.code, text(r.payload), r.contentFormat]), [
+    ["2.04", "héllo", 50],
+  ]);
+  client.close();
+});
+
+Deno.test("CoapServer answers a thrown error with toMessage() with its response, any other error with 5.00, logged", async () => {
+  const logs: string[] = [];
+  const { client } = await setup({
+    "/teapot": {
+      GET: () => {
+        throw new CoapError("4.18", "I'm a teapot");
+      },
+    },
+    "/fail": {
+      GET: () => {
+        throw new Error("this resource always fails");
+      },
+    },
+  }, { log: recorder(logs) });
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/teapot" })),
+    [
+      "4.18 I'm a teapot last=true",
+    ],
+  );
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/fail" })),
+    [
+      "5.00 Internal Server Error last=true",
+    ],
+  );
+  assertEquals(logs, [
+    "error An exception occurred while rendering a resource",
+  ]);
+  client.close();
+});
+
+Deno.test("CoapServer answers 4.04 for a missing path and 4.05 for a method the resource lacks", async () => {
+  const { client } = await setup({ "/": { GET: () => ({ payload: "x" }) } });
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/nope" })),
+    [
+      "4.04 Not Found: /nope last=true",
+    ],
+  );
+  assertEquals(await collect(client.request({ method: "DELETE", path: "/" })), [
+    "4.05 Method Not Allowed last=true",
+  ]);
+  client.close();
+});
+
+Deno.test("CoapServer lists its resources at /.well-known/core in link format", async () => {
+  const { client } = await setup({
+    "/a": { GET: () => ({}), observable: true },
+    "/b": { GET: () => ({}), link: { title: "Bee", rt: "x.y" } },
+  });
+  const events: CoapResponse[] = [];
+  for await (
+    const event of client.request({ method: "GET", path: "/.well-known/core" })
+  ) {
+    if (event.kind === "response") events.push(event.message);
+  }
+  assertEquals(events.map((r) => [text(r.payload), r.contentFormat]), [
+    ['</a>;obs,</b>;title="Bee";rt="x.y",</.well-known/core>;ct="40"', 40],
+  ]);
+  client.close();
+});
+
+Deno.test("CoapClient reassembles a Block2 response sent in 1024-byte blocks under the default Max-Message-Size", async () => {
+  const { client, near, far } = await setup({
+    "/big": { GET: () => ({ payload: BIG, contentFormat: 0 }) },
+  });
+  const events: CoapResponse[] = [];
+  for await (const event of client.request({ method: "GET", path: "/big" })) {
+    if (event.kind === "response") events.push(event.message);
+  }
+  assertEquals(events.length, 1);
+  assertEquals(text(events[0].payload), BIG);
+  assertEquals(events[0].contentFormat, 0);
+  const blocks = decodedSent(far).filter((m) => m.code === Code.CONTENT)
+    .map((m) => {
+      const block = decodeBlock(getOption(m, Option.BLOCK2)!);
+      return [block.num, block.more, block.szx, m.payload.length];
+    });
+  assertEquals(blocks, [
+    [0, true, 6, 1024],
+    [1, true, 6, 1024],
+    [2, true, 6, 1024],
+    [3, true, 6, 1024],
+    [4, false, 6, 100],
+  ]);
+  // Follow-ups ask for blocks 1 to 4 with the same options.
+  const asked = decodedSent(near).filter((m) => m.code === Code.GET)
+    .map((m) => getOption(m, Option.BLOCK2));
+  assertEquals(asked.map((b) => b && decodeBlock(b).num), [
+    undefined,
+    1,
+    2,
+    3,
+    4,
+  ]);
+  client.close();
+});
+
+Deno.test("CoapServer sends a large body whole to a client that accepts large messages", async () => {
+  const { client, far } = await setup({
+    "/big": { GET: () => ({ payload: BIG }) },
+  }, { maxMessageSize: 65536 });
+  assertEquals(
+    (await collect(client.request({ method: "GET", path: "/big" })))[0].length >
+      4000,
+    true,
+  );
+  const responses = decodedSent(far).filter((m) => m.code === Code.CONTENT);
+  assertEquals(responses.length, 1);
+  assertEquals(getOption(responses[0], Option.BLOCK2), undefined);
+  client.close();
+});
+
+Deno.test("CoapClient observation yields every notification until the loop is left; the server's driver then sees its signal abort", async () => {
+  const counter = manualObservable();
+  const { client, server, near } = await setup({
+    "/counter": counter.resource,
+    "/observers": { GET: () => ({ payload: String(counter.observers) }) },
+  });
+  const pipe = client.request({
+    method: "GET",
+    path: "/counter",
+    observe: true,
+  });
+  const trace: string[] = [];
+  let n = 0;
+  for await (const event of pipe) {
+    trace.push(describe(event));
+    if (++n === 5) break;
+    await flush();
+    counter.notify();
+  }
+  assertEquals(trace, [
+    "2.05 0 obs=0 last=false",
+    "2.05 1 obs=1 last=false",
+    "2.05 2 obs=2 last=false",
+    "2.05 3 obs=3 last=false",
+    "2.05 4 obs=4 last=false",
+  ]);
+  await flush();
+  const last = decodedSent(near).at(-1)!;
+  assertEquals([last.code, getOption(last, Option.OBSERVE)], [
+    Code.GET,
+    uint(1),
+  ]);
+  assertEquals(counter.ends, ["driver signal aborted: AbortError"]);
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/observers" })),
+    [
+      "2.05 0 last=true",
+    ],
+  );
+  assertEquals([server.exchanges, client.connection.pending], [0, 0]);
+  client.close();
+});
+
+for (
+  const [how, leave] of [
+    ["stream cancel", async (pipe: IterablePipe<CoapRequest, CoapResponse>) => {
+      const reader = pipe.stream().getReader();
+      await reader.read();
+      await reader.cancel();
+    }],
+    [
+      "iterator return()",
+      async (pipe: IterablePipe<CoapRequest, CoapResponse>) => {
+        const iterator = pipe[Symbol.asyncIterator]();
+        await iterator.next();
+        await iterator.return!();
+      },
+    ],
+    ["asyncDispose", async (pipe: IterablePipe<CoapRequest, CoapResponse>) => {
+      const iterator = pipe[Symbol.asyncIterator]();
+      await iterator.next();
+      await pipe[Symbol.asyncDispose]();
+    }],
+  ] as const
+) {
+  Deno.test(`CoapClient observation left by ${how} deregisters at the server`, async () => {
+    const counter = manualObservable();
+    const { client, server } = await setup({ "/counter": counter.resource });
+    const pipe = client.request({
+      method: "GET",
+      path: "/counter",
+      observe: true,
+    });
+    await leave(pipe);
+    await flush();
+    assertEquals(counter.ends, ["driver signal aborted: AbortError"]);
+    assertEquals([counter.observers, server.exchanges, client.openRequests], [
+      0,
+      0,
+      0,
+    ]);
+    client.close();
+  });
+}
+
+Deno.test("CoapClient observation of a resource that is not observable yields one final response", async () => {
+  const { client } = await setup({
+    "/": { GET: () => ({ payload: "plain" }) },
+  });
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/", observe: true })),
+    [
+      "2.05 plain last=true",
+    ],
+  );
+  client.close();
+});
+
+Deno.test("CoapClient observation ends with a final error response when the resource fails later", async () => {
+  let fail!: () => void;
+  const { client, server } = await setup({
+    "/flaky": {
+      observable: true,
+      GET: async (_request, pipe) => {
+        pipe.addResponse({ payload: "ok" });
+        await new Promise<void>((resolve) => fail = resolve);
+        throw new CoapError("5.03", "gone");
+      },
+    },
+  });
+  const pipe = client.request({ method: "GET", path: "/flaky", observe: true });
+  const trace: string[] = [];
+  for await (const event of pipe) {
+    trace.push(describe(event));
+    fail();
+  }
+  assertEquals(trace, ["2.05 ok obs=0 last=false", "5.03 gone last=true"]);
+  assertEquals(server.exchanges, 0);
+  client.close();
+});
+
+Deno.test("CoapClient matches 100 concurrent requests to their own responses, answered in reverse order", async () => {
+  const waiting: (() => void)[] = [];
+  const { client, server } = await setup({
+    "/slow": {
+      GET: async (request) => {
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        return { payload: `slept ${request.query[0].slice(3)}` };
+      },
+    },
+  });
+  const pipes = Array.from(
+    { length: 100 },
+    (_, i) =>
+      client.request({ method: "GET", path: "/slow", query: `ms=${i}` }),
+  );
+  const results = Promise.all(pipes.map((pipe) => collect(pipe)));
+  while (waiting.length < 100) await flush(1);
+  assertEquals(server.exchanges, 100);
+  for (const resolve of waiting.reverse()) resolve();
+  const traces = await results;
+  assertEquals(traces, pipes.map((_, i) => [`2.05 slept ${i} last=true`]));
+  assertEquals(server.exchanges, 0);
+  client.close();
+});
+
+Deno.test("CoapClient.close() sends a Release; the server's observations end and their drivers abort", async () => {
+  const counter = manualObservable();
+  const { client, server, near } = await setup({
+    "/counter": counter.resource,
+  });
+  const pipe = client.request({
+    method: "GET",
+    path: "/counter",
+    observe: true,
+  });
+  const iterator = pipe[Symbol.asyncIterator]();
+  assertEquals(
+    describe((await iterator.next()).value),
+    "2.05 0 obs=0 last=false",
+  );
+  client.close();
+  assertEquals(decodedSent(near).at(-1)!.code, Code.RELEASE);
+  assertEquals(
+    describe((await iterator.next()).value),
+    "exception Connection released by this side",
+  );
+  assertEquals((await iterator.next()).done, true);
+  await flush();
+  assertEquals(counter.ends, ["driver signal aborted: AbortError"]);
+  assertEquals([server.exchanges, server.connections, server.drivers], [
+    0,
+    0,
+    0,
+  ]);
+});
+
+Deno.test("CoapClient pipes end with an exception event when the server goes away, so no loop hangs", async () => {
+  const counter = manualObservable();
+  const { client, far } = await setup({
+    "/counter": counter.resource,
+    "/never": { GET: () => new Promise<never>(() => {}) },
+  });
+  const observing = collect(
+    client.request({ method: "GET", path: "/counter", observe: true }),
+  );
+  const waiting = collect(client.request({ method: "GET", path: "/never" }));
+  await flush();
+  far.close(1001, "going away");
+  assertEquals(await observing, [
+    "2.05 0 obs=0 last=false",
+    "exception Connection closed by the peer (1001: going away)",
+  ]);
+  assertEquals(await waiting, [
+    "exception Connection closed by the peer (1001: going away)",
+  ]);
+  assertEquals(client.openRequests, 0);
+});
+
+Deno.test("CoapClient pipe poke() sends a Ping that the server answers with a Pong", async () => {
+  const counter = manualObservable();
+  const { client, near, far } = await setup({ "/counter": counter.resource });
+  const pipe = client.request({
+    method: "GET",
+    path: "/counter",
+    observe: true,
+  });
+  const iterator = pipe[Symbol.asyncIterator]();
+  await iterator.next();
+  pipe.poke();
+  await flush();
+  assertEquals(decodedSent(near).at(-1)!.code, Code.PING);
+  assertEquals(decodedSent(far).at(-1)!.code, Code.PONG);
+  assertEquals(typeof await client.ping(), "number");
+  await iterator.return!();
+  client.close();
+});
+
+Deno.test("CoapClient.request() rejects a malformed request at the call", async () => {
+  const { client } = await setup({});
+  const bad: [unknown, string][] = [
+    [{ method: "BREW", path: "/" }, 'unknown method "BREW"'],
+    [
+      { method: "GET", path: "nope" },
+      'path must be a string starting with "/"',
+    ],
+    [{ method: "GET", path: "/%zz" }, "invalid percent-encoding"],
+    [
+      { method: "GET", path: "/", query: 5 },
+      "query must be a string or an array",
+    ],
+    [{ method: "GET", path: "/", observe: "yes" }, "observe must be a boolean"],
+    [{ method: "POST", path: "/", payload: 5 }, "payload of type number"],
+  ];
+  for (const [request, message] of bad) {
+    assertThrows(
+      () => client.request(request as CoapRequest),
+      TypeError,
+      message,
+    );
+  }
+  assertThrows(
+    () => client.request({ method: "GET", path: "/", contentFormat: 70000 }),
+    RangeError,
+  );
+  assertEquals(client.openRequests, 0);
+  client.close();
+});
+
+/** A raw connection to a server: sends hand-made messages, records replies. */
+async function rawPeer(server: CoapServer) {
+  const [near, far] = socketPair();
+  server.accept(far);
+  const received: CoapMessage[] = [];
+  near.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    if (data instanceof ArrayBuffer) {
+      received.push(decodeMessage(new Uint8Array(data)));
+    }
+  });
+  const closed = new Promise<number>((resolve) =>
+    near.addEventListener("close", (e) => resolve((e as CloseEvent).code))
+  );
+  near.send(
+    encodeMessage({
+      code: Code.CSM,
+      token: new Uint8Array(0),
+      options: [],
+      payload: new Uint8Array(0),
+    }),
+  );
+  await flush();
+  return { near, received, closed };
+}
+
+Deno.test("CoapServer answers 4.02 to a request with an unknown critical option, and ignores an unknown elective one", async () => {
+  const server = new CoapServer({ "/": { GET: () => ({ payload: "x" }) } }, {
+    log: quiet,
+  });
+  const { near, received } = await rawPeer(server);
+  const path = { number: Option.URI_PATH, value: utf8("") };
+  near.send(
+    encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([1]),
+      options: [{ number: 9, value: new Uint8Array(0) }],
+      payload: new Uint8Array(0),
+    }),
+  );
+  near.send(
+    encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([2]),
+      options: [{ number: 10, value: new Uint8Array(0) }],
+      payload: new Uint8Array(0),
+    }),
+  );
+  near.send(
+    encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([3]),
+      options: [path, { number: Option.OBSERVE, value: new Uint8Array(4) }],
+      payload: new Uint8Array(0),
+    }),
+  );
+  await flush();
+  const replies = received.filter((m) => m.code !== Code.CSM)
+    .map((m) => `${m.token[0]} ${m.code.toString(16)} ${text(m.payload)}`);
+  assertEquals(replies, [
+    "1 82 Bad Option: the request has a critical unknown option 9",
+    "2 45 x",
+    // Observe (6) is elective: a malformed one is ignored.
+    "3 45 x",
+  ]);
+  assertEquals(server.exchanges, 0);
+});
+
+Deno.test("CoapServer aborts only the connection that sends malformed bytes, a text frame or an oversized message", async () => {
+  const counter = manualObservable();
+  const server = new CoapServer({ "/counter": counter.resource }, {
+    log: quiet,
+  });
+  const { client } = await setup({}, { server });
+  const watched = client.request({
+    method: "GET",
+    path: "/counter",
+    observe: true,
+  });
+  const iterator = watched[Symbol.asyncIterator]();
+  await iterator.next();
+  const hostile: [Uint8Array | string, string, number][] = [
+    [
+      new Uint8Array([0x0f, 0x01]),
+      "Malformed message: token length 15 is reserved (at most 8)",
+      1000,
+    ],
+    ["hello", "Text frame received", 1000],
+    [
+      new Uint8Array(5000),
+      "Message of 5000 bytes exceeds the Max-Message-Size of 1152",
+      1000,
+    ],
+  ];
+  for (const [input, diagnostic, code] of hostile) {
+    const { near, received, closed } = await rawPeer(server);
+    // An observation on the hostile connection, to see it end.
+    near.send(encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([9]),
+      options: [{ number: Option.OBSERVE, value: new Uint8Array(0) }, {
+        number: Option.URI_PATH,
+        value: utf8("counter"),
+      }],
+      payload: new Uint8Array(0),
+    }));
+    await flush();
+    assertEquals(counter.observers, 2);
+    near.send(input as Uint8Array);
+    assertEquals(await closed, code);
+    const abort = received.at(-1)!;
+    assertEquals([abort.code, text(abort.payload)], [Code.ABORT, diagnostic]);
+    await flush();
+    assertEquals(
+      counter.observers,
+      1,
+      "only the hostile connection's observation ended",
+    );
+  }
+  assertEquals([server.connections, server.exchanges], [1, 1]);
+  counter.notify();
+  assertEquals(
+    describe((await iterator.next()).value),
+    "2.05 1 obs=1 last=false",
+  );
+  await iterator.return!();
+  client.close();
+  await flush();
+  assertEquals([server.connections, server.exchanges, server.drivers], [
+    0,
+    0,
+    0,
+  ]);
+});
+
+Deno.test("CoapClient ends a request's pipe with an exception on a response with an unknown critical option, and deregisters an observation", async () => {
+  const [near, far] = socketPair();
+  const served: CoapMessage[] = [];
+  const fake = attachWebSocket(far, {
+    log: quiet,
+    onRequest: (message, connection) => {
+      served.push(message);
+      connection.send({
+        code: Code.CONTENT,
+        token: message.token,
+        options: [{ number: Option.OBSERVE, value: uint(1) }, {
+          number: 9,
+          value: new Uint8Array(0),
+        }],
+        payload: utf8("?"),
+      });
+    },
+  });
+  const connection = attachWebSocket(near, { log: quiet });
+  await connection.ready;
+  const client = new CoapClient(connection);
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/x", observe: true })),
+    [
+      "exception Bad Option: the response has a critical unknown option 9",
+    ],
+  );
+  await flush();
+  assertEquals(served.map((m) => getOption(m, Option.OBSERVE)), [
+    uint(0),
+    uint(1),
+  ]);
+  assertEquals([connection.state, client.openRequests], ["open", 0]);
+  client.close();
+  await fake.closed;
+});
+
+Deno.test("CoapClient ends a block-wise transfer whose blocks do not line up with a BlockwiseError", async () => {
+  const [near, far] = socketPair();
+  attachWebSocket(far, {
+    log: quiet,
+    onRequest: (message, connection) => {
+      const asked = getOption(message, Option.BLOCK2);
+      const num = asked === undefined ? 0 : decodeBlock(asked).num;
+      // Always answers block 0, claiming more follow.
+      connection.send({
+        code: Code.CONTENT,
+        token: message.token,
+        options: [{ number: Option.BLOCK2, value: uint(0x0e) }],
+        payload: new Uint8Array(1024).fill(num),
+      });
+    },
+  });
+  const connection = attachWebSocket(near, { log: quiet });
+  await connection.ready;
+  const client = new CoapClient(connection);
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/loop" })),
+    [
+      "exception Block-wise transfer failed: asked for block 1, got block 0",
+    ],
+  );
+  assertEquals(connection.pending, 0);
+  client.close();
+});
+
+Deno.test("CoapClient caps a block-wise body at maxBodySize", async () => {
+  const [near, far] = socketPair();
+  attachWebSocket(far, {
+    log: quiet,
+    onRequest: (message, connection) => {
+      const asked = getOption(message, Option.BLOCK2);
+      const num = asked === undefined ? 0 : decodeBlock(asked).num;
+      connection.send({
+        code: Code.CONTENT,
+        token: message.token,
+        options: [{ number: Option.BLOCK2, value: uint(num * 16 + 0x0e) }],
+        payload: new Uint8Array(1024),
+      });
+    },
+  });
+  const connection = attachWebSocket(near, { log: quiet });
+  await connection.ready;
+  const client = new CoapClient(connection, { maxBodySize: 4096 });
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/endless" })),
+    [
+      "exception Block-wise transfer failed: the body exceeds 4096 bytes",
+    ],
+  );
+  client.close();
+});
+
+Deno.test("CoapServer serves a client that asks for smaller blocks in those blocks", async () => {
+  const server = new CoapServer({ "/big": { GET: () => ({ payload: BIG }) } }, {
+    log: quiet,
+  });
+  const { near, received } = await rawPeer(server);
+  near.send(
+    encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([1]),
+      options: [{ number: Option.URI_PATH, value: utf8("big") }, {
+        number: Option.BLOCK2,
+        value: uint(2 * 16 + 4),
+      }],
+      payload: new Uint8Array(0),
+    }),
+  );
+  near.send(encodeMessage({
+    code: Code.GET,
+    token: new Uint8Array([2]),
+    options: [{ number: Option.URI_PATH, value: utf8("big") }, {
+      number: Option.BLOCK2,
+      value: uint(100 * 16 + 6),
+    }],
+    payload: new Uint8Array(0),
+  }));
+  await flush();
+  const [block, past] = received.filter((m) => m.code !== Code.CSM);
+  assertEquals(decodeBlock(getOption(block, Option.BLOCK2)!), {
+    num: 2,
+    more: true,
+    szx: 4,
+  });
+  assertEquals(text(block.payload), BIG.slice(512, 768));
+  assertEquals([past.code, text(past.payload)], [
+    Code.BAD_OPTION,
+    "Block 100 is past the end of the resource",
+  ]);
+});
+
+Deno.test("CoapConnection of a client with no resources answers the server's requests 4.04", async () => {
+  const [near, far] = socketPair();
+  const server = new CoapConnection({
+    send: (b) => far.send(b),
+    close: () => far.close(),
+  }, { log: quiet });
+  const replies: number[] = [];
+  far.addEventListener(
+    "message",
+    (e) => server.receive((e as MessageEvent).data),
+  );
+  const client = attachWebSocket(near, { log: quiet });
+  server.start();
+  await client.ready;
+  far.addEventListener("message", (e) => {
+    const m = decodeMessage(new Uint8Array((e as MessageEvent).data));
+    if (m.code !== Code.CSM) replies.push(m.code);
+  });
+  far.send(
+    encodeMessage({
+      code: Code.GET,
+      token: new Uint8Array([5]),
+      options: [],
+      payload: new Uint8Array(0),
+    }),
+  );
+  await flush();
+  assertEquals(replies, [Code.NOT_FOUND]);
+  client.release();
+});

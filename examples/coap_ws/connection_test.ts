@@ -1,0 +1,460 @@
+import { assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
+import { type Logger, Pipe } from "../../mod.ts";
+import {
+  type Clock,
+  CoapConnection,
+  ConnectionError,
+  type ConnectionOptions,
+} from "./connection.ts";
+import {
+  type CoapMessage,
+  Code,
+  decodeMessage,
+  encodeMessage,
+  getOption,
+  hex,
+  Option,
+  readUint,
+  text,
+  uint,
+  utf8,
+} from "./message.ts";
+
+const bytes = (...values: number[]) => new Uint8Array(values);
+const csm = (size?: number, blockWise = false): CoapMessage => ({
+  code: Code.CSM,
+  token: bytes(),
+  options: [
+    ...(size === undefined ? [] : [{ number: 2, value: uint(size) }]),
+    ...(blockWise ? [{ number: 4, value: bytes() }] : []),
+  ],
+  payload: bytes(),
+});
+
+class FakeClock implements Clock {
+  time = 0;
+  timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.time;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.timers.set(id, { at: this.time + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  advance(ms: number): void {
+    this.time += ms;
+    for (const [id, timer] of [...this.timers]) {
+      if (timer.at <= this.time) {
+        this.timers.delete(id);
+        timer.fn();
+      }
+    }
+  }
+}
+
+interface Harness {
+  connection: CoapConnection;
+  /** Messages the connection sent, decoded. */
+  sent: CoapMessage[];
+  closes: [number, string][];
+  logs: string[];
+  clock: FakeClock;
+  feed(message: CoapMessage): void;
+}
+
+function logger(logs: string[]): Logger {
+  return {
+    debug: (...data) => logs.push(`debug ${data[0]}`),
+    info: (...data) => logs.push(`info ${data[0]}`),
+    warn: (...data) => logs.push(`warn ${data[0]}`),
+    error: (...data) => logs.push(`error ${data[0]}`),
+  };
+}
+
+/** A started connection that has received the peer's CSM (unless told not to). */
+function harness(
+  options: ConnectionOptions & { peerCsm?: CoapMessage | null } = {},
+): Harness {
+  const sent: CoapMessage[] = [];
+  const closes: [number, string][] = [];
+  const logs: string[] = [];
+  const clock = new FakeClock();
+  const connection = new CoapConnection({
+    send: (b) => sent.push(decodeMessage(b)),
+    close: (code, reason) => closes.push([code, reason]),
+  }, { log: logger(logs), clock, ...options });
+  connection.start();
+  const feed = (message: CoapMessage) =>
+    connection.receive(encodeMessage(message));
+  if (options.peerCsm !== null) feed(options.peerCsm ?? csm());
+  return { connection, sent, closes, logs, clock, feed };
+}
+
+/** A requester's pipe with a trace of its events. */
+function tracedPipe(request: CoapMessage) {
+  const trace: string[] = [];
+  const pipe = new Pipe<CoapMessage, CoapMessage>(request, logger([]));
+  const stop = pipe.onEvent((event) => {
+    if (event.kind === "response") {
+      trace.push(
+        `${event.message.code.toString(16)} ${
+          text(event.message.payload)
+        } last=${event.isLast}`,
+      );
+    } else if (event.kind === "exception") {
+      trace.push(`exception ${(event.exception as Error).message}`);
+    }
+    return true;
+  });
+  return { pipe, trace, stop };
+}
+
+const get = (path: string, observe?: number): CoapMessage => ({
+  code: Code.GET,
+  token: bytes(),
+  options: [
+    { number: Option.URI_PATH, value: utf8(path) },
+    ...(observe === undefined
+      ? []
+      : [{ number: Option.OBSERVE, value: uint(observe) }]),
+  ],
+  payload: bytes(),
+});
+
+const response = (
+  token: Uint8Array,
+  payload: string,
+  observe?: number,
+  code: number = Code.CONTENT,
+): CoapMessage => ({
+  code,
+  token,
+  options: observe === undefined
+    ? []
+    : [{ number: Option.OBSERVE, value: uint(observe) }],
+  payload: utf8(payload),
+});
+
+Deno.test("CoapConnection.start() sends a CSM with Max-Message-Size (and Block-Wise-Transfer when asked) first", () => {
+  const plain = harness({ peerCsm: null });
+  assertEquals(plain.sent, [csm(1152)]);
+  assertEquals(plain.connection.state, "opening");
+  const big = harness({
+    peerCsm: null,
+    maxMessageSize: 65536,
+    blockWise: true,
+  });
+  assertEquals(big.sent, [csm(65536, true)]);
+});
+
+Deno.test("CoapConnection is open once the peer's CSM arrives, and takes its settings", async () => {
+  const { connection, feed } = harness({ peerCsm: null });
+  feed(csm(4000, true));
+  assertEquals(connection.state, "open");
+  assertEquals(await connection.ready, {
+    maxMessageSize: 4000,
+    blockWise: true,
+  });
+  // A later CSM updates the settings (RFC 8323 §5.3).
+  feed(csm(2000));
+  assertEquals(connection.peer, { maxMessageSize: 2000, blockWise: true });
+});
+
+Deno.test("CoapConnection aborts when the first message is not a CSM", async () => {
+  const { connection, sent, closes, feed } = harness({ peerCsm: null });
+  feed(get("x"));
+  assertEquals(sent.slice(1).map((m) => [m.code, text(m.payload)]), [
+    [Code.ABORT, "Expected a CSM as the first message, got 0.01"],
+  ]);
+  assertEquals(closes, [[
+    1002,
+    "Connection aborted by this side: Expected a CSM as the first message, got 0.01",
+  ]]);
+  assertEquals(connection.state, "closed");
+  await assertRejects(() => connection.ready, ConnectionError);
+});
+
+Deno.test("CoapConnection aborts on an unknown critical CSM option, naming it in Bad-CSM-Option", () => {
+  const { sent, closes, feed } = harness({ peerCsm: null });
+  feed({ ...csm(), options: [{ number: 5, value: bytes() }] });
+  const abort = sent[1];
+  assertEquals(abort.code, Code.ABORT);
+  assertEquals(text(abort.payload), "Unsupported critical CSM option 5");
+  assertEquals(abort.options, [{ number: 2, value: uint(5) }]);
+  assertEquals(closes.length, 1);
+});
+
+Deno.test("CoapConnection ignores elective CSM options and empty messages", () => {
+  const { connection, sent, feed } = harness({ peerCsm: null });
+  feed({ ...csm(), options: [{ number: 6, value: bytes(1) }] });
+  feed({ code: Code.EMPTY, token: bytes(), options: [], payload: bytes() });
+  assertEquals(connection.state, "open");
+  assertEquals(sent.length, 1);
+});
+
+Deno.test("CoapConnection answers a Ping with a Pong on the same token", () => {
+  const { sent, feed } = harness();
+  feed({ code: Code.PING, token: bytes(7, 8), options: [], payload: bytes() });
+  assertEquals(sent.at(-1), {
+    code: Code.PONG,
+    token: bytes(7, 8),
+    options: [],
+    payload: bytes(),
+  });
+});
+
+Deno.test("CoapConnection.ping() resolves with the round-trip time when the Pong arrives", async () => {
+  const { connection, sent, feed, clock } = harness();
+  const rtt = connection.ping();
+  const ping = sent.at(-1)!;
+  assertEquals(ping.code, Code.PING);
+  clock.advance(12);
+  feed({ code: Code.PONG, token: ping.token, options: [], payload: bytes() });
+  assertEquals(await rtt, 12);
+  assertEquals(clock.timers.size, 0);
+});
+
+Deno.test("CoapConnection.ping() without a Pong in time aborts and ends every open pipe with an exception", async () => {
+  const { connection, sent, closes, clock } = harness({ pingTimeout: 1000 });
+  const { pipe, trace } = tracedPipe(get("obs", 0));
+  connection.request(pipe);
+  const rtt = connection.ping();
+  clock.advance(999);
+  assertEquals(connection.state, "open");
+  clock.advance(1);
+  await assertRejects(() => rtt, ConnectionError, "No Pong within 1000 ms");
+  assertEquals(text(sent.at(-1)!.payload), "No Pong within 1000 ms");
+  assertEquals(closes.length, 1);
+  assertEquals(trace, [
+    "exception Connection aborted by this side: No Pong within 1000 ms",
+  ]);
+  assertEquals(pipe.ended, true);
+});
+
+Deno.test("CoapConnection.request() sends with a fresh token and delivers the response as the final event", () => {
+  const { connection, sent, feed } = harness();
+  const a = tracedPipe(get("a")), b = tracedPipe(get("b"));
+  connection.request(a.pipe);
+  connection.request(b.pipe);
+  const [ra, rb] = sent.slice(-2);
+  assertEquals(hex(ra.token) !== hex(rb.token), true);
+  assertEquals(ra.options, get("a").options);
+  assertEquals(connection.pending, 2);
+  feed(response(rb.token, "B"));
+  feed(response(ra.token, "A"));
+  assertEquals([a.trace, b.trace], [["45 A last=true"], ["45 B last=true"]]);
+  assertEquals(connection.pending, 0);
+  assertEquals([a.pipe.ended, b.pipe.ended], [true, true]);
+});
+
+Deno.test("CoapConnection delivers notifications of an observation as non-final events, the one without Observe as final", () => {
+  const { connection, sent, feed } = harness();
+  const { pipe, trace } = tracedPipe(get("counter", 0));
+  connection.request(pipe);
+  const token = sent.at(-1)!.token;
+  feed(response(token, "1", 1));
+  feed(response(token, "2", 2));
+  feed(response(token, "bye"));
+  assertEquals(trace, [
+    "45 1 last=false",
+    "45 2 last=false",
+    "45 bye last=true",
+  ]);
+  assertEquals(connection.pending, 0);
+});
+
+Deno.test("CoapConnection deregisters an observation with GET Observe 1 on the same token when interest ends", () => {
+  const { connection, sent, feed, logs } = harness();
+  const { pipe, trace, stop } = tracedPipe(get("counter", 0));
+  connection.request(pipe);
+  const request = sent.at(-1)!;
+  feed(response(request.token, "1", 1));
+  stop();
+  const deregister = sent.at(-1)!;
+  assertEquals(deregister.token, request.token);
+  assertEquals(deregister.code, Code.GET);
+  assertEquals(readUint(getOption(deregister, Option.OBSERVE)!), 1);
+  assertEquals(getOption(deregister, Option.URI_PATH), utf8("counter"));
+  // The token stays reserved until the final response, which is dropped.
+  assertEquals(connection.pending, 1);
+  feed(response(request.token, "2", 2));
+  feed(response(request.token, "3"));
+  assertEquals(connection.pending, 0);
+  assertEquals(trace, ["45 1 last=false"]);
+  assertEquals(logs.filter((l) => l.startsWith("warn")), []);
+});
+
+Deno.test("CoapConnection logs and ignores a response with an unknown token", () => {
+  const { connection, feed, logs } = harness();
+  const { pipe, trace } = tracedPipe(get("a"));
+  connection.request(pipe);
+  feed(response(bytes(0xde, 0xad), "stray"));
+  assertEquals(logs, ["warn Ignoring a 2.05 response with unknown token dead"]);
+  assertEquals([trace, connection.state, connection.pending], [[], "open", 1]);
+});
+
+Deno.test("CoapConnection.request() ends the pipe with an exception when the request exceeds the peer's Max-Message-Size", () => {
+  const { connection, sent, feed } = harness();
+  feed(csm(100));
+  const { pipe, trace } = tracedPipe({
+    ...get("a"),
+    payload: new Uint8Array(200),
+  });
+  connection.request(pipe);
+  assertEquals(trace, [
+    "exception Cannot send a message of 206 bytes: the peer accepts at most 100",
+  ]);
+  assertEquals([sent.length, connection.pending], [1, 0]);
+});
+
+Deno.test("CoapConnection.request() on a closed connection ends the pipe with the close reason", () => {
+  const { connection } = harness();
+  connection.transportClosed(1006);
+  const { pipe, trace } = tracedPipe(get("a"));
+  connection.request(pipe);
+  assertEquals(trace, ["exception Connection closed by the peer (1006)"]);
+});
+
+Deno.test("CoapConnection sends an Abort with a diagnostic and closes on a text frame, malformed bytes or an oversized message", () => {
+  const cases: [Uint8Array | string, string, number][] = [
+    ["hello", "Text frame received", 1003],
+    [
+      bytes(0x0f, 0x01),
+      "Malformed message: token length 15 is reserved (at most 8)",
+      1007,
+    ],
+    [
+      new Uint8Array(1153),
+      "Message of 1153 bytes exceeds the Max-Message-Size of 1152",
+      1009,
+    ],
+    [bytes(0x00, 0x20), "Reserved code 1.00 received", 1002],
+    [bytes(0x00, 0xe9), "Unknown signaling code 7.09", 1002],
+  ];
+  for (const [input, diagnostic, closeCode] of cases) {
+    const { connection, sent, closes } = harness();
+    const { pipe, trace } = tracedPipe(get("a"));
+    connection.request(pipe);
+    connection.receive(input);
+    const abort = sent.at(-1)!;
+    assertEquals([abort.code, text(abort.payload)], [Code.ABORT, diagnostic]);
+    assertEquals(closes.length, 1);
+    assertEquals(closes[0][0], closeCode);
+    assertStringIncludes(closes[0][1], diagnostic);
+    assertEquals(trace, [
+      `exception Connection aborted by this side: ${diagnostic}`,
+    ]);
+    assertEquals([connection.state, connection.pending], ["closed", 0]);
+  }
+});
+
+Deno.test("CoapConnection closes on Release and on Abort from the peer, ending open pipes", () => {
+  for (
+    const [code, payload, reason] of [
+      [Code.RELEASE, "", "Connection released by the peer"],
+      [Code.ABORT, "too bad", "Connection aborted by the peer: too bad"],
+    ] as const
+  ) {
+    const { connection, feed, closes, sent } = harness();
+    const { pipe, trace } = tracedPipe(get("a"));
+    connection.request(pipe);
+    const before = sent.length;
+    feed({ code, token: bytes(), options: [], payload: utf8(payload) });
+    assertEquals(trace, [`exception ${reason}`]);
+    assertEquals(closes, [[1000, reason]]);
+    assertEquals(sent.length, before, "nothing is sent back");
+  }
+});
+
+Deno.test("CoapConnection aborts on an unknown critical option in a Ping", () => {
+  const { sent, feed } = harness();
+  feed({
+    code: Code.PING,
+    token: bytes(),
+    options: [{ number: 9, value: bytes() }],
+    payload: bytes(),
+  });
+  assertEquals(text(sent.at(-1)!.payload), "Unknown critical option 9 in 7.02");
+});
+
+Deno.test("CoapConnection.release() sends a Release, closes with 1000, and ends open pipes", async () => {
+  const { connection, sent, closes } = harness();
+  const { pipe, trace } = tracedPipe(get("a"));
+  connection.request(pipe);
+  connection.release();
+  assertEquals(sent.at(-1)!.code, Code.RELEASE);
+  assertEquals(closes, [[1000, "Connection released by this side"]]);
+  assertEquals(trace, ["exception Connection released by this side"]);
+  assertEquals(
+    (await connection.closed).message,
+    "Connection released by this side",
+  );
+  connection.release();
+  assertEquals(closes.length, 1, "a second release does nothing");
+});
+
+Deno.test("CoapConnection ends a pipe whose own callback closed the connection once that delivery is over", async () => {
+  const { connection, sent, feed } = harness();
+  const trace: string[] = [];
+  const pipe = new Pipe<CoapMessage, CoapMessage>(get("obs", 0), logger([]));
+  pipe.onEvent((event) => {
+    trace.push(event.kind);
+    if (event.kind === "response") connection.release();
+    return true;
+  });
+  connection.request(pipe);
+  feed(response(sent.at(-1)!.token, "1", 1));
+  assertEquals(trace, ["response"]);
+  await Promise.resolve();
+  assertEquals(trace, ["response", "exception"]);
+  assertEquals(pipe.ended, true);
+});
+
+Deno.test("CoapConnection answers requests with 4.04 when nothing serves them", () => {
+  const { sent, feed } = harness();
+  feed({ ...get("x"), token: bytes(1) });
+  assertEquals([sent.at(-1)!.code, hex(sent.at(-1)!.token)], [
+    Code.NOT_FOUND,
+    "01",
+  ]);
+});
+
+Deno.test("CoapConnection hands requests to onRequest", () => {
+  const got: string[] = [];
+  const { feed } = harness({
+    onRequest: (message) =>
+      got.push(text(getOption(message, Option.URI_PATH)!)),
+  });
+  feed(get("hello"));
+  assertEquals(got, ["hello"]);
+});
+
+Deno.test("CoapConnection poke on a request's pipe sends a Ping", () => {
+  const { connection, sent } = harness();
+  const { pipe } = tracedPipe(get("a"));
+  connection.request(pipe);
+  pipe.poke();
+  assertEquals(sent.at(-1)!.code, Code.PING);
+});
+
+Deno.test("CoapConnection rejects bad options at construction", () => {
+  const transport = { send() {}, close() {} };
+  for (
+    const options of [{ maxMessageSize: 10 }, { maxMessageSize: 1.5 }, {
+      pingTimeout: 0,
+    }]
+  ) {
+    let error: unknown;
+    try {
+      new CoapConnection(transport, options);
+    } catch (e) {
+      error = e;
+    }
+    assertEquals(error instanceof RangeError, true, JSON.stringify(options));
+  }
+});

@@ -1,0 +1,261 @@
+import {
+  assertEquals,
+  assertInstanceOf,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import {
+  CoapFormatError,
+  type CoapMessage,
+  Code,
+  codeKind,
+  codeToString,
+  decodeBlock,
+  decodeMessage,
+  encodeBlock,
+  encodeMessage,
+  parseCode,
+  readUint,
+  strictText,
+  uint,
+  utf8,
+} from "./message.ts";
+
+const bytes = (...values: number[]) => new Uint8Array(values);
+
+function message(partial: Partial<CoapMessage>): CoapMessage {
+  return {
+    code: Code.GET,
+    token: bytes(),
+    options: [],
+    payload: bytes(),
+    ...partial,
+  };
+}
+
+Deno.test("encodeMessage() writes RFC 8323 §3.2 framing: Len 0, TKL, code, token, options, marker, payload", () => {
+  const encoded = encodeMessage(message({
+    code: Code.CONTENT,
+    token: bytes(0xaa, 0xbb),
+    options: [
+      { number: 12, value: bytes() },
+      { number: 6, value: bytes(5) },
+    ],
+    payload: utf8("ok"),
+  }));
+  assertEquals([...encoded], [
+    0x02, // Len 0, TKL 2
+    0x45, // 2.05
+    0xaa,
+    0xbb,
+    0x61,
+    5, // Observe (6): delta 6, length 1
+    0x60, // Content-Format (12): delta 6, length 0
+    0xff,
+    111,
+    107,
+  ]);
+});
+
+Deno.test("encodeMessage() uses 1- and 2-byte extensions for deltas and lengths of 13 and 269 and more", () => {
+  const long = new Uint8Array(300).fill(7);
+  const encoded = encodeMessage(message({
+    options: [
+      { number: 13, value: bytes(1) },
+      { number: 13 + 269, value: long },
+    ],
+  }));
+  assertEquals([...encoded.slice(0, 9)], [
+    0x00,
+    0x01,
+    0xd1, // delta 13 (ext 0), length 1
+    0x00,
+    1,
+    0xee, // delta 269 (ext 2 bytes: 0), length 269+ (ext 2 bytes: 31)
+    0x00,
+    0x00,
+    0x00,
+  ]);
+  assertEquals(encoded[9], 31);
+  assertEquals(encoded.length, 2 + 3 + 5 + 300);
+  const decoded = decodeMessage(encoded);
+  assertEquals(decoded.options.map((o) => [o.number, o.value.length]), [
+    [13, 1],
+    [282, 300],
+  ]);
+});
+
+Deno.test("encodeMessage() keeps repeated options in their order and sorts by number", () => {
+  const decoded = decodeMessage(encodeMessage(message({
+    options: [
+      { number: 15, value: utf8("b=2") },
+      { number: 11, value: utf8("x") },
+      { number: 15, value: utf8("a=1") },
+      { number: 11, value: utf8("y") },
+    ],
+  })));
+  assertEquals(
+    decoded.options.map((o) =>
+      `${o.number}:${new TextDecoder().decode(o.value)}`
+    ),
+    ["11:x", "11:y", "15:b=2", "15:a=1"],
+  );
+});
+
+Deno.test("encodeMessage() rejects what cannot be framed, naming it", () => {
+  const cases: [Partial<CoapMessage>, string][] = [
+    [{ code: 256 }, "Cannot encode the code 256"],
+    [{ code: 1.5 }, "Cannot encode the code 1.5"],
+    [{ token: new Uint8Array(9) }, "token of 9 bytes"],
+    [{ options: [{ number: -1, value: bytes() }] }, "option number -1"],
+    [{ options: [{ number: 70000, value: bytes() }] }, "option number 70000"],
+  ];
+  for (const [partial, text] of cases) {
+    const error = assertThrows(() => encodeMessage(message(partial)));
+    assertInstanceOf(error, CoapFormatError);
+    assertStringIncludes(error.message, text);
+  }
+});
+
+Deno.test("decodeMessage() reads a message without options or payload", () => {
+  assertEquals(decodeMessage(bytes(0x00, 0xe2)), {
+    code: Code.PING,
+    token: bytes(),
+    options: [],
+    payload: bytes(),
+  });
+});
+
+Deno.test("decodeMessage() rejects every malformed input with a CoapFormatError naming the fault", () => {
+  const cases: [number[], string][] = [
+    [[], "0 bytes, a message has at least 2"],
+    [[0x00], "1 byte, a message has at least 2"],
+    [[0x10, 0x01], "length nibble is 1, over WebSocket it must be 0"],
+    [[0x09, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9], "token length 9 is reserved"],
+    [[0x0f, 0x01], "token length 15 is reserved"],
+    [[0x03, 0x01, 1, 2], "ends inside its 3-byte token"],
+    [[0x00, 0x01, 0xff], "payload marker with no payload"],
+    [[0x00, 0x01, 0xf0], "option delta nibble 15 is reserved"],
+    [[0x00, 0x01, 0x0f], "option length nibble 15 is reserved"],
+    [[0x00, 0x01, 0xd0], "ends inside an option header"],
+    [[0x00, 0x01, 0xe0, 0x01], "ends inside an option header"],
+    [[0x00, 0x01, 0x0d], "ends inside an option header"],
+    [[0x00, 0x01, 0x03, 1, 2], "value of option 0 (3 bytes) runs past the end"],
+    [[0x00, 0x01, 0xe0, 0xff, 0xff], "option number 65804 exceeds 65535"],
+  ];
+  for (const [input, text] of cases) {
+    const error = assertThrows(() => decodeMessage(new Uint8Array(input)));
+    assertInstanceOf(error, CoapFormatError, `for ${input}`);
+    assertStringIncludes(error.message, text, `for ${input}`);
+  }
+});
+
+Deno.test("decodeMessage() copies what it returns, so the input buffer may be reused", () => {
+  const input = bytes(0x01, 0x45, 9, 0x61, 3, 0xff, 1);
+  const decoded = decodeMessage(input);
+  input.fill(0);
+  assertEquals([decoded.token, decoded.options[0].value, decoded.payload], [
+    bytes(9),
+    bytes(3),
+    bytes(1),
+  ]);
+});
+
+Deno.test("decodeMessage() on random bytes either throws CoapFormatError or returns a message that re-encodes to the same bytes", () => {
+  let seed = 12345;
+  const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  let decoded = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const input = new Uint8Array(Math.floor(random() * 24));
+    for (let j = 0; j < input.length; j++) {
+      input[j] = Math.floor(random() * 256);
+    }
+    // Bias towards well-formed starts so the option paths are exercised.
+    if (input.length > 0 && random() < 0.7) input[0] &= 0x07;
+    let message: CoapMessage;
+    try {
+      message = decodeMessage(input);
+    } catch (error) {
+      assertInstanceOf(error, CoapFormatError);
+      continue;
+    }
+    decoded++;
+    // Options arrive sorted (deltas are never negative) and encoding is
+    // canonical except for over-long extensions, which only a peer writes.
+    const again = decodeMessage(encodeMessage(message));
+    assertEquals(again, message);
+  }
+  assertEquals(decoded > 1000, true, `only ${decoded} inputs decoded`);
+});
+
+Deno.test("codeToString(), parseCode() and codeKind() agree on every code byte", () => {
+  for (let code = 0; code < 256; code++) {
+    assertEquals(parseCode(codeToString(code)), code);
+  }
+  assertEquals(codeToString(Code.NOT_FOUND), "4.04");
+  assertEquals(
+    [0, 1, 0x45, 0x84, 0xa0, 0xe1, 0x20, 0x60, 0xc0].map(codeKind),
+    [
+      "empty",
+      "request",
+      "response",
+      "response",
+      "response",
+      "signaling",
+      "reserved",
+      "reserved",
+      "reserved",
+    ],
+  );
+  for (const bad of ["2.5", "8.00", "2.32", "x", "2.051"]) {
+    assertThrows(
+      () => parseCode(bad),
+      CoapFormatError,
+      "Cannot parse the code",
+    );
+  }
+});
+
+Deno.test("uint() and readUint() round-trip 0 to 2^32-1 in minimal bytes", () => {
+  for (const n of [0, 1, 255, 256, 65535, 65536, 2 ** 24, 2 ** 32 - 1]) {
+    const value = uint(n);
+    assertEquals(readUint(value), n);
+    assertEquals(value[0] !== 0 || value.length === 0, true);
+  }
+  assertEquals(uint(0).length, 0);
+  assertThrows(() => uint(-1), CoapFormatError);
+  assertThrows(() => uint(2 ** 32), CoapFormatError);
+  assertThrows(() => readUint(new Uint8Array(5)), CoapFormatError, "5 bytes");
+});
+
+Deno.test("encodeBlock() and decodeBlock() follow RFC 7959 §2.2", () => {
+  assertEquals([...encodeBlock({ num: 0, more: true, szx: 6 })], [0x0e]);
+  assertEquals([...encodeBlock({ num: 0, more: false, szx: 0 })], []);
+  assertEquals(decodeBlock(encodeBlock({ num: 4095, more: true, szx: 2 })), {
+    num: 4095,
+    more: true,
+    szx: 2,
+  });
+  assertThrows(
+    () => encodeBlock({ num: 2 ** 20, more: false, szx: 0 }),
+    CoapFormatError,
+  );
+  assertThrows(
+    () => encodeBlock({ num: 0, more: false, szx: 8 }),
+    CoapFormatError,
+  );
+  assertThrows(
+    () => decodeBlock(new Uint8Array(4)),
+    CoapFormatError,
+    "4 bytes",
+  );
+});
+
+Deno.test("strictText() rejects invalid UTF-8, naming the option", () => {
+  assertEquals(strictText(utf8("ä"), "Uri-Path"), "ä");
+  assertThrows(
+    () => strictText(bytes(0xc3), "Uri-Query"),
+    CoapFormatError,
+    "Uri-Query is not valid UTF-8",
+  );
+});
