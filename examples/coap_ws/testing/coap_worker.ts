@@ -1,0 +1,41 @@
+// The demo server as a workerd (Cloudflare Workers) module: bundled into
+// dist/coap_worker.mjs by the interop checks and served by workerd. GET
+// /stats answers the server's counters as JSON; everything else goes to
+// the CoAP-over-WebSocket adapter.
+
+import { demoResources } from "../resources.ts";
+import { CoapServer } from "../server.ts";
+import { coapFetch } from "../workerd_server.ts";
+
+const server = new CoapServer(
+  demoResources({
+    onObservers: (count) => console.log(`observers: ${count}`),
+    onObservationEnd: (reason) =>
+      console.log(
+        `observation of /counter ended: driver signal aborted (${
+          (reason as Error)?.name
+        })`,
+      ),
+  }),
+  {
+    log: {
+      debug() {},
+      info() {},
+      warn: (...data: unknown[]) => console.log("warn:", ...data),
+      error: (...data: unknown[]) => console.log("error:", String(data[0])),
+    },
+  },
+);
+
+export default {
+  fetch(request: Request): Response {
+    if (new URL(request.url).pathname === "/stats") {
+      return Response.json({
+        connections: server.connections,
+        exchanges: server.exchanges,
+        drivers: server.drivers,
+      });
+    }
+    return coapFetch(request, server);
+  },
+};
