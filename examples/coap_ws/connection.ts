@@ -36,6 +36,7 @@ import {
   readUint,
   SignalingOption,
   text,
+  tokenKey,
   uint,
   utf8,
 } from "./message.ts";
@@ -137,7 +138,7 @@ const CLOSE_NORMAL = 1000,
   CLOSE_TOO_BIG = 1009;
 
 interface Exchange {
-  readonly key: string;
+  readonly key: number | string;
   readonly pipe: ResponderPipe<CoapMessage, CoapMessage>;
   readonly request: CoapMessage;
   /** Registered an observation: notifications are non-final. */
@@ -197,8 +198,8 @@ export class CoapConnection {
     maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
     blockWise: false,
   };
-  #exchanges = new Map<string, Exchange>();
-  #pings = new Map<string, PendingPing>();
+  #exchanges = new Map<number | string, Exchange>();
+  #pings = new Map<number | string, PendingPing>();
   #nextToken = 1;
   #ready: Promise<PeerSettings>;
   #settleReady!: (settings: PeerSettings | ConnectionError) => void;
@@ -403,8 +404,9 @@ export class CoapConnection {
       );
       return;
     }
-    const key = this.#freshToken();
-    const message = { ...pipe.request, token: tokenBytes(key) };
+    const token = this.#freshToken(this.#exchanges);
+    const key = tokenKey(token);
+    const message = { ...pipe.request, token };
     let bytes: Uint8Array;
     try {
       bytes = this.#encode(message);
@@ -446,6 +448,25 @@ export class CoapConnection {
   }
 
   /**
+   * Sends a message unless it is larger than the peer accepts, encoding it
+   * once.
+   *
+   * @param message The message.
+   * @returns Whether it was sent; `false` if it is too large.
+   * @throws {ConnectionError} If the connection is closed.
+   * @throws {CoapFormatError} If the message cannot be encoded.
+   */
+  trySend(message: CoapMessage): boolean {
+    if (this.#state === "closed") {
+      throw this.#closeReason ?? new ConnectionError("Connection is closed");
+    }
+    const bytes = encodeMessage(message);
+    if (bytes.length > this.#peer.maxMessageSize) return false;
+    this.#transport.send(bytes);
+    return true;
+  }
+
+  /**
    * The size `message` has on the wire.
    *
    * @param message The message.
@@ -468,7 +489,8 @@ export class CoapConnection {
         this.#closeReason ?? new ConnectionError("Connection is closed"),
       );
     }
-    const key = this.#freshToken(this.#pings);
+    const token = this.#freshToken(this.#pings);
+    const key = tokenKey(token);
     return new Promise<number>((resolve, reject) => {
       const timer = this.#clock.setTimeout(() => {
         this.abort(`No Pong within ${this.#pingTimeout} ms`);
@@ -479,7 +501,7 @@ export class CoapConnection {
         resolve,
         reject,
       });
-      this.#write(signal(Code.PING, [], tokenBytes(key)));
+      this.#write(signal(Code.PING, [], token));
     });
   }
 
@@ -527,12 +549,12 @@ export class CoapConnection {
     );
   }
 
-  #freshToken(taken: Map<string, unknown> = this.#exchanges): string {
+  #freshToken(taken: Map<number | string, unknown>): Uint8Array {
     for (;;) {
       const n = this.#nextToken;
       this.#nextToken = n >= 0xffffffff ? 1 : n + 1;
-      const key = hex(uint(n));
-      if (!taken.has(key)) return key;
+      const token = uint(n);
+      if (!taken.has(tokenKey(token))) return token;
     }
   }
 
@@ -602,7 +624,7 @@ export class CoapConnection {
         this.#tryWrite(signal(Code.PONG, [], message.token));
         return;
       case Code.PONG: {
-        const key = hex(message.token);
+        const key = tokenKey(message.token);
         const ping = this.#pings.get(key);
         if (ping === undefined) return;
         this.#pings.delete(key);
@@ -633,12 +655,12 @@ export class CoapConnection {
   }
 
   #response(message: CoapMessage): void {
-    const key = hex(message.token);
+    const key = tokenKey(message.token);
     const exchange = this.#exchanges.get(key);
     if (exchange === undefined) {
       this.#log.warn(
         `Ignoring a ${codeToString(message.code)} response with unknown token ${
-          key || "(empty)"
+          hex(message.token) || "(empty)"
         }`,
       );
       return;
@@ -648,7 +670,9 @@ export class CoapConnection {
     if (!notification) this.#exchanges.delete(key);
     if (!exchange.interested) {
       this.#log.debug(
-        `Dropping a response on token ${key}: nobody wants it any more`,
+        `Dropping a response on token ${
+          hex(message.token)
+        }: nobody wants it any more`,
       );
       return;
     }
@@ -745,12 +769,4 @@ function signal(
   token: Uint8Array = new Uint8Array(0),
 ): CoapMessage {
   return { code, token, options, payload: new Uint8Array(0) };
-}
-
-function tokenBytes(key: string): Uint8Array {
-  const bytes = new Uint8Array(key.length / 2);
-  for (let i = 0; i < bytes.length; i++) {
-    bytes[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);
-  }
-  return bytes;
 }

@@ -105,6 +105,11 @@ export interface IncomingRequest {
   readonly options: readonly CoapOption[];
 }
 
+/** Method names by code. */
+const METHOD_NAMES = Object.fromEntries(
+  Object.entries(METHODS).map(([name, code]) => [code, name]),
+) as Readonly<Record<number, Method>>;
+
 /** A request that a server must reject: `code` says how. */
 export class RequestError extends Error {
   /** The response code to answer with, such as `"4.02"`. */
@@ -441,8 +446,7 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   } catch (error) {
     throw new RequestError("4.00", (error as CoapFormatError).message);
   }
-  const method = Object.entries(METHODS).find(([, c]) => c === message.code)
-    ?.[0] ?? codeToString(message.code);
+  const method = METHOD_NAMES[message.code] ?? codeToString(message.code);
   const block = getOption(known, Option.BLOCK2);
   const contentFormat = optionalUint(known, Option.CONTENT_FORMAT);
   const accept = optionalUint(known, Option.ACCEPT);

@@ -316,8 +316,9 @@ function writeExtension(out: Uint8Array, at: number, n: number): number {
 
 /**
  * Decodes one WebSocket message's bytes into a CoAP message (RFC 8323 §3.2).
- * The token, option values and payload are copies, so the input may be
- * reused.
+ * The token, option values and payload are views of `bytes`, not copies: a
+ * WebSocket hands over a fresh buffer per message, and a view costs half
+ * of a copy. Copy the input first if its buffer will be reused.
  *
  * @param bytes One binary WebSocket message.
  * @returns The message.
@@ -365,7 +366,7 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
     );
   }
   const code = bytes[1];
-  const token = bytes.slice(2, 2 + tkl);
+  const token = bytes.subarray(2, 2 + tkl);
   const options: CoapOption[] = [];
   let at = 2 + tkl;
   let number = 0;
@@ -377,7 +378,7 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
           "Malformed message: a payload marker with no payload after it",
         );
       }
-      return { code, token, options, payload: bytes.slice(at) };
+      return { code, token, options, payload: bytes.subarray(at) };
     }
     let delta = head >> 4;
     let length = head & 0x0f;
@@ -404,7 +405,7 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
         `Malformed message: the value of option ${number} (${length} bytes) runs past the end`,
       );
     }
-    options.push({ number, value: bytes.slice(at, at + length) });
+    options.push({ number, value: bytes.subarray(at, at + length) });
     at += length;
   }
   return { code, token, options, payload: EMPTY };
@@ -450,9 +451,20 @@ export function uint(n: number): Uint8Array {
       `Cannot encode ${n} as an option value: not an integer from 0 to 2^32-1`,
     );
   }
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-  return new Uint8Array(bytes);
+  const size = n === 0
+    ? 0
+    : n < 0x100
+    ? 1
+    : n < 0x10000
+    ? 2
+    : n < 0x1000000
+    ? 3
+    : 4;
+  const out = new Uint8Array(size);
+  for (let i = size - 1, v = n; i >= 0; i--, v = Math.floor(v / 256)) {
+    out[i] = v % 256;
+  }
+  return out;
 }
 
 /**
@@ -651,6 +663,29 @@ export function getOption(
  */
 export function isCritical(number: number): boolean {
   return (number & 1) === 1;
+}
+
+/**
+ * A map key for a token: a number for tokens of up to 4 bytes (the
+ * length is part of it, so `00 01` and `01` differ), a string for longer
+ * ones. Cheaper than hex strings on the path every message takes.
+ *
+ * @param token The token.
+ * @returns Its key.
+ *
+ * @example
+ * ```ts
+ * import { tokenKey } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(tokenKey(new Uint8Array([1])) === tokenKey(new Uint8Array([0, 1])), false);
+ * ```
+ */
+export function tokenKey(token: Uint8Array): number | string {
+  if (token.length > 4) return hex(token);
+  let n = 0;
+  for (const byte of token) n = n * 256 + byte;
+  return n + token.length * 0x100000000;
 }
 
 /**

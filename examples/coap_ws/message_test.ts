@@ -17,6 +17,7 @@ import {
   parseCode,
   readUint,
   strictText,
+  tokenKey,
   uint,
   utf8,
 } from "./message.ts";
@@ -150,15 +151,36 @@ Deno.test("decodeMessage() rejects every malformed input with a CoapFormatError 
   }
 });
 
-Deno.test("decodeMessage() copies what it returns, so the input buffer may be reused", () => {
+Deno.test("decodeMessage() returns views of the input, not copies", () => {
   const input = bytes(0x01, 0x45, 9, 0x61, 3, 0xff, 1);
   const decoded = decodeMessage(input);
-  input.fill(0);
   assertEquals([decoded.token, decoded.options[0].value, decoded.payload], [
     bytes(9),
     bytes(3),
     bytes(1),
   ]);
+  assertEquals(
+    [decoded.token, decoded.options[0].value, decoded.payload].every((v) =>
+      v.buffer === input.buffer
+    ),
+    true,
+  );
+});
+
+Deno.test("tokenKey() tells tokens apart by value and length", () => {
+  const tokens = [[], [0], [0, 0], [1], [0, 1], [1, 0], [255, 255, 255, 255], [
+    0,
+    0,
+    0,
+    0,
+    1,
+  ], [0, 0, 0, 0, 0, 1]];
+  const keys = new Set(tokens.map((t) => tokenKey(new Uint8Array(t))));
+  assertEquals(keys.size, tokens.length);
+  assertEquals(
+    tokenKey(new Uint8Array([1, 2])),
+    tokenKey(new Uint8Array([1, 2])),
+  );
 });
 
 Deno.test("decodeMessage() on random bytes either throws CoapFormatError or returns a message that re-encodes to the same bytes", () => {

@@ -32,8 +32,8 @@ import {
   type CoapMessage,
   type CoapOption,
   encodeBlock,
-  hex,
   Option,
+  tokenKey,
   uint,
 } from "./message.ts";
 import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
@@ -207,7 +207,7 @@ export class CoapServer {
     socket: WebSocketLike,
     options: Omit<ConnectionOptions, "onRequest"> = {},
   ): CoapConnection {
-    const served = new Map<string, Served>();
+    const served = new Map<number | string, Served>();
     this.#connections++;
     return attachWebSocket(socket, {
       log: this.#log,
@@ -226,10 +226,10 @@ export class CoapServer {
 
   #handle(
     connection: CoapConnection,
-    served: Map<string, Served>,
+    served: Map<number | string, Served>,
     message: CoapMessage,
   ): void {
-    const key = hex(message.token);
+    const key = tokenKey(message.token);
     // A new request on a token replaces the old one: a GET with Observe 1
     // (RFC 7641 §3.6) ends the observation it names this way.
     served.get(key)?.stop();
@@ -327,12 +327,11 @@ function send(
   const limit = connection.peer.maxMessageSize;
   const wanted = request?.block2;
   const success = message.code >> 5 === 2;
-  if (
-    !success || (wanted === undefined && connection.sizeOf(message) <= limit)
-  ) {
+  if (!success) {
     connection.send(message);
     return;
   }
+  if (wanted === undefined && connection.trySend(message)) return;
   const { payload } = message;
   let szx = Math.min(wanted?.szx ?? MAX_SZX, MAX_SZX);
   const head = connection.sizeOf({ ...message, payload: new Uint8Array(0) }) +

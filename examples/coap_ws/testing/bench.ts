@@ -1,0 +1,153 @@
+// The CoAP-over-WebSocket benchmark: our client as the load against the
+// aiocoap peer and against our server, each in its own process, in one run
+// on one machine:
+//   deno task bench:coap
+// Prints requests per second (sequential; 100 in flight), notifications
+// per second (1,000 observations of /counter on one connection), the ratio
+// of our server's request rate to aiocoap's (goal: at least 5), and our
+// server's heap per idle observation at 10^4 observations (goal: at most
+// 1 KiB). Figures are machine-bound; the ratios are what to compare.
+
+import { CoapClient } from "../client.ts";
+import type { CoapRequest } from "../exchange.ts";
+import { text } from "../message.ts";
+import { freePort, spawn, startPeer } from "./peers.ts";
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+const SEQUENTIAL = 3000, IN_FLIGHT = 100, CONCURRENT_TOTAL = 30_000;
+const OBSERVATIONS = 1000, OBSERVE_SECONDS = 3, IDLE = 10_000;
+
+async function one(client: CoapClient, request: CoapRequest): Promise<string> {
+  for await (const event of client.request(request)) {
+    if (event.kind === "response") return text(event.message.payload);
+    throw event.exception;
+  }
+  throw new Error("no response");
+}
+
+async function rates(uri: string) {
+  const client = await CoapClient.connect(uri, { log: quiet });
+  const get = { method: "GET", path: "/" } as const;
+  for (let i = 0; i < 300; i++) await one(client, get); // warm-up
+  let started = performance.now();
+  for (let i = 0; i < SEQUENTIAL; i++) await one(client, get);
+  const sequential = SEQUENTIAL / ((performance.now() - started) / 1000);
+  let sent = 0;
+  started = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (sent < CONCURRENT_TOTAL) {
+      sent++;
+      await one(client, get);
+    }
+  }));
+  const concurrent = CONCURRENT_TOTAL / ((performance.now() - started) / 1000);
+  // 1,000 observations of /counter: count what arrives in a fixed window.
+  let notifications = 0, counting = false;
+  const pipes = Array.from(
+    { length: OBSERVATIONS },
+    () => client.request({ method: "GET", path: "/counter", observe: true }),
+  );
+  const loops = pipes.map(async (pipe) => {
+    for await (const event of pipe) {
+      if (event.kind !== "response") break;
+      if (counting) notifications++;
+    }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  counting = true;
+  started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, OBSERVE_SECONDS * 1000));
+  counting = false;
+  const notificationRate = notifications /
+    ((performance.now() - started) / 1000);
+  await Promise.all(pipes.map((pipe) => pipe[Symbol.asyncDispose]()));
+  await Promise.all(loops);
+  client.close();
+  return { sequential, concurrent, notificationRate };
+}
+
+async function idleMemory(uri: string) {
+  const client = await CoapClient.connect(uri, {
+    log: quiet,
+    maxMessageSize: 65536,
+  });
+  const heap = async () =>
+    JSON.parse(await one(client, { method: "GET", path: "/heap" }));
+  const open = async (n: number) => {
+    const pipes = Array.from(
+      { length: n },
+      () => client.request({ method: "GET", path: "/idle", observe: true }),
+    );
+    const iterators = pipes.map((p) => p[Symbol.asyncIterator]());
+    await Promise.all(iterators.map((it) => it.next()));
+    return pipes;
+  };
+  // Warm up with the same work, then measure from a clean state.
+  const warm = await open(1000);
+  await Promise.all(warm.map((p) => p[Symbol.asyncDispose]()));
+  const before = await heap();
+  const pipes = await open(IDLE);
+  const after = await heap();
+  await Promise.all(pipes.map((p) => p[Symbol.asyncDispose]()));
+  client.close();
+  return {
+    perObservation: (after.heap - before.heap) / IDLE,
+    exchanges: after.exchanges,
+  };
+}
+
+const f = (n: number) => Math.round(n).toLocaleString("en-US");
+const peer = await startPeer();
+const port = freePort();
+const ours = spawn(Deno.execPath(), [
+  "run",
+  "--allow-net=127.0.0.1",
+  "--v8-flags=--expose-gc",
+  new URL("bench_server.ts", import.meta.url).pathname,
+  String(port),
+], port);
+try {
+  await ours.waitFor(/^listening on/);
+  const theirs = await rates(`coap+ws://127.0.0.1:${peer.port}`);
+  const mine = await rates(`coap+ws://127.0.0.1:${port}`);
+  const memory = await idleMemory(`coap+ws://127.0.0.1:${port}`);
+  console.log(`                          aiocoap peer   our server   ratio`);
+  const row = (name: string, a: number, b: number, unit: string) =>
+    console.log(
+      `${name.padEnd(26)}${f(a).padStart(12)}${f(b).padStart(13)}   ${
+        (b / a).toFixed(2)
+      }x  ${unit}`,
+    );
+  row("sequential requests", theirs.sequential, mine.sequential, "requests/s");
+  row(
+    `${IN_FLIGHT} in flight`,
+    theirs.concurrent,
+    mine.concurrent,
+    "requests/s",
+  );
+  row(
+    `${OBSERVATIONS} observations`,
+    theirs.notificationRate,
+    mine.notificationRate,
+    "notifications/s (/counter ticks every 100 ms: 10,000/s is every tick)",
+  );
+  const ratio = Math.min(
+    mine.sequential / theirs.sequential,
+    mine.concurrent / theirs.concurrent,
+  );
+  console.log(
+    `request rate ratio, ours / aiocoap (lower of the two): ${
+      ratio.toFixed(2)
+    } (goal >= 5): ${ratio >= 5 ? "met" : "MISSED"}`,
+  );
+  console.log(
+    `heap per idle observation at ${f(IDLE)} observations: ${
+      f(memory.perObservation)
+    } bytes (goal <= 1024): ${
+      memory.perObservation <= 1024 ? "met" : "MISSED"
+    } (${memory.exchanges} exchanges open while measured)`,
+  );
+} finally {
+  await ours.stop();
+  await peer.stop();
+}
