@@ -43,6 +43,11 @@ class Final {
   constructor(readonly event: PipeEvent<unknown>) {}
 }
 
+/** An iterator's `[Symbol.asyncIterator]()`: the iterator itself. */
+function self<T>(this: T): T {
+  return this;
+}
+
 /** `Symbol.asyncDispose` where the platform has it. */
 const asyncDispose: symbol | undefined =
   (Symbol as { asyncDispose?: symbol }).asyncDispose;
@@ -390,27 +395,29 @@ export class IterablePipe<Req, Res> extends Inspectable
       throw new Error("Cannot iterate an IterablePipe more than once");
     }
     this.#iterating = true;
-    const iterator: AsyncIterableIterator<PipeEvent<Res>> = {
-      next: () => this.#next(),
-      return: (value?: unknown) => {
-        this.#leave();
-        return Promise.resolve({ done: true, value } as IteratorResult<
-          PipeEvent<Res>
-        >);
-      },
-      throw: (error?: unknown) => {
-        this.#leave();
-        return Promise.reject(error);
-      },
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
+    const next = () => this.#next();
+    const leave = (value?: unknown) => {
+      this.#leave();
+      return Promise.resolve({ done: true, value } as IteratorResult<
+        PipeEvent<Res>
+      >);
     };
-    if (asyncDispose !== undefined) {
-      Object.defineProperty(iterator, asyncDispose, {
-        value: () => this[Symbol.asyncDispose](),
-      });
-    }
+    const fail = (error?: unknown) => {
+      this.#leave();
+      return Promise.reject(error);
+    };
+    // One literal per shape: adding the dispose key afterwards with
+    // defineProperty made every request's loop pay a map transition.
+    const iterator: AsyncIterableIterator<PipeEvent<Res>> =
+      asyncDispose === undefined
+        ? { next, return: leave, throw: fail, [Symbol.asyncIterator]: self }
+        : {
+          next,
+          return: leave,
+          throw: fail,
+          [Symbol.asyncIterator]: self,
+          [asyncDispose]: () => this[Symbol.asyncDispose](),
+        };
     return iterator;
   }
 

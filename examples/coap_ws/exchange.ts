@@ -218,8 +218,10 @@ export function checkOptions(
   return kept;
 }
 
+const NO_PAYLOAD = new Uint8Array(0);
+
 function bytesOf(payload: Uint8Array | string | undefined): Uint8Array {
-  if (payload === undefined) return new Uint8Array(0);
+  if (payload === undefined) return NO_PAYLOAD;
   if (typeof payload === "string") return utf8(payload);
   if (payload instanceof Uint8Array) return payload;
   throw new TypeError(
@@ -454,8 +456,9 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   return {
     method,
     path: "/" + segments.map(encodeURIComponent).join("/"),
-    segments,
-    query,
+    // Exact copies: these live as long as the exchange.
+    segments: segments.slice(),
+    query: query.slice(),
     payload: message.payload,
     ...(contentFormat === undefined ? {} : { contentFormat }),
     ...(accept === undefined ? {} : { accept }),

@@ -378,7 +378,12 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
           "Malformed message: a payload marker with no payload after it",
         );
       }
-      return { code, token, options, payload: bytes.subarray(at) };
+      return {
+        code,
+        token,
+        options: exact(options),
+        payload: bytes.subarray(at),
+      };
     }
     let delta = head >> 4;
     let length = head & 0x0f;
@@ -408,7 +413,15 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
     options.push({ number, value: bytes.subarray(at, at + length) });
     at += length;
   }
-  return { code, token, options, payload: EMPTY };
+  return { code, token, options: exact(options), payload: EMPTY };
+}
+
+/**
+ * A pushed-to array keeps room for more; a request's options live as long
+ * as its exchange (an observation: for hours), so keep exactly what is used.
+ */
+function exact<T>(items: T[]): T[] {
+  return items.length === 0 ? [] : items.slice();
 }
 
 function readExtension(

@@ -17,6 +17,7 @@ import {
   errorToMessage,
   type Logger,
   Pipe,
+  type PipeEvent,
   type ResponderPipe,
   runDrivingPipe,
 } from "../../mod.ts";
@@ -104,11 +105,6 @@ const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
 /** The largest block this server sends (SZX 6, 1024 bytes). */
 const MAX_SZX = 6;
 
-interface Served {
-  /** Ends the requester's interest: the resource's driver aborts. */
-  readonly stop: () => void;
-}
-
 /**
  * Serves resources on any number of connections, and counts what is open.
  *
@@ -139,9 +135,7 @@ export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #log: Logger;
   readonly #maxMessageSize: number | undefined;
-  #connections = 0;
-  #exchanges = 0;
-  #drivers = 0;
+  readonly #counts: Counts = { connections: 0, exchanges: 0, drivers: 0 };
 
   /**
    * Creates a server for `resources`. Unless one is given,
@@ -183,17 +177,17 @@ export class CoapServer {
 
   /** Connections open now. */
   get connections(): number {
-    return this.#connections;
+    return this.#counts.connections;
   }
 
   /** Requests being answered now (observations included). */
   get exchanges(): number {
-    return this.#exchanges;
+    return this.#counts.exchanges;
   }
 
   /** Resource drivers that have not settled yet. */
   get drivers(): number {
-    return this.#drivers;
+    return this.#counts.drivers;
   }
 
   /**
@@ -208,7 +202,7 @@ export class CoapServer {
     options: Omit<ConnectionOptions, "onRequest"> = {},
   ): CoapConnection {
     const served = new Map<number | string, Served>();
-    this.#connections++;
+    this.#counts.connections++;
     return attachWebSocket(socket, {
       log: this.#log,
       maxMessageSize: this.#maxMessageSize,
@@ -216,7 +210,7 @@ export class CoapServer {
       onRequest: (message, connection) =>
         this.#handle(connection, served, message),
       onClose: (reason) => {
-        this.#connections--;
+        this.#counts.connections--;
         for (const exchange of [...served.values()]) exchange.stop();
         served.clear();
         options.onClose?.(reason);
@@ -247,57 +241,129 @@ export class CoapServer {
     const observing = request.method === "GET" && request.observe === 0 &&
       resource?.observable === true;
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
-    let sequence = 0;
-    const exchange: Served = {
-      stop: pipe.onEvent((event) => {
-        const init: ResponseInit = event.kind === "response"
-          ? event.message
-          : { code: "5.00" };
-        const success = (init.code ?? "2.05").startsWith("2.");
-        const final = event.isLast || !observing || !success;
-        const observe = final ? undefined : sequence++ & 0xffffff;
-        try {
-          send(connection, request.token, request, init, observe);
-        } catch (error) {
-          this.#log.error(`Cannot send the response to ${request.path}`, error);
-          send(connection, request.token, request, { code: "5.00" }, undefined);
-        }
-        return !final;
-      }),
-    };
+    const exchange = new Served(
+      this.#counts,
+      connection,
+      served,
+      key,
+      request,
+      observing,
+      pipe,
+    );
     served.set(key, exchange);
-    this.#exchanges++;
-    pipe.onInterestEnd(() => {
-      this.#exchanges--;
-      if (served.get(key) === exchange) served.delete(key);
-    });
-    const inner = errorToMessage(pipe, {
-      internalServerError: () => ({
-        code: "5.00",
-        payload: "Internal Server Error",
-      }),
-    });
+    this.#counts.exchanges++;
+    const inner = errorToMessage(pipe, RENDER_ERRORS);
     const method = request.method as typeof METHOD_NAMES[number];
-    this.#drivers++;
+    const handler = METHOD_NAMES.includes(method)
+      ? resource?.[method]
+      : undefined;
+    this.#counts.drivers++;
     runDrivingPipe(
       inner,
-      async (signal) => {
+      (signal) => {
         if (resource === undefined) {
           throw new CoapError("4.04", `Not Found: ${request.path}`);
         }
-        const handler = METHOD_NAMES.includes(method)
-          ? resource[method]
-          : undefined;
         if (handler === undefined) {
           throw new CoapError("4.05", "Method Not Allowed");
         }
-        const result = await handler(request, inner, signal);
-        if (result !== undefined && !signal.aborted) {
-          inner.addResponse(result, true);
+        const result = handler(request, inner, signal);
+        // Not an async function: a suspended one costs a frame per request.
+        if (isThenable(result)) {
+          return result.then((value) => finish(inner, value, signal));
         }
+        finish(inner, result, signal);
       },
       `${request.method} ${request.path}`,
-    ).then(() => this.#drivers--);
+    ).then(this.#driverDone);
+  }
+
+  readonly #driverDone = (): void => {
+    this.#counts.drivers--;
+  };
+}
+
+/** The counters a server keeps; its exchanges update them. */
+interface Counts {
+  connections: number;
+  exchanges: number;
+  drivers: number;
+}
+
+/** The responder's answer, unless it added its own or interest ended. */
+function finish(
+  pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  result: ResponseInit | void,
+  signal: AbortSignal,
+): void {
+  if (result !== undefined && !signal.aborted) pipe.addResponse(result, true);
+}
+
+function isThenable(value: unknown): value is PromiseLike<ResponseInit | void> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
+}
+
+const RENDER_ERRORS = {
+  internalServerError: (): ResponseInit => ({
+    code: "5.00",
+    payload: "Internal Server Error",
+  }),
+};
+
+/**
+ * One request being answered: the requester's side of its pipe. It sends
+ * what the pipe carries (with Observe numbers while it is an observation)
+ * and keeps the counts; `stop()` ends the requester's interest.
+ */
+class Served {
+  #sequence = 0;
+  #ended = false;
+  readonly #off: () => void;
+
+  constructor(
+    readonly counts: Counts,
+    readonly connection: CoapConnection,
+    readonly served: Map<number | string, Served>,
+    readonly key: number | string,
+    readonly request: IncomingRequest,
+    readonly observing: boolean,
+    pipe: Pipe<IncomingRequest, ResponseInit>,
+  ) {
+    this.#off = pipe.onEvent((event) => this.#deliver(event));
+  }
+
+  /** Ends the requester's interest: the resource's driver aborts. */
+  stop(): void {
+    this.#off();
+    this.#end();
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.counts.exchanges--;
+    if (this.served.get(this.key) === this) this.served.delete(this.key);
+  }
+
+  #deliver(event: PipeEvent<ResponseInit>): boolean {
+    const init: ResponseInit = event.kind === "response"
+      ? event.message
+      : { code: "5.00" };
+    const success = (init.code ?? "2.05").startsWith("2.");
+    const final = event.isLast || !this.observing || !success;
+    const observe = final ? undefined : this.#sequence++ & 0xffffff;
+    const { connection, request } = this;
+    try {
+      send(connection, request.token, request, init, observe);
+    } catch (error) {
+      connection.log.error(
+        `Cannot send the response to ${request.path}`,
+        error,
+      );
+      send(connection, request.token, request, { code: "5.00" }, undefined);
+    }
+    if (final) this.#end();
+    return !final;
   }
 }
 

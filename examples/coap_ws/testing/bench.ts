@@ -25,7 +25,7 @@ async function one(client: CoapClient, request: CoapRequest): Promise<string> {
   throw new Error("no response");
 }
 
-async function rates(uri: string) {
+async function rates(uri: string, observe = true) {
   const client = await CoapClient.connect(uri, { log: quiet });
   const get = { method: "GET", path: "/" } as const;
   for (let i = 0; i < 300; i++) await one(client, get); // warm-up
@@ -41,6 +41,10 @@ async function rates(uri: string) {
     }
   }));
   const concurrent = CONCURRENT_TOTAL / ((performance.now() - started) / 1000);
+  if (!observe) {
+    client.close();
+    return { sequential, concurrent, notificationRate: NaN };
+  }
   // 1,000 observations of /counter: count what arrives in a fixed window.
   let notifications = 0, counting = false;
   const pipes = Array.from(
@@ -96,40 +100,61 @@ async function idleMemory(uri: string) {
   };
 }
 
-const f = (n: number) => Math.round(n).toLocaleString("en-US");
+const f = (n: number) =>
+  Number.isNaN(n) ? "-" : Math.round(n).toLocaleString("en-US");
 const peer = await startPeer();
-const port = freePort();
-const ours = spawn(Deno.execPath(), [
-  "run",
-  "--allow-net=127.0.0.1",
-  "--v8-flags=--expose-gc",
-  new URL("bench_server.ts", import.meta.url).pathname,
-  String(port),
-], port);
+const server = (args: string[]) => {
+  const port = freePort();
+  return spawn(Deno.execPath(), [
+    "run",
+    "--allow-net=127.0.0.1",
+    "--v8-flags=--expose-gc",
+    new URL("bench_server.ts", import.meta.url).pathname,
+    String(port),
+    ...args,
+  ], port);
+};
+const ours = server([]);
+const canned = server(["--canned"]);
 try {
   await ours.waitFor(/^listening on/);
+  await canned.waitFor(/^listening on/);
   const theirs = await rates(`coap+ws://127.0.0.1:${peer.port}`);
-  const mine = await rates(`coap+ws://127.0.0.1:${port}`);
-  const memory = await idleMemory(`coap+ws://127.0.0.1:${port}`);
-  console.log(`                          aiocoap peer   our server   ratio`);
-  const row = (name: string, a: number, b: number, unit: string) =>
+  const mine = await rates(`coap+ws://127.0.0.1:${ours.port}`);
+  const bare = await rates(`coap+ws://127.0.0.1:${canned.port}`, false);
+  const memory = await idleMemory(`coap+ws://127.0.0.1:${ours.port}`);
+  console.log(
+    "                          aiocoap peer   our server   ratio  bare baseline",
+  );
+  const row = (name: string, a: number, b: number, c: number, unit: string) =>
     console.log(
       `${name.padEnd(26)}${f(a).padStart(12)}${f(b).padStart(13)}   ${
         (b / a).toFixed(2)
-      }x  ${unit}`,
+      }x${f(c).padStart(14)}  ${unit}`,
     );
-  row("sequential requests", theirs.sequential, mine.sequential, "requests/s");
+  row(
+    "sequential requests",
+    theirs.sequential,
+    mine.sequential,
+    bare.sequential,
+    "requests/s",
+  );
   row(
     `${IN_FLIGHT} in flight`,
     theirs.concurrent,
     mine.concurrent,
+    bare.concurrent,
     "requests/s",
   );
   row(
     `${OBSERVATIONS} observations`,
     theirs.notificationRate,
     mine.notificationRate,
+    NaN,
     "notifications/s (/counter ticks every 100 ms: 10,000/s is every tick)",
+  );
+  console.log(
+    "(the bare baseline: a Deno WebSocket server answering every request with a canned 2.05, no pipes and no resources)",
   );
   const ratio = Math.min(
     mine.sequential / theirs.sequential,
@@ -141,6 +166,17 @@ try {
     } (goal >= 5): ${ratio >= 5 ? "met" : "MISSED"}`,
   );
   console.log(
+    `the most this load generator can show (bare baseline / aiocoap): sequential ${
+      (bare.sequential / theirs.sequential).toFixed(2)
+    }x, ${IN_FLIGHT} in flight ${
+      (bare.concurrent / theirs.concurrent).toFixed(2)
+    }x; our server reaches ${
+      (100 * mine.sequential / bare.sequential).toFixed(0)
+    }% and ${
+      (100 * mine.concurrent / bare.concurrent).toFixed(0)
+    }% of the baseline`,
+  );
+  console.log(
     `heap per idle observation at ${f(IDLE)} observations: ${
       f(memory.perObservation)
     } bytes (goal <= 1024): ${
@@ -149,5 +185,6 @@ try {
   );
 } finally {
   await ours.stop();
+  await canned.stop();
   await peer.stop();
 }
