@@ -31,6 +31,9 @@ class PipeEventImpl extends Inspectable {
     this.#message = message;
     this.#exception = exception;
     this.#isLast = isLast;
+    // Nothing can be added to or shadowed on an event; the accessors live on
+    // a frozen prototype.
+    Object.freeze(this);
   }
   get kind(): string {
     return this.#kind;
@@ -58,6 +61,8 @@ class PipeEventImpl extends Inspectable {
     }, exception: ${format(this.#exception)}, isLast: ${this.#isLast} }`;
   }
 }
+
+Object.freeze(PipeEventImpl.prototype);
 
 /** The one end-of-interest event; events are immutable, so it is shared. */
 export const END_EVENT: InterestEndEvent = /* @__PURE__ */ new PipeEventImpl(
@@ -90,9 +95,28 @@ export function exceptionEvent(exception: unknown): ExceptionEvent {
   ) as unknown as ExceptionEvent;
 }
 
+/**
+ * Logs through `logger` at `level`. A logger that throws (or whose method
+ * cannot even be read) changes no outcome: the throw is reported like a
+ * callback error and the caller goes on.
+ */
+export function log(
+  logger: Logger,
+  level: "debug" | "info" | "warn" | "error",
+  ...data: unknown[]
+): void {
+  try {
+    logger[level](...data);
+  } catch (error) {
+    reportCallbackError(error);
+  }
+}
+
 /** Logs a response added to an ended pipe, which drops it. */
 export function lateResponse(pipe: { log: Logger }, response: unknown): void {
-  pipe.log.warn(
+  log(
+    pipe.log,
+    "warn",
     "Response added to a pipe that has already ended; dropped",
     response,
     pipe,
@@ -104,7 +128,9 @@ export function lateException(
   pipe: { log: Logger },
   exception: unknown,
 ): void {
-  pipe.log.error(
+  log(
+    pipe.log,
+    "error",
     "Exception added to a pipe that has already ended; dropped",
     exception,
     pipe,
@@ -113,7 +139,9 @@ export function lateException(
 
 /** Warns of an interest-end callback registered on an ended pipe. */
 export function lateHook(pipe: { log: Logger }): void {
-  pipe.log.warn(
+  log(
+    pipe.log,
+    "warn",
     "Interest-end callback registered on a pipe that has already ended",
     pipe,
   );
@@ -180,19 +208,35 @@ export function assertLogger(log: unknown, where: string): void {
       log !== null
     ? log as Record<string, unknown>
     : {};
-  const missing = typeof l.debug !== "function"
-    ? "debug"
-    : typeof l.info !== "function"
-    ? "info"
-    : typeof l.warn !== "function"
-    ? "warn"
-    : typeof l.error !== "function"
-    ? "error"
-    : undefined;
+  const missing = readArgument(
+    () =>
+      typeof l.debug !== "function"
+        ? "debug"
+        : typeof l.info !== "function"
+        ? "info"
+        : typeof l.warn !== "function"
+        ? "warn"
+        : typeof l.error !== "function"
+        ? "error"
+        : undefined,
+    `Cannot create ${where}: log cannot be read`,
+  );
   if (missing !== undefined) {
     throw new TypeError(
       `Cannot create ${where}: log must have a ${missing}() method`,
     );
+  }
+}
+
+/**
+ * Reads from an argument; a read that throws (a getter, a hostile Proxy)
+ * becomes a `TypeError` with `message` at the call that passed it.
+ */
+export function readArgument<T>(read: () => T, message: string): T {
+  try {
+    return read();
+  } catch (error) {
+    throw new TypeError(message, { cause: error });
   }
 }
 
@@ -207,20 +251,29 @@ function describeType(value: unknown): string {
  */
 export class PokeHandlers {
   #entries: { fn: (() => void) | undefined }[] = [];
+  /** Removed entries still in `#entries`; compacted at half. */
+  #removed = 0;
 
   add(handler: () => void): () => void {
     const entry: { fn: (() => void) | undefined } = { fn: handler };
-    this.#entries = [...this.#entries, entry];
+    // Pushing (not copying) keeps registration amortized O(1); a poke in
+    // progress stops at the count it started with.
+    this.#entries.push(entry);
     return () => {
       if (entry.fn === undefined) return;
       entry.fn = undefined;
-      this.#entries = this.#entries.filter((e) => e !== entry);
+      if (++this.#removed * 2 > this.#entries.length) {
+        this.#entries = this.#entries.filter((e) => e.fn !== undefined);
+        this.#removed = 0;
+      }
     };
   }
 
   fire(): void {
-    for (const entry of this.#entries) {
-      const fn = entry.fn;
+    const entries = this.#entries;
+    const count = entries.length;
+    for (let i = 0; i < count; i++) {
+      const fn = entries[i].fn;
       if (fn !== undefined) invoke(fn);
     }
   }
@@ -228,5 +281,6 @@ export class PokeHandlers {
   clear(): void {
     for (const entry of this.#entries) entry.fn = undefined;
     this.#entries = [];
+    this.#removed = 0;
   }
 }

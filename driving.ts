@@ -1,6 +1,13 @@
 // This module is browser compatible.
 
-import { assertFunction, assertLogger, reportCallbackError } from "./_util.ts";
+import {
+  assertFunction,
+  assertLogger,
+  log,
+  readArgument,
+  reportCallbackError,
+} from "./_util.ts";
+import { formatSafely } from "./inspectable.ts";
 import { type Logger, Pipe, type ResponderPipe } from "./pipe.ts";
 
 /**
@@ -58,13 +65,16 @@ export function runDrivingPipe<Req, Res>(
   driver: Driver,
   name?: string,
 ): Promise<void> {
+  assertResponder(pipe, "runDrivingPipe()");
   assertFunction(driver, "runDrivingPipe()");
   if (name !== undefined && typeof name !== "string") {
     throw new TypeError(
       `Cannot call runDrivingPipe(): name must be a string, got ${typeof name}`,
     );
   }
-  const label = name ?? String(pipe);
+  // Describing the pipe reads its request, which may be a Proxy that throws:
+  // the call still returns its promise, with a placeholder in the label.
+  const label = name ?? formatSafely(String, pipe);
   const controller = new AbortController();
   pipe.onInterestEnd(() =>
     controller.abort(
@@ -76,7 +86,9 @@ export function runDrivingPipe<Req, Res>(
     try {
       if (signal.aborted) {
         if (failed) {
-          pipe.log.debug(
+          logTo(
+            pipe,
+            "debug",
             `Driver of ${label} stopped after interest ended`,
             error,
           );
@@ -95,7 +107,11 @@ export function runDrivingPipe<Req, Res>(
   return new Promise<void>((resolve) => {
     queueMicrotask(() => {
       if (signal.aborted) {
-        pipe.log.debug(`Driver of ${label} not started: interest ended first`);
+        logTo(
+          pipe,
+          "debug",
+          `Driver of ${label} not started: interest ended first`,
+        );
         resolve();
         return;
       }
@@ -180,22 +196,34 @@ export function errorToMessage<Req, Res>(
   pipe: ResponderPipe<Req, Res>,
   options: ErrorToMessageOptions<Res>,
 ): Pipe<Req, Res> {
-  const { internalServerError } = options;
-  const log = options.log ?? pipe.log;
+  assertResponder(pipe, "errorToMessage()");
+  const [internalServerError, logger, request] = readArgument(
+    () => [options.internalServerError, options.log ?? pipe.log, pipe.request],
+    "Cannot call errorToMessage(): options or the pipe cannot be read",
+  );
   if (typeof internalServerError !== "function") {
     throw new TypeError(
       "Cannot call errorToMessage(): internalServerError must be a function",
     );
   }
-  assertLogger(log, "the pipe for errorToMessage()");
-  const next = new Pipe<Req, Res>(pipe.request, log);
+  assertLogger(logger, "the pipe for errorToMessage()");
+  const next = new Pipe<Req, Res>(request, logger);
   const stop = next.onEvent((event) => {
     if (event.kind === "response") {
       pipe.addResponse(event.message, event.isLast);
       return !event.isLast;
     }
     if (event.kind === "exception") {
-      pipe.addResponse(toResponse(event.exception), true);
+      // The outer pipe always ends: when even internalServerError() throws,
+      // with that error as its exception event.
+      let response: Res;
+      try {
+        response = toResponse(event.exception);
+      } catch (error) {
+        pipe.addException(error);
+        return false;
+      }
+      pipe.addResponse(response, true);
     }
     return false;
   });
@@ -204,10 +232,19 @@ export function errorToMessage<Req, Res>(
   return next;
 
   function toResponse(exception: unknown): Res {
-    const toMessage = (exception as Partial<RenderableError<Res>> | null)
-      ?.toMessage;
+    let toMessage: unknown;
+    try {
+      toMessage = (exception as Partial<RenderableError<Res>> | null)
+        ?.toMessage;
+    } catch (error) {
+      // A getter that throws, a revoked Proxy: not renderable.
+      log(logger, "error", "Reading the exception's toMessage failed", error);
+      return internalServerError();
+    }
     if (typeof toMessage !== "function") {
-      log.error(
+      log(
+        logger,
+        "error",
         "An exception occurred while rendering a resource",
         exception,
       );
@@ -217,20 +254,58 @@ export function errorToMessage<Req, Res>(
     try {
       message = toMessage.call(exception);
     } catch (error) {
-      log.error("Rendering the renderable exception failed", error);
+      log(logger, "error", "Rendering the renderable exception failed", error);
       return internalServerError();
     }
     if (message === null || message === undefined) {
-      log.error(
+      log(
+        logger,
+        "error",
         "Rendering the renderable exception produced no message",
         exception,
       );
       return internalServerError();
     }
-    log.info(
+    log(
+      logger,
+      "info",
       "Render request raised a renderable error, responding accordingly",
       exception,
     );
     return message;
   }
+}
+
+/**
+ * Checks that `pipe` has the responder's methods, so that a wrong argument
+ * is a `TypeError` at the call rather than a failure later.
+ */
+function assertResponder(pipe: unknown, where: string): void {
+  const message =
+    `Cannot call ${where}: pipe must be a Pipe, an IterablePipe or another ResponderPipe`;
+  const ok = readArgument(() => {
+    const p = pipe as ResponderPipe<unknown, unknown>;
+    return typeof pipe === "object" && pipe !== null &&
+      typeof p.addResponse === "function" &&
+      typeof p.addException === "function" &&
+      typeof p.onInterestEnd === "function" &&
+      typeof p.onPoke === "function";
+  }, message);
+  if (!ok) throw new TypeError(message);
+}
+
+/** Logs to `pipe.log`, which a hand-made responder may fail even to give. */
+function logTo(
+  pipe: ResponderPipe<unknown, unknown>,
+  level: "debug" | "info" | "warn" | "error",
+  ...data: unknown[]
+): void {
+  let logger: Logger;
+  try {
+    logger = pipe.log;
+  } catch (error) {
+    reportCallbackError(error);
+    return;
+  }
+  log(logger, level, ...data);
 }

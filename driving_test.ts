@@ -6,13 +6,16 @@ import {
 } from "@std/assert";
 import { errorToMessage, runDrivingPipe } from "./driving.ts";
 import { IterablePipe } from "./iterable_pipe.ts";
-import { Pipe, type PipeEvent } from "./pipe.ts";
+import { type Logger, Pipe, type PipeEvent } from "./pipe.ts";
 import { test } from "./testing/suite.ts";
 import {
   captureReported,
   flush,
   RecordingLogger,
+  revokedProxy,
   show,
+  ThrowingLogger,
+  throwingProxy,
 } from "./testing/helpers.ts";
 
 function setup() {
@@ -468,4 +471,155 @@ test("errorToMessage() rejects options without internalServerError()", () => {
   );
   pipe.addResponse("1", true);
   assertEquals(trace, ["interest ended"]);
+});
+
+// --- Faults and hostile input -------------------------------------------------
+
+/** An outer pipe with a trace, and errorToMessage's pipe on it. */
+function rendering(
+  options: { log?: Logger; internalServerError?: () => string } = {},
+) {
+  const { pipe: outer, trace, record, log } = setup();
+  outer.onEvent(record("outer"));
+  const inner = errorToMessage(outer, {
+    internalServerError: options.internalServerError ?? (() => "5.00"),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  return { outer, inner, trace, log };
+}
+
+test("errorToMessage() answers internalServerError() when reading toMessage throws: a getter, a revoked Proxy", async () => {
+  for (
+    const thrown of [
+      {
+        get toMessage() {
+          throw new Error("getter broke");
+        },
+      },
+      revokedProxy(),
+    ]
+  ) {
+    const { outer, inner, trace, log } = rendering();
+    await runDrivingPipe(inner, () => {
+      throw thrown;
+    });
+    assertEquals(trace, ["outer: response 5.00 last"]);
+    assertEquals(outer.ended, true);
+    assertEquals(log.levels(), ["error"]);
+    assertEquals(log.entries[0][1], "Reading the exception's toMessage failed");
+  }
+});
+
+test("errorToMessage() ends the outer pipe even when its logger throws, reporting the throw", async () => {
+  await captureReported(async (reported) => {
+    const log = new ThrowingLogger();
+    for (
+      const [thrown, expected] of [
+        [new Error("plain"), "5.00"],
+        [{ toMessage: () => "4.04" }, "4.04"],
+        [{ toMessage: () => null }, "5.00"],
+      ] as const
+    ) {
+      const { outer, inner, trace } = rendering({ log });
+      await runDrivingPipe(inner, () => {
+        throw thrown;
+      });
+      assertEquals(trace, [`outer: response ${expected} last`]);
+      assertEquals(outer.ended, true);
+    }
+    assertEquals(log.calls, ["error", "info", "error"]);
+    assertEquals(reported.length, 3);
+  });
+});
+
+test("errorToMessage() makes an internalServerError() that throws the outer pipe's exception event", async () => {
+  const broken = new Error("cannot even render a 5.00");
+  const { outer, inner, trace } = rendering({
+    internalServerError: () => {
+      throw broken;
+    },
+  });
+  const events: unknown[] = [];
+  outer.onEvent((e) => events.push(e.exception) > 0, false);
+  await runDrivingPipe(inner, () => {
+    throw new Error("resource failed");
+  });
+  assertEquals(trace, ["outer: exception cannot even render a 5.00"]);
+  assertStrictEquals(events[0], broken);
+  assertEquals(outer.ended, true);
+});
+
+test("runDrivingPipe() returns its promise when describing the pipe throws, with a placeholder in the label", async () => {
+  const log = new RecordingLogger();
+  const pipe = new Pipe<object, string>(throwingProxy(), log);
+  const off = pipe.onEvent(() => true);
+  let reason: unknown;
+  const done = runDrivingPipe(pipe, (signal) =>
+    new Promise((_, reject) => {
+      signal.addEventListener("abort", () => {
+        reason = signal.reason;
+        reject(signal.reason);
+      });
+    }));
+  assertInstanceOf(done, Promise);
+  await flush();
+  off();
+  await done;
+  assertEquals(
+    (reason as DOMException).message,
+    "Interest in Pipe { request: [unreadable], callbacks: 1, interests: 1 } ended",
+  );
+});
+
+test("runDrivingPipe() settles when the logger throws on the path where the driver never starts", async () => {
+  await captureReported(async (reported) => {
+    const log = new ThrowingLogger();
+    const pipe = new Pipe<string, string>("GET /r", log);
+    const off = pipe.onEvent(() => true);
+    let started = false;
+    const done = runDrivingPipe(pipe, () => {
+      started = true;
+    });
+    off(); // interest ends before the driver's microtask
+    assertEquals(await done, undefined);
+    assertEquals([started, log.calls], [false, ["debug"]]);
+    assertEquals(reported.length, 1);
+  });
+});
+
+test("runDrivingPipe() lets a driver send a last word when its signal aborts: dropped as late, never thrown", async () => {
+  for (const kind of ["Pipe", "IterablePipe"] as const) {
+    await captureReported(async (reported) => {
+      const log = new RecordingLogger();
+      const pipe = kind === "Pipe"
+        ? new Pipe<string, string>("GET /obs", log)
+        : new IterablePipe<string, string>("GET /obs", { log });
+      const trace: string[] = [];
+      let leave = () => {};
+      if (pipe instanceof Pipe) {
+        leave = pipe.onEvent((e) => trace.push(show(e)) > 0);
+      }
+      const done = runDrivingPipe(pipe, (signal) =>
+        new Promise((_, reject) => {
+          pipe.addResponse("hello");
+          signal.addEventListener("abort", () => {
+            pipe.addResponse("goodbye"); // the last word
+            trace.push("driver: aborted");
+            reject(signal.reason);
+          });
+        }));
+      await flush();
+      if (pipe instanceof IterablePipe) {
+        for await (const event of pipe) {
+          trace.push(show(event));
+          break;
+        }
+      } else leave();
+      await done;
+      assertEquals(trace, ["response hello", "driver: aborted"]);
+      assertEquals(log.levels(), ["warn", "debug"], kind);
+      assertEquals(log.entries[0][2], "goodbye");
+      assertEquals(reported, [], kind);
+    });
+  }
 });

@@ -2,6 +2,32 @@
 
 /** Formats a value for messages when no inspector is at hand. */
 export function preview(value: unknown): string {
+  try {
+    return previewUnsafe(value);
+  } catch {
+    return UNREADABLE;
+  }
+}
+
+/** What inspection shows for a value whose reading throws (a hostile Proxy). */
+export const UNREADABLE = "[unreadable]";
+
+/**
+ * Formats `value` with `format`, or shows {@linkcode UNREADABLE} when that
+ * throws: inspecting a pipe never throws, whatever its request is.
+ */
+export function formatSafely(
+  format: (value: unknown) => string,
+  value: unknown,
+): string {
+  try {
+    return format(value);
+  } catch {
+    return UNREADABLE;
+  }
+}
+
+function previewUnsafe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "function") {
     return `[Function ${value.name || "(anonymous)"}]`;

@@ -10,9 +10,10 @@ import {
   lateHook,
   lateResponse,
   PokeHandlers,
+  readArgument,
   responseEvent,
 } from "./_util.ts";
-import { Inspectable, preview } from "./inspectable.ts";
+import { formatSafely, Inspectable, preview } from "./inspectable.ts";
 import type { Logger, PipeEvent, ResponderPipe } from "./pipe.ts";
 import { Queue } from "./_queue.ts";
 
@@ -38,9 +39,8 @@ export interface IterablePipeOptions {
 
 const noop = (): void => {};
 
-/** The final event in the queue, told apart from response messages. */
-class Final {
-  constructor(readonly event: PipeEvent<unknown>) {}
+function fail(message: string): never {
+  throw new TypeError(message);
 }
 
 /** An iterator's `[Symbol.asyncIterator]()`: the iterator itself. */
@@ -107,17 +107,24 @@ export class IterablePipe<Req, Res> extends Inspectable
   readonly log: Logger;
 
   /**
-   * What the consumer has not taken yet: response messages, then at most one
-   * {@linkcode Final}. Events are built as they are taken, so a long buffer
-   * holds no wrappers for the garbage collector to trace.
+   * The non-final response messages the consumer has not taken yet. Events
+   * are built as they are taken, so a long buffer holds no wrappers for the
+   * garbage collector to trace.
    */
-  #queue: Queue<Res | Final> = new Queue();
+  #queue: Queue<Res> = new Queue();
+  /**
+   * The final event once it is added and not yet taken. It is kept apart
+   * from the queue so that nothing ever inspects a message to tell the two
+   * apart (a message may be a Proxy whose every trap throws).
+   */
+  #final: PipeEvent<Res> | undefined;
   readonly #max: number;
   #dropped = 0;
   /** Producers waiting for room, from `ready`. */
   #roomWaiters: (() => void)[] = [];
   /** Resolvers of `next()` calls waiting for an event. */
-  #waiters: ((result: IteratorResult<PipeEvent<Res>>) => void)[] = [];
+  #waiters: Queue<(result: IteratorResult<PipeEvent<Res>>) => void> =
+    new Queue();
   /** Interest-end callbacks; `undefined` once interest has ended. */
   #hooks: (() => void)[] | undefined = [];
   #pokes: PokeHandlers | undefined;
@@ -133,7 +140,18 @@ export class IterablePipe<Req, Res> extends Inspectable
    * @throws {TypeError} If `options.log` lacks a logging method.
    */
   constructor(request: Req, options: IterablePipeOptions = {}) {
-    const { log = console, maxBuffered = Infinity } = options;
+    const what =
+      "Cannot create an IterablePipe: the second argument is an options object { log, maxBuffered }";
+    // Pipe's argument order passes a logger here; it must not be ignored.
+    const { log = console, maxBuffered = Infinity } = readArgument(() => {
+      if (
+        typeof options !== "object" || options === null ||
+        typeof (options as Partial<Logger>).warn === "function"
+      ) {
+        return undefined;
+      }
+      return { log: options.log, maxBuffered: options.maxBuffered };
+    }, what) ?? fail(what);
     super();
     assertLogger(log, "an IterablePipe");
     if (typeof maxBuffered !== "number") {
@@ -243,8 +261,8 @@ export class IterablePipe<Req, Res> extends Inspectable
     }
     if (isLast) {
       this.#pushFinal(responseEvent(response, true));
-    } else if (this.#waiters.length !== 0) {
-      this.#waiters.shift()!({
+    } else if (this.#waiters.size !== 0) {
+      this.#waiters.shift()({
         done: false,
         value: responseEvent(response, false),
       });
@@ -491,7 +509,7 @@ export class IterablePipe<Req, Res> extends Inspectable
   }
 
   #next(): Promise<IteratorResult<PipeEvent<Res>>> {
-    if (this.#queue.size !== 0) {
+    if (this.#queue.size !== 0 || this.#final !== undefined) {
       return Promise.resolve({ done: false, value: this.#take() });
     }
     if (this.#done) {
@@ -501,21 +519,23 @@ export class IterablePipe<Req, Res> extends Inspectable
   }
 
   #take(): PipeEvent<Res> {
-    const item = this.#queue.shift();
-    if (item instanceof Final) {
+    if (this.#queue.size === 0) {
+      const event = this.#final!;
+      this.#final = undefined;
       this.#finish();
-      return item.event as PipeEvent<Res>;
+      return event;
     }
+    const item = this.#queue.shift();
     if (this.#roomWaiters.length !== 0) this.#releaseProducers();
     return responseEvent(item, false);
   }
 
   #pushFinal(event: PipeEvent<Res>): void {
-    if (this.#waiters.length !== 0) {
-      this.#waiters.shift()!({ done: false, value: event });
+    if (this.#waiters.size !== 0) {
+      this.#waiters.shift()({ done: false, value: event });
       this.#finish();
     } else {
-      this.#queue.push(new Final(event));
+      this.#final = event;
     }
     this.#endInterest();
   }
@@ -530,12 +550,15 @@ export class IterablePipe<Req, Res> extends Inspectable
   #finish(): void {
     this.#done = true;
     const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const waiter of waiters) waiter({ done: true, value: undefined });
+    this.#waiters = new Queue();
+    while (waiters.size !== 0) {
+      waiters.shift()({ done: true, value: undefined });
+    }
   }
 
   #leave(): void {
     this.#queue.clear();
+    this.#final = undefined;
     this.#finish();
     this.#endInterest();
   }
@@ -571,7 +594,11 @@ export class IterablePipe<Req, Res> extends Inspectable
   override toString(format: (value: unknown) => string = preview): string {
     const state = this.#hooks === undefined ? "ended" : "interested";
     const dropped = this.#dropped ? `, dropped: ${this.#dropped}` : "";
-    return `IterablePipe { request: ${format(this.request)}, ${state}, ` +
-      `buffered: ${this.#queue.size}${dropped} }`;
+    return `IterablePipe { request: ${
+      formatSafely(format, this.request)
+    }, ${state}, ` +
+      `buffered: ${
+        this.#queue.size + (this.#final === undefined ? 0 : 1)
+      }${dropped} }`;
   }
 }

@@ -11,7 +11,10 @@ import {
   captureReported,
   flush,
   RecordingLogger,
+  revokedProxy,
   show,
+  ThrowingLogger,
+  throwingProxy,
 } from "./testing/helpers.ts";
 
 function setup() {
@@ -625,5 +628,136 @@ test("IterablePipe shows its drop count when inspected", () => {
   assertEquals(
     String(pipe),
     'IterablePipe { request: "GET /r", interested, buffered: 1, dropped: 1 }',
+  );
+});
+
+// --- Faults and hostile input -------------------------------------------------
+
+test("IterablePipe yields messages that are hostile Proxies without touching them, and ends", async () => {
+  await captureReported(async (reported) => {
+    const { pipe, trace, hook } = setup();
+    pipe.onInterestEnd(hook("responder"));
+    const messages = [throwingProxy(), revokedProxy(), throwingProxy()];
+    pipe.addResponse(messages[0] as never);
+    pipe.addResponse(messages[1] as never);
+    pipe.addResponse(messages[2] as never, true);
+    const got: unknown[] = [];
+    for await (const event of pipe) got.push(event.message, event.isLast);
+    assertEquals(got.length, 6);
+    for (let i = 0; i < 3; i++) assertStrictEquals(got[2 * i], messages[i]);
+    assertEquals([got[1], got[3], got[5]], [false, false, true]);
+    assertEquals([pipe.ended, trace], [true, ["responder: interest ended"]]);
+    assertEquals(reported, []);
+  });
+});
+
+test("IterablePipe() takes an options object or nothing: a logger or another value is a TypeError", () => {
+  for (const bad of [console, new RecordingLogger(), null, 5, "log"]) {
+    assertThrows(
+      () => new IterablePipe("x", bad as never),
+      TypeError,
+      "the second argument is an options object { log, maxBuffered }",
+    );
+  }
+  assertStrictEquals(new IterablePipe("x", undefined).log, console);
+});
+
+test("IterablePipe buffers for two pipes at once without mixing their events", async () => {
+  const a = new IterablePipe<string, string>("a");
+  const b = new IterablePipe<string, string>("b");
+  for (let i = 0; i < 40; i++) {
+    a.addResponse(`a${i}`);
+    b.addResponse(`b${i}`);
+  }
+  a.addResponse("a end", true);
+  b.addResponse("b end", true);
+  const got = { a: [] as string[], b: [] as string[] };
+  for await (const event of a) got.a.push(event.message!);
+  for await (const event of b) got.b.push(event.message!);
+  assertEquals(got.a, [
+    ...Array.from({ length: 40 }, (_, i) => `a${i}`),
+    "a end",
+  ]);
+  assertEquals(got.b, [
+    ...Array.from({ length: 40 }, (_, i) => `b${i}`),
+    "b end",
+  ]);
+});
+
+test("IterablePipe serves many pending next() calls in order, and completes the rest at the end", async () => {
+  const { pipe } = setup();
+  const iterator = pipe[Symbol.asyncIterator]();
+  const pending = Array.from({ length: 2000 }, () => iterator.next());
+  for (let i = 0; i < 1500; i++) pipe.addResponse(`${i}`);
+  pipe.addResponse("end", true);
+  const results = await Promise.all(pending);
+  assertEquals(
+    results.slice(0, 1501).map((r) => r.value?.message),
+    [...Array.from({ length: 1500 }, (_, i) => `${i}`), "end"],
+  );
+  assertEquals(results.slice(1501).every((r) => r.done), true);
+});
+
+test(
+  "IterablePipe iterator [Symbol.asyncDispose]() returns a promise and ends interest",
+  async () => {
+    const { pipe, trace, hook } = setup();
+    pipe.onInterestEnd(hook("responder"));
+    const iterator = pipe[Symbol.asyncIterator]() as unknown as Record<
+      symbol,
+      () => unknown
+    >;
+    const result = iterator[Symbol.asyncDispose]();
+    assertEquals(result instanceof Promise, true);
+    assertEquals(await result, undefined);
+    assertEquals(trace, ["responder: interest ended"]);
+  },
+  { ignore: !("asyncDispose" in Symbol) },
+);
+
+test("IterablePipe with a logger whose methods throw: no outcome changes, each throw is reported", async () => {
+  await captureReported(async (reported) => {
+    const log = new ThrowingLogger();
+    const pipe = new IterablePipe<string, string>("GET /r", { log });
+    pipe.addResponse("final", true);
+    pipe.addResponse("late");
+    pipe.addException(new Error("late"));
+    const trace: string[] = [];
+    pipe.onInterestEnd(() => trace.push("hook ran"));
+    const got: unknown[] = [];
+    for await (const event of pipe) got.push(event.message);
+    assertEquals([trace, got], [["hook ran"], ["final"]]);
+    assertEquals(log.calls, ["warn", "error", "warn"]);
+    assertEquals(reported.length, 3);
+  });
+});
+
+test("IterablePipe events are frozen", async () => {
+  const { pipe } = setup();
+  pipe.addResponse("a");
+  pipe.addException(new Error("x"));
+  for await (const event of pipe) {
+    assertEquals(Object.isFrozen(event), true);
+    assertThrows(
+      () => Object.defineProperty(event, "message", { value: 1 }),
+      TypeError,
+    );
+  }
+});
+
+test("IterablePipe.onPoke() on an ended pipe registers nothing and returns a harmless unregister", () => {
+  const { pipe, trace } = setup();
+  pipe.addResponse("x", true);
+  const off = pipe.onPoke(() => trace.push("poked"));
+  pipe.poke();
+  off();
+  assertEquals(trace, []);
+});
+
+test("IterablePipe shows a placeholder for a request it cannot read", () => {
+  const pipe = new IterablePipe(revokedProxy());
+  assertEquals(
+    String(pipe),
+    "IterablePipe { request: [unreadable], interested, buffered: 0 }",
   );
 });

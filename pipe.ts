@@ -10,11 +10,13 @@ import {
   lateException,
   lateHook,
   lateResponse,
+  log,
   PokeHandlers,
+  readArgument,
   reportCallbackError,
   responseEvent,
 } from "./_util.ts";
-import { Inspectable, preview } from "./inspectable.ts";
+import { formatSafely, Inspectable, preview } from "./inspectable.ts";
 
 /**
  * Anything with console-style logging methods; `console` itself is one.
@@ -226,34 +228,25 @@ interface Entry<Res> {
   detach: (() => void) | undefined;
 }
 
-/** Bits of `Pipe.#state`. */
-const ENDED = 1, DELIVERING = 2, DIRTY = 4;
+/**
+ * Bits of `Pipe.#state`. `TOLD` is set while an interest-end callback runs
+ * inside a final delivery: the responder has been told, so its adds are
+ * late, not re-entrant. `POKED` marks a poke that waits for a delivery to
+ * end. Above the flags, `Pipe.#state` counts removed entries that still
+ * take room in `#entries` (in units of `REMOVED`).
+ */
+const ENDED = 1, DELIVERING = 2, DIRTY = 4, TOLD = 8, POKED = 16;
+const FLAGS = 31, REMOVED = 32;
 
 const NO_ENTRIES: never[] = /* @__PURE__ */ Object.freeze([]) as never[];
 
 /** `Symbol.dispose` where the platform has it. */
 const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
 
-/**
- * The prototype of unregister functions: a function prototype whose
- * `Symbol.dispose` calls the function. Giving each function this prototype
- * costs less than an own property (40 bytes and 0.4 µs less per
- * registration in Deno), which every request pays.
- */
-const UNREGISTER_PROTO: object | undefined = dispose === undefined
-  ? undefined
-  : /* @__PURE__ */ Object.create(Function.prototype, {
-    [dispose]: {
-      value: function (this: () => void): void {
-        this();
-      },
-    },
-  });
-
 /** Makes `fn` an {@linkcode Unregister}: disposing it calls it. */
 function disposable(fn: () => void): Unregister {
-  if (UNREGISTER_PROTO !== undefined) {
-    Object.setPrototypeOf(fn, UNREGISTER_PROTO);
+  if (dispose !== undefined) {
+    (fn as unknown as Record<symbol, unknown>)[dispose] = fn;
   }
   return fn as Unregister;
 }
@@ -311,7 +304,8 @@ export class Pipe<Req, Res> extends Inspectable
   #interests = 0;
   /**
    * `ENDED`; `DELIVERING` while events or the end are being delivered to
-   * callbacks; `DIRTY` while removed entries await compaction. One field
+   * callbacks; `DIRTY` while removed entries await compaction; `TOLD`,
+   * `POKED`, and the count of removed entries above the flags. One field
    * rather than three keeps an idle pipe small.
    */
   #state = 0;
@@ -388,17 +382,23 @@ export class Pipe<Req, Res> extends Inspectable
     options: boolean | OnEventOptions = true,
   ): Unregister {
     assertFunction(callback, "Pipe.onEvent()");
-    let isInterest = options;
+    let isInterest: unknown = options;
     let signal: AbortSignal | undefined;
     if (typeof options === "object" && options !== null) {
-      isInterest = options.isInterest ?? true;
-      signal = options.signal;
-      assertSignal(signal, "Pipe.onEvent()");
+      const o = options;
+      [isInterest, signal] = readArgument(
+        () => [o.isInterest ?? true, o.signal],
+        "Cannot call Pipe.onEvent(): options cannot be read",
+      );
     }
     assertBoolean(isInterest, "isInterest", "Pipe.onEvent()");
-    if (signal?.aborted) return noop;
+    if (signal !== undefined && readSignal(signal, "Pipe.onEvent()")) {
+      return noop;
+    }
     if (this.#state & ENDED) {
-      this.log.warn(
+      log(
+        this.log,
+        "warn",
         "Event callback registered on a pipe that has already ended",
         this,
       );
@@ -410,14 +410,24 @@ export class Pipe<Req, Res> extends Inspectable
       role: isInterest ? INTEREST : OBSERVER,
       detach: undefined,
     };
-    this.#add(entry);
-    if (isInterest) this.#interests++;
     const unregister = disposable(() => this.#remove(entry));
     if (signal !== undefined) {
       const onAbort = () => unregister();
-      signal.addEventListener("abort", onAbort, { once: true });
-      entry.detach = () => signal.removeEventListener("abort", onAbort);
+      readArgument(
+        () => signal.addEventListener("abort", onAbort, { once: true }),
+        "Cannot call Pipe.onEvent(): signal.addEventListener() failed",
+      );
+      entry.detach = () => {
+        // A listener-removal failure never reaches the producer.
+        try {
+          signal.removeEventListener("abort", onAbort);
+        } catch (error) {
+          reportCallbackError(error);
+        }
+      };
     }
+    this.#add(entry);
+    if (isInterest) this.#interests++;
     return unregister;
   }
 
@@ -479,6 +489,12 @@ export class Pipe<Req, Res> extends Inspectable
    * ```
    */
   poke(): void {
+    // From inside a delivery the handlers run once it is over, so that a
+    // handler may answer at once with addResponse().
+    if (this.#state & DELIVERING) {
+      if (!(this.#state & ENDED)) this.#state |= POKED;
+      return;
+    }
     this.#pokes?.fire();
   }
 
@@ -536,11 +552,11 @@ export class Pipe<Req, Res> extends Inspectable
    */
   addResponse(response: Res, isLast = false): void {
     assertBoolean(isLast, "isLast", "Pipe.addResponse()");
-    if (this.#state & DELIVERING) throw reentrant("a response");
-    if (this.#state & ENDED) {
+    if (this.#state & (ENDED | TOLD)) {
       lateResponse(this, response);
       return;
     }
+    if (this.#state & DELIVERING) throw reentrant("a response");
     this.#dispatch(responseEvent(response, isLast));
   }
 
@@ -567,11 +583,11 @@ export class Pipe<Req, Res> extends Inspectable
    * ```
    */
   addException(exception: unknown): void {
-    if (this.#state & DELIVERING) throw reentrant("an exception");
-    if (this.#state & ENDED) {
+    if (this.#state & (ENDED | TOLD)) {
       lateException(this, exception);
       return;
     }
+    if (this.#state & DELIVERING) throw reentrant("an exception");
     this.#dispatch(exceptionEvent(exception));
   }
 
@@ -589,7 +605,9 @@ export class Pipe<Req, Res> extends Inspectable
         if (entry.role === HOOK) {
           if (last) {
             this.#drop(entry);
+            this.#state |= TOLD;
             invoke(fn as () => void);
+            this.#state &= ~TOLD;
           }
           continue;
         }
@@ -608,7 +626,13 @@ export class Pipe<Req, Res> extends Inspectable
       this.#state &= ~DELIVERING;
     }
     if (last || this.#interests === 0) this.#end();
-    else if (this.#state & DIRTY) this.#compact();
+    else {
+      if (this.#state & DIRTY) this.#compact();
+      if (this.#state & POKED) {
+        this.#state &= ~POKED;
+        this.#pokes?.fire();
+      }
+    }
   }
 
   #add(entry: Entry<Res>): void {
@@ -624,7 +648,7 @@ export class Pipe<Req, Res> extends Inspectable
   /** Removes a live entry: it is never called again. */
   #drop(entry: Entry<Res>): void {
     entry.fn = undefined;
-    this.#state |= DIRTY;
+    this.#state = (this.#state | DIRTY) + REMOVED;
     if (entry.role === INTEREST) this.#interests--;
     if (entry.detach !== undefined) {
       entry.detach();
@@ -633,17 +657,21 @@ export class Pipe<Req, Res> extends Inspectable
   }
 
   #remove(entry: Entry<Res>): void {
-    if (entry.fn === undefined || this.#state & ENDED) return;
+    // An ended pipe has dropped every entry, so this does nothing there;
+    // while the end is being delivered, it skips a callback not yet reached.
+    if (entry.fn === undefined) return;
     this.#drop(entry);
     // During delivery, #dispatch ends or compacts the pipe once it is done.
     if (this.#state & DELIVERING) return;
     if (this.#interests === 0) this.#end();
-    else this.#compact();
+    // Compacting only once removed entries are half the array keeps any
+    // order of unregistering amortized O(1).
+    else if ((this.#state >>> 5) * 2 > this.#entries.length) this.#compact();
   }
 
   #compact(): void {
     this.#entries = this.#entries.filter((entry) => entry.fn !== undefined);
-    this.#state &= ~DIRTY;
+    this.#state &= FLAGS & ~DIRTY;
   }
 
   #end(): void {
@@ -685,7 +713,7 @@ export class Pipe<Req, Res> extends Inspectable
    * ```
    */
   override toString(format: (value: unknown) => string = preview): string {
-    const request = format(this.request);
+    const request = formatSafely(format, this.request);
     if (this.#state & ENDED) return `Pipe { request: ${request}, ended }`;
     let callbacks = 0;
     for (const entry of this.#entries) {
@@ -696,17 +724,25 @@ export class Pipe<Req, Res> extends Inspectable
   }
 }
 
-function assertSignal(signal: unknown, where: string): void {
-  if (
-    signal !== undefined &&
-    (typeof signal !== "object" || signal === null ||
-      typeof (signal as AbortSignal).addEventListener !== "function" ||
-      typeof (signal as AbortSignal).aborted !== "boolean")
-  ) {
-    throw new TypeError(
-      `Cannot call ${where}: signal must be an AbortSignal`,
-    );
-  }
+/**
+ * Checks that `signal` is an AbortSignal (`aborted`, `addEventListener`,
+ * `removeEventListener`), reading each once, and returns `aborted`.
+ */
+function readSignal(signal: unknown, where: string): boolean {
+  const message = `Cannot call ${where}: signal must be an AbortSignal`;
+  const aborted = readArgument(() => {
+    const s = signal as AbortSignal;
+    if (
+      typeof signal !== "object" || signal === null ||
+      typeof s.addEventListener !== "function" ||
+      typeof s.removeEventListener !== "function"
+    ) {
+      return undefined;
+    }
+    return s.aborted;
+  }, message);
+  if (typeof aborted !== "boolean") throw new TypeError(message);
+  return aborted;
 }
 
 function reentrant(what: string): Error {

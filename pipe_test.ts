@@ -5,7 +5,10 @@ import {
   captureReported,
   observeUncaught,
   RecordingLogger,
+  revokedProxy,
   show,
+  ThrowingLogger,
+  throwingProxy,
 } from "./testing/helpers.ts";
 
 /** A pipe with a recording logger, and a trace its callbacks write to. */
@@ -788,24 +791,80 @@ test("Pipe.addResponse() from inside a callback throws and leaves the pipe consi
   );
 });
 
-test("Pipe.addResponse() from inside end-of-interest delivery throws", () => {
-  const { pipe, trace } = setup();
+test("Pipe.addResponse() from an interest-end callback during the end is dropped as late, never thrown", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, log } = setup();
+    const off = pipe.onEvent(() => true);
+    pipe.onInterestEnd(() => {
+      pipe.addResponse("bye", true);
+      pipe.addException(new Error("late failure"));
+      trace.push("hook done");
+    });
+    off();
+    assertEquals(trace, ["hook done"]);
+    assertEquals(log.levels(), ["warn", "error"]);
+    assertEquals(
+      log.entries[0][1],
+      "Response added to a pipe that has already ended; dropped",
+    );
+    assertEquals(log.entries[0][2], "bye");
+    assertEquals(reported, []);
+    assertEquals(pipe.ended, true);
+  });
+});
+
+test("Pipe.addResponse() from an interest-end callback run inside a final delivery is late, not re-entrant", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record, log } = setup();
+    pipe.onEvent(record("a"));
+    pipe.onInterestEnd(() => {
+      pipe.addResponse("last word");
+      trace.push("responder told");
+    });
+    pipe.onEvent(record("b"));
+    pipe.addResponse("final", true);
+    assertEquals(trace, [
+      "a: response final last",
+      "responder told",
+      "b: response final last",
+    ]);
+    assertEquals(log.levels(), ["warn"]);
+    assertEquals(log.entries[0][2], "last word");
+    assertEquals(reported, []);
+  });
+});
+
+test("Pipe.addResponse() from a non-interest callback receiving the end is dropped as late", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, log } = setup();
+    const off = pipe.onEvent(() => true);
+    pipe.onEvent((event) => {
+      trace.push(`observer: ${show(event)}`);
+      pipe.addResponse("echo");
+    }, false);
+    off();
+    assertEquals(trace, ["observer: interestEnd"]);
+    assertEquals(log.levels(), ["warn"]);
+    assertEquals(reported, []);
+  });
+});
+
+test("Pipe.addResponse() from a response callback of a pipe that has not ended still throws", () => {
+  const { pipe } = setup();
   const errors: string[] = [];
-  const off = pipe.onEvent(() => true);
-  pipe.onInterestEnd(() => {
+  pipe.onEvent(() => {
     try {
-      pipe.addResponse("from hook", true);
+      pipe.addResponse("again");
     } catch (error) {
       errors.push((error as Error).message);
     }
-    trace.push("hook done");
+    return true;
   });
-  off();
-  assertEquals(trace, ["hook done"]);
+  pipe.addResponse("first");
   assertEquals(errors, [
     "Cannot add a response from inside a callback of the same pipe: callbacks must not produce new events",
   ]);
-  assertEquals(pipe.ended, true);
+  assertEquals(pipe.ended, false);
 });
 
 test("Pipe.addResponse() from an interest-end callback run at once is allowed", () => {
@@ -1121,4 +1180,281 @@ test("Pipe.onEvent() rejects a signal that is not an AbortSignal", () => {
   }
   pipe.onInterestEnd(hook("responder"));
   assertEquals(trace, ["responder: interest ended"]);
+});
+
+// --- Faults and hostile input -------------------------------------------------
+
+test("Pipe events cannot be extended or shadowed, the shared end-of-interest event included", () => {
+  const events: PipeEvent<string>[] = [];
+  const ends: PipeEvent<string>[] = [];
+  for (const name of ["A", "B"]) {
+    const { pipe } = setup(`GET /${name}`);
+    const off = pipe.onEvent((e) => events.push(e) > 0);
+    pipe.onEvent((e) => ends.push(e) > 0, false);
+    pipe.addResponse(name);
+    off();
+  }
+  const { pipe: failing } = setup();
+  failing.onEvent((e) => events.push(e) > 0);
+  failing.addException(new Error("x"));
+  assertEquals(ends.map((e) => e.kind), [
+    "response",
+    "interestEnd",
+    "response",
+    "interestEnd",
+  ]);
+  assertStrictEquals(ends[1], ends[3]); // the end event all pipes share
+  const attempts: string[] = [];
+  for (const event of [...events, ends[1]]) {
+    assertEquals(Object.isFrozen(event), true);
+    for (
+      const [what, act] of [
+        ["add", () => (event as unknown as Record<string, unknown>).tag = "A"],
+        [
+          "shadow",
+          () => Object.defineProperty(event, "message", { value: "forged" }),
+        ],
+        ["prototype", () => Object.setPrototypeOf(event, null)],
+      ] as const
+    ) {
+      try {
+        act();
+        attempts.push(`${what} succeeded`);
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error;
+      }
+    }
+  }
+  assertEquals(attempts, []);
+  assertEquals((ends[3] as unknown as { tag?: string }).tag, undefined);
+  assertEquals(events.map((e) => e.message), ["A", "B", undefined]);
+  // Nor can every event be changed at once through their prototype.
+  const proto = Object.getPrototypeOf(events[0]);
+  assertEquals(Object.isFrozen(proto), true);
+});
+
+test("Pipe.onEvent() rejects a fake AbortSignal, such as one without removeEventListener", () => {
+  const { pipe } = setup();
+  const fakes: unknown[] = [
+    { aborted: false, addEventListener() {} }, // no removeEventListener
+    { aborted: "no", addEventListener() {}, removeEventListener() {} },
+    { aborted: false, removeEventListener() {} },
+    "signal",
+    null,
+  ];
+  for (const signal of fakes) {
+    assertThrows(
+      () => pipe.onEvent(() => true, { signal: signal as AbortSignal }),
+      TypeError,
+      "signal must be an AbortSignal",
+    );
+  }
+  assertEquals(
+    String(pipe),
+    'Pipe { request: "GET /r", callbacks: 0, interests: 0 }',
+  );
+});
+
+test("Pipe.onEvent() reports a signal whose removeEventListener throws, and still ends the pipe", async () => {
+  await captureReported((reported) => {
+    const { pipe, trace, record, hook } = setup();
+    const broken = new Error("removeEventListener broke");
+    const signal = {
+      aborted: false,
+      addEventListener() {},
+      removeEventListener() {
+        throw broken;
+      },
+    } as unknown as AbortSignal;
+    pipe.onEvent(record("a"), { signal });
+    pipe.onInterestEnd(hook("responder"));
+    pipe.addResponse("final", true); // does not throw
+    assertEquals(trace, [
+      "a: response final last",
+      "responder: interest ended",
+    ]);
+    assertEquals(pipe.ended, true);
+    assertEquals(reported, [broken]);
+  });
+});
+
+test("Pipe with a logger whose methods throw: no outcome changes, each throw is reported", async () => {
+  await captureReported((reported) => {
+    const log = new ThrowingLogger();
+    const pipe = new Pipe<string, string>("GET /r", log);
+    const trace: string[] = [];
+    pipe.onEvent((e) => trace.push(`a: ${show(e)}`) > 0);
+    pipe.addResponse("final", true);
+    pipe.addResponse("late"); // warn throws
+    pipe.addException(new Error("late")); // error throws
+    pipe.onInterestEnd(() => trace.push("hook ran")); // warn throws first
+    pipe.onEvent((e) => trace.push(`late callback: ${show(e)}`) > 0);
+    assertEquals(trace, [
+      "a: response final last",
+      "hook ran",
+      "late callback: interestEnd",
+    ]);
+    assertEquals(log.calls, ["warn", "error", "warn", "warn"]);
+    assertEquals(
+      reported.map((e) => (e as Error).message),
+      [
+        "logger broke (warn)",
+        "logger broke (error)",
+        "logger broke (warn)",
+        "logger broke (warn)",
+      ],
+    );
+  });
+});
+
+test("Pipe unregister called during the end removes a callback not yet reached", () => {
+  const { pipe, trace, record } = setup();
+  const off = pipe.onEvent(() => true);
+  let offObserver = () => {};
+  pipe.onInterestEnd(() => {
+    trace.push("responder: interest ended");
+    offObserver();
+  });
+  offObserver = pipe.onEvent(record("observer"), false);
+  off();
+  assertEquals(trace, ["responder: interest ended"]);
+  assertEquals(pipe.ended, true);
+  offObserver(); // and afterwards it does nothing
+  assertEquals(trace, ["responder: interest ended"]);
+});
+
+test("Pipe.poke() from inside a delivery runs the poke handlers once the delivery is over", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent((event) => {
+    trace.push(`a: ${show(event)}`);
+    if (event.message === "ping me") {
+      pipe.poke();
+      trace.push("a: poked");
+    }
+    return true;
+  });
+  pipe.onEvent((event) => trace.push(`b: ${show(event)}`) > 0);
+  // The README's responder: answers a poke at once.
+  pipe.onPoke(() => pipe.addResponse("pong"));
+  pipe.addResponse("ping me");
+  assertEquals(trace, [
+    "a: response ping me",
+    "a: poked",
+    "b: response ping me",
+    "a: response pong",
+    "b: response pong",
+  ]);
+});
+
+test("Pipe.poke() from inside a final delivery does nothing: the pipe has ended", () => {
+  const { pipe, trace } = setup();
+  pipe.onPoke(() => trace.push("poked"));
+  pipe.onEvent(() => {
+    pipe.poke();
+    return true;
+  });
+  pipe.addResponse("bye", true);
+  assertEquals(trace, []);
+});
+
+test("Pipe.onPoke() on an ended pipe registers nothing and returns a harmless unregister", () => {
+  const { pipe, trace } = setup();
+  pipe.addResponse("x", true);
+  const off = pipe.onPoke(() => trace.push("poked"));
+  assertEquals(typeof off, "function");
+  pipe.poke();
+  off();
+  off();
+  assertEquals(trace, []);
+});
+
+test("Pipe accepts a logger that is itself a function with the four methods", () => {
+  const calls: string[] = [];
+  const log = Object.assign(() => {}, {
+    debug: () => calls.push("debug"),
+    info: () => calls.push("info"),
+    warn: () => calls.push("warn"),
+    error: () => calls.push("error"),
+  });
+  const pipe = new Pipe<string, string>("GET /r", log);
+  pipe.addResponse("x", true);
+  pipe.addResponse("late");
+  assertEquals(calls, ["warn"]);
+});
+
+test("Pipe carries requests and messages that are hostile Proxies without touching them", async () => {
+  await captureReported((reported) => {
+    const request = throwingProxy();
+    const log = new RecordingLogger();
+    const pipe = new Pipe<object, object>(request, log);
+    const got: unknown[] = [];
+    pipe.onEvent((e) => got.push(e.message) > 0);
+    const messages = [throwingProxy(), revokedProxy()];
+    pipe.addResponse(messages[0]);
+    pipe.addResponse(messages[1], true);
+    assertStrictEquals(got[0], messages[0]);
+    assertStrictEquals(got[1], messages[1]);
+    assertStrictEquals(pipe.request, request);
+    assertEquals(String(pipe), "Pipe { request: [unreadable], ended }");
+    pipe.addResponse(revokedProxy()); // late: logged, with the pipe
+    assertEquals(log.levels(), ["warn"]);
+    assertEquals(reported, []);
+  });
+});
+
+test("Pipe.addException() carries thrown values of any kind unchanged", () => {
+  for (
+    const thrown of [
+      undefined,
+      null,
+      Object.freeze({ code: 1 }),
+      0,
+      "",
+      revokedProxy(),
+    ]
+  ) {
+    const { pipe } = setup();
+    const got: unknown[] = [];
+    pipe.onEvent((e) => got.push(e.kind, e.exception) > 0);
+    pipe.addException(thrown);
+    assertEquals(got.length, 2);
+    assertEquals(got[0], "exception");
+    assertStrictEquals(got[1], thrown);
+  }
+});
+
+test("Pipe unregisters many callbacks in any order, delivering to exactly the ones left", () => {
+  const { pipe } = setup();
+  const seen = new Set<number>();
+  const offs = Array.from({ length: 1000 }, (_, i) =>
+    pipe.onEvent(() => {
+      seen.add(i);
+      return true;
+    }));
+  // Every third callback stays; the rest go in a scrambled order.
+  const order = offs.map((_, i) => i).filter((i) => i % 3 !== 0)
+    .sort((a, b) => ((a * 7919) % 1000) - ((b * 7919) % 1000));
+  for (const i of order) offs[i]();
+  pipe.addResponse("x");
+  assertEquals(
+    [...seen].sort((a, b) => a - b),
+    offs.map((_, i) => i).filter((i) => i % 3 === 0),
+  );
+  assertEquals(
+    String(pipe),
+    'Pipe { request: "GET /r", callbacks: 334, interests: 334 }',
+  );
+});
+
+test("Pipe.onPoke() removers work in any order; a poke calls exactly the handlers left, in order", () => {
+  const { pipe } = setup();
+  pipe.onEvent(() => true);
+  const called: number[] = [];
+  const offs = Array.from(
+    { length: 300 },
+    (_, i) => pipe.onPoke(() => called.push(i)),
+  );
+  for (let i = 299; i >= 0; i--) if (i % 4 !== 0) offs[i]();
+  pipe.poke();
+  assertEquals(called, offs.map((_, i) => i).filter((i) => i % 4 === 0));
 });

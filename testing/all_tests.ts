@@ -2,6 +2,8 @@
 import "../pipe_test.ts";
 import "../pipe_model_test.ts";
 import "../iterable_pipe_test.ts";
+import "../iterable_pipe_model_test.ts";
+import "../hostile_test.ts";
 import "../driving_test.ts";
 import "../_queue_test.ts";
 import "../soak_test.ts";

@@ -157,3 +157,54 @@ export function settledHeap(): number | undefined {
   }
   return g.performance?.memory?.usedJSHeapSize;
 }
+
+/** A Proxy whose every trap throws: the most hostile opaque value. */
+export function throwingProxy(): object {
+  const fail = () => {
+    throw new Error("trap called on a hostile Proxy");
+  };
+  return new Proxy({}, {
+    get: fail,
+    set: fail,
+    has: fail,
+    deleteProperty: fail,
+    ownKeys: fail,
+    getPrototypeOf: fail,
+    setPrototypeOf: fail,
+    isExtensible: fail,
+    preventExtensions: fail,
+    getOwnPropertyDescriptor: fail,
+    defineProperty: fail,
+    apply: fail,
+    construct: fail,
+  });
+}
+
+/** A revoked Proxy: any operation on it throws a TypeError. */
+export function revokedProxy(): object {
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  return proxy;
+}
+
+/** A logger whose every method throws; it records the calls it refused. */
+export class ThrowingLogger {
+  /** The levels that were called, in order. */
+  readonly calls: string[] = [];
+  debug(): void {
+    this.calls.push("debug");
+    throw new Error("logger broke (debug)");
+  }
+  info(): void {
+    this.calls.push("info");
+    throw new Error("logger broke (info)");
+  }
+  warn(): void {
+    this.calls.push("warn");
+    throw new Error("logger broke (warn)");
+  }
+  error(): void {
+    this.calls.push("error");
+    throw new Error("logger broke (error)");
+  }
+}
