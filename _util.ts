@@ -6,7 +6,7 @@ import type {
   InterestEndEvent,
   Logger,
   ResponseEvent,
-} from "./pipe.ts";
+} from "./events.ts";
 import { Inspectable, preview } from "./inspectable.ts";
 
 /**

@@ -6,7 +6,7 @@ import {
 } from "@std/assert";
 import { IterablePipe } from "./iterable_pipe.ts";
 import type { PipeEvent, ResponderPipe } from "./pipe.ts";
-import { test } from "./testing/suite.ts";
+import { lacking, test } from "./testing/suite.ts";
 import {
   captureReported,
   flush,
@@ -202,24 +202,30 @@ test("IterablePipe iterator throw() ends interest and rejects with the error", a
   assertEquals(trace, ["responder: interest ended"]);
 });
 
-test("IterablePipe iterator disposal ends interest like leaving the loop", async () => {
-  const { pipe, trace, hook } = setup();
-  pipe.onInterestEnd(hook("responder"));
-  pipe.addResponse("1");
-  pipe.addResponse("2");
-  // What `await using events = …` does at the end of its block; spelled out
-  // so that runtimes without the syntax (Node.js 20) run the case too.
-  const events = pipe[Symbol.asyncIterator]() as
-    & AsyncIterableIterator<PipeEvent<string>>
-    & AsyncDisposable;
-  trace.push(show((await events.next()).value!));
-  await events[Symbol.asyncDispose]();
-  assertEquals(trace, ["response 1", "responder: interest ended"]);
-  assertEquals(
-    String(pipe),
-    'IterablePipe { request: "GET /r", ended, buffered: 0 }',
-  );
-});
+test(
+  "IterablePipe iterator disposal ends interest like leaving the loop",
+  async () => {
+    const { pipe, trace, hook } = setup();
+    pipe.onInterestEnd(hook("responder"));
+    pipe.addResponse("1");
+    pipe.addResponse("2");
+    // What `await using events = …` does at the end of its block; spelled out
+    // so that runtimes without the syntax (Node.js 20) run the case too.
+    const events = pipe[Symbol.asyncIterator]() as
+      & AsyncIterableIterator<PipeEvent<string>>
+      & AsyncDisposable;
+    trace.push(show((await events.next()).value!));
+    await events[Symbol.asyncDispose]();
+    assertEquals(trace, ["response 1", "responder: interest ended"]);
+    assertEquals(
+      String(pipe),
+      'IterablePipe { request: "GET /r", ended, buffered: 0 }',
+    );
+  },
+  {
+    ignore: lacking("Symbol.asyncDispose", !("asyncDispose" in Symbol)),
+  },
+);
 
 test("IterablePipe iterator return() releases a pending next()", async () => {
   const { pipe, trace, hook } = setup();
@@ -447,17 +453,23 @@ test("IterablePipe.stream() shares the one iteration the pipe allows", () => {
   assertThrows(() => pipe[Symbol.asyncIterator](), Error, "more than once");
 });
 
-test("IterablePipe disposal ends interest and releases buffered events", async () => {
-  const { pipe, trace, hook } = setup();
-  pipe.onInterestEnd(hook("responder"));
-  pipe.addResponse("1");
-  // What `await using pipe = …` does at the end of its block.
-  await pipe[Symbol.asyncDispose]();
-  await pipe[Symbol.asyncDispose]();
-  pipe.addResponse("2");
-  for await (const event of pipe) trace.push(show(event));
-  assertEquals(trace, ["responder: interest ended"]);
-});
+test(
+  "IterablePipe disposal ends interest and releases buffered events",
+  async () => {
+    const { pipe, trace, hook } = setup();
+    pipe.onInterestEnd(hook("responder"));
+    pipe.addResponse("1");
+    // What `await using pipe = …` does at the end of its block.
+    await pipe[Symbol.asyncDispose]();
+    await pipe[Symbol.asyncDispose]();
+    pipe.addResponse("2");
+    for await (const event of pipe) trace.push(show(event));
+    assertEquals(trace, ["responder: interest ended"]);
+  },
+  {
+    ignore: lacking("Symbol.asyncDispose", !("asyncDispose" in Symbol)),
+  },
+);
 
 // --- Bounded buffering ---------------------------------------------------------
 
@@ -712,7 +724,7 @@ test(
     assertEquals(await result, undefined);
     assertEquals(trace, ["responder: interest ended"]);
   },
-  { ignore: !("asyncDispose" in Symbol) },
+  { ignore: lacking("Symbol.asyncDispose", !("asyncDispose" in Symbol)) },
 );
 
 test("IterablePipe with a logger whose methods throw: no outcome changes, each throw is reported", async () => {

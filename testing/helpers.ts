@@ -113,7 +113,10 @@ export function watchGlobal(
       off(event: string, fn: (value: unknown) => void): void;
     };
   };
-  if (typeof g.addEventListener === "function") {
+  // Bun has a global addEventListener but reports uncaught errors and
+  // rejections only to process.on(); elsewhere the global event comes first.
+  const bun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+  if (!bun && typeof g.addEventListener === "function") {
     const listener = (event: Event) => {
       event.preventDefault();
       const e = event as Partial<ErrorEvent & PromiseRejectionEvent>;
@@ -129,6 +132,21 @@ export function watchGlobal(
   return undefined;
 }
 
+/**
+ * A full garbage collection, where the runtime exposes one: V8's `gc` (with
+ * --expose-gc), or Bun's `Bun.gc(true)`; `undefined` elsewhere.
+ */
+export const gc: (() => void) | undefined = (() => {
+  const g = globalThis as {
+    gc?: () => void;
+    Bun?: { gc(force: boolean): void };
+  };
+  if (typeof g.gc === "function") return g.gc;
+  const bun = g.Bun;
+  if (typeof bun?.gc === "function") return () => bun.gc(true);
+  return undefined;
+})();
+
 /** Watches errors that reach the runtime uncaught; see `watchGlobal`. */
 export function observeUncaught(
   onError: (error: unknown) => void,
@@ -143,14 +161,13 @@ export function observeUncaught(
  */
 export function settledHeap(): number | undefined {
   const g = globalThis as unknown as {
-    gc?: () => void;
     Deno?: { memoryUsage(): { heapUsed: number } };
     process?: { memoryUsage?(): { heapUsed: number } };
     performance?: { memory?: { usedJSHeapSize: number } };
   };
-  if (typeof g.gc !== "function") return undefined;
-  g.gc();
-  g.gc();
+  if (gc === undefined) return undefined;
+  gc();
+  gc();
   if (g.Deno) return g.Deno.memoryUsage().heapUsed;
   if (typeof g.process?.memoryUsage === "function") {
     return g.process.memoryUsage().heapUsed;

@@ -4,14 +4,17 @@
 // RxJS and it-pushable come from the npm registry by `npm:` specifier for
 // this benchmark only; the published package depends on neither.
 
+// deno-lint-ignore no-import-prefix -- benchmark-only peers, pinned here on purpose
 import { Subject } from "npm:rxjs@7.8.2";
+// deno-lint-ignore no-import-prefix -- benchmark-only peers, pinned here on purpose
 import { pushable } from "npm:it-pushable@3.2.4";
 import { IterablePipe } from "../iterable_pipe.ts";
 import { Pipe } from "../pipe.ts";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const CALLS = 1_000_000, REQUESTS = 10_000, EVENTS = 100_000;
-let sink: unknown;
+/** Keeps results observable, so the engine cannot drop the work. */
+export let sink: unknown;
 const keep = (event: unknown): boolean => {
   sink = event;
   return true;

@@ -1,11 +1,20 @@
-// Runs the bundled suite (dist/suite.mjs) in headless Chromium:
-//   deno run --allow-read --allow-net=127.0.0.1 --allow-run --allow-env \
-//     testing/run_browser.ts
+// Runs the bundled suite (dist/suite.mjs) in a headless browser:
+//   deno run --allow-read --allow-write --allow-net=127.0.0.1 --allow-run \
+//     --allow-env testing/run_browser.ts [chromium|firefox]
 // A page served on 127.0.0.1 imports the bundle, runs every case and posts
-// the results back; the last line printed is `chromium: N passed, N failed`.
-// Exits non-zero when Chromium is missing, a case fails or none ran.
+// the results back; the last line printed is `chromium: N passed, N failed`
+// (or `firefox: …`, with `, N skipped` and each skip's reason when cases
+// need what the browser lacks). Exits non-zero when the browser is missing,
+// a case fails or none ran. CHROMIUM and FIREFOX name the binaries.
 
-const CHROMIUM = Deno.env.get("CHROMIUM") ?? "chromium";
+const BROWSER = Deno.args[0] ?? "chromium";
+if (BROWSER !== "chromium" && BROWSER !== "firefox") {
+  console.error(`unknown browser ${BROWSER}: chromium or firefox`);
+  Deno.exit(2);
+}
+const BINARY = BROWSER === "chromium"
+  ? Deno.env.get("CHROMIUM") ?? "chromium"
+  : Deno.env.get("FIREFOX") ?? "firefox-esr";
 const TIMEOUT_MS = 120_000;
 
 interface PageResult {
@@ -14,12 +23,15 @@ interface PageResult {
   failed: number;
   skipped: number;
   failures: { name: string; error: string }[];
+  skips: { name: string; reason: string }[];
 }
 
 const bundle = await Deno.readTextFile(
   new URL("../dist/suite.mjs", import.meta.url),
 ).catch(() => {
-  console.error("chromium: dist/suite.mjs is missing (deno task bundle:suite)");
+  console.error(
+    `${BROWSER}: dist/suite.mjs is missing (deno task bundle:suite)`,
+  );
   Deno.exit(1);
 });
 
@@ -31,7 +43,7 @@ const page = `<!doctype html>
   try {
     const { cases, runCases, report } = await import("./suite.mjs");
     const result = await runCases(cases);
-    document.getElementById("out").textContent = report("chromium", result);
+    document.getElementById("out").textContent = report("${BROWSER}", result);
     await fetch("/result", {
       method: "POST",
       body: JSON.stringify({ count: cases.length, ...result }),
@@ -69,29 +81,54 @@ const server = Deno.serve(
   },
 );
 
-const profile = await Deno.makeTempDir({ prefix: "chromium-profile-" });
+const profile = await Deno.makeTempDir({ prefix: `${BROWSER}-profile-` });
+const url = `http://127.0.0.1:${server.addr.port}/`;
+let args: string[];
+if (BROWSER === "chromium") {
+  args = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    `--user-data-dir=${profile}`,
+    "--js-flags=--expose-gc",
+    "--enable-precise-memory-info",
+    url,
+  ];
+} else {
+  // A fresh profile that asks nothing of the network and shows nothing first.
+  await Deno.writeTextFile(
+    `${profile}/user.js`,
+    [
+      'user_pref("browser.shell.checkDefaultBrowser", false);',
+      'user_pref("browser.startup.homepage_override.mstone", "ignore");',
+      'user_pref("datareporting.policy.dataSubmissionEnabled", false);',
+      'user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);',
+      'user_pref("app.update.auto", false);',
+      'user_pref("app.normandy.enabled", false);',
+      'user_pref("network.captive-portal-service.enabled", false);',
+      'user_pref("network.connectivity-service.enabled", false);',
+      'user_pref("browser.safebrowsing.malware.enabled", false);',
+      'user_pref("browser.safebrowsing.phishing.enabled", false);',
+      'user_pref("extensions.update.enabled", false);',
+      'user_pref("browser.newtabpage.enabled", false);',
+    ].join("\n"),
+  );
+  args = ["-headless", "-no-remote", "-profile", profile, url];
+}
 let child: Deno.ChildProcess;
 try {
-  child = new Deno.Command(CHROMIUM, {
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      `--user-data-dir=${profile}`,
-      "--js-flags=--expose-gc",
-      "--enable-precise-memory-info",
-      `http://127.0.0.1:${server.addr.port}/`,
-    ],
+  child = new Deno.Command(BINARY, {
+    args,
     stdout: "null",
     stderr: "piped",
   }).spawn();
 } catch (error) {
-  console.error(`chromium: cannot start ${CHROMIUM}: ${error}`);
+  console.error(`${BROWSER}: cannot start ${BINARY}: ${error}`);
   await server.shutdown();
   Deno.exit(1);
 }
@@ -101,7 +138,7 @@ let timer: ReturnType<typeof setTimeout> | undefined;
 const result = await Promise.race([
   outcome,
   child.status.then((status) =>
-    new Error(`Chromium exited early (code ${status.code})`)
+    new Error(`${BROWSER} exited early (code ${status.code})`)
   ),
   new Promise<Error>((resolve) => {
     timer = setTimeout(
@@ -119,20 +156,23 @@ await server.shutdown();
 await Deno.remove(profile, { recursive: true }).catch(() => {});
 
 if (result instanceof Error) {
-  console.error(`chromium: ${result.message}`);
+  console.error(`${BROWSER}: ${result.message}`);
   console.error((await stderr).split("\n").slice(-20).join("\n"));
-  console.log("chromium: 0 passed, 1 failed");
+  console.log(`${BROWSER}: 0 passed, 1 failed`);
   Deno.exit(1);
 }
 for (const { name, error } of result.failures) {
   console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
 }
+for (const { name, reason } of result.skips ?? []) {
+  console.log(`SKIPPED ${name}: ${reason}`);
+}
 console.log(
-  `chromium: ${result.passed} passed, ${result.failed} failed` +
+  `${BROWSER}: ${result.passed} passed, ${result.failed} failed` +
     (result.skipped ? `, ${result.skipped} skipped` : ""),
 );
 if (result.count === 0 || result.passed === 0) {
-  console.error("chromium: no test case ran");
+  console.error(`${BROWSER}: no test case ran`);
   Deno.exit(1);
 }
 Deno.exit(result.failed === 0 ? 0 : 1);

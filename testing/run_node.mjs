@@ -1,12 +1,16 @@
 // Runs the bundled suite (dist/suite.mjs, from `deno task bundle:suite`) on
-// Node.js: node --expose-gc testing/run_node.mjs
-// Then checks, with Node's own util.inspect, that pipes and events show
-// themselves as they do in Deno.inspect.
+// Node.js or Bun, named by the first argument (the name the closing line
+// starts with):
+//   node --expose-gc testing/run_node.mjs [node|node24]
+//   bun testing/run_node.mjs bun
+// Then checks, with the runtime's own util.inspect, that pipes and events
+// show themselves as they do in Deno.inspect.
 import { inspect } from "node:util";
 import { cases, IterablePipe, Pipe, report, runCases } from "../dist/suite.mjs";
 
+const runtime = process.argv[2] ?? "node";
 if (cases.length === 0) {
-  console.error("node: no test cases found");
+  console.error(`${runtime}: no test cases found`);
   process.exit(1);
 }
 const result = await runCases(cases);
@@ -29,9 +33,9 @@ const expected = [
 const inspectOk = JSON.stringify(shown) === JSON.stringify(expected);
 console.log(
   inspectOk
-    ? "node: util.inspect shows pipes and events"
-    : `node: util.inspect showed ${JSON.stringify(shown)}`,
+    ? `${runtime}: util.inspect shows pipes and events`
+    : `${runtime}: util.inspect showed ${JSON.stringify(shown)}`,
 );
 
-console.log(report("node", result));
+console.log(report(runtime, result));
 process.exit(result.failed === 0 && result.passed > 0 && inspectOk ? 0 : 1);

@@ -10,6 +10,8 @@ export interface RunResult {
   failed: number;
   skipped: number;
   failures: { name: string; error: string }[];
+  /** Each skipped case and why. */
+  skips: { name: string; reason: string }[];
 }
 
 /** How long one case may take before it counts as hanging. */
@@ -20,13 +22,20 @@ export async function runCases(
   cases: readonly Case[],
   onResult?: (name: string, error: string | undefined) => void,
 ): Promise<RunResult> {
-  const result: RunResult = { passed: 0, failed: 0, skipped: 0, failures: [] };
+  const result: RunResult = {
+    passed: 0,
+    failed: 0,
+    skipped: 0,
+    failures: [],
+    skips: [],
+  };
   const unhandled: unknown[] = [];
   const stopWatching = watchUnhandledRejections(unhandled);
   try {
-    for (const { name, fn, ignore } of cases) {
+    for (const { name, fn, ignore, reason } of cases) {
       if (ignore) {
         result.skipped++;
+        result.skips.push({ name, reason: reason ?? "skipped" });
         continue;
       }
       let error: string | undefined;
@@ -76,6 +85,9 @@ export function report(runtime: string, result: RunResult): string {
   const lines = result.failures.map(({ name, error }) =>
     `FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`
   );
+  for (const { name, reason } of result.skips) {
+    lines.push(`SKIPPED ${name}: ${reason}`);
+  }
   lines.push(summaryLine(runtime, result));
   return lines.join("\n");
 }

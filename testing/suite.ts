@@ -11,6 +11,8 @@ export interface Case {
   fn: () => void | Promise<void>;
   /** Set when this runtime lacks what the case needs: it is skipped. */
   ignore: boolean;
+  /** Why it is skipped: the missing feature, named. */
+  reason?: string;
 }
 
 /** Every case registered so far, in registration order. */
@@ -24,18 +26,32 @@ interface DenoTest {
 
 /**
  * Registers a test case. With `ignore` set (because this runtime lacks what
- * the case needs), it is reported as ignored or skipped, never as passed.
+ * the case needs), it is reported as ignored or skipped, never as passed;
+ * a string `ignore` is the reason, printed with the skip.
  */
 export function test(
   name: string,
   fn: () => void | Promise<void>,
-  options: { ignore?: boolean } = {},
+  options: { ignore?: boolean | string } = {},
 ): void {
   if (cases.some((c) => c.name === name)) {
     throw new Error(`Cannot register test case twice: ${name}`);
   }
-  const ignore = options.ignore ?? false;
-  cases.push({ name, fn, ignore });
+  const ignore = options.ignore !== undefined && options.ignore !== false;
+  const reason = typeof options.ignore === "string"
+    ? options.ignore
+    : ignore
+    ? "this runtime lacks what the case needs"
+    : undefined;
+  cases.push({ name, fn, ignore, ...(reason ? { reason } : {}) });
   const deno = (globalThis as { Deno?: DenoTest }).Deno;
   if (typeof deno?.test === "function") deno.test({ name, fn, ignore });
+}
+
+/**
+ * The reason to skip a case that needs `feature`, or `false` where the
+ * runtime has it: `{ ignore: lacking("Symbol.dispose", !("dispose" in Symbol)) }`.
+ */
+export function lacking(feature: string, missing: boolean): string | false {
+  return missing ? `needs ${feature}, which this runtime lacks` : false;
 }
