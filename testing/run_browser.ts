@@ -24,6 +24,7 @@ interface PageResult {
   skipped: number;
   failures: { name: string; error: string }[];
   skips: { name: string; reason: string }[];
+  features: string;
 }
 
 const bundle = await Deno.readTextFile(
@@ -167,6 +168,7 @@ for (const { name, error } of result.failures) {
 for (const { name, reason } of result.skips ?? []) {
   console.log(`SKIPPED ${name}: ${reason}`);
 }
+console.log(`${BROWSER} features: ${result.features}`);
 console.log(
   `${BROWSER}: ${result.passed} passed, ${result.failed} failed` +
     (result.skipped ? `, ${result.skipped} skipped` : ""),

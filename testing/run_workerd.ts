@@ -113,11 +113,17 @@ try {
     passed: number;
     failed: number;
     skipped: number;
+    skips?: { name: string; reason: string }[];
+    features?: string;
     failures: { name: string; error: string }[];
   };
   for (const { name, error } of result.failures) {
     console.log(`FAILED ${name}\n  ${error.replaceAll("\n", "\n  ")}`);
   }
+  for (const { name, reason } of result.skips ?? []) {
+    console.log(`SKIPPED ${name}: ${reason}`);
+  }
+  console.log(`workerd features: ${result.features}`);
   const streamed = await streamedObservation();
   console.log(
     `workerd: ${result.passed} passed, ${result.failed} failed` +

@@ -12,6 +12,25 @@ export interface RunResult {
   failures: { name: string; error: string }[];
   /** Each skipped case and why. */
   skips: { name: string; reason: string }[];
+  /** Which optional platform features the module can use here. */
+  features: string;
+}
+
+/** The optional features the module uses where the platform has them. */
+export function features(): string {
+  const g = globalThis as Record<string, unknown> & {
+    Bun?: { gc?: unknown };
+  };
+  const has = (ok: boolean) => ok ? "yes" : "no";
+  return [
+    `Symbol.dispose ${has("dispose" in Symbol)}`,
+    `Symbol.asyncDispose ${has("asyncDispose" in Symbol)}`,
+    `reportError ${has(typeof g.reportError === "function")}`,
+    `ReadableStream ${has(typeof g.ReadableStream === "function")}`,
+    `a collector for tests ${
+      has(typeof g.gc === "function" || typeof g.Bun?.gc === "function")
+    }`,
+  ].join(", ");
 }
 
 /** How long one case may take before it counts as hanging. */
@@ -28,6 +47,7 @@ export async function runCases(
     skipped: 0,
     failures: [],
     skips: [],
+    features: features(),
   };
   const unhandled: unknown[] = [];
   const stopWatching = watchUnhandledRejections(unhandled);
@@ -88,6 +108,7 @@ export function report(runtime: string, result: RunResult): string {
   for (const { name, reason } of result.skips) {
     lines.push(`SKIPPED ${name}: ${reason}`);
   }
+  lines.push(`${runtime} features: ${result.features}`);
   lines.push(summaryLine(runtime, result));
   return lines.join("\n");
 }
