@@ -62,6 +62,13 @@ try {
   fail((error as Error).message, 1);
 }
 
+// Stopped by Ctrl-C (or SIGINT from a script): release the connection
+// first, as aiocoap-client does, so the server ends the observation at once.
+Deno.addSignalListener("SIGINT", () => {
+  client.close();
+  Deno.exit(0);
+});
+
 let status = 0;
 let seen = 0;
 const pipe = client.request({
