@@ -321,7 +321,9 @@ async function aiocoapAgainst(
     load.stderr,
   );
   results.push("100 concurrent /slow requests matched");
-  const observe = await aiocoapClient(["--observe", `${uri}/counter`], 1000);
+  // Stopped with SIGINT after 2 s (the issue asks for a second of
+  // observing; Python's start-up on a loaded machine can take most of one).
+  const observe = await aiocoapClient(["--observe", `${uri}/counter`], 2000);
   // Without a terminal: the first response on stdout, the notifications on
   // stderr, back to back with no separator: consecutive integers.
   const first = Number(observe.stdout.match(/^\d+/)?.[0]);
@@ -338,7 +340,9 @@ async function aiocoapAgainst(
       }`,
     );
   }
-  results.push(`--observe for 1 s: ${first}, then ${values} notifications`);
+  results.push(
+    `--observe stopped after 2 s: ${first}, then ${values} notifications`,
+  );
   await expect(
     "/observers is 0 after --observe stopped",
     [`${uri}/observers`],
