@@ -309,17 +309,25 @@ export class CoapClient {
     message: CoapMessage,
   ): void {
     const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
-    // Responses are handed on in arrival order, also when one of them needs
-    // block-wise follow-ups first.
-    let queue: Promise<void> = Promise.resolve();
+    // Responses are handed on in arrival order. One that needs block-wise
+    // follow-ups first waits in `tail`, and so does everything after it
+    // until the chain drains; the rest go on at once, inside the delivery.
+    let busy = 0;
+    let tail: Promise<void> = Promise.resolve();
     const fetches = new Set<() => void>();
     const fail = (exception: unknown) => {
       if (!pipe.ended) pipe.addException(exception);
       stop();
     };
+    const later = (work: () => void | Promise<void>) => {
+      busy++;
+      tail = tail.then(work).catch(fail).finally(() => busy--);
+    };
     const stop = raw.onEvent((event: PipeEvent<CoapMessage>) => {
       if (event.kind === "exception") {
-        queue = queue.then(() => fail(event.exception));
+        const exception = event.exception;
+        if (busy === 0) fail(exception);
+        else later(() => fail(exception));
         return false;
       }
       if (event.kind !== "response") return false;
@@ -328,14 +336,19 @@ export class CoapClient {
       try {
         response = readResponse(event.message);
       } catch (error) {
-        queue = queue.then(() => fail(error));
+        if (busy === 0) fail(error);
+        else later(() => fail(error));
         return false;
       }
-      queue = queue.then(async () => {
-        if (pipe.ended) return;
-        const whole = await this.#reassemble(message, response, fetches);
-        if (!pipe.ended) pipe.addResponse(whole, isLast);
-      }).catch(fail);
+      if (busy === 0 && !moreBlocks(response)) {
+        pipe.addResponse(response, isLast);
+      } else {
+        later(async () => {
+          if (pipe.ended) return;
+          const whole = await this.#reassemble(message, response, fetches);
+          if (!pipe.ended) pipe.addResponse(whole, isLast);
+        });
+      }
       return !isLast;
     });
     pipe.onInterestEnd(() => {
@@ -355,10 +368,8 @@ export class CoapClient {
     first: CoapResponse,
     fetches: Set<() => void>,
   ): Promise<CoapResponse> {
-    const option = getOption(first, Option.BLOCK2);
-    if (option === undefined || first.code[0] !== "2") return first;
-    let block = decodeBlock(option);
-    if (!block.more) return first;
+    if (!moreBlocks(first)) return first;
+    let block = decodeBlock(getOption(first, Option.BLOCK2)!);
     if (block.num !== 0) {
       throw new BlockwiseError(
         `Block-wise transfer failed: the first response is block ${block.num}`,
@@ -454,4 +465,11 @@ export class CoapClient {
       this.#connection.request(raw);
     });
   }
+}
+
+/** Whether a response is the first of several Block2 blocks. */
+function moreBlocks(response: CoapResponse): boolean {
+  const option = getOption(response, Option.BLOCK2);
+  return option !== undefined && response.code[0] === "2" &&
+    decodeBlock(option).more;
 }
