@@ -38,6 +38,19 @@ export class Queue<T> {
     return this.#size;
   }
 
+  /** The capacity of each chunk in use, head first (for tests). */
+  get chunks(): number[] {
+    const sizes: number[] = [];
+    for (
+      let chunk: Chunk<T> | undefined = this.#head;
+      chunk !== undefined && chunk !== NO_CHUNK;
+      chunk = chunk.next
+    ) {
+      sizes.push(chunk.items.length);
+    }
+    return sizes;
+  }
+
   push(item: T): void {
     let tail = this.#tail;
     if (tail.write === tail.items.length) {

@@ -28,3 +28,41 @@ test("Queue.clear() empties the queue for reuse", () => {
   queue.push("b");
   assertEquals([queue.shift(), queue.shift(), queue.size], ["a", "b", 0]);
 });
+
+test("Queue grows its chunks from 16, doubling up to 1024, and lets drained chunks go", () => {
+  const queue = new Queue<number>();
+  assertEquals(queue.chunks, []);
+  for (let i = 0; i < 16; i++) queue.push(i);
+  assertEquals(queue.chunks, [16]);
+  queue.push(16);
+  assertEquals(queue.chunks, [16, 32]);
+  for (let i = 17; i < 5000; i++) queue.push(i);
+  assertEquals(queue.chunks, [
+    16,
+    32,
+    64,
+    128,
+    256,
+    512,
+    1024,
+    1024,
+    1024,
+    1024,
+  ]);
+  for (let i = 0; i < 16; i++) queue.shift();
+  assertEquals(queue.chunks.slice(0, 2), [32, 64]);
+  while (queue.size > 0) queue.shift();
+  // The last chunk stays, emptied, for the next push.
+  assertEquals(queue.chunks, [1024]);
+  queue.clear();
+  assertEquals(queue.chunks, []);
+});
+
+test("Queue instances never share a chunk", () => {
+  const a = new Queue<string>(), b = new Queue<string>();
+  a.push("a1");
+  b.push("b1");
+  a.push("a2");
+  assertEquals([a.shift(), b.shift(), a.shift()], ["a1", "b1", "a2"]);
+  assertEquals([a.size, b.size], [0, 0]);
+});

@@ -169,7 +169,9 @@ export function reportCallbackError(error: unknown): void {
  */
 export function invoke<E>(callback: (event: E) => unknown, event?: E): void {
   try {
-    callback(event as E);
+    // Interest-end callbacks and poke handlers are called with nothing.
+    if (event === undefined) (callback as () => unknown)();
+    else callback(event);
   } catch (error) {
     reportCallbackError(error);
   }
@@ -267,6 +269,11 @@ export class PokeHandlers {
         this.#removed = 0;
       }
     };
+  }
+
+  /** Entries held, removed ones not yet compacted included (for tests). */
+  get held(): number {
+    return this.#entries.length;
   }
 
   fire(): void {

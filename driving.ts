@@ -283,10 +283,11 @@ export function errorToMessage<Req, Res>(
 function assertResponder(pipe: unknown, where: string): void {
   const message =
     `Cannot call ${where}: pipe must be a Pipe, an IterablePipe or another ResponderPipe`;
+  // Reading a method of null, undefined or a hostile Proxy throws: that is a
+  // TypeError with the same message.
   const ok = readArgument(() => {
     const p = pipe as ResponderPipe<unknown, unknown>;
-    return typeof pipe === "object" && pipe !== null &&
-      typeof p.addResponse === "function" &&
+    return typeof p.addResponse === "function" &&
       typeof p.addException === "function" &&
       typeof p.onInterestEnd === "function" &&
       typeof p.onPoke === "function";

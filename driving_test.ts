@@ -623,3 +623,61 @@ test("runDrivingPipe() lets a driver send a last word when its signal aborts: dr
     });
   }
 });
+
+// --- What the mutation pass showed no test noticed ----------------------------
+
+test("runDrivingPipe() and errorToMessage() name themselves when the pipe is not a responder", () => {
+  const complete = {
+    addResponse() {},
+    addException() {},
+    onInterestEnd() {},
+    onPoke: () => () => {},
+    request: "r",
+    log: console,
+  };
+  const lacking = ["addResponse", "addException", "onInterestEnd", "onPoke"]
+    .map((method) => {
+      const pipe = { ...complete } as Record<string, unknown>;
+      delete pipe[method];
+      return pipe;
+    });
+  for (const pipe of [...lacking, null, undefined, 5]) {
+    assertThrows(
+      () => runDrivingPipe(pipe as never, () => {}),
+      TypeError,
+      "Cannot call runDrivingPipe(): pipe must be a Pipe, an IterablePipe or another ResponderPipe",
+    );
+    assertThrows(
+      () =>
+        errorToMessage(pipe as never, { internalServerError: () => "5.00" }),
+      TypeError,
+      "Cannot call errorToMessage(): pipe must be a Pipe, an IterablePipe or another ResponderPipe",
+    );
+  }
+});
+
+test("errorToMessage() rejects a log without console methods, naming its pipe", () => {
+  const pipe = new Pipe<string, string>("r");
+  assertThrows(
+    () =>
+      errorToMessage(pipe, {
+        internalServerError: () => "5.00",
+        log: { debug() {} } as never,
+      }),
+    TypeError,
+    "Cannot create the pipe for errorToMessage(): log must have a info() method",
+  );
+});
+
+test("runDrivingPipe() logs, at debug, that it did not start a driver whose interest ended first", async () => {
+  const log = new RecordingLogger();
+  const pipe = new Pipe<string, string>("GET /r", log);
+  const off = pipe.onEvent(() => true);
+  const done = runDrivingPipe(pipe, () => {}, "the sensor");
+  off();
+  await done;
+  assertEquals(log.entries, [[
+    "debug",
+    "Driver of the sensor not started: interest ended first",
+  ]]);
+});

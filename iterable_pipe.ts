@@ -144,8 +144,9 @@ export class IterablePipe<Req, Res> extends Inspectable
       "Cannot create an IterablePipe: the second argument is an options object { log, maxBuffered }";
     // Pipe's argument order passes a logger here; it must not be ignored.
     const { log = console, maxBuffered = Infinity } = readArgument(() => {
+      // (null fails the read below, and becomes the same TypeError.)
       if (
-        typeof options !== "object" || options === null ||
+        typeof options !== "object" ||
         typeof (options as Partial<Logger>).warn === "function"
       ) {
         return undefined;

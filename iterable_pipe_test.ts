@@ -773,3 +773,36 @@ test("IterablePipe shows a placeholder for a request it cannot read", () => {
     "IterablePipe { request: [unreadable], interested, buffered: 0 }",
   );
 });
+
+// --- What the mutation pass showed no test noticed ----------------------------
+
+test("IterablePipe() and onPoke() name themselves in their errors", () => {
+  assertThrows(
+    () => new IterablePipe("x", { log: { debug() {} } as never }),
+    TypeError,
+    "Cannot create an IterablePipe: log must have a info() method",
+  );
+  assertThrows(
+    () => new IterablePipe("x").onPoke(5 as never),
+    TypeError,
+    "Cannot register a callback with IterablePipe.onPoke(): expected a function, got number",
+  );
+});
+
+test("IterablePipe.stream() pulls nothing ahead of its reader", async () => {
+  const { pipe } = setup();
+  const reader = pipe.stream().getReader();
+  await flush();
+  pipe.addResponse("1");
+  pipe.addResponse("2");
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", interested, buffered: 2 }',
+  );
+  assertEquals((await reader.read()).value?.message, "1");
+  assertEquals(
+    String(pipe),
+    'IterablePipe { request: "GET /r", interested, buffered: 1 }',
+  );
+  await reader.cancel();
+});

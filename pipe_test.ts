@@ -7,6 +7,7 @@ import {
   observeUncaught,
   RecordingLogger,
   revokedProxy,
+  settledHeap,
   show,
   ThrowingLogger,
   throwingProxy,
@@ -1039,7 +1040,14 @@ test("Pipe shows any kind of request in String()", () => {
 /** An AbortSignal stand-in that shows its listeners. */
 function countingSignal() {
   const controller = new AbortController();
-  const listeners = new Set<EventListenerOrEventListenerObject>();
+  // Keyed by type as a real signal is: removing with another type removes
+  // nothing.
+  const listeners = new Set<string>();
+  const ids = new Map<EventListenerOrEventListenerObject, number>();
+  const key = (type: string, listener: EventListenerOrEventListenerObject) => {
+    if (!ids.has(listener)) ids.set(listener, ids.size);
+    return `${type}:${ids.get(listener)}`;
+  };
   const signal = {
     get aborted() {
       return controller.signal.aborted;
@@ -1049,14 +1057,14 @@ function countingSignal() {
       listener: EventListenerOrEventListenerObject,
       options?: AddEventListenerOptions,
     ) {
-      listeners.add(listener);
+      listeners.add(key(type, listener));
       controller.signal.addEventListener(type, listener, options);
     },
     removeEventListener(
       type: string,
       listener: EventListenerOrEventListenerObject,
     ) {
-      listeners.delete(listener);
+      listeners.delete(key(type, listener));
       controller.signal.removeEventListener(type, listener);
     },
   } as unknown as AbortSignal;
@@ -1466,3 +1474,220 @@ test("Pipe.onPoke() removers work in any order; a poke calls exactly the handler
   pipe.poke();
   assertEquals(called, offs.map((_, i) => i).filter((i) => i % 4 === 0));
 });
+
+// --- What the mutation pass showed no test noticed ----------------------------
+
+test("Pipe() names the first console method its log lacks", () => {
+  const full = { debug() {}, info() {}, warn() {}, error() {} };
+  for (const method of ["debug", "info", "warn", "error"] as const) {
+    const log = { ...full } as Record<string, unknown>;
+    delete log[method];
+    assertThrows(
+      () => new Pipe("r", log as never),
+      TypeError,
+      `Cannot create a Pipe: log must have a ${method}() method`,
+    );
+  }
+});
+
+test("Pipe.onEvent() names what it got instead of a callback, null included", () => {
+  const { pipe } = setup();
+  for (
+    const [value, got] of [[null, "null"], [undefined, "undefined"], [
+      1,
+      "number",
+    ]] as const
+  ) {
+    assertThrows(
+      () => pipe.onEvent(value as never),
+      TypeError,
+      `Cannot register a callback with Pipe.onEvent(): expected a function, got ${got}`,
+    );
+  }
+  assertThrows(
+    () => pipe.onEvent(() => true, null as never),
+    TypeError,
+    "Cannot call Pipe.onEvent(): isInterest must be a boolean, got null",
+  );
+});
+
+test("Pipe.onEvent() keeps the error behind an unreadable option as the TypeError's cause", () => {
+  const { pipe } = setup();
+  const broken = new Error("getter broke");
+  const options = Object.defineProperty({}, "signal", {
+    get() {
+      throw broken;
+    },
+  });
+  const error = assertThrows(
+    () => pipe.onEvent(() => true, options),
+    TypeError,
+  );
+  assertStrictEquals((error as Error & { cause?: unknown }).cause, broken);
+});
+
+test("Pipe.onEvent() rejects a function that carries AbortSignal's members", () => {
+  const { pipe } = setup();
+  const impostor = Object.assign(() => {}, {
+    aborted: false,
+    addEventListener() {},
+    removeEventListener() {},
+  });
+  assertThrows(
+    () => pipe.onEvent(() => true, { signal: impostor as never }),
+    TypeError,
+    "signal must be an AbortSignal",
+  );
+});
+
+test("Pipe.onEvent() removes its abort listener from the signal when the callback goes", () => {
+  const { pipe } = setup();
+  const { signal, listeners } = countingSignal();
+  const off = pipe.onEvent(() => true, { signal });
+  pipe.onEvent(() => true);
+  assertEquals([...listeners], ["abort:0"]);
+  off();
+  assertEquals([...listeners], []);
+});
+
+test("Pipe final delivery: a callback after the interest-end hook still may not add (re-entrant)", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => true);
+  pipe.onInterestEnd(() => trace.push("told"));
+  pipe.onEvent(() => {
+    try {
+      pipe.addResponse("sneaky");
+      trace.push("added");
+    } catch (error) {
+      trace.push((error as Error).message.slice(0, 30));
+    }
+    return true;
+  });
+  pipe.addResponse("final", true);
+  assertEquals(trace, ["told", "Cannot add a response from ins"]);
+});
+
+test("Pipe callback that unregisters itself and returns false counts as one removal", () => {
+  const { pipe, trace, record } = setup();
+  let offSelf = () => {};
+  offSelf = pipe.onEvent((event) => {
+    trace.push(`self: ${show(event)}`);
+    offSelf();
+    return false;
+  });
+  pipe.onEvent(record("b"));
+  pipe.addResponse("1");
+  assertEquals(
+    String(pipe),
+    'Pipe { request: "GET /r", callbacks: 1, interests: 1 }',
+  );
+  pipe.addResponse("2");
+  assertEquals(trace, ["self: response 1", "b: response 1", "b: response 2"]);
+  assertEquals(pipe.ended, false);
+});
+
+test("Pipe.poke() from inside a delivery is fine with no poke handlers at all", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => {
+    pipe.poke();
+    return true;
+  });
+  pipe.addResponse("1"); // does not throw
+  pipe.onPoke(() => trace.push("poked"));
+  pipe.poke();
+  assertEquals(trace, ["poked"]);
+});
+
+test("Pipe.poke() from inside a delivery in which a callback left still runs the handlers", () => {
+  const { pipe, trace } = setup();
+  pipe.onEvent(() => true);
+  pipe.onEvent(() => {
+    pipe.poke();
+    return false; // leaves: the delivery ends with removed entries
+  });
+  pipe.onPoke(() => trace.push("poked"));
+  pipe.addResponse("1");
+  assertEquals(trace, ["poked"]);
+});
+
+test("Pipe delivery goes on to later callbacks when an observer unregisters the last interest", () => {
+  const { pipe, trace, record } = setup();
+  let offInterest = () => {};
+  pipe.onEvent((event) => {
+    trace.push(`first: ${show(event)}`);
+    offInterest();
+    return true;
+  }, false);
+  offInterest = pipe.onEvent(record("interest"));
+  pipe.onEvent(record("last"), false);
+  pipe.addResponse("1");
+  assertEquals(trace, [
+    "first: response 1",
+    "last: response 1",
+    "first: interestEnd",
+    "last: interestEnd",
+  ]);
+});
+
+test("Pipe interest-end callbacks are called with no arguments", () => {
+  const { pipe } = setup();
+  const calls: number[] = [];
+  const off = pipe.onEvent(() => true);
+  pipe.onInterestEnd(function (this: unknown, ...args: unknown[]) {
+    calls.push(args.length);
+  });
+  off();
+  const { pipe: other } = setup();
+  other.onEvent(() => true);
+  other.onInterestEnd((...args: unknown[]) => calls.push(args.length));
+  other.addResponse("x", true);
+  assertEquals(calls, [0, 0]);
+});
+
+test("Pipe counts only live event callbacks when shown: not interest-end hooks, not removed ones", () => {
+  const { pipe } = setup();
+  pipe.onEvent(() => true);
+  pipe.onInterestEnd(() => {});
+  const offs = [pipe.onEvent(() => true), pipe.onEvent(() => true, false)];
+  offs[0](); // removed, maybe not compacted yet
+  assertEquals(
+    String(pipe),
+    'Pipe { request: "GET /r", callbacks: 2, interests: 1 }',
+  );
+});
+
+test(
+  "Pipe lets go of removed callbacks' entries, by unregister or by returning false",
+  async () => {
+    const pipes: Pipe<string, string>[] = [];
+    const before = settledHeap()!;
+    for (let p = 0; p < 40; p++) {
+      const pipe = new Pipe<string, string>("r", new RecordingLogger());
+      pipe.onEvent(() => true);
+      const offs = Array.from({ length: 1000 }, () => pipe.onEvent(() => true));
+      for (let i = 0; i < 1000; i++) offs[(i * 7919) % 1000]();
+      pipes.push(pipe);
+    }
+    for (let p = 0; p < 40; p++) {
+      const pipe = new Pipe<string, string>("r", new RecordingLogger());
+      pipe.onEvent(() => true);
+      for (let i = 0; i < 1000; i++) pipe.onEvent(() => false);
+      pipe.addResponse("x");
+      pipes.push(pipe);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const grown = settledHeap()! - before;
+    // 80,000 entries kept would be megabytes; what is left is the 80 pipes.
+    assertEquals(grown < 400_000, true, `heap grew by ${grown} bytes`);
+    assertEquals(
+      pipes.every((p) => String(p).endsWith("callbacks: 1, interests: 1 }")),
+      true,
+    );
+  },
+  {
+    ignore: lacking(
+      "a heap figure after a collection",
+      settledHeap() === undefined,
+    ),
+  },
+);

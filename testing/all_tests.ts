@@ -6,6 +6,7 @@ import "../iterable_pipe_model_test.ts";
 import "../hostile_test.ts";
 import "../driving_test.ts";
 import "../_queue_test.ts";
+import "../_util_test.ts";
 import "../soak_test.ts";
 
 export { cases } from "./suite.ts";
