@@ -7,6 +7,8 @@
 // need what the browser lacks). Exits non-zero when the browser is missing,
 // a case fails or none ran. CHROMIUM and FIREFOX name the binaries.
 
+import { chromiumArgs } from "./chromium.ts";
+
 const BROWSER = Deno.args[0] ?? "chromium";
 if (BROWSER !== "chromium" && BROWSER !== "firefox") {
   console.error(`unknown browser ${BROWSER}: chromium or firefox`);
@@ -87,18 +89,9 @@ const url = `http://127.0.0.1:${server.addr.port}/`;
 let args: string[];
 if (BROWSER === "chromium") {
   args = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    `--user-data-dir=${profile}`,
     "--js-flags=--expose-gc",
     "--enable-precise-memory-info",
-    url,
+    ...chromiumArgs(profile, url),
   ];
 } else {
   // A fresh profile that asks nothing of the network and shows nothing first.

@@ -18,6 +18,26 @@ export interface DemoHooks {
   onObservationEnd?(reason: unknown): void;
 }
 
+/**
+ * Hooks that print what the aiocoap peer prints (`observers: N`) and how
+ * each observation's driver ended: the server command and the workerd
+ * worker use them, and the interop checks read the lines.
+ *
+ * @param print Where the lines go.
+ * @returns The hooks.
+ */
+export function printingHooks(print: (line: string) => void): DemoHooks {
+  return {
+    onObservers: (count) => print(`observers: ${count}`),
+    onObservationEnd: (reason) =>
+      print(
+        `observation of /counter ended: driver signal aborted (${
+          (reason as Error)?.name
+        })`,
+      ),
+  };
+}
+
 const TEXT = 0;
 const LINK_FORMAT = 40;
 

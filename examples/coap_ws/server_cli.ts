@@ -5,7 +5,7 @@
 // of those observations' drivers ended.
 
 import { serveCoap } from "./deno_server.ts";
-import { demoResources } from "./resources.ts";
+import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer } from "./server.ts";
 
 const usage = "usage: deno task coap:server [--port N] [--origin URL ...]";
@@ -31,15 +31,7 @@ const log = {
   error: (...data: unknown[]) => console.error("error:", ...data),
 };
 const server = new CoapServer(
-  demoResources({
-    onObservers: (count) => console.log(`observers: ${count}`),
-    onObservationEnd: (reason) =>
-      console.log(
-        `observation of /counter ended: driver signal aborted (${
-          (reason as Error)?.name
-        })`,
-      ),
-  }),
+  demoResources(printingHooks(console.log)),
   { log },
 );
 serveCoap(server, {

@@ -3,20 +3,12 @@
 // /stats answers the server's counters as JSON; everything else goes to
 // the CoAP-over-WebSocket adapter.
 
-import { demoResources } from "../resources.ts";
+import { demoResources, printingHooks } from "../resources.ts";
 import { CoapServer } from "../server.ts";
 import { coapFetch } from "../workerd_server.ts";
 
 const server = new CoapServer(
-  demoResources({
-    onObservers: (count) => console.log(`observers: ${count}`),
-    onObservationEnd: (reason) =>
-      console.log(
-        `observation of /counter ended: driver signal aborted (${
-          (reason as Error)?.name
-        })`,
-      ),
-  }),
+  demoResources(printingHooks(console.log)),
   {
     log: {
       debug() {},

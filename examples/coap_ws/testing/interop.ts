@@ -29,6 +29,7 @@ import {
   type CheckResult,
   runClientChecks,
 } from "./client_checks.ts";
+import { chromiumArgs } from "../../../testing/chromium.ts";
 import {
   aiocoapClient,
   aiocoapLoad,
@@ -186,18 +187,7 @@ async function inChromium(uri: string): Promise<CheckResult[]> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(chromium, {
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        `--user-data-dir=${profile}`,
-        `http://127.0.0.1:${http.addr.port}/`,
-      ],
+      args: chromiumArgs(profile, `http://127.0.0.1:${http.addr.port}/`),
       stdout: "null",
       stderr: "null",
     }).spawn();
