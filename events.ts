@@ -100,9 +100,10 @@ export interface InterestEndEvent {
 
 /**
  * An event on a pipe (aiocoap's `Pipe.Event`): a response, an exception or
- * the end of interest, told apart by `kind`. Events are immutable: their
- * fields are read-only accessors (so `{ ...event }` and `structuredClone`
- * see no fields); `toJSON()` gives a plain copy.
+ * the end of interest, told apart by `kind`. Events are immutable: frozen,
+ * with read-only accessors on a frozen prototype (so nothing can be added
+ * or shadowed, and `{ ...event }` and `structuredClone` see no fields);
+ * `toJSON()` gives a plain copy.
  *
  * @typeParam Res The type of response messages.
  *
