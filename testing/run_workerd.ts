@@ -5,6 +5,8 @@
 // printed is `workerd: N passed, N failed`. Exits non-zero when workerd is
 // missing, a case fails or none ran. WORKERD names the binary.
 
+import { workerdConfig } from "./workerd_config.ts";
+
 const WORKERD = Deno.env.get("WORKERD") ?? "workerd";
 const here = new URL(".", import.meta.url);
 
@@ -26,20 +28,7 @@ probe.close();
 
 await Deno.writeTextFile(
   `${dir}/config.capnp`,
-  `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .worker)],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-  v8Flags = ["--expose-gc"],
-);
-const worker :Workerd.Worker = (
-  modules = [
-    (name = "worker.mjs", esModule = embed "worker.mjs"),
-    (name = "suite.mjs", esModule = embed "suite.mjs"),
-  ],
-  compatibilityDate = "2025-09-01",
-);
-`,
+  workerdConfig(port, ["worker.mjs", "suite.mjs"], ["--expose-gc"]),
 );
 
 let child: Deno.ChildProcess;

@@ -30,6 +30,7 @@ import {
   runClientChecks,
 } from "./client_checks.ts";
 import { chromiumArgs } from "../../../testing/chromium.ts";
+import { workerdConfig } from "../../../testing/workerd_config.ts";
 import {
   aiocoapClient,
   aiocoapLoad,
@@ -391,17 +392,9 @@ async function startWorkerd(): Promise<
   const port = freePort();
   await Deno.writeTextFile(
     `${dir}/config.capnp`,
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .worker)],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const worker :Workerd.Worker = (
-  modules = [(name = "worker.mjs", esModule = embed "worker.mjs")],
-  compatibilityDate = "2025-09-01",
-);
-`,
+    workerdConfig(port, ["worker.mjs"]),
   );
+
   const workerd = Deno.env.get("WORKERD") ?? "workerd";
   let running: Running;
   try {
