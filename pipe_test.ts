@@ -1677,8 +1677,9 @@ test(
     }
     await new Promise((resolve) => setTimeout(resolve, 0));
     const grown = settledHeap()! - before;
-    // 80,000 entries kept would be megabytes; what is left is the 80 pipes.
-    assertEquals(grown < 400_000, true, `heap grew by ${grown} bytes`);
+    // 80,000 entries kept would be about 4 MB; what is left is the 80 pipes
+    // and the runtime's own noise (Node 20 showed 0.7 MB).
+    assertEquals(grown < 1_500_000, true, `heap grew by ${grown} bytes`);
     assertEquals(
       pipes.every((p) => String(p).endsWith("callbacks: 1, interests: 1 }")),
       true,
