@@ -138,25 +138,25 @@ class Reader {
       case 4: {
         const count = this.#count(argument, start);
         const items: string[] = [];
-        for (let i = 0; i < count; i++) items.push(this.#inner(depth, start));
+        for (let i = 0; i < count; i++) items.push(this.#inner(depth));
         return `[${items.join(", ")}]`;
       }
       case 5: {
         const count = this.#count(argument, start);
         const pairs: string[] = [];
         for (let i = 0; i < count; i++) {
-          const key = this.#inner(depth, start);
-          pairs.push(`${key}: ${this.#inner(depth, start)}`);
+          const key = this.#inner(depth);
+          pairs.push(`${key}: ${this.#inner(depth)}`);
         }
         return `{${pairs.join(", ")}}`;
       }
       default:
-        return `${argument}(${this.#inner(depth, start)})`;
+        return `${argument}(${this.#inner(depth)})`;
     }
   }
 
   /** A nested item, which may not be a break. */
-  #inner(depth: number, start: number): string {
+  #inner(depth: number): string {
     const item = this.item(depth + 1);
     if (item === BREAK) {
       throw new CborError("Unexpected break", this.at - 1);

@@ -317,7 +317,13 @@ function utf8(payload: Uint8Array): string | undefined {
 
 function printable(text: string): boolean {
   // Tabs and line breaks are text; other control characters are not.
-  return !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0x7f) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /**
