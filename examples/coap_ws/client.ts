@@ -67,6 +67,12 @@ export interface ClientOptions {
    */
   maxBodySize?: number;
   /**
+   * Called with the round-trip time of every Pong, including those of the
+   * Pings that `poke()` on a request's pipe sends (the connection's
+   * `onPong`).
+   */
+  onPong?: (rtt: number) => void;
+  /**
    * The WebSocket class.
    *
    * @default {globalThis.WebSocket}
@@ -201,6 +207,7 @@ export class CoapClient {
       log: options.log,
       maxMessageSize: options.maxMessageSize,
       pingTimeout: options.pingTimeout,
+      onPong: options.onPong,
     };
     const connection = attachWebSocket(socket, connectionOptions);
     socket.addEventListener("open", () => {

@@ -112,6 +112,13 @@ export interface ConnectionOptions {
   onRequest?: (message: CoapMessage, connection: CoapConnection) => void;
   /** Called once when the connection has closed, with the reason. */
   onClose?: (reason: ConnectionError) => void;
+  /**
+   * Called with the round-trip time in milliseconds whenever a Pong answers
+   * one of this side's Pings, whether {@linkcode CoapConnection.prototype.ping}
+   * or a requester's `poke()` sent it. A poke has no answer of its own, so
+   * this is where its outcome shows.
+   */
+  onPong?: (rtt: number) => void;
 }
 
 /** Why a connection closed; pipes open on it end with this exception. */
@@ -193,6 +200,9 @@ export class CoapConnection {
   readonly #pingTimeout: number;
   readonly #onRequest: ConnectionOptions["onRequest"];
   readonly #onClose: ConnectionOptions["onClose"];
+  readonly #onPong: ConnectionOptions["onPong"];
+  /** The Ping that pokes are waiting on, so that pokes share one. */
+  #pokePing: Promise<unknown> | undefined;
   #state: ConnectionState = "new";
   #peer: PeerSettings = {
     maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
@@ -241,6 +251,7 @@ export class CoapConnection {
     this.#pingTimeout = pingTimeout;
     this.#onRequest = options.onRequest;
     this.#onClose = options.onClose;
+    this.#onPong = options.onPong;
     this.#ready = new Promise<PeerSettings>((resolve, reject) => {
       this.#settleReady = (value) =>
         value instanceof ConnectionError ? reject(value) : resolve(value);
@@ -427,8 +438,17 @@ export class CoapConnection {
     this.#exchanges.set(key, exchange);
     this.#transport.send(bytes);
     pipe.onInterestEnd(() => this.#lostInterest(exchange));
-    pipe.onPoke(() => {
-      this.ping().catch(noop);
+    pipe.onPoke(() => this.#poke());
+  }
+
+  /**
+   * A requester asked for a life sign: send a Ping, unless one sent for a
+   * poke is still waiting for its Pong, which answers this poke too.
+   */
+  #poke(): void {
+    if (this.#pokePing !== undefined) return;
+    this.#pokePing = this.ping().catch(noop).finally(() => {
+      this.#pokePing = undefined;
     });
   }
 
@@ -629,7 +649,15 @@ export class CoapConnection {
         if (ping === undefined) return;
         this.#pings.delete(key);
         this.#clock.clearTimeout(ping.timer);
-        ping.resolve(this.#clock.now() - ping.sent);
+        const rtt = this.#clock.now() - ping.sent;
+        ping.resolve(rtt);
+        if (this.#onPong !== undefined) {
+          try {
+            this.#onPong(rtt);
+          } catch (error) {
+            this.#log.error("A connection's pong handler failed", error);
+          }
+        }
         return;
       }
       case Code.RELEASE:

@@ -442,6 +442,71 @@ Deno.test("CoapConnection poke on a request's pipe sends a Ping", () => {
   assertEquals(sent.at(-1)!.code, Code.PING);
 });
 
+Deno.test("CoapConnection pokes share the Ping in flight, and onPong reports each Pong's round-trip time", async () => {
+  const rtts: number[] = [];
+  const { connection, sent, feed, clock } = harness({
+    onPong: (rtt) => rtts.push(rtt),
+  });
+  const a = tracedPipe(get("obs", 0));
+  const b = tracedPipe(get("other", 0));
+  connection.request(a.pipe);
+  connection.request(b.pipe);
+  const before = sent.length;
+  a.pipe.poke();
+  b.pipe.poke();
+  a.pipe.poke();
+  const pings = sent.slice(before);
+  assertEquals(pings.map((m) => m.code), [Code.PING]);
+  clock.advance(7);
+  feed({
+    code: Code.PONG,
+    token: pings[0].token,
+    options: [],
+    payload: bytes(),
+  });
+  await Promise.resolve();
+  await Promise.resolve();
+  // Answered: the next poke sends a new Ping; an explicit ping() reports too.
+  b.pipe.poke();
+  const rtt = connection.ping();
+  const next = sent.slice(before + 1);
+  assertEquals(next.map((m) => m.code), [Code.PING, Code.PING]);
+  clock.advance(3);
+  feed({
+    code: Code.PONG,
+    token: next[1].token,
+    options: [],
+    payload: bytes(),
+  });
+  feed({
+    code: Code.PONG,
+    token: next[0].token,
+    options: [],
+    payload: bytes(),
+  });
+  assertEquals(await rtt, 3);
+  assertEquals(rtts, [7, 3, 3]);
+  assertEquals([a.trace, b.trace], [[], []]);
+});
+
+Deno.test("CoapConnection logs an onPong handler that throws and goes on", async () => {
+  const { connection, sent, feed, logs } = harness({
+    onPong: () => {
+      throw new Error("boom");
+    },
+  });
+  const rtt = connection.ping();
+  feed({
+    code: Code.PONG,
+    token: sent.at(-1)!.token,
+    options: [],
+    payload: bytes(),
+  });
+  assertEquals(await rtt, 0);
+  assertEquals(logs, ["error A connection's pong handler failed"]);
+  assertEquals(connection.state, "open");
+});
+
 Deno.test("CoapConnection rejects bad options at construction", () => {
   const transport = { send() {}, close() {} };
   for (
