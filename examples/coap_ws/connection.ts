@@ -379,15 +379,21 @@ export class CoapConnection {
 
   /**
    * Tells the connection that its transport closed. Every pipe still open on
-   * it ends with a {@linkcode ConnectionError}.
+   * it ends with a {@linkcode ConnectionError}: "Connection closed by the
+   * peer", or "Connection failed before it opened" when the transport closed
+   * before {@linkcode CoapConnection.prototype.start} (a WebSocket that
+   * never opened: nothing listening, a refused upgrade).
    *
    * @param code The WebSocket close code, if known.
    * @param reason The close reason, if any.
    */
   transportClosed(code?: number, reason?: string): void {
+    const what = this.#state === "new"
+      ? "Connection failed before it opened"
+      : "Connection closed by the peer";
     this.#close(
       new ConnectionError(
-        `Connection closed by the peer${
+        `${what}${
           code === undefined ? "" : ` (${code}${reason ? `: ${reason}` : ""})`
         }`,
       ),

@@ -320,6 +320,25 @@ Deno.test("CoapConnection.request() on a closed connection ends the pipe with th
   assertEquals(trace, ["exception Connection closed by the peer (1006)"]);
 });
 
+Deno.test("CoapConnection.transportClosed() before start says the connection never opened", async () => {
+  const connection = new CoapConnection({ send() {}, close() {} }, {
+    log: logger([]),
+  });
+  const { pipe, trace } = tracedPipe(get("a"));
+  connection.transportClosed(1006, "");
+  connection.request(pipe);
+  assertEquals(trace, ["exception Connection failed before it opened (1006)"]);
+  assertEquals(
+    (await connection.closed).message,
+    "Connection failed before it opened (1006)",
+  );
+  await assertRejects(
+    () => connection.ready,
+    ConnectionError,
+    "Connection failed before it opened (1006)",
+  );
+});
+
 Deno.test("CoapConnection sends an Abort with a diagnostic and closes on a text frame, malformed bytes or an oversized message", () => {
   const cases: [Uint8Array | string, string, number][] = [
     ["hello", "Text frame received", 1003],
