@@ -10,6 +10,7 @@
 // of each state under dist/explorer/screenshots/.
 
 import { assertEquals, assertMatch } from "@std/assert";
+// deno-lint-ignore no-import-prefix -- test-only browser driver, pinned here on purpose
 import { chromium, type Page } from "npm:playwright-core@1.65.1";
 import { chromiumArgs } from "../../../testing/chromium.ts";
 import { serveExplorer } from "../explorer/serve.ts";
