@@ -408,6 +408,25 @@ export class IterablePipe<Req, Res> extends Inspectable
    * assertEquals((await next).value?.message, "hi");
    * assertEquals((await events.next()).done, true);
    * ```
+   *
+   * @example Leaving a loop from outside it (a Stop button)
+   * ```ts
+   * import { IterablePipe } from "@coap/pipe";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const pipe = new IterablePipe<string, number>("GET /counter");
+   * const events = pipe[Symbol.asyncIterator]();
+   * const seen: number[] = [];
+   * const loop = (async () => {
+   *   for await (const event of events) seen.push(event.message!);
+   * })();
+   * pipe.addResponse(1);
+   * await Promise.resolve();
+   * // The loop waits in next(); return() settles it with done.
+   * await events.return!();
+   * await loop;
+   * assertEquals([seen, pipe.ended], [[1], true]);
+   * ```
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<PipeEvent<Res>> {
     if (this.#iterating) {

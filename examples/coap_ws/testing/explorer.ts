@@ -20,7 +20,8 @@ const root = new URL("../../../", import.meta.url);
 const shots = new URL("dist/explorer/screenshots/", root);
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
-async function bundlePage(): Promise<number> {
+/** Bundles the page's script; returns its size, raw and gzipped. */
+async function bundlePage(): Promise<[number, number]> {
   const out = new URL("dist/explorer/explorer.js", root);
   const built = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -34,7 +35,11 @@ async function bundlePage(): Promise<number> {
     ],
   }).output();
   if (!built.success) throw new Error(new TextDecoder().decode(built.stderr));
-  return (await Deno.stat(out)).size;
+  const bytes = await Deno.readFile(out);
+  const gzipped = await new Response(
+    new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).arrayBuffer();
+  return [bytes.length, gzipped.byteLength];
 }
 
 /**
@@ -85,8 +90,10 @@ Deno.test({
         `chromium is missing (${CHROMIUM}): apt-get install chromium, or set CHROMIUM`,
       );
     }
-    const size = await bundlePage();
-    console.log(`  page script: ${size} bytes minified`);
+    const [size, gzipped] = await bundlePage();
+    console.log(
+      `  page script: ${size} bytes minified, ${gzipped} bytes gzipped`,
+    );
     await Deno.mkdir(shots, { recursive: true });
     let peer: Running | undefined = await startPeer();
     const http = serveExplorer({ port: 0 });
