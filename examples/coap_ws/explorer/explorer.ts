@@ -99,6 +99,9 @@ function setState(state: State, message: string): void {
   ) {
     button.disabled = !connected;
   }
+  for (const button of ui.resourceList.querySelectorAll("button")) {
+    button.disabled = !connected;
+  }
   ui.connect.disabled = state === "connecting";
 }
 
@@ -481,16 +484,23 @@ class Observation {
   async #run(): Promise<void> {
     let ending = "";
     let last: CoapResponse | undefined;
-    for await (const event of this.#events) {
-      if (event.kind === "exception") {
-        ending = `ended: ${reasonOf(event.exception)}`;
-        this.#setStatus("failed", ending);
-        break;
+    try {
+      for await (const event of this.#events) {
+        if (event.kind === "exception") {
+          ending = `ended: ${reasonOf(event.exception)}`;
+          break;
+        }
+        if (event.kind !== "response") continue;
+        last = event.message;
+        this.#notify(event.message);
       }
-      if (event.kind !== "response") continue;
-      last = event.message;
-      this.#notify(event.message);
+    } catch (error) {
+      // Showing a notification failed; leaving the loop deregistered.
+      ending = `ended: the page failed to show a notification (${
+        reasonOf(error)
+      })`;
     }
+    if (ending !== "") this.#setStatus("failed", ending);
     this.#open = false;
     this.#button.textContent = "Remove";
     if (ending !== "") return;
@@ -558,7 +568,20 @@ class Observation {
 function startObservation(field: string): void {
   if (client === undefined) return;
   const { path, query } = target(field);
-  new Observation(client, path, query);
+  try {
+    new Observation(client, path, query);
+  } catch (error) {
+    // A request the client refuses before sending (a path segment that
+    // does not fit an option, say).
+    ui.response.hidden = false;
+    ui.responseCode.textContent = "Not sent";
+    ui.responseCode.className = "code failed";
+    ui.responseTime.textContent = "";
+    ui.responseError.hidden = false;
+    ui.responseError.textContent = `Cannot observe ${
+      describeTarget({ path, query })
+    }: ${reasonOf(error)}`;
+  }
 }
 
 // --- Wiring -------------------------------------------------------------

@@ -13,7 +13,9 @@ import { assertEquals, assertMatch } from "@std/assert";
 // deno-lint-ignore no-import-prefix -- test-only browser driver, pinned here on purpose
 import { chromium, type Page } from "npm:playwright-core@1.65.1";
 import { chromiumArgs } from "../../../testing/chromium.ts";
+import { serveCoap } from "../deno_server.ts";
 import { serveExplorer } from "../explorer/serve.ts";
+import { demoResources } from "../resources.ts";
 import { type Running, startPeer } from "./peers.ts";
 
 const root = new URL("../../../", import.meta.url);
@@ -74,6 +76,16 @@ async function shot(page: Page, name: string): Promise<void> {
   console.log(`  screenshot dist/explorer/screenshots/${name}`);
 }
 
+function launch() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: chromiumArgs("", "").filter((a) =>
+      a.startsWith("--") && a !== "--headless" &&
+      !a.startsWith("--user-data-dir")
+    ),
+  });
+}
+
 const text = async (page: Page, selector: string) =>
   (await page.locator(selector).first().textContent())?.trim() ?? "";
 
@@ -97,13 +109,7 @@ Deno.test({
     await Deno.mkdir(shots, { recursive: true });
     let peer: Running | undefined = await startPeer();
     const http = serveExplorer({ port: 0 });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: chromiumArgs("", "").filter((a) =>
-        a.startsWith("--") && a !== "--headless" &&
-        !a.startsWith("--user-data-dir")
-      ),
-    });
+    const browser = await launch();
     const problems: string[] = [];
     try {
       const page = await browser.newPage({
@@ -430,6 +436,13 @@ Deno.test({
         ),
         [true, true, true, true],
       );
+      assertEquals(
+        await page.$$eval(
+          "#resource-list button",
+          (buttons) => buttons.every((b) => b.hasAttribute("disabled")),
+        ),
+        true,
+      );
       await shot(page, "8-peer-gone.png");
       console.log(`  closed: ${reason}`);
 
@@ -462,6 +475,125 @@ Deno.test({
       await browser.close();
       await http.shutdown();
       await peer?.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "CoAP explorer in headless Chromium against our own server: discover, observe, stop, Disconnect",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const observers: number[] = [];
+    const coap = serveCoap(
+      demoResources({ onObservers: (n) => observers.push(n) }),
+      { port: 0 },
+    );
+    const http = serveExplorer({ port: 0 });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({
+        viewport: { width: 1200, height: 860 },
+      });
+      const problems: string[] = [];
+      page.on("pageerror", (error) => problems.push(`page error: ${error}`));
+      page.on("console", (message) => {
+        if (message.type() === "error" || message.type() === "warning") {
+          problems.push(`console ${message.type()}: ${message.text()}`);
+        }
+      });
+      const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
+      await page.goto(
+        `http://127.0.0.1:${http.addr.port}/?server=${
+          encodeURIComponent(server)
+        }`,
+      );
+      assertEquals(await page.inputValue("#server"), server);
+      await page.click("#connect");
+      await until(
+        page,
+        "the connection",
+        "document.querySelector('#state').dataset.state === 'connected'",
+      );
+      assertEquals(
+        await text(page, "#state"),
+        `Connected to ${server}. The server's CSM: Max-Message-Size 1152 bytes, block-wise transfer with BERT not offered.`,
+      );
+      await until(
+        page,
+        "the resource list",
+        "document.querySelectorAll('#resource-list li').length > 0",
+      );
+      const listed = await page.$$eval(
+        "#resource-list li",
+        (items) =>
+          items.map((li) =>
+            [
+              li.getAttribute("data-path"),
+              [...li.querySelectorAll(".badge")].map((b) => b.textContent),
+            ] as const
+          ),
+      );
+      assertEquals(listed, [
+        ["/", []],
+        ["/counter", ["observable"]],
+        ["/observers", []],
+        ["/echo", []],
+        ["/fail", []],
+        ["/slow", []],
+        ["/big", []],
+        ["/other/separate", ["title: A large resource"]],
+        ["/other/block", []],
+        ["/time", ["observable"]],
+        ["/.well-known/core", ["ct: 40 (application/link-format)"]],
+      ]);
+      await page.click(
+        '#resource-list li[data-path="/counter"] button.observe',
+      );
+      await until(
+        page,
+        "five notifications",
+        "Number(document.querySelector('.observation')?.dataset.count) >= 5",
+      );
+      await page.click(".observation button.stop");
+      await until(
+        page,
+        "the stopped observation",
+        "document.querySelector('.observation')?.dataset.state === 'stopped'",
+      );
+      await page.click(
+        '#resource-list li[data-path="/observers"] button.target',
+      );
+      await until(
+        page,
+        "GET /observers answering 0",
+        "document.querySelector('#response-code').textContent === '2.05 Content' && document.querySelector('#response-payload').textContent === '0'",
+      );
+      assertEquals(observers, [1, 0]);
+      // Our server's 5.00 carries a diagnostic payload; the page shows it.
+      await page.click('#resource-list li[data-path="/fail"] button.target');
+      await until(
+        page,
+        "the 5.00",
+        "document.querySelector('#response-code').textContent === '5.00 Internal Server Error'",
+      );
+      await page.click("#disconnect");
+      await until(
+        page,
+        "the released connection",
+        "document.querySelector('#state').dataset.state === 'closed'",
+      );
+      assertEquals(
+        await text(page, "#state"),
+        "Connection released by this side",
+      );
+      await shot(page, "10-our-server.png");
+      assertEquals(problems, []);
+    } finally {
+      await browser.close();
+      await http.shutdown();
+      await coap.http.shutdown();
     }
   },
 });
