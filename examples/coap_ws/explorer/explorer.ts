@@ -397,7 +397,9 @@ function showResponse(response: CoapResponse): void {
     : "";
   ui.responseKind.textContent = rendered.kind === "empty"
     ? "No payload"
-    : `Payload: ${response.payload.length} bytes${blocks}, shown as ${rendered.kind}${
+    : `Payload: ${response.payload.length} byte${
+      response.payload.length === 1 ? "" : "s"
+    }${blocks}, shown as ${rendered.kind}${
       rendered.note ? ` (${rendered.note})` : ""
     }`;
   ui.responsePayload.textContent = rendered.text;

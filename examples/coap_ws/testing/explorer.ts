@@ -282,6 +282,10 @@ Deno.test({
         "GET /observers",
         "document.querySelector('#response-code').textContent === '2.05 Content' && document.querySelector('#response-payload').textContent === '0'",
       );
+      assertEquals(
+        await text(page, "#response-kind"),
+        "Payload: 1 byte, shown as text",
+      );
       await page.click("#ping");
       await until(
         page,
