@@ -20,6 +20,7 @@ import {
 } from "./message.ts";
 import { CoapError, CoapServer, type Resources } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
+import { parseLinkFormat } from "./explorer/link_format.ts";
 import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -250,6 +251,53 @@ Deno.test("CoapServer lists its resources at /.well-known/core in link format", 
     ['</a>;obs,</b>;title="Bee";rt="x.y",</.well-known/core>;ct="40"', 40],
   ]);
   client.close();
+});
+
+Deno.test("CoapServer quotes link parameter values, escaping quotes and backslashes, so the listing parses back", async () => {
+  const title = 'say "hi", \\o/ <b>';
+  const { client } = await setup({
+    "/q": { GET: () => ({}), link: { title, if: "a b" } },
+  });
+  const events: CoapResponse[] = [];
+  for await (
+    const event of client.request({ method: "GET", path: "/.well-known/core" })
+  ) {
+    if (event.kind === "response") events.push(event.message);
+  }
+  const listing = text(events[0].payload);
+  assertEquals(
+    listing,
+    '</q>;title="say \\"hi\\", \\\\o/ <b>";if="a b",</.well-known/core>;ct="40"',
+  );
+  const [link] = parseLinkFormat(listing);
+  assertEquals([link.title, link.interfaces], [title, ["a", "b"]]);
+  client.close();
+});
+
+Deno.test("CoapServer refuses paths a link cannot carry and link parameter names that are not tokens", () => {
+  const cases: [Resources, string][] = [
+    [
+      { "/a b": {} },
+      'Cannot serve "/a b": a path is percent-encoded (no whitespace, "<", ">" or quotes)',
+    ],
+    [
+      { "/a>": {} },
+      'Cannot serve "/a>": a path is percent-encoded (no whitespace, "<", ">" or quotes)',
+    ],
+    [
+      { "/a": { link: { "ti tle": "x" } } },
+      'Cannot serve /a: "ti tle" is not a link parameter name (RFC 6690 parmname)',
+    ],
+    [
+      { "/a": { link: { "": true } } },
+      'Cannot serve /a: "" is not a link parameter name (RFC 6690 parmname)',
+    ],
+  ];
+  for (const [resources, message] of cases) {
+    assertThrows(() => new CoapServer(resources), TypeError, message);
+  }
+  // title* is a parmname too (RFC 6690 §2).
+  new CoapServer({ "/a%20b": { link: { "title*": "x" } } });
 });
 
 Deno.test("CoapClient reassembles a Block2 response sent in 1024-byte blocks under the default Max-Message-Size", async () => {

@@ -143,8 +143,10 @@ export class CoapServer {
    *
    * @param resources The resources by path.
    * @param options Logging and the size limit.
-   * @throws {TypeError} If a path does not start with `/` or a resource has
-   * a handler that is not a function.
+   * @throws {TypeError} If a path does not start with `/` or holds what a
+   * percent-encoded path cannot (whitespace, `<`, `>`, `"`), a resource has
+   * a handler that is not a function, or a `link` parameter name is not a
+   * token.
    */
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
@@ -155,6 +157,22 @@ export class CoapServer {
         throw new TypeError(
           `Cannot serve ${JSON.stringify(path)}: a path starts with "/"`,
         );
+      }
+      if (/[\s<>"]/.test(path)) {
+        throw new TypeError(
+          `Cannot serve ${
+            JSON.stringify(path)
+          }: a path is percent-encoded (no whitespace, "<", ">" or quotes)`,
+        );
+      }
+      for (const name of Object.keys(resource.link ?? {})) {
+        if (!LINK_PARAM_NAME.test(name)) {
+          throw new TypeError(
+            `Cannot serve ${path}: ${
+              JSON.stringify(name)
+            } is not a link parameter name (RFC 6690 parmname)`,
+          );
+        }
       }
       for (const method of METHOD_NAMES) {
         const handler = resource[method];
@@ -429,6 +447,8 @@ function send(
   });
 }
 
+const LINK_PARAM_NAME = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;
+
 /** Lists resources in the CoRE link format (RFC 6690). */
 function linkFormat(resources: Map<string, Resource>): () => string {
   return () =>
@@ -436,7 +456,10 @@ function linkFormat(resources: Map<string, Resource>): () => string {
       let link = `<${path}>`;
       if (resource.observable) link += ";obs";
       for (const [name, value] of Object.entries(resource.link ?? {})) {
-        link += value === true ? `;${name}` : `;${name}="${value}"`;
+        // A quoted-string: backslash and double quote are escaped.
+        link += value === true
+          ? `;${name}`
+          : `;${name}="${String(value).replace(/["\\]/g, "\\$&")}"`;
       }
       return link;
     }).join(",");

@@ -490,8 +490,17 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const observers: number[] = [];
+    // The demo resources, and one whose text is markup: the page must show
+    // it as text, never build elements from it.
+    const markup = '<img src="x" onerror="document.title=\'pwned\'">';
     const coap = serveCoap(
-      demoResources({ onObservers: (n) => observers.push(n) }),
+      {
+        ...demoResources({ onObservers: (n) => observers.push(n) }),
+        "/markup": {
+          GET: () => ({ payload: markup, contentFormat: 0 }),
+          link: { title: markup, rt: "<script>" },
+        },
+      },
       { port: 0 },
     );
     const http = serveExplorer({ port: 0 });
@@ -550,8 +559,22 @@ Deno.test({
         ["/other/separate", ["title: A large resource"]],
         ["/other/block", []],
         ["/time", ["observable"]],
+        ["/markup", [`title: ${markup}`, "rt: <script>"]],
         ["/.well-known/core", ["ct: 40 (application/link-format)"]],
       ]);
+      await page.click('#resource-list li[data-path="/markup"] button.target');
+      await until(
+        page,
+        "GET /markup",
+        "document.querySelector('#response-code').textContent === '2.05 Content'",
+      );
+      assertEquals(await text(page, "#response-payload"), markup);
+      assertEquals(
+        await page.evaluate(
+          "[document.querySelectorAll('img, script:not([src])').length, document.title]",
+        ),
+        [0, "CoAP explorer"],
+      );
       await page.click(
         '#resource-list li[data-path="/counter"] button.observe',
       );
