@@ -30,6 +30,8 @@ const POLICY = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
+  // The browser's own request for /favicon.ico (answered 204).
+  "img-src 'self'",
   "connect-src ws: wss:",
   "base-uri 'none'",
   "form-action 'none'",

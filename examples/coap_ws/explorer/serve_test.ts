@@ -22,7 +22,7 @@ async function fetchOne(
 }
 
 const POLICY =
-  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 Deno.test("explorerHandler() answers unknown paths 404, other methods 405, the icon 204, all under the policy", async () => {
   assertEquals(await fetchOne("/x"), [404, "Not found\n", null, POLICY]);
