@@ -201,6 +201,27 @@ function each<T>(driver: Driver, selector: string, of: string): Promise<T[]> {
   );
 }
 
+/** Each listed resource's path and the badges shown beside it. */
+function listing(driver: Driver): Promise<[string | null, string[]][]> {
+  return each(
+    driver,
+    "#resource-list li",
+    "[e.getAttribute('data-path'), [...e.querySelectorAll('.badge')].map((b) => b.textContent)]",
+  );
+}
+
+/** Clicks /observers in the list and waits for its answer, 0. */
+async function observersAnswerZero(driver: Driver): Promise<void> {
+  await driver.click(item("/observers", "target"));
+  await until(
+    driver,
+    "GET /observers answering 0",
+    `${
+      code("2.05 Content")
+    } && document.querySelector('#response-payload').textContent === '0'`,
+  );
+}
+
 async function shot(driver: Driver, name: string): Promise<void> {
   const folder = new URL(
     `dist/explorer/screenshots/${driver.browser}/`,
@@ -267,11 +288,7 @@ async function againstAiocoap(driver: Driver): Promise<void> {
       "document.querySelectorAll('#resource-list li').length > 0",
     );
     assertEquals(
-      await each(
-        driver,
-        "#resource-list li",
-        "[e.getAttribute('data-path'), [...e.querySelectorAll('.badge')].map((b) => b.textContent)]",
-      ),
+      await listing(driver),
       [
         ["/.well-known/core", ["ct: 40 (application/link-format)"]],
         ["/", []],
@@ -355,14 +372,7 @@ async function againstAiocoap(driver: Driver): Promise<void> {
       "stopped: deregistered at the server",
     );
     await peer.waitFor(/^observers: 0$/, 5000);
-    await driver.click(item("/observers", "target"));
-    await until(
-      driver,
-      "GET /observers answering 0",
-      `${
-        code("2.05 Content")
-      } && document.querySelector('#response-payload').textContent === '0'`,
-    );
+    await observersAnswerZero(driver);
     assertEquals(
       await text(driver, "#response-kind"),
       "Payload: 1 byte, shown as text",
@@ -584,11 +594,7 @@ async function againstOurServer(driver: Driver): Promise<void> {
       "document.querySelectorAll('#resource-list li').length > 0",
     );
     assertEquals(
-      await each(
-        driver,
-        "#resource-list li",
-        "[e.getAttribute('data-path'), [...e.querySelectorAll('.badge')].map((b) => b.textContent)]",
-      ),
+      await listing(driver),
       [
         ["/", []],
         ["/counter", ["observable"]],
@@ -625,14 +631,7 @@ async function againstOurServer(driver: Driver): Promise<void> {
       "the stopped observation",
       "document.querySelector('.observation')?.dataset.state === 'stopped'",
     );
-    await driver.click(item("/observers", "target"));
-    await until(
-      driver,
-      "GET /observers answering 0",
-      `${
-        code("2.05 Content")
-      } && document.querySelector('#response-payload').textContent === '0'`,
-    );
+    await observersAnswerZero(driver);
     assertEquals(observers, [1, 0]);
     await driver.click(item("/fail", "target"));
     await until(driver, "the 5.00", code("5.00 Internal Server Error"));
