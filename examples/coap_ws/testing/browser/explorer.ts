@@ -10,20 +10,22 @@
 // and python3-websockets; it installs nothing and names what is missing. It
 // bundles the page's script as `deno task coap:explorer` does, serves the
 // page, and saves a screenshot of each state under
-// dist/explorer/screenshots/<browser>/.
+// dist/explorer/screenshots/<browser>/. It lives in a folder of its own
+// because puppeteer-core's types bring the DOM's globals, which clash with
+// Deno's when checked in one program with the rest of testing/.
 
 import { assertEquals, assertMatch } from "@std/assert";
 // deno-lint-ignore no-import-prefix -- test-only browser driver, pinned here on purpose
 import { chromium } from "npm:playwright-core@1.65.1";
 // deno-lint-ignore no-import-prefix -- test-only browser driver, pinned here on purpose
 import puppeteer from "npm:puppeteer-core@24.43.1";
-import { chromiumArgs } from "../../../testing/chromium.ts";
-import { serveCoap } from "../deno_server.ts";
-import { serveExplorer } from "../explorer/serve.ts";
-import { demoResources } from "../resources.ts";
-import { type Running, startPeer } from "./peers.ts";
+import { chromiumArgs } from "../../../../testing/chromium.ts";
+import { serveCoap } from "../../deno_server.ts";
+import { serveExplorer } from "../../explorer/serve.ts";
+import { demoResources } from "../../resources.ts";
+import { type Running, startPeer } from "../peers.ts";
 
-const root = new URL("../../../", import.meta.url);
+const root = new URL("../../../../", import.meta.url);
 const BINARIES = {
   chromium: Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium",
   firefox: Deno.env.get("FIREFOX") ?? "/usr/bin/firefox-esr",
