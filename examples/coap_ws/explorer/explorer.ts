@@ -209,7 +209,10 @@ async function discover(): Promise<void> {
   ui.discovery.className = "muted";
   ui.discovery.textContent = "Asking GET /.well-known/core…";
   ui.resourceList.replaceChildren();
+  const asked = client;
   const outcome = await once({ method: "GET", path: "/.well-known/core" });
+  // A listing that arrives after its connection was replaced is stale.
+  if (client !== asked) return;
   if ("exception" in outcome) {
     showDiscoveryError(`Discovery failed: ${reasonOf(outcome.exception)}`);
     return;
