@@ -651,6 +651,155 @@ async function againstOurServer(driver: Driver): Promise<void> {
   }
 }
 
+/**
+ * A server the page must cope with in words: a listing that is not link
+ * format, CBOR and bytes, a resource that does not observe, and an
+ * observation whose payloads are not numbers.
+ */
+async function againstUnusualServer(driver: Driver): Promise<void> {
+  const coap = serveCoap({
+    "/.well-known/core": {
+      GET: () => ({ payload: '</a>;title="unterminated', contentFormat: 40 }),
+    },
+    // {"t": 21.5, "on": true}
+    "/cbor": {
+      GET: () => ({
+        payload: new Uint8Array([
+          0xa2,
+          0x61,
+          0x74,
+          0xf9,
+          0x4d,
+          0x60,
+          0x62,
+          0x6f,
+          0x6e,
+          0xf5,
+        ]),
+        contentFormat: 60,
+      }),
+    },
+    "/bytes": {
+      GET: () => ({
+        payload: new Uint8Array([0, 1, 2, 255]),
+        contentFormat: 42,
+      }),
+    },
+    "/plain": {
+      GET: () => ({ payload: "no observing here", contentFormat: 0 }),
+    },
+    "/words": {
+      observable: true,
+      GET: async (request, pipe, signal) => {
+        if (request.observe !== 0) return { payload: "calm" };
+        const words = ["calm", "windy", "stormy"];
+        let n = 0;
+        const next = () =>
+          pipe.addResponse({ payload: words[n++ % 3], contentFormat: 0 });
+        next();
+        const timer = setInterval(next, 50);
+        await new Promise((resolve) =>
+          signal.addEventListener("abort", resolve, { once: true })
+        );
+        clearInterval(timer);
+      },
+    },
+  }, { port: 0 });
+  const http = serveExplorer({ port: 0 });
+  try {
+    const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
+    await driver.goto(
+      `http://127.0.0.1:${http.addr.port}/?server=${
+        encodeURIComponent(server)
+      }`,
+    );
+    await driver.click("#connect");
+    await until(driver, "the connection", state("connected"));
+    await until(
+      driver,
+      "the discovery error",
+      "document.querySelector('#discovery').className === 'error'",
+    );
+    assertEquals(
+      await text(driver, "#discovery"),
+      "The server's /.well-known/core is not link format: Unterminated quoted string at offset 11",
+    );
+    assertEquals(
+      await driver.evaluate(
+        "document.querySelectorAll('#resource-list li').length",
+      ),
+      0,
+    );
+
+    // Paths typed by hand: CBOR as diagnostic notation, bytes as hex.
+    await driver.fill("#path", "/cbor");
+    await driver.click("#send");
+    await until(driver, "GET /cbor", code("2.05 Content"));
+    assertEquals(
+      [
+        await text(driver, "#response-kind"),
+        await text(driver, "#response-payload"),
+      ],
+      ["Payload: 10 bytes, shown as cbor", '{"t": 21.5, "on": true}'],
+    );
+    await shot(driver, "11-cbor.png");
+    await driver.fill("#path", "/bytes");
+    await driver.click("#send");
+    await until(
+      driver,
+      "GET /bytes",
+      "document.querySelector('#response-kind').textContent === 'Payload: 4 bytes, shown as hex'",
+    );
+    assertEquals(await text(driver, "#response-payload"), "00 01 02 ff");
+
+    // Observing what does not observe ends the card at once, in words; an
+    // observation of words has notifications but no chart.
+    await driver.fill("#path", "/plain");
+    await driver.click("#observe");
+    await driver.fill("#path", "/words");
+    await driver.click("#observe");
+    await until(
+      driver,
+      "the /plain card ended",
+      "document.querySelector('.observation[data-path=\"/plain\"]')?.dataset.state === 'stopped'",
+    );
+    assertEquals(
+      await text(driver, '.observation[data-path="/plain"] .status'),
+      "ended: the server answered 2.05 Content without observing",
+    );
+    await until(
+      driver,
+      "three notifications of /words",
+      "Number(document.querySelector('.observation[data-path=\"/words\"]')?.dataset.count) >= 3",
+    );
+    assertEquals(
+      await driver.evaluate(
+        "[document.querySelector('.observation[data-path=\"/words\"] svg').getAttribute('class'), document.querySelector('.observation[data-path=\"/words\"] .range').textContent]",
+      ),
+      ["chart empty", ""],
+    );
+    assertEquals(
+      (await each<string>(
+        driver,
+        '.observation[data-path="/words"] .notifications .value',
+        "e.textContent",
+      )).slice(-3),
+      ["stormy", "windy", "calm"],
+    );
+    await driver.click('.observation[data-path="/words"] button.stop');
+    await until(
+      driver,
+      "/words stopped",
+      "document.querySelector('.observation[data-path=\"/words\"]')?.dataset.state === 'stopped'",
+    );
+    await shot(driver, "12-unusual-server.png");
+    assertEquals(driver.problems, []);
+  } finally {
+    await http.shutdown();
+    await coap.http.shutdown();
+  }
+}
+
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
   chromium: chromiumDriver,
   firefox: firefoxDriver,
@@ -666,6 +815,10 @@ for (const browser of ["chromium", "firefox"] as const) {
       [
         "our own server: discover, markup shown as text, observe, stop, Disconnect",
         againstOurServer,
+      ],
+      [
+        "a server with a broken listing, CBOR, bytes and observations that do not fit",
+        againstUnusualServer,
       ],
     ] as const
   ) {
