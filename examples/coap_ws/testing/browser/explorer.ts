@@ -23,6 +23,7 @@ import { chromiumArgs } from "../../../../testing/chromium.ts";
 import { serveCoap } from "../../deno_server.ts";
 import { serveExplorer } from "../../explorer/serve.ts";
 import { demoResources } from "../../resources.ts";
+import type { Resources } from "../../server.ts";
 import { type Running, startPeer } from "../peers.ts";
 
 const root = new URL("../../../../", import.meta.url);
@@ -555,26 +556,20 @@ async function againstAiocoap(driver: Driver): Promise<void> {
   }
 }
 
-/** A shorter walk against our own server, with markup in its resources. */
-async function againstOurServer(driver: Driver): Promise<void> {
-  const observers: number[] = [];
-  // The demo resources, and one whose text is markup: the page must show it
-  // as text, never build elements from it.
-  const markup = '<img src="x" onerror="document.title=\'pwned\'">';
-  const coap = serveCoap(
-    {
-      ...demoResources({ onObservers: (n) => observers.push(n) }),
-      "/markup": {
-        GET: () => ({ payload: markup, contentFormat: 0 }),
-        link: { title: markup, rt: "<script>" },
-      },
-    },
-    { port: 0 },
-  );
+/**
+ * Serves `resources` with our server and the page, opens the page with
+ * `?server=` naming that server (which fills in the field), connects, runs
+ * `walk`, and checks the page logged nothing on the way.
+ */
+async function connectedTo(
+  driver: Driver,
+  resources: Resources,
+  walk: (server: string) => Promise<void>,
+): Promise<void> {
+  const coap = serveCoap(resources, { port: 0 });
   const http = serveExplorer({ port: 0 });
   try {
     const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
-    // A ?server= query fills in the field.
     await driver.goto(
       `http://127.0.0.1:${http.addr.port}/?server=${
         encodeURIComponent(server)
@@ -586,6 +581,28 @@ async function againstOurServer(driver: Driver): Promise<void> {
     );
     await driver.click("#connect");
     await until(driver, "the connection", state("connected"));
+    await walk(server);
+    assertEquals(driver.problems, []);
+  } finally {
+    await http.shutdown();
+    await coap.http.shutdown();
+  }
+}
+
+/** A shorter walk against our own server, with markup in its resources. */
+async function againstOurServer(driver: Driver): Promise<void> {
+  const observers: number[] = [];
+  // The demo resources, and one whose text is markup: the page must show it
+  // as text, never build elements from it.
+  const markup = '<img src="x" onerror="document.title=\'pwned\'">';
+  const resources: Resources = {
+    ...demoResources({ onObservers: (n) => observers.push(n) }),
+    "/markup": {
+      GET: () => ({ payload: markup, contentFormat: 0 }),
+      link: { title: markup, rt: "<script>" },
+    },
+  };
+  await connectedTo(driver, resources, async (server) => {
     assertEquals(
       await text(driver, "#state"),
       `Connected to ${server}. The server's CSM: Max-Message-Size 1152 bytes, block-wise transfer with BERT not offered.`,
@@ -644,11 +661,7 @@ async function againstOurServer(driver: Driver): Promise<void> {
       "Connection released by this side",
     );
     await shot(driver, "10-our-server.png");
-    assertEquals(driver.problems, []);
-  } finally {
-    await http.shutdown();
-    await coap.http.shutdown();
-  }
+  });
 }
 
 /**
@@ -657,7 +670,7 @@ async function againstOurServer(driver: Driver): Promise<void> {
  * observation whose payloads are not numbers.
  */
 async function againstUnusualServer(driver: Driver): Promise<void> {
-  const coap = serveCoap({
+  const resources: Resources = {
     "/.well-known/core": {
       GET: () => ({ payload: '</a>;title="unterminated', contentFormat: 40 }),
     },
@@ -704,17 +717,8 @@ async function againstUnusualServer(driver: Driver): Promise<void> {
         clearInterval(timer);
       },
     },
-  }, { port: 0 });
-  const http = serveExplorer({ port: 0 });
-  try {
-    const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
-    await driver.goto(
-      `http://127.0.0.1:${http.addr.port}/?server=${
-        encodeURIComponent(server)
-      }`,
-    );
-    await driver.click("#connect");
-    await until(driver, "the connection", state("connected"));
+  };
+  await connectedTo(driver, resources, async () => {
     await until(
       driver,
       "the discovery error",
@@ -793,11 +797,7 @@ async function againstUnusualServer(driver: Driver): Promise<void> {
       "document.querySelector('.observation[data-path=\"/words\"]')?.dataset.state === 'stopped'",
     );
     await shot(driver, "12-unusual-server.png");
-    assertEquals(driver.problems, []);
-  } finally {
-    await http.shutdown();
-    await coap.http.shutdown();
-  }
+  });
 }
 
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
