@@ -67,6 +67,16 @@ export interface ClientOptions {
    */
   maxBodySize?: number;
   /**
+   * How many notifications of an observation may wait for a consumer that
+   * reads more slowly than they arrive: past it, the oldest waiting one is
+   * dropped (the newest state wins, as RFC 7641 §4.5.1 intends) and the
+   * pipe's `dropped` counts it. The final response is never dropped. A
+   * one-shot request is never coalesced. `Infinity` keeps every one.
+   *
+   * @default {1}
+   */
+  maxBufferedNotifications?: number;
+  /**
    * Called with the round-trip time of every Pong, including those of the
    * Pings that `poke()` on a request's pipe sends (the connection's
    * `onPong`).
@@ -163,6 +173,7 @@ export class CoapClient {
   readonly #connection: CoapConnection;
   readonly #log: Logger;
   readonly #maxBodySize: number;
+  readonly #maxBufferedNotifications: number;
   #open = 0;
 
   /**
@@ -176,6 +187,11 @@ export class CoapClient {
     this.#connection = connection;
     this.#log = options.log ?? connection.log;
     this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
+    this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
+    checkBuffered(
+      this.#maxBufferedNotifications,
+      "Cannot create a CoapClient: maxBufferedNotifications",
+    );
   }
 
   /**
@@ -272,15 +288,39 @@ export class CoapClient {
    * transfer end the pipe with an exception event. `poke()` on the pipe
    * sends a Ping.
    *
+   * An observation's consumer that falls behind gets the latest
+   * notifications: at most `maxBuffered` wait (the client's
+   * `maxBufferedNotifications`, 1 unless set), older ones are dropped and
+   * counted in the pipe's `dropped`.
+   *
+   * @example An observation read slowly keeps only the latest notification
+   * ```ts ignore
+   * const pipe = client.request({ method: "GET", path: "/counter", observe: true });
+   * for await (const event of pipe) {
+   *   await new Promise((resolve) => setTimeout(resolve, 1000)); // slow work
+   *   console.log(event.message?.payload, "skipped so far:", pipe.dropped);
+   * }
+   * ```
+   *
    * @param request The request.
+   * @param options `maxBuffered` overrides the client's
+   * `maxBufferedNotifications` for this observation.
    * @returns The pipe to iterate.
    * @throws {TypeError} If the request is not of the documented form.
-   * @throws {RangeError} If a content format or accept is out of range.
+   * @throws {RangeError} If a content format or accept is out of range, or
+   * `maxBuffered` is not a positive integer or `Infinity`.
    */
-  request(request: CoapRequest): IterablePipe<CoapRequest, CoapResponse> {
+  request(
+    request: CoapRequest,
+    options: { maxBuffered?: number } = {},
+  ): IterablePipe<CoapRequest, CoapResponse> {
     const message = requestMessage(request, new Uint8Array(0));
+    const maxBuffered = options.maxBuffered ?? this.#maxBufferedNotifications;
+    checkBuffered(maxBuffered, "Cannot make a CoAP request: maxBuffered");
     const pipe = new IterablePipe<CoapRequest, CoapResponse>(request, {
       log: this.#log,
+      // A one-shot request has one response: nothing to coalesce.
+      maxBuffered: request.observe === true ? maxBuffered : Infinity,
     });
     this.#open++;
     pipe.onInterestEnd(() => this.#open--);
@@ -471,6 +511,17 @@ export class CoapClient {
       fetches.add(cancel);
       this.#connection.request(raw);
     });
+  }
+}
+
+function checkBuffered(value: number, what: string): void {
+  if (
+    typeof value !== "number" || !(value >= 1) ||
+    (value !== Infinity && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `${what} must be a positive integer or Infinity, got ${String(value)}`,
+    );
   }
 }
 

@@ -47,6 +47,11 @@ export interface Transport {
   send(bytes: Uint8Array): void;
   /** Closes the transport; `code` is a WebSocket close code. */
   close(code: number, reason: string): void;
+  /**
+   * Bytes handed to `send` that have not gone out yet (a WebSocket's
+   * `bufferedAmount`); left out where the platform does not tell.
+   */
+  readonly bufferedAmount?: number;
 }
 
 /** The timers a connection uses (for Ping deadlines). */
@@ -108,6 +113,22 @@ export interface ConnectionOptions {
    * @default {systemClock}
    */
   clock?: Clock;
+  /**
+   * How many messages may wait while the connection is paused
+   * ({@linkcode CoapConnection.prototype.pause}); one more aborts it.
+   *
+   * @default {32768}
+   */
+  maxHeldMessages?: number;
+  /**
+   * Bytes queued in the transport above which a Ping is not answered but
+   * aborts the connection: a peer that sends Pings without reading the
+   * Pongs would otherwise grow this side's queue without bound. A server
+   * sets it to its queue limit.
+   *
+   * @default {Infinity}
+   */
+  maxQueued?: number;
   /** Called with each request that arrives (the server role). */
   onRequest?: (message: CoapMessage, connection: CoapConnection) => void;
   /** Called once when the connection has closed, with the reason. */
@@ -167,6 +188,7 @@ interface PendingPing {
 export type ConnectionState = "new" | "opening" | "open" | "closed";
 
 const noop = (): void => {};
+const EMPTY = new Uint8Array(0);
 
 /**
  * One CoAP-over-WebSocket connection, either role. Call
@@ -209,6 +231,12 @@ export class CoapConnection {
     blockWise: false,
   };
   #exchanges = new Map<number | string, Exchange>();
+  readonly #maxHeld: number;
+  readonly #maxQueued: number;
+  #paused = false;
+  /** Messages that arrived while paused, from `#heldHead` on. */
+  #held: Uint8Array[] = [];
+  #heldHead = 0;
   #pings = new Map<number | string, PendingPing>();
   #nextToken = 1;
   #ready: Promise<PeerSettings>;
@@ -232,7 +260,15 @@ export class CoapConnection {
       pingTimeout = 5000,
       log = console,
       clock = systemClock,
+      maxHeldMessages = 32_768,
     } = options;
+    if (!Number.isInteger(maxHeldMessages) || maxHeldMessages < 1) {
+      throw new RangeError(
+        `Cannot create a connection: maxHeldMessages must be a positive integer, got ${maxHeldMessages}`,
+      );
+    }
+    this.#maxHeld = maxHeldMessages;
+    this.#maxQueued = options.maxQueued ?? Infinity;
     if (!Number.isInteger(maxMessageSize) || maxMessageSize < 64) {
       throw new RangeError(
         `Cannot create a connection: maxMessageSize must be an integer of at least 64, got ${maxMessageSize}`,
@@ -294,6 +330,16 @@ export class CoapConnection {
     return this.#exchanges.size;
   }
 
+  /**
+   * Bytes sent that the transport has not passed on yet (its
+   * `bufferedAmount`), or 0 where the transport does not tell: how far
+   * behind the peer's reading is.
+   */
+  get queued(): number {
+    const amount = this.#transport.bufferedAmount;
+    return typeof amount === "number" && amount > 0 ? amount : 0;
+  }
+
   /** Where the connection logs. */
   get log(): Logger {
     return this.#log;
@@ -344,6 +390,61 @@ export class CoapConnection {
       );
       return;
     }
+    if (this.#paused || this.#held.length > this.#heldHead) {
+      if (this.#held.length - this.#heldHead >= this.#maxHeld) {
+        this.abort(
+          `More than ${this.#maxHeld} messages arrived faster than this side takes them up (${this.queued} bytes of its own not yet read by the peer)`,
+        );
+        return;
+      }
+      this.#held.push(bytes);
+      return;
+    }
+    this.#process(bytes);
+  }
+
+  /**
+   * Stops taking up what arrives, as a socket that is not read: messages
+   * are held, undecoded, until {@linkcode CoapConnection.prototype.resume}.
+   * A transport that cannot stop reading (a WebSocket) still delivers
+   * them; holding more than `maxHeldMessages` aborts the connection.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Takes up the held messages in order, until they run out or a handler
+   * pauses again, and then whatever arrives.
+   */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    while (
+      !this.#paused && this.#state !== "closed" &&
+      this.#heldHead < this.#held.length
+    ) {
+      const bytes = this.#held[this.#heldHead];
+      this.#held[this.#heldHead++] = EMPTY;
+      if (this.#heldHead === this.#held.length) {
+        this.#held = [];
+        this.#heldHead = 0;
+      } else if (
+        this.#heldHead >= 1024 && this.#heldHead * 2 > this.#held.length
+      ) {
+        this.#held = this.#held.slice(this.#heldHead);
+        this.#heldHead = 0;
+      }
+      this.#process(bytes);
+    }
+  }
+
+  /** Messages that arrived and wait while the connection is paused. */
+  get held(): number {
+    return this.#held.length - this.#heldHead;
+  }
+
+  #process(bytes: Uint8Array): void {
     let message: CoapMessage;
     try {
       message = decodeMessage(bytes);
@@ -647,6 +748,12 @@ export class CoapConnection {
     }
     switch (message.code) {
       case Code.PING:
+        if (this.queued >= this.#maxQueued) {
+          this.abort(
+            `Ping while ${this.queued} bytes were not read (limit ${this.#maxQueued})`,
+          );
+          return;
+        }
         this.#tryWrite(signal(Code.PONG, [], message.token));
         return;
       case Code.PONG: {
@@ -752,6 +859,8 @@ export class CoapConnection {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#closeReason = reason;
+    this.#held = [];
+    this.#heldHead = 0;
     this.#settleReady(reason);
     const pings = [...this.#pings.values()];
     this.#pings.clear();

@@ -21,7 +21,18 @@ import {
   type ResponderPipe,
   runDrivingPipe,
 } from "../../mod.ts";
-import type { CoapConnection, ConnectionOptions } from "./connection.ts";
+import {
+  type CoapConnection,
+  type ConnectionOptions,
+  systemClock,
+} from "./connection.ts";
+import {
+  Flow,
+  type FlowLimits,
+  type Outgoing,
+  type ResolvedLimits,
+  resolveLimits,
+} from "./flow.ts";
 import {
   type IncomingRequest,
   readRequest,
@@ -99,6 +110,12 @@ export interface ServerOptions {
    * @default {1152}
    */
   maxMessageSize?: number;
+  /**
+   * Queue bounds, concurrency and observation limits, and the slice of
+   * work a connection gets before others; see {@linkcode FlowLimits} for
+   * each default.
+   */
+  limits?: FlowLimits;
 }
 
 const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
@@ -135,7 +152,13 @@ export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #log: Logger;
   readonly #maxMessageSize: number | undefined;
-  readonly #counts: Counts = { connections: 0, exchanges: 0, drivers: 0 };
+  readonly #limits: ResolvedLimits;
+  readonly #counts: Counts = {
+    connections: 0,
+    exchanges: 0,
+    drivers: 0,
+    observations: 0,
+  };
 
   /**
    * Creates a server for `resources`. Unless one is given,
@@ -146,11 +169,13 @@ export class CoapServer {
    * @throws {TypeError} If a path does not start with `/` or holds what a
    * percent-encoded path cannot (whitespace, `<`, `>`, `"`), a resource has
    * a handler that is not a function, or a `link` parameter name is not a
-   * token.
+   * token, or a limit is unknown.
+   * @throws {RangeError} If a limit is not a positive number.
    */
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
     this.#maxMessageSize = options.maxMessageSize;
+    this.#limits = resolveLimits(options.limits);
     this.#resources = new Map();
     for (const [path, resource] of Object.entries(resources)) {
       if (!path.startsWith("/")) {
@@ -208,6 +233,16 @@ export class CoapServer {
     return this.#counts.drivers;
   }
 
+  /** Observations being served now, over all connections. */
+  get observations(): number {
+    return this.#counts.observations;
+  }
+
+  /** The limits in force, defaults filled in. */
+  get limits(): ResolvedLimits {
+    return this.#limits;
+  }
+
   /**
    * Serves a WebSocket that was accepted with the `coap` subprotocol.
    *
@@ -221,24 +256,48 @@ export class CoapServer {
   ): CoapConnection {
     const served = new Map<number | string, Served>();
     this.#counts.connections++;
-    return attachWebSocket(socket, {
+    const flow: Flow = new Flow(
+      {
+        get queued() {
+          return connection.queued;
+        },
+        get closed() {
+          return connection.state === "closed";
+        },
+        get held() {
+          return connection.held;
+        },
+        abort: (diagnostic) => connection.abort(diagnostic),
+        process: (message) => this.#handle(connection, served, flow, message),
+        pause: () => connection.pause(),
+        resume: () => connection.resume(),
+      },
+      this.#limits,
+      options.clock ?? systemClock,
+    );
+    const connection: CoapConnection = attachWebSocket(socket, {
       log: this.#log,
       maxMessageSize: this.#maxMessageSize,
+      maxHeldMessages: this.#limits.maxHeldMessages,
+      maxQueued: this.#limits.queueLimit,
       ...options,
-      onRequest: (message, connection) =>
-        this.#handle(connection, served, message),
+      onRequest: (message) => flow.request(message),
       onClose: (reason) => {
         this.#counts.connections--;
+        flow.close();
         for (const exchange of [...served.values()]) exchange.stop();
         served.clear();
+        tellOnce(this.#log, flow, this.#limits);
         options.onClose?.(reason);
       },
     });
+    return connection;
   }
 
   #handle(
     connection: CoapConnection,
     served: Map<number | string, Served>,
+    flow: Flow,
     message: CoapMessage,
   ): void {
     const key = tokenKey(message.token);
@@ -252,40 +311,56 @@ export class CoapServer {
       const init = error instanceof RequestError
         ? error.toMessage()
         : { code: "4.00", payload: "Bad Request" };
-      send(connection, message.token, undefined, init, undefined);
+      flow.offer({
+        flush: () =>
+          send(connection, message.token, undefined, init, undefined),
+      });
       return;
     }
     const resource = this.#resources.get(request.path);
-    const observing = request.method === "GET" && request.observe === 0 &&
+    let observing = request.method === "GET" && request.observe === 0 &&
       resource?.observable === true;
+    if (
+      observing && (
+        flow.observations >= this.#limits.maxObservationsPerConnection ||
+        this.#counts.observations >= this.#limits.maxObservations
+      )
+    ) {
+      // RFC 7641 §4.1: a server that cannot add an observer answers the
+      // registration as a plain GET, without the Observe option.
+      observing = false;
+      request = { ...request, observe: undefined };
+      flow.report.unobserved++;
+    }
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
     const exchange = new Served(
       this.#counts,
       connection,
       served,
+      flow,
       key,
       request,
       observing,
       pipe,
     );
     served.set(key, exchange);
-    this.#counts.exchanges++;
     const inner = errorToMessage(pipe, RENDER_ERRORS);
     const method = request.method as typeof METHOD_NAMES[number];
     const handler = METHOD_NAMES.includes(method)
       ? resource?.[method]
       : undefined;
     this.#counts.drivers++;
+    const answered = request;
     runDrivingPipe(
       inner,
       (signal) => {
         if (resource === undefined) {
-          throw new CoapError("4.04", `Not Found: ${request.path}`);
+          throw new CoapError("4.04", `Not Found: ${answered.path}`);
         }
         if (handler === undefined) {
           throw new CoapError("4.05", "Method Not Allowed");
         }
-        const result = handler(request, inner, signal);
+        const result = handler(answered, inner, signal);
         // Not an async function: a suspended one costs a frame per request.
         if (isThenable(result)) {
           return result.then((value) => finish(inner, value, signal));
@@ -306,6 +381,39 @@ interface Counts {
   connections: number;
   exchanges: number;
   drivers: number;
+  observations: number;
+}
+
+/**
+ * Logs, once per connection as it closes, each limit that engaged there,
+ * with its figures: never once per message.
+ */
+function tellOnce(log: Logger, flow: Flow, limits: ResolvedLimits): void {
+  const { skipped, unobserved, pauses, mostHeld, mostQueued } = flow.report;
+  const lines: string[] = [];
+  if (skipped > 0) {
+    lines.push(
+      `skipped ${skipped} stale notifications while responses were not read (up to ${mostQueued} bytes queued; RFC 7641 §4.5.1: the latest state went out)`,
+    );
+  }
+  if (unobserved > 0) {
+    lines.push(
+      `answered ${unobserved} registrations without Observe (limits: ${limits.maxObservationsPerConnection} a connection, ${limits.maxObservations} a server)`,
+    );
+  }
+  if (pauses > 0) {
+    lines.push(
+      `paused reading ${pauses} times (at most ${mostHeld} messages held) while responses were not read, ${limits.maxConcurrentRequests} were being answered, or a burst used its ${limits.sliceMs} ms slice`,
+    );
+  }
+  if (lines.length === 0) return;
+  try {
+    log.warn(
+      `A CoAP connection closed; while it was open the server ${
+        lines.join("; ")
+      }`,
+    );
+  } catch { /* a logger's failure changes nothing */ }
 }
 
 /** The responder's answer, unless it added its own or interest ended. */
@@ -329,24 +437,45 @@ const RENDER_ERRORS = {
 };
 
 /**
- * One request being answered: the requester's side of its pipe. It sends
- * what the pipe carries (with Observe numbers while it is an observation)
- * and keeps the counts; `stop()` ends the requester's interest.
+ * One request being answered: the requester's side of its pipe. It hands
+ * what the pipe carries to the connection's flow (with Observe numbers
+ * while it is an observation) and keeps the counts; `stop()` ends the
+ * requester's interest.
+ *
+ * While the connection does not drain, it holds one response: a newer
+ * notification replaces an older one that has not gone out (RFC 7641
+ * §4.5.1 lets a server skip notifications; the client wants the current
+ * state), and a final response replaces a notification too. A final
+ * response is never dropped, except when the requester's interest ended
+ * first (`stop()`: a new request on the token, or the connection closed).
  */
-class Served {
+class Served implements Outgoing {
   #sequence = 0;
   #ended = false;
+  /** The response waiting for the flow, and whether it is final. */
+  #pending: ResponseInit | undefined;
+  #pendingFinal = false;
+  /** Set while the flow holds this exchange in its outbox. */
+  #queued = false;
+  /** Set once the final response went out or was let go. */
+  #done = false;
   readonly #off: () => void;
 
   constructor(
     readonly counts: Counts,
     readonly connection: CoapConnection,
     readonly served: Map<number | string, Served>,
+    readonly flow: Flow,
     readonly key: number | string,
     readonly request: IncomingRequest,
     readonly observing: boolean,
     pipe: Pipe<IncomingRequest, ResponseInit>,
   ) {
+    counts.exchanges++;
+    if (observing) {
+      counts.observations++;
+      flow.observations++;
+    } else flow.started();
     this.#off = pipe.onEvent((event) => this.#deliver(event));
   }
 
@@ -354,21 +483,17 @@ class Served {
   stop(): void {
     this.#off();
     this.#end();
+    this.#pending = undefined;
+    this.#settle();
   }
 
-  #end(): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    this.counts.exchanges--;
-    if (this.served.get(this.key) === this) this.served.delete(this.key);
-  }
-
-  #deliver(event: PipeEvent<ResponseInit>): boolean {
-    const init: ResponseInit = event.kind === "response"
-      ? event.message
-      : { code: "5.00" };
-    const success = (init.code ?? "2.05").startsWith("2.");
-    const final = event.isLast || !this.observing || !success;
+  /** Sends the response waiting, if any (the flow calls it). */
+  flush(): void {
+    this.#queued = false;
+    const init = this.#pending;
+    if (init === undefined) return;
+    const final = this.#pendingFinal;
+    this.#pending = undefined;
     const observe = final ? undefined : this.#sequence++ & 0xffffff;
     const { connection, request } = this;
     try {
@@ -380,7 +505,38 @@ class Served {
       );
       send(connection, request.token, request, { code: "5.00" }, undefined);
     }
+    if (final) this.#settle();
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.counts.exchanges--;
+    if (this.observing) {
+      this.counts.observations--;
+      this.flow.observations--;
+    }
+    if (this.served.get(this.key) === this) this.served.delete(this.key);
+  }
+
+  /** The final response went out, or will not: the flow may take more. */
+  #settle(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (!this.observing) this.flow.finished();
+  }
+
+  #deliver(event: PipeEvent<ResponseInit>): boolean {
+    const init: ResponseInit = event.kind === "response"
+      ? event.message
+      : { code: "5.00" };
+    const success = (init.code ?? "2.05").startsWith("2.");
+    const final = event.isLast || !this.observing || !success;
+    if (this.#pending !== undefined) this.flow.report.skipped++;
+    this.#pending = init;
+    this.#pendingFinal = final;
     if (final) this.#end();
+    if (!this.#queued && !this.flow.offer(this)) this.#queued = true;
     return !final;
   }
 }

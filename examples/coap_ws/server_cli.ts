@@ -8,9 +8,11 @@ import { serveCoap } from "./deno_server.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer } from "./server.ts";
 
-const usage = "usage: deno task coap:server [--port N] [--origin URL ...]";
+const usage =
+  "usage: deno task coap:server [--port N] [--origin URL ...] [--limit NAME=VALUE ...]";
 let port = 8683;
 const origins: string[] = [];
+const limits: Record<string, number> = {};
 const args = [...Deno.args];
 while (args.length > 0) {
   const arg = args.shift()!;
@@ -18,6 +20,9 @@ while (args.length > 0) {
     port = Number(args.shift());
   } else if (arg === "--origin" && args[0] !== undefined) {
     origins.push(args.shift()!);
+  } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
+    const [name, value] = args.shift()!.split("=");
+    limits[name] = Number(value);
   } else {
     console.error(usage);
     Deno.exit(2);
@@ -30,10 +35,16 @@ const log = {
   warn: (...data: unknown[]) => console.error("warn:", ...data),
   error: (...data: unknown[]) => console.error("error:", ...data),
 };
-const server = new CoapServer(
-  demoResources(printingHooks(console.log)),
-  { log },
-);
+let server: CoapServer;
+try {
+  server = new CoapServer(
+    demoResources(printingHooks(console.log)),
+    { log, limits },
+  );
+} catch (error) {
+  console.error(`${(error as Error).message}\n${usage}`);
+  Deno.exit(2);
+}
 serveCoap(server, {
   port,
   ...(origins.length > 0 ? { allowedOrigins: origins } : {}),

@@ -26,6 +26,11 @@ export interface WebSocketLike {
   send(data: Uint8Array): void;
   /** Closes the socket. */
   close(code?: number, reason?: string): void;
+  /**
+   * Bytes queued by `send` and not yet handed to the network; browsers and
+   * Deno have it, workerd does not.
+   */
+  readonly bufferedAmount?: number;
   /** Listens for `open`, `message`, `close` and `error`. */
   addEventListener(
     type: string,
@@ -71,6 +76,9 @@ export function webSocketTransport(socket: WebSocketLike): Transport {
   return {
     send(bytes) {
       if (socket.readyState === OPEN) socket.send(bytes);
+    },
+    get bufferedAmount() {
+      return socket.bufferedAmount;
     },
     close(code, reason) {
       const allowed = code === 1000 || (code >= 3000 && code <= 4999);

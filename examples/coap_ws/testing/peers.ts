@@ -47,6 +47,8 @@ export function freePort(): number {
 /** A running process whose output lines are kept. */
 export interface Running {
   readonly port: number;
+  /** The process id. */
+  readonly pid: number;
   readonly lines: string[];
   /** Resolves with the first line matching, within `ms`. */
   waitFor(pattern: RegExp, ms?: number): Promise<string>;
@@ -89,6 +91,7 @@ export function spawn(
   });
   return {
     port,
+    pid: child.pid,
     lines,
     waitFor(pattern, ms = 15_000) {
       return new Promise((resolve, reject) => {
