@@ -237,6 +237,7 @@ export class CoapConnection {
   /** Messages that arrived while paused, from `#heldHead` on. */
   #held: Uint8Array[] = [];
   #heldHead = 0;
+  #mostHeld = 0;
   #pings = new Map<number | string, PendingPing>();
   #nextToken = 1;
   #ready: Promise<PeerSettings>;
@@ -398,6 +399,8 @@ export class CoapConnection {
         return;
       }
       this.#held.push(bytes);
+      const held = this.#held.length - this.#heldHead;
+      if (held > this.#mostHeld) this.#mostHeld = held;
       return;
     }
     this.#process(bytes);
@@ -442,6 +445,11 @@ export class CoapConnection {
   /** Messages that arrived and wait while the connection is paused. */
   get held(): number {
     return this.#held.length - this.#heldHead;
+  }
+
+  /** The most messages that waited at once while it was paused. */
+  get mostHeld(): number {
+    return this.#mostHeld;
   }
 
   #process(bytes: Uint8Array): void {

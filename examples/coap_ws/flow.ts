@@ -141,8 +141,8 @@ export interface FlowLink {
   readonly queued: number;
   /** Whether the connection has closed. */
   readonly closed: boolean;
-  /** Messages held while paused. */
-  readonly held: number;
+  /** The most messages held at once while paused. */
+  readonly mostHeld: number;
   /** Aborts the connection with a diagnostic. */
   abort(diagnostic: string): void;
   /** Takes up a request (it was held, or may be taken at once). */
@@ -326,6 +326,7 @@ export class Flow {
 
   /** Stops everything: queued items and held requests are let go. */
   close(): void {
+    this.report.mostHeld = this.#link.mostHeld;
     this.#closed = true;
     this.#outbox.clear();
     this.#inHand = undefined;
@@ -364,8 +365,6 @@ export class Flow {
     this.#burstStart = this.#lastWork = now;
     if (!this.#checkLimit(now)) return;
     const { maxConcurrentRequests, sliceMs } = this.#limits;
-    const held = this.#link.held;
-    if (held > this.report.mostHeld) this.report.mostHeld = held;
     for (;;) {
       if (this.congested) break;
       if (this.#outbox.size > 0) {

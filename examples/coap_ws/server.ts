@@ -264,8 +264,8 @@ export class CoapServer {
         get closed() {
           return connection.state === "closed";
         },
-        get held() {
-          return connection.held;
+        get mostHeld() {
+          return connection.mostHeld;
         },
         abort: (diagnostic) => connection.abort(diagnostic),
         process: (message) => this.#handle(connection, served, flow, message),

@@ -1,6 +1,8 @@
 // Two connected in-memory WebSockets, for tests that need no network: what
 // one end sends arrives at the other as a binary (or text) message event in
-// a later microtask, and closing either end closes both.
+// a later microtask, and closing either end closes both. An end can stop
+// draining (`stall()`): what it sends then waits, counted in its
+// `bufferedAmount` as a WebSocket's queue is, until `drain()`.
 
 import type { WebSocketLike } from "../websocket.ts";
 
@@ -14,6 +16,30 @@ export class PairedSocket extends EventTarget implements WebSocketLike {
   /** Every message this end sent. */
   readonly sent: (Uint8Array | string)[] = [];
   peer!: PairedSocket;
+  /** Bytes sent that have not been delivered (while stalled). */
+  bufferedAmount = 0;
+  #stalled = false;
+  #backlog: (Uint8Array | string)[] = [];
+
+  /** Stops delivering what this end sends: it waits in `bufferedAmount`. */
+  stall(): void {
+    this.#stalled = true;
+  }
+
+  /**
+   * Delivers what waits, or its first `count` messages, and keeps
+   * delivering from then on unless a count was given.
+   *
+   * @param count How many waiting messages to deliver.
+   */
+  drain(count = Infinity): void {
+    if (count === Infinity) this.#stalled = false;
+    while (count-- > 0 && this.#backlog.length > 0) {
+      const data = this.#backlog.shift()!;
+      this.bufferedAmount -= data.length;
+      this.#deliver(data);
+    }
+  }
 
   /**
    * Sends bytes (copied, as a wire would) or text.
@@ -26,6 +52,15 @@ export class PairedSocket extends EventTarget implements WebSocketLike {
     }
     const copy = typeof data === "string" ? data : data.slice();
     this.sent.push(copy);
+    if (this.#stalled) {
+      this.#backlog.push(copy);
+      this.bufferedAmount += copy.length;
+      return;
+    }
+    this.#deliver(copy);
+  }
+
+  #deliver(copy: Uint8Array | string): void {
     const peer = this.peer;
     queueMicrotask(() => {
       if (peer.readyState !== OPEN) return;
