@@ -77,9 +77,7 @@ export function runDrivingPipe<Req, Res>(
   const label = name ?? formatSafely(String, pipe);
   const controller = new AbortController();
   pipe.onInterestEnd(() =>
-    controller.abort(
-      new DOMException(`Interest in ${label} ended`, "AbortError"),
-    )
+    controller.abort(abortError(`Interest in ${label} ended`))
   );
   const { signal } = controller;
   const settled = (error: unknown, failed: boolean): void => {
@@ -129,6 +127,29 @@ export function runDrivingPipe<Req, Res>(
       ).then(resolve);
     });
   });
+}
+
+/**
+ * The reason a driver's signal aborts with: an `AbortError` without a stack
+ * trace. Interest ends at the end of every exchange, where a captured stack
+ * was the largest single cost of a request in a server (about 4 µs and a
+ * kilobyte in V8) and tells nothing: the message names the pipe. Engines
+ * without `Error.stackTraceLimit` build it as they always do.
+ */
+function abortError(message: string): DOMException {
+  const errors = Error as { stackTraceLimit?: number };
+  const limit = errors.stackTraceLimit;
+  if (typeof limit !== "number") return new DOMException(message, "AbortError");
+  try {
+    errors.stackTraceLimit = 0;
+  } catch {
+    return new DOMException(message, "AbortError");
+  }
+  try {
+    return new DOMException(message, "AbortError");
+  } finally {
+    errors.stackTraceLimit = limit;
+  }
 }
 
 /**

@@ -86,6 +86,32 @@ test("runDrivingPipe() aborts the signal with an AbortError when interest ends",
   assertStrictEquals(log.entries[0][2], reason);
 });
 
+test("runDrivingPipe() builds its abort reason without capturing a stack where the engine can skip it, and leaves Error.stackTraceLimit as it was", async () => {
+  const errors = Error as { stackTraceLimit?: number };
+  const before = errors.stackTraceLimit;
+  const pipe = new Pipe<string, string>("GET /r", new RecordingLogger());
+  const off = pipe.onEvent(() => true);
+  let reason: unknown;
+  const done = runDrivingPipe(pipe, (signal) =>
+    new Promise((_, reject) => {
+      signal.addEventListener("abort", () => {
+        reason = signal.reason;
+        reject(signal.reason);
+      });
+    }), "r");
+  await flush();
+  off();
+  await done;
+  assertEquals(errors.stackTraceLimit, before);
+  assertInstanceOf(reason, DOMException);
+  const stack = String((reason as { stack?: unknown }).stack ?? "");
+  const frames = stack.split("\n").filter((line) => /^\s+at /.test(line));
+  // Where Error.stackTraceLimit exists (V8: Deno, Node, Chromium, workerd;
+  // Bun, whose DOMException has no stack at all), no frame is captured.
+  if (typeof before === "number") assertEquals(frames, []);
+  assertEquals((reason as DOMException).message, "Interest in r ended");
+});
+
 test("runDrivingPipe() names the task in the abort reason when given a name", async () => {
   const pipe = new IterablePipe<string, string>("x", {
     log: new RecordingLogger(),
