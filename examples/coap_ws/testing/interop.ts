@@ -318,12 +318,20 @@ async function aiocoapAgainst(
   // Without a terminal: the first response on stdout, the notifications on
   // stderr, back to back with no separator: consecutive integers.
   const first = Number(observe.stdout.match(/^\d+/)?.[0]);
+  // aiocoap 0.4.11's client has a shutdown race: a notification that
+  // arrives after SIGINT tore down its token manager logs a traceback
+  // ("'NoneType' is not iterable" in process_response). That is the peer's
+  // own fault, seen about once in ten runs on a loaded machine.
+  const notifications = observe.stderr.replace(
+    /ERROR:asyncio:Task exception was never retrieved[\s\S]*?in process_response[\s\S]*?TypeError: argument of type 'NoneType' is not iterable\n?/,
+    "",
+  );
   let expected = "", values = 0;
-  while (expected.length < observe.stderr.length) {
+  while (expected.length < notifications.length) {
     expected += String(first + ++values);
   }
   if (
-    !(first >= 0) || values < 5 || !expected.startsWith(observe.stderr.trim())
+    !(first >= 0) || values < 5 || !expected.startsWith(notifications.trim())
   ) {
     throw new Error(
       `--observe printed ${JSON.stringify(observe.stdout)} / ${
