@@ -10,9 +10,13 @@ import type {
 import { Inspectable, preview } from "./inspectable.ts";
 
 /**
- * The class behind every event: read-only accessors over private fields.
- * Building one costs about a third of a frozen object literal, and nothing
- * can change it; `toJSON()` gives a plain copy.
+ * The class behind every event: read-only accessors over private fields on
+ * a frozen prototype, as DOM events have, so an assignment changes nothing
+ * (a TypeError in strict code); `toJSON()` gives a plain copy. Events are
+ * not frozen one by one: a freeze cost about three times the whole dispatch
+ * of an event, and what it guarded against (adding a property to one's own
+ * event, or redefining it with `Object.defineProperty`) is the caller's
+ * business, as with DOM events.
  */
 class PipeEventImpl extends Inspectable {
   readonly #kind: string;
@@ -31,9 +35,6 @@ class PipeEventImpl extends Inspectable {
     this.#message = message;
     this.#exception = exception;
     this.#isLast = isLast;
-    // Nothing can be added to or shadowed on an event; the accessors live on
-    // a frozen prototype.
-    Object.freeze(this);
   }
   get kind(): string {
     return this.#kind;
@@ -64,12 +65,12 @@ class PipeEventImpl extends Inspectable {
 
 Object.freeze(PipeEventImpl.prototype);
 
-/** The one end-of-interest event; events are immutable, so it is shared. */
-export const END_EVENT: InterestEndEvent = /* @__PURE__ */ new PipeEventImpl(
-  "interestEnd",
-  undefined,
-  undefined,
-  true,
+/**
+ * The one end-of-interest event, shared by every pipe; it is frozen, so
+ * that nothing added to it by one caller is seen by another.
+ */
+export const END_EVENT: InterestEndEvent = /* @__PURE__ */ Object.freeze(
+  new PipeEventImpl("interestEnd", undefined, undefined, true),
 ) as unknown as InterestEndEvent;
 
 /** Builds a response event. */

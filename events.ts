@@ -100,10 +100,12 @@ export interface InterestEndEvent {
 
 /**
  * An event on a pipe (aiocoap's `Pipe.Event`): a response, an exception or
- * the end of interest, told apart by `kind`. Events are immutable: frozen,
- * with read-only accessors on a frozen prototype (so nothing can be added
- * or shadowed, and `{ ...event }` and `structuredClone` see no fields);
- * `toJSON()` gives a plain copy.
+ * the end of interest, told apart by `kind`. Events are read-only, as DOM
+ * events are: their fields are accessors without setters on a frozen
+ * prototype, so an assignment changes nothing (a `TypeError` in strict
+ * code) and `{ ...event }` and `structuredClone` see no fields; the
+ * end-of-interest event that all pipes share is frozen. `toJSON()` gives a
+ * plain copy.
  *
  * @typeParam Res The type of response messages.
  *

@@ -744,17 +744,23 @@ test("IterablePipe with a logger whose methods throw: no outcome changes, each t
   });
 });
 
-test("IterablePipe events are frozen", async () => {
+test("IterablePipe events are read-only: assigning a field throws a TypeError and changes nothing", async () => {
   const { pipe } = setup();
   pipe.addResponse("a");
   pipe.addException(new Error("x"));
+  const seen: unknown[] = [];
   for await (const event of pipe) {
-    assertEquals(Object.isFrozen(event), true);
     assertThrows(
-      () => Object.defineProperty(event, "message", { value: 1 }),
+      () => (event as unknown as Record<string, unknown>).message = 1,
       TypeError,
     );
+    assertThrows(
+      () => (event as unknown as Record<string, unknown>).isLast = false,
+      TypeError,
+    );
+    seen.push(event.kind, event.isLast);
   }
+  assertEquals(seen, ["response", false, "exception", true]);
 });
 
 test("IterablePipe.onPoke() on an ended pipe registers nothing and returns a harmless unregister", () => {

@@ -488,7 +488,13 @@ Deno.test("CoapClient matches 100 concurrent requests to their own responses, an
       client.request({ method: "GET", path: "/slow", query: `ms=${i}` }),
   );
   const results = Promise.all(pipes.map((pipe) => collect(pipe)));
-  while (waiting.length < 100) await flush(1);
+  // The server takes up a burst in slices: what is left after one waits for
+  // a later task, so this waits for tasks too, not only microtasks.
+  for (let round = 0; waiting.length < 100 && round < 1000; round++) {
+    await (round % 50 === 49
+      ? new Promise((resolve) => setTimeout(resolve, 0))
+      : flush(1));
+  }
   assertEquals(server.exchanges, 100);
   for (const resolve of waiting.reverse()) resolve();
   const traces = await results;
