@@ -31,6 +31,7 @@ import {
 } from "./client_checks.ts";
 import { chromiumArgs } from "../../../testing/chromium.ts";
 import { workerdConfig } from "../../../testing/workerd_config.ts";
+import { CSM, get as rawGet, RawWebSocket, read } from "./raw_ws.ts";
 import {
   aiocoapClient,
   aiocoapLoad,
@@ -836,5 +837,91 @@ Deno.test({
     } finally {
       await ours.stop();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "a reader that stops over a real socket: our server on Deno keeps only the latest notification per observation, keeps the connection, sends the latest when it reads again, and says so once",
+  ...network,
+  async fn() {
+    const logs: string[] = [];
+    let value = 0;
+    const pipes = new Set<{ addResponse(r: { payload: string }): void }>();
+    const pad = ".".repeat(1000);
+    const ticker = setInterval(() => {
+      value++;
+      for (const pipe of pipes) {
+        pipe.addResponse({ payload: `${value} ${pad}` });
+      }
+    }, 10);
+    const server = new CoapServer({
+      "/fast": {
+        observable: true,
+        GET: (_request, pipe, signal) => {
+          pipes.add(pipe);
+          pipe.addResponse({ payload: `${value} ${pad}` });
+          return new Promise((resolve) =>
+            signal.addEventListener("abort", () => {
+              pipes.delete(pipe);
+              resolve();
+            })
+          );
+        },
+      },
+    }, {
+      log: {
+        debug() {},
+        info() {},
+        warn: (line: string) => logs.push(line),
+        error: (line: string) => logs.push(`error ${line}`),
+      },
+    });
+    const { http } = serveCoap(server, { port: 0 });
+    const latest = new Map<number, number>();
+    const raw = await RawWebSocket.connect(http.addr.port, (payload) => {
+      const message = read(payload);
+      if (message?.code !== Code.CONTENT) return;
+      latest.set(message.token[0], Number(text(message.payload).split(" ")[0]));
+    });
+    try {
+      const registrations = [CSM];
+      for (let token = 1; token <= 50; token++) {
+        registrations.push(rawGet(token, "/fast", true));
+      }
+      await raw.send(registrations);
+      await eventually("50 registrations answered", () => latest.size === 50);
+      raw.pause();
+      // 50 observations of 1 KB every 10 ms fill the loopback buffers
+      // (a few MB) within a second or two; from then on the server holds
+      // one notification per observation.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      assertEquals(server.connections, 1, "the stalled connection was kept");
+      assertEquals(server.observations, 50);
+      raw.resume();
+      // Reading again, every observation catches up to the current value.
+      await eventually(
+        "every observation to reach the current value",
+        () =>
+          [...latest.values()].every((seen) => seen >= value - 2) &&
+          latest.size === 50,
+        10_000,
+      );
+    } finally {
+      raw.close();
+      await eventually(
+        "the connection to close",
+        () => server.connections === 0,
+      );
+      clearInterval(ticker);
+      await http.shutdown();
+    }
+    assertEquals(server.observations, 0);
+    assertEquals(logs.length, 1, logs.join("\n"));
+    const skipped = Number(
+      /skipped (\d+) stale notifications/.exec(logs[0])?.[1],
+    );
+    assertEquals(skipped > 0, true, logs[0]);
+    console.log(`  ok   [stalled reader -> our server] ${logs[0]}`);
   },
 });
