@@ -22,17 +22,9 @@ import { CoapError, CoapServer, type Resources } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { parseLinkFormat } from "./explorer/link_format.ts";
 import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
+import { recorder } from "./testing/loggers.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-function recorder(logs: string[]): Logger {
-  return {
-    debug() {},
-    info() {},
-    warn: (...data) => logs.push(`warn ${data[0]}`),
-    error: (...data) => logs.push(`error ${data[0]}`),
-  };
-}
 
 interface Setup {
   server: CoapServer;

@@ -4,7 +4,6 @@
 // aborts with their diagnostics, work in slices, each policy told once.
 
 import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import type { Logger } from "../../mod.ts";
 import { CoapClient } from "./client.ts";
 import { type Clock, CoapConnection } from "./connection.ts";
 import type { ResponseInit } from "./exchange.ts";
@@ -23,6 +22,7 @@ import {
 import { CoapServer, type Resources } from "./server.ts";
 import { attachWebSocket, webSocketTransport } from "./websocket.ts";
 import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
+import { recorder } from "./testing/loggers.ts";
 
 /** A clock that moves only when told; timers run in order of their time. */
 class ManualClock implements Clock {
@@ -70,15 +70,6 @@ class ManualClock implements Clock {
 /** Lets queued microtasks (socket deliveries, drivers) run. */
 async function settle(rounds = 30): Promise<void> {
   for (let i = 0; i < rounds; i++) await Promise.resolve();
-}
-
-function recorder(logs: string[]): Logger {
-  return {
-    debug() {},
-    info() {},
-    warn: (...data) => logs.push(`warn ${data[0]}`),
-    error: (...data) => logs.push(`error ${data[0]}`),
-  };
 }
 
 /** A resource whose notifications and end the test triggers. */

@@ -11,7 +11,10 @@
 // --scale shrinks counts and durations (CI runs 0.1); --check exits 1 when
 // our server misses a goal that does not depend on timing noise: every
 // bystander answered, /observers back to 0 after the greedy client leaves,
-// RSS growth under the full-scale goal (40, 20, 50 MB).
+// RSS growth under twice the full-scale goal (80, 40, 100 MB). The check
+// catches growth without bound; the goals themselves (40, 20, 50 MB, and a
+// bystander within 250 ms) are judged at full scale and printed as met or
+// MISSED.
 // Every loop here is bounded in count and time, and stops by itself.
 
 import { parseArgs } from "./args.ts";
@@ -178,6 +181,24 @@ function watch(port: number) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Samples a process's RSS every 250 ms for `seconds`: the highest reading
+ * and the last, each less `before`.
+ */
+async function sampleRss(
+  pid: number,
+  seconds: number,
+  before: number,
+): Promise<{ peak: number; growth: number }> {
+  let peak = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    peak = Math.max(peak, await rss(pid));
+    await sleep(250);
+  }
+  return { peak: peak - before, growth: await rss(pid) - before };
+}
+
+/**
  * Whether the server cut the connection: it said so (ours logs each
  * abort), or the socket ended while it was read. A socket that is not read
  * cannot see its end.
@@ -208,13 +229,7 @@ async function greedyObserver(server: Server): Promise<Figures> {
   const watcher = watch(server.port);
   const socket = await RawWebSocket.connect(server.port);
   await socket.sendBytes(flood);
-  let peak = 0;
-  const end = performance.now() + duration * 1000;
-  while (performance.now() < end) {
-    peak = Math.max(peak, await rss(server.pid));
-    await sleep(250);
-  }
-  const growth = await rss(server.pid) - before;
+  const { peak, growth } = await sampleRss(server.pid, duration, before);
   const bystanders = await watcher.stop();
   const received = socket.received;
   socket.close();
@@ -231,14 +246,14 @@ async function greedyObserver(server: Server): Promise<Figures> {
   }
   return {
     growth,
-    peak: peak - before,
+    peak,
     ...bystanders,
     extra: `${received} messages read in ${duration} s; /observers ${
       observers === "0"
         ? `0 after ${Math.round(backToZero)} ms`
         : `still ${observers} after 10 s`
     }`,
-    ok: observers === "0" && bystanders.failures === 0 && growth < 40e6,
+    ok: observers === "0" && bystanders.failures === 0 && growth < 2 * 40e6,
   };
 }
 
@@ -258,26 +273,20 @@ async function stalledReader(server: Server): Promise<Figures> {
   }
   socket.pause();
   const watcher = watch(server.port);
-  let peak = 0;
-  const end = performance.now() + duration * 1000;
   let cut = false;
   socket.ended.then(() => cut = true);
-  while (performance.now() < end) {
-    peak = Math.max(peak, await rss(server.pid));
-    await sleep(250);
-  }
-  const growth = await rss(server.pid) - before;
+  const { peak, growth } = await sampleRss(server.pid, duration, before);
   const bystanders = await watcher.stop();
   const cutBy = wasCut(server, cut);
   socket.close();
   return {
     growth,
-    peak: peak - before,
+    peak,
     ...bystanders,
     extra: cutBy === undefined
       ? "the server kept the stalled connection"
       : `the server cut the stalled connection: ${cutBy}`,
-    ok: bystanders.failures === 0 && growth < 20e6,
+    ok: bystanders.failures === 0 && growth < 2 * 20e6,
   };
 }
 
@@ -295,13 +304,7 @@ async function pipelinedFlood(server: Server): Promise<Figures> {
   socket.ended.then(() => cut = true);
   // The server may stop reading (or cut the connection) before all is sent.
   const sending = socket.sendBytes(flood).catch(() => {});
-  let peak = 0;
-  const end = performance.now() + duration * 1000;
-  while (performance.now() < end) {
-    peak = Math.max(peak, await rss(server.pid));
-    await sleep(250);
-  }
-  const growth = await rss(server.pid) - before;
+  const { peak, growth } = await sampleRss(server.pid, duration, before);
   const bystanders = await watcher.stop();
   const cutBy = wasCut(server, cut);
   socket.close();
@@ -310,14 +313,14 @@ async function pipelinedFlood(server: Server): Promise<Figures> {
   const after = await rss(server.pid) - before;
   return {
     growth,
-    peak: peak - before,
+    peak,
     ...bystanders,
     extra: `${
       cutBy === undefined
         ? "the server kept the flooding connection"
         : `the server cut it: ${cutBy}`
     }; ${mb(after)} MB above the start 3 s after it closed`,
-    ok: bystanders.failures === 0 && growth < 50e6,
+    ok: bystanders.failures === 0 && growth < 2 * 50e6,
   };
 }
 
