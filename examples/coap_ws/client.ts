@@ -83,6 +83,13 @@ export interface ClientOptions {
    */
   onPong?: (rtt: number) => void;
   /**
+   * A bearer token for a server that asks for one (RFC 6750), sent as the
+   * `access_token` query parameter of the WebSocket URL: browsers cannot
+   * set an `Authorization` header on a WebSocket, so every platform sends
+   * it the one way that works everywhere.
+   */
+  accessToken?: string;
+  /**
    * The WebSocket class.
    *
    * @default {globalThis.WebSocket}
@@ -210,7 +217,10 @@ export class CoapClient {
     uri: string,
     options: ClientOptions = {},
   ): Promise<CoapClient> {
-    const { url } = parseCoapUri(uri);
+    let { url } = parseCoapUri(uri);
+    if (options.accessToken !== undefined) {
+      url += `?access_token=${encodeURIComponent(options.accessToken)}`;
+    }
     const WebSocketClass = options.WebSocket ??
       (globalThis as { WebSocket?: ClientOptions["WebSocket"] }).WebSocket;
     if (typeof WebSocketClass !== "function") {

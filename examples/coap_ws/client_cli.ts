@@ -1,6 +1,7 @@
 // A command line client in the spirit of aiocoap-client:
 //   deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N]
-//     [--accept N] [--observe] [--count N] coap+ws://HOST:PORT/PATH?QUERY
+//     [--accept N] [--observe] [--count N] [--token TOKEN]
+//     coap+ws://HOST:PORT/PATH?QUERY
 // Prints the payload, or the code on an error response (exiting 1); with
 // --observe, one line per notification, stopping after --count of them.
 
@@ -8,7 +9,7 @@ import { CoapClient, parseCoapUri } from "./client.ts";
 import { type Method, METHODS, text } from "./message.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--token TOKEN] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -22,6 +23,7 @@ let accept: number | undefined;
 let observe = false;
 let count = Infinity;
 let uri: string | undefined;
+let accessToken: string | undefined;
 const args = [...Deno.args];
 const number = (name: string): number => {
   const value = args.shift();
@@ -43,6 +45,7 @@ while (args.length > 0) {
   else if (arg === "--accept") accept = number(arg);
   else if (arg === "--observe") observe = true;
   else if (arg === "--count") count = number(arg);
+  else if (arg === "--token") accessToken = args.shift() || fail(usage);
   else if (arg.startsWith("-") || uri !== undefined) fail(usage);
   else uri = arg;
 }
@@ -57,7 +60,7 @@ try {
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
-  client = await CoapClient.connect(uri, { log: quiet });
+  client = await CoapClient.connect(uri, { log: quiet, accessToken });
 } catch (error) {
   fail((error as Error).message, 1);
 }

@@ -7,7 +7,11 @@
  */
 
 import { CoapServer, type Resources } from "./server.ts";
-import { rejectUpgrade, type UpgradeOptions } from "./upgrade.ts";
+import {
+  authorizeUpgrade,
+  rejectUpgrade,
+  type UpgradeOptions,
+} from "./upgrade.ts";
 
 /** Options for {@linkcode serveCoap}. */
 export interface ServeCoapOptions extends UpgradeOptions {
@@ -27,7 +31,8 @@ export interface ServeCoapOptions extends UpgradeOptions {
  * A `Deno.serve` handler for CoAP over WebSocket.
  *
  * @param server The server that serves each accepted socket.
- * @param options The allowed origins.
+ * @param options The origins allowed besides the server's own, and an
+ * `authorize` hook.
  * @returns The handler.
  *
  * @example
@@ -44,15 +49,21 @@ export function coapHandler(
   server: CoapServer,
   options: UpgradeOptions = {},
 ): (request: Request) => Response | Promise<Response> {
-  return (request) => {
-    const rejected = rejectUpgrade(request, options);
-    if (rejected !== undefined) return rejected;
+  const upgrade = (request: Request): Response => {
     const { socket, response } = Deno.upgradeWebSocket(request, {
       protocol: "coap",
       idleTimeout: 0,
     });
     server.accept(socket);
     return response;
+  };
+  return (request) => {
+    const rejected = rejectUpgrade(request, options);
+    if (rejected !== undefined) return rejected;
+    if (options.authorize === undefined) return upgrade(request);
+    return authorizeUpgrade(request, options).then((refused) =>
+      refused ?? upgrade(request)
+    );
   };
 }
 

@@ -1,18 +1,23 @@
 // The demo server on 127.0.0.1, with the aiocoap peer's resources:
-//   deno task coap:server [--port 8683] [--origin URL ...]
+//   deno task coap:server [--port 8683] [--origin URL ...] [--token TOKEN]
+//     [--limit NAME=VALUE ...]
+// Browsers are let in from the server's own origin and each --origin;
+// with --token, every client must present it as a bearer token.
 // Prints "listening on PORT" once it accepts connections, "observers: N"
 // whenever the number of observations of /counter changes, and how each
 // of those observations' drivers ended.
 
 import { serveCoap } from "./deno_server.ts";
+import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--origin URL ...] [--limit NAME=VALUE ...]";
+  "usage: deno task coap:server [--port N] [--origin URL ...] [--token TOKEN] [--limit NAME=VALUE ...]";
 let port = 8683;
 const origins: string[] = [];
 const limits: Record<string, number> = {};
+let token: string | undefined;
 const args = [...Deno.args];
 while (args.length > 0) {
   const arg = args.shift()!;
@@ -20,6 +25,8 @@ while (args.length > 0) {
     port = Number(args.shift());
   } else if (arg === "--origin" && args[0] !== undefined) {
     origins.push(args.shift()!);
+  } else if (arg === "--token" && args[0]) {
+    token = args.shift()!;
   } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
     const [name, value] = args.shift()!.split("=");
     limits[name] = Number(value);
@@ -47,6 +54,7 @@ try {
 }
 serveCoap(server, {
   port,
-  ...(origins.length > 0 ? { allowedOrigins: origins } : {}),
+  allowedOrigins: origins,
+  ...(token === undefined ? {} : { authorize: bearerToken(token) }),
   onListen: (port) => console.log(`listening on ${port}`),
 });

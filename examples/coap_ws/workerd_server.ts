@@ -9,7 +9,11 @@
  */
 
 import type { CoapServer } from "./server.ts";
-import { rejectUpgrade, type UpgradeOptions } from "./upgrade.ts";
+import {
+  authorizeUpgrade,
+  rejectUpgrade,
+  type UpgradeOptions,
+} from "./upgrade.ts";
 import type { WebSocketLike } from "./websocket.ts";
 
 /** workerd's server-side socket: accepted, then used like any WebSocket. */
@@ -22,8 +26,10 @@ interface WorkerSocket extends WebSocketLike {
  *
  * @param request The HTTP request.
  * @param server The server that serves the accepted socket.
- * @param options The allowed origins.
- * @returns The 101 response carrying the client end, or a rejection.
+ * @param options The origins allowed besides the server's own, and an
+ * `authorize` hook.
+ * @returns The 101 response carrying the client end, or a rejection (a
+ * promise of it when there is an `authorize` hook).
  *
  * @example Rejecting a plain GET (no WebSocketPair needed)
  * ```ts
@@ -31,7 +37,7 @@ interface WorkerSocket extends WebSocketLike {
  * import { CoapServer } from "./server.ts";
  * import { assertEquals } from "@std/assert";
  *
- * const response = coapFetch(new Request("http://x/.well-known/coap"), new CoapServer({}));
+ * const response = await coapFetch(new Request("http://x/.well-known/coap"), new CoapServer({}));
  * assertEquals(response.status, 426);
  * ```
  */
@@ -39,9 +45,16 @@ export function coapFetch(
   request: Request,
   server: CoapServer,
   options: UpgradeOptions = {},
-): Response {
+): Response | Promise<Response> {
   const rejected = rejectUpgrade(request, options);
   if (rejected !== undefined) return rejected;
+  if (options.authorize === undefined) return upgrade(server);
+  return authorizeUpgrade(request, options).then((refused) =>
+    refused ?? upgrade(server)
+  );
+}
+
+function upgrade(server: CoapServer): Response {
   const Pair = (globalThis as {
     WebSocketPair?: new () => Record<0 | 1, WorkerSocket>;
   }).WebSocketPair;

@@ -153,7 +153,10 @@ if (import.meta.main) {
       console.log(
         "Run a CoAP-over-WebSocket server too, such as the aiocoap peer " +
           "(../shared/peers/aiocoap_peer.py --port 8683) or " +
-          "`deno task coap:server --port 8683`, and connect to it from the page.",
+          `\`deno task coap:server --port 8683 --origin http://127.0.0.1:${listening}\`` +
+          " (our server lets a browser in only from its own origin and those " +
+          "named with --origin; this page is another), and connect to it " +
+          "from the page.",
       );
     },
   });

@@ -20,7 +20,7 @@ const server = new CoapServer(
 );
 
 export default {
-  fetch(request: Request): Response {
+  fetch(request: Request): Response | Promise<Response> {
     if (new URL(request.url).pathname === "/stats") {
       return Response.json({
         connections: server.connections,

@@ -24,6 +24,7 @@ import {
 } from "../message.ts";
 import { BIG, demoResources } from "../resources.ts";
 import { CoapServer } from "../server.ts";
+import { bearerToken } from "../upgrade.ts";
 import {
   CHECK_COUNT,
   type CheckResult,
@@ -923,5 +924,71 @@ Deno.test({
     );
     assertEquals(skipped > 0, true, logs[0]);
     console.log(`  ok   [stalled reader -> our server] ${logs[0]}`);
+  },
+});
+
+Deno.test({
+  name:
+    "upgrades refused over real sockets: a foreign Origin 403, a missing or wrong bearer token 401/403; the right token is let in; nothing is left open",
+  ...network,
+  async fn() {
+    const server = new CoapServer(demoResources(), { log: quiet });
+    const { http } = serveCoap(server, {
+      port: 0,
+      authorize: bearerToken("s3cret"),
+    });
+    const port = http.addr.port;
+    const uri = `coap+ws://127.0.0.1:${port}`;
+    const refusal = (headers: Record<string, string>, path?: string) =>
+      RawWebSocket.connect(port, undefined, headers, path).then(
+        (socket) => {
+          socket.close();
+          return "upgraded";
+        },
+        (error: Error) => error.message,
+      );
+    try {
+      assertEquals(
+        await refusal({ origin: "http://evil.example" }),
+        "Upgrade refused: HTTP/1.1 403 Forbidden",
+      );
+      assertEquals(
+        await refusal({}),
+        "Upgrade refused: HTTP/1.1 401 Unauthorized",
+      );
+      assertEquals(
+        await refusal({ authorization: "Bearer nope" }),
+        "Upgrade refused: HTTP/1.1 403 Forbidden",
+      );
+      assertEquals(
+        await refusal(
+          { origin: `http://127.0.0.1:${port}` },
+          "/.well-known/coap?access_token=s3cret",
+        ),
+        "upgraded",
+      );
+      const refused = await CoapClient.connect(uri, { log: quiet }).then(
+        () => "connected",
+        (error: Error) => error.message,
+      );
+      assertStringIncludes(refused, "Connection failed before it opened");
+      const client = await CoapClient.connect(uri, {
+        log: quiet,
+        accessToken: "s3cret",
+      });
+      let got = "";
+      for await (const event of client.request({ method: "GET", path: "/" })) {
+        if (event.kind === "response") got = text(event.message.payload);
+      }
+      assertEquals(got, "Welcome to the demo server");
+      client.close();
+      await eventually("connections to close", () => server.connections === 0);
+      assertEquals([server.exchanges, server.drivers], [0, 0]);
+      console.log(
+        "  ok   [refusals -> our server] evil Origin 403, no token 401, wrong token 403, our client with accessToken let in",
+      );
+    } finally {
+      await http.shutdown();
+    }
   },
 });

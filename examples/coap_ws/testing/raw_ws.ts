@@ -34,11 +34,14 @@ export class RawWebSocket {
    *
    * @param port The server's port.
    * @param onMessage Called with every binary message while reading.
+   * @param headers More request headers (an Origin, say), and the path.
    * @returns The socket.
    */
   static async connect(
     port: number,
     onMessage?: (payload: Uint8Array) => void,
+    headers: Record<string, string> = {},
+    path = "/.well-known/coap",
   ): Promise<RawWebSocket> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
@@ -48,7 +51,8 @@ export class RawWebSocket {
     await writeAll(
       conn,
       new TextEncoder().encode(
-        `GET /.well-known/coap HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+          Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
           `Upgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
           `Sec-WebSocket-Protocol: coap\r\n\r\n`,

@@ -566,8 +566,12 @@ async function connectedTo(
   resources: Resources,
   walk: (server: string) => Promise<void>,
 ): Promise<void> {
-  const coap = serveCoap(resources, { port: 0 });
   const http = serveExplorer({ port: 0 });
+  // The page comes from another port, so another origin: let it in.
+  const coap = serveCoap(resources, {
+    port: 0,
+    allowedOrigins: [`http://127.0.0.1:${http.addr.port}`],
+  });
   try {
     const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
     await driver.goto(
