@@ -254,21 +254,6 @@ export class Flow {
     return queued >= this.#limits.highWaterMark;
   }
 
-  /** Responses waiting to go out. */
-  get waiting(): number {
-    return this.#outbox.size;
-  }
-
-  /** Whether reading is paused. */
-  get paused(): boolean {
-    return this.#inHand !== undefined;
-  }
-
-  /** One-shot requests being answered now. */
-  get active(): number {
-    return this.#active;
-  }
-
   /**
    * Sends `item` now if the connection drains and this burst has time
    * left, or queues it. An item must not be offered again while queued;
