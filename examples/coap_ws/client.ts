@@ -236,6 +236,13 @@ export class CoapClient {
       onPong: options.onPong,
     };
     const connection = attachWebSocket(socket, connectionOptions);
+    // Deno says why a connection failed (an untrusted certificate, say) in
+    // the error event; browsers say nothing, on purpose.
+    let why = "";
+    socket.addEventListener("error", (event) => {
+      const message = (event as ErrorEvent).message;
+      if (typeof message === "string" && message !== "") why = message;
+    }, { once: true });
     socket.addEventListener("open", () => {
       // A server that ignores the subprotocol leaves it empty.
       if (socket.protocol !== "coap") {
@@ -262,7 +269,9 @@ export class CoapClient {
     } catch (error) {
       const reason = (error as Error).message;
       connection.abort(reason);
-      throw new ConnectionError(`Cannot connect to ${uri}: ${reason}`);
+      throw new ConnectionError(
+        `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
+      );
     } finally {
       clearTimeout(timer);
     }

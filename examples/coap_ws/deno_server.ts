@@ -25,6 +25,13 @@ export interface ServeCoapOptions extends UpgradeOptions {
   hostname?: string;
   /** Called once listening, with the port. */
   onListen?: (port: number) => void;
+  /**
+   * A certificate chain (PEM) to serve TLS with, so that clients connect
+   * with `coaps+ws://`; give `key` with it.
+   */
+  cert?: string;
+  /** The private key (PEM) of `cert`. */
+  key?: string;
 }
 
 /**
@@ -72,8 +79,10 @@ export function coapHandler(
  * 127.0.0.1 unless told otherwise.
  *
  * @param resources The resources, or a server.
- * @param options Port, address and allowed origins.
+ * @param options Port, address, allowed origins, an `authorize` hook, and
+ * a certificate and key for TLS.
  * @returns The HTTP server and the CoAP server.
+ * @throws {TypeError} If only one of `cert` and `key` is given.
  *
  * @example
  * ```ts ignore
@@ -90,10 +99,17 @@ export function serveCoap(
   const coap = resources instanceof CoapServer
     ? resources
     : new CoapServer(resources);
+  const { cert, key } = options;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError(
+      "Cannot serve CoAP over TLS: give both cert and key, or neither",
+    );
+  }
   const http = Deno.serve({
     port: options.port,
     hostname: options.hostname ?? "127.0.0.1",
     onListen: ({ port }) => options.onListen?.(port),
+    ...(cert === undefined ? {} : { cert, key }),
   }, coapHandler(coap, options));
   return { http, coap };
 }

@@ -2,7 +2,8 @@
 //   deno task coap:server [--port 8683] [--origin URL ...] [--token TOKEN]
 //     [--limit NAME=VALUE ...]
 // Browsers are let in from the server's own origin and each --origin;
-// with --token, every client must present it as a bearer token.
+// with --token, every client must present it as a bearer token; with
+// --cert and --key (PEM files) it serves TLS, for coaps+ws:// clients.
 // Prints "listening on PORT" once it accepts connections, "observers: N"
 // whenever the number of observations of /counter changes, and how each
 // of those observations' drivers ended.
@@ -13,11 +14,12 @@ import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--origin URL ...] [--token TOKEN] [--limit NAME=VALUE ...]";
+  "usage: deno task coap:server [--port N] [--origin URL ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...]";
 let port = 8683;
 const origins: string[] = [];
 const limits: Record<string, number> = {};
 let token: string | undefined;
+let certFile: string | undefined, keyFile: string | undefined;
 const args = [...Deno.args];
 while (args.length > 0) {
   const arg = args.shift()!;
@@ -27,6 +29,10 @@ while (args.length > 0) {
     origins.push(args.shift()!);
   } else if (arg === "--token" && args[0]) {
     token = args.shift()!;
+  } else if (arg === "--cert" && args[0]) {
+    certFile = args.shift()!;
+  } else if (arg === "--key" && args[0]) {
+    keyFile = args.shift()!;
   } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
     const [name, value] = args.shift()!.split("=");
     limits[name] = Number(value);
@@ -42,6 +48,22 @@ const log = {
   warn: (...data: unknown[]) => console.error("warn:", ...data),
   error: (...data: unknown[]) => console.error("error:", ...data),
 };
+if ((certFile === undefined) !== (keyFile === undefined)) {
+  console.error(`--cert and --key go together\n${usage}`);
+  Deno.exit(2);
+}
+let tls: { cert: string; key: string } | undefined;
+try {
+  tls = certFile === undefined ? undefined : {
+    cert: Deno.readTextFileSync(certFile),
+    key: Deno.readTextFileSync(keyFile!),
+  };
+} catch (error) {
+  console.error(
+    `Cannot read the certificate or key: ${(error as Error).message}`,
+  );
+  Deno.exit(2);
+}
 let server: CoapServer;
 try {
   server = new CoapServer(
@@ -56,5 +78,6 @@ serveCoap(server, {
   port,
   allowedOrigins: origins,
   ...(token === undefined ? {} : { authorize: bearerToken(token) }),
+  ...(tls ?? {}),
   onListen: (port) => console.log(`listening on ${port}`),
 });

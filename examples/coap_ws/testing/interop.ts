@@ -37,6 +37,7 @@ import {
   aiocoapClient,
   aiocoapLoad,
   freePort,
+  PEERS,
   type Running,
   spawn,
   startPeer,
@@ -138,7 +139,11 @@ Deno.test({
 });
 
 /** Serves a page that runs the client checks in headless Chromium. */
-async function inChromium(uri: string): Promise<CheckResult[]> {
+async function inChromium(
+  uri: string,
+  extraArgs: string[] = [],
+  pagePort = 0,
+): Promise<CheckResult[]> {
   const bundle = new URL("dist/coap_client_checks.mjs", root);
   const built = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -167,7 +172,7 @@ async function inChromium(uri: string): Promise<CheckResult[]> {
     settle = resolve
   );
   const http = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    { hostname: "127.0.0.1", port: pagePort, onListen() {} },
     async (request) => {
       const { pathname } = new URL(request.url);
       if (pathname === "/") {
@@ -190,7 +195,10 @@ async function inChromium(uri: string): Promise<CheckResult[]> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(chromium, {
-      args: chromiumArgs(profile, `http://127.0.0.1:${http.addr.port}/`),
+      args: [
+        ...extraArgs,
+        ...chromiumArgs(profile, `http://127.0.0.1:${http.addr.port}/`),
+      ],
       stdout: "null",
       stderr: "null",
     }).spawn();
@@ -989,6 +997,179 @@ Deno.test({
       );
     } finally {
       await http.shutdown();
+    }
+  },
+});
+
+/** Makes a test CA and a certificate it signs for localhost and 127.0.0.1. */
+async function testCertificates(dir: string) {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(
+        `openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    return out.stdout;
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=coap test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ]);
+  await run([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
+  // Chromium trusts one key by the SHA-256 of its SubjectPublicKeyInfo.
+  const spki = await run(["x509", "-in", "server.pem", "-pubkey", "-noout"]);
+  await Deno.writeFile(`${dir}/server.pub`, spki);
+  const der = await run([
+    "pkey",
+    "-pubin",
+    "-in",
+    "server.pub",
+    "-outform",
+    "der",
+  ]);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
+  return {
+    ca: `${dir}/ca.pem`,
+    cert: await Deno.readTextFile(`${dir}/server.pem`),
+    key: await Deno.readTextFile(`${dir}/server.key`),
+    spkiHash: btoa(String.fromCharCode(...hash)),
+  };
+}
+
+/** Runs our command line client with `args`, and the CA in `ca` if given. */
+async function ourClient(args: string[], ca?: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      ...(ca === undefined ? [] : ["--cert", ca]),
+      new URL("examples/coap_ws/client_cli.ts", root).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout).trim(),
+    stderr: decoder.decode(out.stderr).trim(),
+  };
+}
+
+Deno.test({
+  name:
+    "TLS: our server serves coaps+ws to our client in Deno and in Chromium and to aiocoap-client; an untrusted certificate and plain ws fail at once, saying why",
+  ...network,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "coap-tls-" });
+    const pagePort = freePort();
+    const { ca, cert, key, spkiHash } = await testCertificates(dir);
+    const server = new CoapServer(demoResources(), { log: quiet });
+    const { http } = serveCoap(server, {
+      port: 0,
+      cert,
+      key,
+      // The Chromium check's page comes from another origin.
+      allowedOrigins: [`http://127.0.0.1:${pagePort}`],
+    });
+    const port = http.addr.port;
+    try {
+      const trusted = await ourClient([`coaps+ws://127.0.0.1:${port}/`], ca);
+      assertEquals([trusted.code, trusted.stdout], [
+        0,
+        "Welcome to the demo server",
+      ]);
+      const untrusted = await ourClient([`coaps+ws://127.0.0.1:${port}/`]);
+      assertEquals(untrusted.code, 1);
+      assertStringIncludes(untrusted.stderr, "invalid peer certificate");
+      const plain = await ourClient([`coap+ws://127.0.0.1:${port}/`], ca);
+      assertEquals(plain.code, 1);
+      assertStringIncludes(plain.stderr, "Connection failed before it opened");
+      const theirs = await new Deno.Command(`${PEERS}/aiocoap-client`, {
+        args: [`coaps+ws://localhost:${port}/`],
+        env: { SSL_CERT_FILE: ca, PYTHONUNBUFFERED: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(
+        [theirs.code, new TextDecoder().decode(theirs.stdout)],
+        [0, "Welcome to the demo server"],
+        new TextDecoder().decode(theirs.stderr),
+      );
+      report(
+        "chromium -> ours over TLS",
+        await inChromium(
+          `coaps+ws://127.0.0.1:${port}`,
+          [`--ignore-certificate-errors-spki-list=${spkiHash}`],
+          pagePort,
+        ),
+      );
+      console.log(
+        `  ok   [tls] our Deno client with the test CA, aiocoap-client with SSL_CERT_FILE, Chromium trusting the key by hash; untrusted: ${
+          untrusted.stderr.split("(").at(-1)?.replace(/\)$/, "")
+        }; plain ws to the TLS port: ${
+          plain.stderr.split("(").at(-1)?.replace(/\)$/, "")
+        }`,
+      );
+      await eventually("connections to close", () => server.connections === 0);
+      assertEquals([server.exchanges, server.drivers], [0, 0]);
+    } finally {
+      await http.shutdown();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
