@@ -40,6 +40,7 @@ import {
   uint,
   utf8,
 } from "./message.ts";
+import { Fifo } from "./fifo.ts";
 
 /** Where a connection's bytes go: a WebSocket, or a test's array. */
 export interface Transport {
@@ -188,7 +189,6 @@ interface PendingPing {
 export type ConnectionState = "new" | "opening" | "open" | "closed";
 
 const noop = (): void => {};
-const EMPTY = new Uint8Array(0);
 
 /**
  * One CoAP-over-WebSocket connection, either role. Call
@@ -234,9 +234,8 @@ export class CoapConnection {
   readonly #maxHeld: number;
   readonly #maxQueued: number;
   #paused = false;
-  /** Messages that arrived while paused, from `#heldHead` on. */
-  #held: Uint8Array[] = [];
-  #heldHead = 0;
+  /** Messages that arrived while paused. */
+  readonly #held = new Fifo<Uint8Array>();
   #mostHeld = 0;
   #pings = new Map<number | string, PendingPing>();
   #nextToken = 1;
@@ -391,16 +390,15 @@ export class CoapConnection {
       );
       return;
     }
-    if (this.#paused || this.#held.length > this.#heldHead) {
-      if (this.#held.length - this.#heldHead >= this.#maxHeld) {
+    if (this.#paused || this.#held.size > 0) {
+      if (this.#held.size >= this.#maxHeld) {
         this.abort(
           `More than ${this.#maxHeld} messages arrived faster than this side takes them up (${this.queued} bytes of its own not yet read by the peer)`,
         );
         return;
       }
       this.#held.push(bytes);
-      const held = this.#held.length - this.#heldHead;
-      if (held > this.#mostHeld) this.#mostHeld = held;
+      if (this.#held.size > this.#mostHeld) this.#mostHeld = this.#held.size;
       return;
     }
     this.#process(bytes);
@@ -424,27 +422,15 @@ export class CoapConnection {
     if (!this.#paused) return;
     this.#paused = false;
     while (
-      !this.#paused && this.#state !== "closed" &&
-      this.#heldHead < this.#held.length
+      !this.#paused && this.#state !== "closed" && this.#held.size > 0
     ) {
-      const bytes = this.#held[this.#heldHead];
-      this.#held[this.#heldHead++] = EMPTY;
-      if (this.#heldHead === this.#held.length) {
-        this.#held = [];
-        this.#heldHead = 0;
-      } else if (
-        this.#heldHead >= 1024 && this.#heldHead * 2 > this.#held.length
-      ) {
-        this.#held = this.#held.slice(this.#heldHead);
-        this.#heldHead = 0;
-      }
-      this.#process(bytes);
+      this.#process(this.#held.shift()!);
     }
   }
 
   /** Messages that arrived and wait while the connection is paused. */
   get held(): number {
-    return this.#held.length - this.#heldHead;
+    return this.#held.size;
   }
 
   /** The most messages that waited at once while it was paused. */
@@ -867,8 +853,7 @@ export class CoapConnection {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#closeReason = reason;
-    this.#held = [];
-    this.#heldHead = 0;
+    this.#held.clear();
     this.#settleReady(reason);
     const pings = [...this.#pings.values()];
     this.#pings.clear();

@@ -12,6 +12,7 @@
  */
 
 import type { Clock } from "./connection.ts";
+import { Fifo } from "./fifo.ts";
 import type { CoapMessage } from "./message.ts";
 
 /**
@@ -172,40 +173,10 @@ const POLL_MS = 10;
 /** A pause longer than this between two pieces of work starts a new burst. */
 const IDLE_MS = 1;
 
-/** A FIFO with O(1) push and shift, and no growth with its history. */
-class Fifo<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
-
-  clear(): void {
-    this.#items = [];
-    this.#head = 0;
-  }
-}
-
 /**
  * One server connection's flow control: an outbox of responses waiting for
- * the transport to drain, an inbox of requests waiting to be taken up, and
- * the slices both are worked off in.
+ * the transport to drain, the request that paused reading (the connection
+ * holds what came after it), and the slices both are worked off in.
  */
 export class Flow {
   readonly #link: FlowLink;
