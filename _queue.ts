@@ -1,91 +1,52 @@
 // This module is browser compatible.
 // Internal: the FIFO behind IterablePipe; not part of the public API.
 
-/** The first chunk's size; each further chunk doubles, up to the largest. */
-const FIRST = 16;
-const LARGEST = 1024;
-
-/** A class, so every chunk shares one shape and property access stays fast. */
-class Chunk<T> {
-  readonly items: (T | undefined)[];
-  /** The next slot to shift from. */
-  read = 0;
-  /** The next slot to push into. */
-  write = 0;
-  next: Chunk<T> | undefined = undefined;
-
-  constructor(size: number) {
-    this.items = new Array(size);
-  }
-}
-
-/** Where an empty queue starts; it is full, so the first push replaces it. */
-const NO_CHUNK = /* @__PURE__ */ new Chunk<never>(0);
+/** What an empty queue holds: shared, never written to. */
+const NONE: never[] = [];
 
 /**
- * A FIFO queue of preallocated chunks: `push` and `shift` are O(1) however
- * long the queue gets, nothing is ever copied, and drained chunks are let go
- * at once, so a queue that never runs empty does not grow with its history
- * (unlike `Array.prototype.shift`, or an array with a moving head index).
+ * A FIFO queue: an array read from a moving head. `push` and `shift` are
+ * amortized O(1): once the read part is at least half of the array, the
+ * unread rest is copied to a new array (each item is copied at most once per
+ * halving), so a queue that never runs empty does not grow with its history,
+ * unlike `Array.prototype.shift` (O(n) each) or a head that never moves back.
+ * An empty queue holds no array of its own.
  */
 export class Queue<T> {
-  #head: Chunk<T> = NO_CHUNK;
-  #tail: Chunk<T> = NO_CHUNK;
-  #size = 0;
+  #items: (T | undefined)[] = NONE;
+  #head = 0;
 
   /** The number of items in the queue. */
   get size(): number {
-    return this.#size;
+    return this.#items.length - this.#head;
   }
 
-  /** The capacity of each chunk in use, head first (for tests). */
-  get chunks(): number[] {
-    const sizes: number[] = [];
-    for (
-      let chunk: Chunk<T> | undefined = this.#head;
-      chunk !== undefined && chunk !== NO_CHUNK;
-      chunk = chunk.next
-    ) {
-      sizes.push(chunk.items.length);
-    }
-    return sizes;
+  /** The length of the array in use, read part included (for tests). */
+  get held(): number {
+    return this.#items.length;
   }
 
   push(item: T): void {
-    let tail = this.#tail;
-    if (tail.write === tail.items.length) {
-      const chunk = new Chunk<T>(
-        tail.write === 0
-          ? FIRST
-          : tail.write < LARGEST
-          ? tail.write * 2
-          : LARGEST,
-      );
-      if (this.#size === 0) this.#head = chunk;
-      else tail.next = chunk;
-      tail = this.#tail = chunk;
-    }
-    tail.items[tail.write++] = item;
-    this.#size++;
+    if (this.#items === NONE) this.#items = [item];
+    else this.#items.push(item);
   }
 
   /** Removes and returns the oldest item; the queue must not be empty. */
   shift(): T {
-    const head = this.#head;
-    const item = head.items[head.read] as T;
-    head.items[head.read++] = undefined;
-    this.#size--;
-    if (head.read === head.write) {
-      // A drained chunk that is not the last is full: drop it. The last one
-      // is reused from its start.
-      if (head.next !== undefined) this.#head = head.next;
-      else head.read = head.write = 0;
+    const items = this.#items;
+    const item = items[this.#head] as T;
+    items[this.#head++] = undefined;
+    if (this.#head * 2 >= items.length) {
+      this.#items = this.#head === items.length
+        ? NONE
+        : items.slice(this.#head);
+      this.#head = 0;
     }
     return item;
   }
 
   clear(): void {
-    this.#head = this.#tail = NO_CHUNK;
-    this.#size = 0;
+    this.#items = NONE;
+    this.#head = 0;
   }
 }

@@ -29,40 +29,26 @@ test("Queue.clear() empties the queue for reuse", () => {
   assertEquals([queue.shift(), queue.shift(), queue.size], ["a", "b", 0]);
 });
 
-test("Queue grows its chunks from 16, doubling up to 1024, and lets drained chunks go", () => {
+test("Queue lets the read part go once it is half the array, and holds nothing when empty", () => {
   const queue = new Queue<number>();
-  assertEquals(queue.chunks, []);
-  for (let i = 0; i < 16; i++) queue.push(i);
-  assertEquals(queue.chunks, [16]);
-  queue.push(16);
-  assertEquals(queue.chunks, [16, 32]);
-  for (let i = 17; i < 5000; i++) queue.push(i);
-  assertEquals(queue.chunks, [
-    16,
-    32,
-    64,
-    128,
-    256,
-    512,
-    1024,
-    1024,
-    1024,
-    1024,
-  ]);
-  for (let i = 0; i < 16; i++) queue.shift();
-  assertEquals(queue.chunks.slice(0, 2), [32, 64]);
+  assertEquals(queue.held, 0);
+  for (let i = 0; i < 1000; i++) queue.push(i);
+  assertEquals(queue.held, 1000);
+  for (let i = 0; i < 499; i++) queue.shift();
+  assertEquals([queue.size, queue.held], [501, 1000]);
+  assertEquals(queue.shift(), 499); // the read part reaches half: copied
+  assertEquals([queue.size, queue.held], [500, 500]);
+  // A queue that never runs empty stays within twice its size.
+  let most = 0;
+  for (let i = 0; i < 100_000; i++) {
+    queue.push(i);
+    queue.shift();
+    most = Math.max(most, queue.held);
+  }
+  assertEquals([queue.size, most <= 2 * 500 + 1], [500, true]);
   while (queue.size > 0) queue.shift();
-  // The last chunk stays, emptied, for the next push.
-  assertEquals(queue.chunks, [1024]);
+  assertEquals(queue.held, 0);
+  queue.push(1);
   queue.clear();
-  assertEquals(queue.chunks, []);
-});
-
-test("Queue instances never share a chunk", () => {
-  const a = new Queue<string>(), b = new Queue<string>();
-  a.push("a1");
-  b.push("b1");
-  a.push("a2");
-  assertEquals([a.shift(), b.shift(), a.shift()], ["a1", "b1", "a2"]);
-  assertEquals([a.size, b.size], [0, 0]);
+  assertEquals([queue.size, queue.held], [0, 0]);
 });

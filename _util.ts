@@ -97,17 +97,17 @@ export function exceptionEvent(exception: unknown): ExceptionEvent {
 }
 
 /**
- * Logs through `logger` at `level`. A logger that throws (or whose method
- * cannot even be read) changes no outcome: the throw is reported like a
- * callback error and the caller goes on.
+ * Logs through `owner.log` at `level`. A logger that throws (or that cannot
+ * even be read: a hand-made responder's getter) changes no outcome: the throw
+ * is reported like a callback error and the caller goes on.
  */
 export function log(
-  logger: Logger,
+  owner: { readonly log: Logger },
   level: "debug" | "info" | "warn" | "error",
   ...data: unknown[]
 ): void {
   try {
-    logger[level](...data);
+    owner.log[level](...data);
   } catch (error) {
     reportCallbackError(error);
   }
@@ -116,7 +116,7 @@ export function log(
 /** Logs a response added to an ended pipe, which drops it. */
 export function lateResponse(pipe: { log: Logger }, response: unknown): void {
   log(
-    pipe.log,
+    pipe,
     "warn",
     "Response added to a pipe that has already ended; dropped",
     response,
@@ -130,7 +130,7 @@ export function lateException(
   exception: unknown,
 ): void {
   log(
-    pipe.log,
+    pipe,
     "error",
     "Exception added to a pipe that has already ended; dropped",
     exception,
@@ -141,7 +141,7 @@ export function lateException(
 /** Warns of an interest-end callback registered on an ended pipe. */
 export function lateHook(pipe: { log: Logger }): void {
   log(
-    pipe.log,
+    pipe,
     "warn",
     "Interest-end callback registered on a pipe that has already ended",
     pipe,
@@ -204,29 +204,25 @@ export function assertBoolean(
   }
 }
 
-/** Throws a `TypeError` unless `log` has console-style logging methods. */
-export function assertLogger(log: unknown, where: string): void {
+const LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/**
+ * Throws a `TypeError` unless `log` has console-style logging methods; its
+ * message starts with `context` ("Cannot create a Pipe").
+ */
+export function assertLogger(log: unknown, context: string): void {
   if (log === console) return;
   const l = (typeof log === "object" || typeof log === "function") &&
       log !== null
     ? log as Record<string, unknown>
     : {};
   const missing = readArgument(
-    () =>
-      typeof l.debug !== "function"
-        ? "debug"
-        : typeof l.info !== "function"
-        ? "info"
-        : typeof l.warn !== "function"
-        ? "warn"
-        : typeof l.error !== "function"
-        ? "error"
-        : undefined,
-    `Cannot create ${where}: log cannot be read`,
+    () => LEVELS.find((level) => typeof l[level] !== "function"),
+    `${context}: log cannot be read`,
   );
   if (missing !== undefined) {
     throw new TypeError(
-      `Cannot create ${where}: log must have a ${missing}() method`,
+      `${context}: log must have a ${missing}() method`,
     );
   }
 }
@@ -243,7 +239,8 @@ export function readArgument<T>(read: () => T, message: string): T {
   }
 }
 
-function describeType(value: unknown): string {
+/** `typeof`, except that null is "null": for messages about arguments. */
+export function describeType(value: unknown): string {
   return value === null ? "null" : typeof value;
 }
 

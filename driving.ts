@@ -1,13 +1,13 @@
 // This module is browser compatible.
 
 import {
-  assertFunction,
   assertLogger,
+  describeType,
   log,
   readArgument,
   reportCallbackError,
 } from "./_util.ts";
-import { formatSafely } from "./inspectable.ts";
+import { formatSafely, preview } from "./inspectable.ts";
 import { type Logger, Pipe, type ResponderPipe } from "./pipe.ts";
 
 /**
@@ -66,90 +66,133 @@ export function runDrivingPipe<Req, Res>(
   name?: string,
 ): Promise<void> {
   assertResponder(pipe, "runDrivingPipe()");
-  assertFunction(driver, "runDrivingPipe()");
-  if (name !== undefined && typeof name !== "string") {
+  if (typeof driver !== "function") {
     throw new TypeError(
-      `Cannot call runDrivingPipe(): name must be a string, got ${typeof name}`,
+      `Cannot call runDrivingPipe(): driver must be a function taking an AbortSignal, got ${
+        describeType(driver)
+      }`,
     );
   }
-  // Describing the pipe reads its request, which may be a Proxy that throws:
-  // the call still returns its promise, with a placeholder in the label.
-  const label = name ?? formatSafely(String, pipe);
+  if (name !== undefined && typeof name !== "string") {
+    throw new TypeError(
+      `Cannot call runDrivingPipe(): name must be a string, got ${
+        describeType(name)
+      }`,
+    );
+  }
   const controller = new AbortController();
-  pipe.onInterestEnd(() =>
-    controller.abort(abortError(`Interest in ${label} ended`))
-  );
   const { signal } = controller;
-  const settled = (error: unknown, failed: boolean): void => {
-    try {
-      if (signal.aborted) {
-        if (failed) {
-          logTo(
-            pipe,
-            "debug",
-            `Driver of ${label} stopped after interest ended`,
-            error,
+  // The label is built only when a message needs it.
+  const label = () => name ?? describe(pipe);
+  pipe.onInterestEnd(() =>
+    controller.abort(abortReason(`Interest in ${label()} ended`))
+  );
+  return new Promise<void>((resolve) => {
+    const settle = (error?: unknown, failed?: boolean) => {
+      try {
+        if (signal.aborted) {
+          if (failed) {
+            log(
+              pipe,
+              "debug",
+              `Driver of ${label()} stopped after interest ended`,
+              error,
+            );
+          }
+        } else {
+          pipe.addException(
+            failed ? error : new Error(
+              `Driver of ${label()} ended without a final response`,
+            ),
           );
         }
-      } else if (failed) {
-        pipe.addException(error);
-      } else {
-        pipe.addException(
-          new Error(`Driver of ${label} ended without a final response`),
-        );
+      } catch (error) {
+        reportCallbackError(error);
       }
-    } catch (error) {
-      reportCallbackError(error);
-    }
-  };
-  return new Promise<void>((resolve) => {
+      resolve();
+    };
     queueMicrotask(() => {
       if (signal.aborted) {
-        logTo(
+        log(
           pipe,
           "debug",
-          `Driver of ${label} not started: interest ended first`,
+          `Driver of ${label()} not started: interest ended first`,
         );
-        resolve();
-        return;
+        return resolve();
       }
       let result: unknown;
       try {
         result = driver(signal);
+        // A driver that returns at once (the usual request) settles a
+        // microtask later, as an awaited value would, without a promise.
+        if (
+          typeof (result as PromiseLike<unknown> | null)?.then !== "function"
+        ) {
+          return queueMicrotask(settle);
+        }
       } catch (error) {
-        settled(error, true);
-        resolve();
-        return;
+        // The driver threw, or reading `then` of what it returned did.
+        return settle(error, true);
       }
-      Promise.resolve(result).then(
-        () => settled(undefined, false),
-        (error) => settled(error, true),
-      ).then(resolve);
+      Promise.resolve(result).then(() => settle(), (e) => settle(e, true));
     });
   });
 }
 
 /**
- * The reason a driver's signal aborts with: an `AbortError` without a stack
- * trace. Interest ends at the end of every exchange, where a captured stack
- * was the largest single cost of a request in a server (about 4 µs and a
- * kilobyte in V8) and tells nothing: the message names the pipe. Engines
- * without `Error.stackTraceLimit` build it as they always do.
+ * Names a pipe briefly in messages: its class and a preview of its request
+ * (`Pipe { request: "GET /a" }`, `IterablePipe { request: [object] }`),
+ * never a dump of the request. Reading a hostile pipe never throws.
  */
-function abortError(message: string): DOMException {
-  const errors = Error as { stackTraceLimit?: number };
-  const limit = errors.stackTraceLimit;
-  if (typeof limit !== "number") return new DOMException(message, "AbortError");
-  try {
-    errors.stackTraceLimit = 0;
-  } catch {
-    return new DOMException(message, "AbortError");
+function describe(pipe: ResponderPipe<unknown, unknown>): string {
+  return formatSafely(
+    (p) =>
+      `${(p as object).constructor.name} { request: ${
+        preview((p as ResponderPipe<unknown, unknown>).request)
+      } }`,
+    pipe,
+  );
+}
+
+/**
+ * The reason a driver's signal aborts with: an `AbortError`
+ * (`instanceof DOMException`, `name`, `message`, `code` 20) built without
+ * calling an error constructor. Interest ends at the end of every exchange,
+ * and constructing any error there captured a stack (in Deno, about 5 to
+ * 13 µs whatever `Error.stackTraceLimit` says): the largest single cost of a
+ * request in a server, telling nothing the message does not. Its `stack` is
+ * its first line only.
+ */
+class AbortReason {
+  readonly #message: string;
+  constructor(message: string) {
+    this.#message = message;
   }
-  try {
-    return new DOMException(message, "AbortError");
-  } finally {
-    errors.stackTraceLimit = limit;
+  get name(): string {
+    return "AbortError";
   }
+  get message(): string {
+    return this.#message;
+  }
+  /** DOMException.ABORT_ERR, the legacy code an AbortError carries. */
+  get code(): number {
+    return 20;
+  }
+  get stack(): string {
+    return `AbortError: ${this.#message}`;
+  }
+}
+
+let reasonReady = false;
+
+/** An {@linkcode AbortReason}; its prototype is set up on first use. */
+function abortReason(message: string): DOMException {
+  if (!reasonReady) {
+    reasonReady = true;
+    Object.setPrototypeOf(AbortReason.prototype, DOMException.prototype);
+    AbortReason.prototype.constructor = DOMException;
+  }
+  return new AbortReason(message) as unknown as DOMException;
 }
 
 /**
@@ -218,16 +261,15 @@ export function errorToMessage<Req, Res>(
   options: ErrorToMessageOptions<Res>,
 ): Pipe<Req, Res> {
   assertResponder(pipe, "errorToMessage()");
-  const [internalServerError, logger, request] = readArgument(
-    () => [options.internalServerError, options.log ?? pipe.log, pipe.request],
-    "Cannot call errorToMessage(): options or the pipe cannot be read",
+  const [internalServerError, logger] = readOptions(
+    options,
+    "errorToMessage()",
+    () => pipe.log,
   );
-  if (typeof internalServerError !== "function") {
-    throw new TypeError(
-      "Cannot call errorToMessage(): internalServerError must be a function",
-    );
-  }
-  assertLogger(logger, "the pipe for errorToMessage()");
+  const request = readArgument(
+    () => pipe.request,
+    "Cannot call errorToMessage(): reading pipe.request failed",
+  );
   const next = new Pipe<Req, Res>(request, logger);
   const stop = next.onEvent((event) => {
     if (event.kind === "response") {
@@ -239,7 +281,7 @@ export function errorToMessage<Req, Res>(
       // with that error as its exception event.
       let response: Res;
       try {
-        response = toResponse(event.exception);
+        response = render(event.exception, internalServerError, logger);
       } catch (error) {
         pipe.addException(error);
         return false;
@@ -251,50 +293,128 @@ export function errorToMessage<Req, Res>(
   pipe.onInterestEnd(stop);
   pipe.onPoke(() => next.poke());
   return next;
+}
 
-  function toResponse(exception: unknown): Res {
-    let toMessage: unknown;
-    try {
-      toMessage = (exception as Partial<RenderableError<Res>> | null)
-        ?.toMessage;
-    } catch (error) {
-      // A getter that throws, a revoked Proxy: not renderable.
-      log(logger, "error", "Reading the exception's toMessage failed", error);
-      return internalServerError();
-    }
-    if (typeof toMessage !== "function") {
-      log(
-        logger,
-        "error",
-        "An exception occurred while rendering a resource",
-        exception,
-      );
-      return internalServerError();
-    }
-    let message: Res | null | undefined;
-    try {
-      message = toMessage.call(exception);
-    } catch (error) {
-      log(logger, "error", "Rendering the renderable exception failed", error);
-      return internalServerError();
-    }
-    if (message === null || message === undefined) {
-      log(
-        logger,
-        "error",
-        "Rendering the renderable exception produced no message",
-        exception,
-      );
-      return internalServerError();
-    }
-    log(
-      logger,
-      "info",
-      "Render request raised a renderable error, responding accordingly",
-      exception,
+/**
+ * Turns a responder's exception into the error response for it, the way
+ * {@linkcode errorToMessage} does, for a requester that takes exception
+ * events itself: a server can then answer an exchange with one pipe and one
+ * callback instead of two pipes.
+ *
+ * The response is the exception's own `toMessage()` result when it has one
+ * (logged at `info`, one line); otherwise `internalServerError()` (logged at
+ * `error` with the exception, since it was not expected).
+ *
+ * @typeParam Res The type of response messages.
+ * @param exception What the responder threw or added.
+ * @param options `internalServerError` builds the fallback response; `log`
+ * defaults to `console`.
+ * @returns The response to send as final.
+ * @throws {TypeError} If `options.internalServerError` is not a function or
+ * `options.log` is not a logger.
+ * @throws What `internalServerError()` throws.
+ *
+ * @example A server's requester side answering an exception event
+ * ```ts
+ * import { Pipe, renderException, runDrivingPipe } from "@coap/pipe";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class NotFound extends Error {
+ *   toMessage = () => "4.04 Not Found";
+ * }
+ * const quiet = { ...console, info() {} };
+ * const options = { internalServerError: () => "5.00", log: quiet };
+ * const pipe = new Pipe<string, string>("GET /nowhere");
+ * const sent: string[] = [];
+ * pipe.onEvent((event) => {
+ *   if (event.kind === "response") sent.push(event.message);
+ *   if (event.kind === "exception") {
+ *     sent.push(renderException(event.exception, options));
+ *   }
+ *   return !event.isLast;
+ * });
+ * await runDrivingPipe(pipe, () => {
+ *   throw new NotFound();
+ * });
+ * assertEquals(sent, ["4.04 Not Found"]);
+ * ```
+ */
+export function renderException<Res>(
+  exception: unknown,
+  options: ErrorToMessageOptions<Res>,
+): Res {
+  const [internalServerError, logger] = readOptions(
+    options,
+    "renderException()",
+    () => console,
+  );
+  return render(exception, internalServerError, logger);
+}
+
+/** Reads and checks {@linkcode ErrorToMessageOptions}, once each. */
+function readOptions<Res>(
+  options: ErrorToMessageOptions<Res>,
+  where: string,
+  defaultLog: () => Logger,
+): [() => Res, Logger] {
+  const [internalServerError, logger] = readArgument(
+    () => [options.internalServerError, options.log],
+    `Cannot call ${where}: options cannot be read`,
+  );
+  if (typeof internalServerError !== "function") {
+    throw new TypeError(
+      `Cannot call ${where}: options.internalServerError must be a function, got ${
+        describeType(internalServerError)
+      }`,
     );
-    return message;
   }
+  const chosen = logger ?? readArgument(
+    defaultLog,
+    `Cannot call ${where}: reading pipe.log failed`,
+  );
+  assertLogger(
+    chosen,
+    where === "errorToMessage()"
+      ? "Cannot create the pipe for errorToMessage()"
+      : `Cannot call ${where}`,
+  );
+  return [internalServerError as () => Res, chosen];
+}
+
+/** {@linkcode renderException} with its options read and checked. */
+function render<Res>(
+  exception: unknown,
+  internalServerError: () => Res,
+  logger: Logger,
+): Res {
+  let message: Res | null | undefined;
+  let what = "An exception occurred while rendering a resource";
+  let failure = exception;
+  try {
+    // A getter that throws, a revoked Proxy: not renderable.
+    const toMessage = (exception as Partial<RenderableError<Res>> | null)
+      ?.toMessage;
+    if (typeof toMessage === "function") {
+      what = "Rendering the renderable exception produced no message";
+      message = toMessage.call(exception);
+    }
+  } catch (error) {
+    what = "Rendering the renderable exception failed";
+    failure = error;
+  }
+  if (message === null || message === undefined) {
+    log({ log: logger }, "error", what, failure);
+    return internalServerError();
+  }
+  // Expected: one line, no stack (aiocoap logs the exception's repr).
+  log(
+    { log: logger },
+    "info",
+    `Render request raised a renderable error (${
+      formatSafely(String, exception)
+    }), responding accordingly`,
+  );
+  return message;
 }
 
 /**
@@ -314,20 +434,4 @@ function assertResponder(pipe: unknown, where: string): void {
       typeof p.onPoke === "function";
   }, message);
   if (!ok) throw new TypeError(message);
-}
-
-/** Logs to `pipe.log`, which a hand-made responder may fail even to give. */
-function logTo(
-  pipe: ResponderPipe<unknown, unknown>,
-  level: "debug" | "info" | "warn" | "error",
-  ...data: unknown[]
-): void {
-  let logger: Logger;
-  try {
-    logger = pipe.log;
-  } catch (error) {
-    reportCallbackError(error);
-    return;
-  }
-  log(logger, level, ...data);
 }

@@ -4,7 +4,7 @@ import {
   assertStrictEquals,
   assertThrows,
 } from "@std/assert";
-import { errorToMessage, runDrivingPipe } from "./driving.ts";
+import { errorToMessage, renderException, runDrivingPipe } from "./driving.ts";
 import { IterablePipe } from "./iterable_pipe.ts";
 import { type Logger, Pipe, type PipeEvent } from "./pipe.ts";
 import { test } from "./testing/suite.ts";
@@ -78,7 +78,7 @@ test("runDrivingPipe() aborts the signal with an AbortError when interest ends",
   assertEquals(reason.name, "AbortError");
   assertEquals(
     reason.message,
-    'Interest in Pipe { request: "GET /r", callbacks: 1, interests: 1 } ended',
+    'Interest in Pipe { request: "GET /r" } ended',
   );
   stopped.reject(reason);
   await done;
@@ -86,7 +86,7 @@ test("runDrivingPipe() aborts the signal with an AbortError when interest ends",
   assertStrictEquals(log.entries[0][2], reason);
 });
 
-test("runDrivingPipe() builds its abort reason without capturing a stack where the engine can skip it, and leaves Error.stackTraceLimit as it was", async () => {
+test("runDrivingPipe() builds its abort reason without an error constructor: an AbortError DOMException whose stack is its first line", async () => {
   const errors = Error as { stackTraceLimit?: number };
   const before = errors.stackTraceLimit;
   const pipe = new Pipe<string, string>("GET /r", new RecordingLogger());
@@ -104,12 +104,22 @@ test("runDrivingPipe() builds its abort reason without capturing a stack where t
   await done;
   assertEquals(errors.stackTraceLimit, before);
   assertInstanceOf(reason, DOMException);
-  const stack = String((reason as { stack?: unknown }).stack ?? "");
-  const frames = stack.split("\n").filter((line) => /^\s+at /.test(line));
-  // Where Error.stackTraceLimit exists (V8: Deno, Node, Chromium, workerd;
-  // Bun, whose DOMException has no stack at all), no frame is captured.
-  if (typeof before === "number") assertEquals(frames, []);
-  assertEquals((reason as DOMException).message, "Interest in r ended");
+  assertInstanceOf(reason, Error);
+  const r = reason as DOMException;
+  assertEquals(
+    [r.name, r.message, r.code, String(r), r.stack],
+    [
+      "AbortError",
+      "Interest in r ended",
+      20,
+      "AbortError: Interest in r ended",
+      // No frame on any engine: a constructed error would carry some where
+      // the engine captures stacks (V8, SpiderMonkey, JavaScriptCore).
+      "AbortError: Interest in r ended",
+    ],
+  );
+  assertStrictEquals(r.constructor, DOMException);
+  assertEquals(Object.keys(r), []);
 });
 
 test("runDrivingPipe() names the task in the abort reason when given a name", async () => {
@@ -184,7 +194,7 @@ test("runDrivingPipe() swallows a rejection after the abort, logging only at deb
   assertEquals(log.levels(), ["debug"]);
   assertEquals(
     log.entries[0][1],
-    'Driver of Pipe { request: "GET /r", callbacks: 1, interests: 1 } stopped after interest ended',
+    'Driver of Pipe { request: "GET /r" } stopped after interest ended',
   );
   assertEquals((log.entries[0][2] as Error).message, "cancelled");
 });
@@ -272,12 +282,12 @@ test("runDrivingPipe() rejects a driver that is not a function", () => {
   assertThrows(
     () => runDrivingPipe(pipe, "render" as never),
     TypeError,
-    "runDrivingPipe(): expected a function",
+    "Cannot call runDrivingPipe(): driver must be a function taking an AbortSignal, got string",
   );
   assertThrows(
     () => runDrivingPipe(pipe, () => {}, 7 as never),
     TypeError,
-    "name must be a string",
+    "Cannot call runDrivingPipe(): name must be a string, got number",
   );
   // Nothing was hooked onto the pipe.
   pipe.addResponse("1", true);
@@ -352,10 +362,10 @@ test("errorToMessage() answers a renderable exception with its own message", () 
   const error = new NotFound("no such resource");
   inner.addException(error);
   assertEquals(trace, ["requester: response 4.04 Not Found last"]);
+  // Expected, so one line without the stack.
   assertEquals(log.entries, [[
     "info",
-    "Render request raised a renderable error, responding accordingly",
-    error,
+    "Render request raised a renderable error (Error: no such resource), responding accordingly",
   ]]);
 });
 
@@ -532,7 +542,10 @@ test("errorToMessage() answers internalServerError() when reading toMessage thro
     assertEquals(trace, ["outer: response 5.00 last"]);
     assertEquals(outer.ended, true);
     assertEquals(log.levels(), ["error"]);
-    assertEquals(log.entries[0][1], "Reading the exception's toMessage failed");
+    assertEquals(
+      log.entries[0][1],
+      "Rendering the renderable exception failed",
+    );
   }
 });
 
@@ -593,7 +606,7 @@ test("runDrivingPipe() returns its promise when describing the pipe throws, with
   await done;
   assertEquals(
     (reason as DOMException).message,
-    "Interest in Pipe { request: [unreadable], callbacks: 1, interests: 1 } ended",
+    "Interest in Pipe { request: [unreadable] } ended",
   );
 });
 
@@ -705,5 +718,130 @@ test("runDrivingPipe() logs, at debug, that it did not start a driver whose inte
   assertEquals(log.entries, [[
     "debug",
     "Driver of the sensor not started: interest ended first",
+  ]]);
+});
+
+test("runDrivingPipe() names a pipe by its kind and a brief preview of its request, never a dump", async () => {
+  const reasons: string[] = [];
+  const drive = (pipe: Pipe<unknown, string> | IterablePipe<unknown, string>) =>
+    runDrivingPipe(
+      pipe,
+      (signal) =>
+        new Promise((_, reject) =>
+          signal.addEventListener("abort", () => {
+            reasons.push((signal.reason as DOMException).message);
+            reject(signal.reason);
+          })
+        ),
+    );
+  const log = new RecordingLogger();
+  const plain = new Pipe<unknown, string>({ method: "GET", path: "/a" }, log);
+  const iterable = new IterablePipe<unknown, string>(new Map([[1, 2]]), {
+    log,
+  });
+  const offPlain = plain.onEvent(() => true);
+  const iterator = iterable[Symbol.asyncIterator]();
+  const next = iterator.next(); // interest, until the loop is left
+  const done = [drive(plain), drive(iterable)];
+  await flush();
+  offPlain();
+  await iterator.return!();
+  await Promise.all([...done, next]);
+  assertEquals(reasons, [
+    "Interest in Pipe { request: [object] } ended",
+    "Interest in IterablePipe { request: [Map] } ended",
+  ]);
+});
+
+// --- renderException ---------------------------------------------------------
+
+test("renderException() answers a renderable exception with its message, one info line", () => {
+  const log = new RecordingLogger();
+  const error = {
+    toMessage: () => "4.04 Not Found",
+    toString: () => "NotFound",
+  };
+  assertEquals(
+    renderException(error, { internalServerError: ise, log }),
+    "4.04 Not Found",
+  );
+  assertEquals(log.entries, [[
+    "info",
+    "Render request raised a renderable error (NotFound), responding accordingly",
+  ]]);
+});
+
+test("renderException() answers anything else with internalServerError(), logged at error with the exception", () => {
+  const log = new RecordingLogger();
+  const error = new Error("disk on fire");
+  const got = [
+    renderException(error, { internalServerError: ise, log }),
+    renderException({ toMessage: () => null }, {
+      internalServerError: ise,
+      log,
+    }),
+  ];
+  assertEquals(got, [
+    "5.00 Internal Server Error",
+    "5.00 Internal Server Error",
+  ]);
+  assertEquals(log.levels(), ["error", "error"]);
+  assertEquals(
+    log.entries[0][1],
+    "An exception occurred while rendering a resource",
+  );
+  assertStrictEquals(log.entries[0][2], error);
+  assertEquals(
+    log.entries[1][1],
+    "Rendering the renderable exception produced no message",
+  );
+});
+
+test("renderException() throws what internalServerError() throws, and names itself for bad options", () => {
+  const log = new RecordingLogger();
+  const failure = new Error("no response either");
+  const thrown = assertThrows(() =>
+    renderException(new Error("x"), {
+      internalServerError: () => {
+        throw failure;
+      },
+      log,
+    })
+  );
+  assertStrictEquals(thrown, failure);
+  assertThrows(
+    () => renderException(new Error("x"), {} as never),
+    TypeError,
+    "Cannot call renderException(): options.internalServerError must be a function, got undefined",
+  );
+  assertThrows(
+    () => renderException(new Error("x"), null as never),
+    TypeError,
+    "Cannot call renderException(): options cannot be read",
+  );
+  assertThrows(
+    () =>
+      renderException(new Error("x"), {
+        internalServerError: ise,
+        log: {} as never,
+      }),
+    TypeError,
+    "Cannot call renderException(): log must have a debug() method",
+  );
+});
+
+test("renderException() logs to console by default", () => {
+  const original = console.info;
+  const lines: unknown[][] = [];
+  console.info = (...data: unknown[]) => lines.push(data);
+  try {
+    renderException({ toMessage: () => "4.04", toString: () => "E" }, {
+      internalServerError: ise,
+    });
+  } finally {
+    console.info = original;
+  }
+  assertEquals(lines, [[
+    "Render request raised a renderable error (E), responding accordingly",
   ]]);
 });

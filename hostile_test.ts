@@ -428,14 +428,47 @@ test("errorToMessage() rejects hostile options and pipes with a TypeError at the
     assertThrows(
       () => errorToMessage(pipe, options as never),
       TypeError,
-      "options or the pipe cannot be read",
+      "Cannot call errorToMessage(): options cannot be read",
       what,
     );
   }
   assertThrows(
     () => errorToMessage(pipe, { internalServerError: "5.00" as never }),
     TypeError,
-    "internalServerError must be a function",
+    "Cannot call errorToMessage(): options.internalServerError must be a function, got string",
+  );
+  // A responder whose request or log cannot be read is named as such.
+  const responder = (field: string) => {
+    const methods = {
+      addResponse() {},
+      addException() {},
+      onInterestEnd() {},
+      onPoke: () => () => {},
+      request: "r",
+      log: console,
+    };
+    Object.defineProperty(methods, field, {
+      get() {
+        throw new Error(`no ${field}`);
+      },
+    });
+    return methods;
+  };
+  assertThrows(
+    () =>
+      errorToMessage(responder("request") as never, {
+        internalServerError: () => "5.00",
+      }),
+    TypeError,
+    "Cannot call errorToMessage(): reading pipe.request failed",
+  );
+  assertThrows(
+    () =>
+      errorToMessage(responder("log") as never, {
+        internalServerError: () => "5.00",
+      }),
+    TypeError,
+    "Cannot call errorToMessage(): reading pipe.log failed",
   );
   for (const [what, value] of unreadable()) {
     assertThrows(

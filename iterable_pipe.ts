@@ -154,7 +154,7 @@ export class IterablePipe<Req, Res> extends Inspectable
       return { log: options.log, maxBuffered: options.maxBuffered };
     }, what) ?? fail(what);
     super();
-    assertLogger(log, "an IterablePipe");
+    assertLogger(log, "Cannot create an IterablePipe");
     if (typeof maxBuffered !== "number") {
       throw new TypeError(
         `Cannot create an IterablePipe: maxBuffered must be a number, got ${typeof maxBuffered}`,

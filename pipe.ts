@@ -202,7 +202,7 @@ export class Pipe<Req, Res> extends Inspectable
    */
   constructor(request: Req, log: Logger = console) {
     super();
-    assertLogger(log, "a Pipe");
+    assertLogger(log, "Cannot create a Pipe");
     this.request = request;
     this.log = log;
   }
@@ -278,7 +278,7 @@ export class Pipe<Req, Res> extends Inspectable
     }
     if (this.#state & ENDED) {
       log(
-        this.log,
+        this,
         "warn",
         "Event callback registered on a pipe that has already ended",
         this,
