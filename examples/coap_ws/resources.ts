@@ -8,7 +8,7 @@
  */
 
 import type { IncomingRequest, ResponseInit } from "./exchange.ts";
-import { CoapError, type Resources } from "./server.ts";
+import { CoapError, type Handler, type Resources } from "./server.ts";
 
 /** Hooks for watching the demo resources (the server command prints them). */
 export interface DemoHooks {
@@ -63,18 +63,6 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }, ms);
     signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** Rejects with the signal's reason once it aborts. */
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else {
-      signal.addEventListener("abort", () => reject(signal.reason), {
-        once: true,
-      });
-    }
   });
 }
 
@@ -149,27 +137,29 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
     "with numbers to be large enough to trigger blockwise transfer.\n";
   while (block.length <= 1024) block += "0123456789\n";
 
-  /** Answers with the current value, then every change until abort. */
+  /**
+   * Answers with the current value, then every change until interest ends.
+   * It waits with `pipe.onInterestEnd()`, as aiocoap's resources do, rather
+   * than with a listener on the signal: a pipe's hook costs tens of bytes an
+   * observation, a listener on an `AbortSignal` hundreds.
+   */
   function observed(
     ticker: Ticker,
     render: () => ResponseInit,
     onEnd?: (reason: unknown) => void,
-  ) {
-    return async (
-      request: IncomingRequest,
-      pipe: { addResponse(response: ResponseInit): void },
-      signal: AbortSignal,
-    ): Promise<ResponseInit | void> => {
+  ): Handler {
+    return (request, pipe, signal) => {
       if (request.observe !== 0) return render();
       const notify = () => pipe.addResponse(render());
       notify();
       ticker.add(notify);
-      try {
-        await aborted(signal);
-      } finally {
-        ticker.delete(notify);
-        onEnd?.(signal.reason);
-      }
+      return new Promise<void>((resolve) =>
+        pipe.onInterestEnd(() => {
+          ticker.delete(notify);
+          onEnd?.(signal.reason);
+          resolve();
+        })
+      );
     };
   }
 

@@ -4,20 +4,21 @@
  * A CoAP-over-WebSocket server on the pipes, built the way aiocoap's server
  * is: each request is a {@linkcode Pipe} whose requester is the connection
  * (it sends what the pipe carries) and whose responder is the resource,
- * run under {@linkcode runDrivingPipe} and {@linkcode errorToMessage}. A
- * resource's thrown error with `toMessage()` becomes its 4.xx/5.xx
- * response, any other error a 5.00; an observation sends notifications
- * until the client deregisters or goes away, and then the driver's signal
- * aborts.
+ * run under {@linkcode runDrivingPipe}. A resource's thrown error with
+ * `toMessage()` becomes its 4.xx/5.xx response, any other error a 5.00
+ * ({@linkcode renderException}: what `errorToMessage()` does, without a
+ * second pipe); an observation sends notifications until the client
+ * deregisters or goes away, and then the driver's signal aborts.
  *
  * @module
  */
 
 import {
-  errorToMessage,
+  type ErrorToMessageOptions,
   type Logger,
   Pipe,
   type PipeEvent,
+  renderException,
   type ResponderPipe,
   runDrivingPipe,
 } from "../../mod.ts";
@@ -344,15 +345,17 @@ export class CoapServer {
       pipe,
     );
     served.set(key, exchange);
-    const inner = errorToMessage(pipe, RENDER_ERRORS);
     const method = request.method as typeof METHOD_NAMES[number];
     const handler = METHOD_NAMES.includes(method)
       ? resource?.[method]
       : undefined;
     this.#counts.drivers++;
     const answered = request;
+    // One pipe an exchange: the Served requester renders exception events
+    // itself (renderException), where errorToMessage() would add a second
+    // pipe with its callbacks.
     runDrivingPipe(
-      inner,
+      pipe,
       (signal) => {
         if (resource === undefined) {
           throw new CoapError("4.04", `Not Found: ${answered.path}`);
@@ -360,12 +363,12 @@ export class CoapServer {
         if (handler === undefined) {
           throw new CoapError("4.05", "Method Not Allowed");
         }
-        const result = handler(answered, inner, signal);
+        const result = handler(answered, pipe, signal);
         // Not an async function: a suspended one costs a frame per request.
         if (isThenable(result)) {
-          return result.then((value) => finish(inner, value, signal));
+          return result.then((value) => finish(pipe, value, signal));
         }
-        finish(inner, result, signal);
+        finish(pipe, result, signal);
       },
       `${request.method} ${request.path}`,
     ).then(this.#driverDone);
@@ -429,12 +432,10 @@ function isThenable(value: unknown): value is PromiseLike<ResponseInit | void> {
   return typeof (value as PromiseLike<unknown> | null)?.then === "function";
 }
 
-const RENDER_ERRORS = {
-  internalServerError: (): ResponseInit => ({
-    code: "5.00",
-    payload: "Internal Server Error",
-  }),
-};
+const internalServerError = (): ResponseInit => ({
+  code: "5.00",
+  payload: "Internal Server Error",
+});
 
 /**
  * One request being answered: the requester's side of its pipe. It hands
@@ -526,9 +527,20 @@ class Served implements Outgoing {
     if (!this.observing) this.flow.finished();
   }
 
+  /** The error response for a resource's exception (logged there). */
+  #render(exception: unknown): ResponseInit {
+    const options: ErrorToMessageOptions<ResponseInit> = {
+      internalServerError,
+      log: this.connection.log,
+    };
+    return renderException(exception, options);
+  }
+
   #deliver(event: PipeEvent<ResponseInit>): boolean {
     const init: ResponseInit = event.kind === "response"
       ? event.message
+      : event.kind === "exception"
+      ? this.#render(event.exception)
       : { code: "5.00" };
     const success = (init.code ?? "2.05").startsWith("2.");
     const final = event.isLast || !this.observing || !success;

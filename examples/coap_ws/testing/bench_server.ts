@@ -47,12 +47,11 @@ const server: CoapServer = new CoapServer({
   ...demoResources(),
   "/idle": {
     observable: true,
-    GET: (request, pipe, signal) => {
+    GET: (request, pipe) => {
       if (request.observe !== 0) return { payload: "idle" };
       pipe.addResponse({ payload: "idle" });
-      return new Promise((_, reject) =>
-        signal.addEventListener("abort", () => reject(signal.reason))
-      );
+      // Waits for the end as the demo's observable resources do.
+      return new Promise((resolve) => pipe.onInterestEnd(resolve));
     },
   },
   "/heap": {
