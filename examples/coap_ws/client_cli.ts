@@ -25,6 +25,24 @@ let count = Infinity;
 let uri: string | undefined;
 let accessToken: string | undefined;
 const args = [...Deno.args];
+if (args.includes("-h") || args.includes("--help")) {
+  // Asked for: the usage goes to stdout, and it is not an error.
+  console.log(`${usage}
+
+Sends one request over CoAP over WebSocket (RFC 8323) and prints the
+response's payload; an error response prints its code and exits 1.
+  -m, --method METHOD     GET (default), POST, PUT, DELETE, FETCH, PATCH, iPATCH
+  --payload TEXT          the request's payload
+  --content-format N      its Content-Format (0 text/plain, 50 application/json)
+  --accept N              the Accept option
+  --observe               observe (RFC 7641): one line per notification
+  --count N               with --observe, stop after N notifications
+  --token TOKEN           a bearer token for a server started with --token
+  URI                     coap+ws://HOST:PORT/PATH?QUERY, or coaps+ws://
+
+Example: deno task coap:client --observe --count 3 coap+ws://127.0.0.1:8683/counter`);
+  Deno.exit(0);
+}
 const number = (name: string): number => {
   const value = args.shift();
   if (value === undefined || !/^\d+$/.test(value)) {

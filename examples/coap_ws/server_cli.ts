@@ -21,6 +21,22 @@ const limits: Record<string, number> = {};
 let token: string | undefined;
 let certFile: string | undefined, keyFile: string | undefined;
 const args = [...Deno.args];
+if (args.includes("-h") || args.includes("--help")) {
+  // Asked for: the usage goes to stdout, and it is not an error.
+  console.log(`${usage}
+
+Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
+/, /counter (observable), /observers, /echo, /fail, /slow?ms=N, /big,
+/other/separate, /other/block, /time (observable), /.well-known/core.
+  --port N                the port (default 8683)
+  --origin URL            also let web pages from URL in (repeatable; the
+                          server's own origin is always allowed)
+  --token TOKEN           require this bearer token of every client
+  --cert FILE --key FILE  serve TLS (PEM files), for coaps+ws:// clients
+  --limit NAME=VALUE      change a flow limit (repeatable), for example
+                          --limit maxObservationsPerConnection=1000`);
+  Deno.exit(0);
+}
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "--port" && /^\d+$/.test(args[0] ?? "")) {

@@ -38,6 +38,7 @@ import {
   aiocoapLoad,
   freePort,
   PEERS,
+  requirePeer,
   type Running,
   spawn,
   startPeer,
@@ -46,6 +47,95 @@ import {
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
 const root = new URL("../../../", import.meta.url);
+
+/**
+ * Every tool these checks need, looked for before any check runs: a missing
+ * one fails the run at once, naming each that is missing and how to get it,
+ * rather than after a minute of checks that pass.
+ */
+async function requireTools(): Promise<void> {
+  const missing: string[] = [];
+  try {
+    await requirePeer();
+  } catch (error) {
+    missing.push((error as Error).message);
+  }
+  const runs = async (command: string, args: string[]) => {
+    try {
+      const { success } = await new Deno.Command(command, {
+        args,
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      return success;
+    } catch {
+      return false;
+    }
+  };
+  const chromium = Deno.env.get("CHROMIUM") ?? "chromium";
+  if (!await runs(chromium, ["--version"])) {
+    missing.push(
+      `chromium is missing (${chromium}; apt-get install chromium, or set CHROMIUM)`,
+    );
+  }
+  const workerd = Deno.env.get("WORKERD") ?? "workerd";
+  if (!await runs(workerd, ["--version"])) {
+    missing.push(
+      `workerd is missing (${workerd}; npm install workerd and put its node_modules/.bin on PATH, or set WORKERD)`,
+    );
+  }
+  if (!await runs("openssl", ["version"])) {
+    missing.push("openssl is missing (apt-get install openssl)");
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `deno task test:coap cannot run here:\n  ${missing.join("\n  ")}`,
+    );
+  }
+}
+await requireTools();
+
+Deno.test({
+  name:
+    "the command line tools print their usage on --help and exit 0; a wrong argument prints it to stderr and exits 2",
+  async fn() {
+    const run = async (file: string, args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          new URL(`examples/coap_ws/${file}`, root).pathname,
+          ...args,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = (bytes: Uint8Array) =>
+        new TextDecoder().decode(bytes).split("\n")[0];
+      return [out.code, text(out.stdout), text(out.stderr)];
+    };
+    const client = "usage: deno task coap:client [-m METHOD]";
+    const server = "usage: deno task coap:server [--port N]";
+    const got = await Promise.all([
+      run("client_cli.ts", ["--help"]),
+      run("client_cli.ts", ["-h"]),
+      run("server_cli.ts", ["--help"]),
+      run("client_cli.ts", ["--bogus"]),
+      run("server_cli.ts", ["--bogus"]),
+    ]);
+    const starts = got.map(([code, out, err]) => [
+      code,
+      String(out).slice(0, 41),
+      String(err).slice(0, 41),
+    ]);
+    assertEquals(starts, [
+      [0, client, ""],
+      [0, client, ""],
+      [0, server.slice(0, 41), ""],
+      [2, "", client],
+      [2, "", server.slice(0, 41)],
+    ]);
+  },
+});
 
 function report(where: string, results: CheckResult[]): void {
   for (const { name, ok, detail } of results) {

@@ -12,7 +12,7 @@ const entries: Record<string, string> = {
   "@coap/pipe IterablePipe":
     'import { IterablePipe } from "ROOT/iterable_pipe.ts"; globalThis.x = IterablePipe;',
 };
-const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const dir = await Deno.makeTempDir({ prefix: "peer-sizes-" });
 try {
   for (const [name, source] of Object.entries(entries)) {
@@ -20,6 +20,9 @@ try {
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "bundle",
+        // The peers' own configuration and lock: the module's has no npm.
+        "--config",
+        `${root}/testing/peers/deno.json`,
         "--quiet",
         "--platform=browser",
         "--minify",

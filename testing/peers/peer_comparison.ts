@@ -8,8 +8,8 @@
 import { Subject } from "npm:rxjs@7.8.2";
 // deno-lint-ignore no-import-prefix -- benchmark-only peers, pinned here on purpose
 import { pushable } from "npm:it-pushable@3.2.4";
-import { IterablePipe } from "../iterable_pipe.ts";
-import { Pipe } from "../pipe.ts";
+import { IterablePipe } from "../../iterable_pipe.ts";
+import { Pipe } from "../../pipe.ts";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const CALLS = 1_000_000, REQUESTS = 10_000, EVENTS = 100_000;
@@ -47,6 +47,37 @@ Deno.bench({
     const target = new EventTarget();
     target.addEventListener("response", keep);
     for (let i = 0; i < CALLS; i++) target.dispatchEvent(new Event("response"));
+  },
+});
+
+const fanOut = `dispatch: ${CALLS / 10} non-final responses, 10 callbacks`;
+Deno.bench({
+  name: "Pipe.addResponse() to 10 callbacks",
+  group: fanOut,
+  baseline: true,
+  fn() {
+    const pipe = new Pipe<number, number>(0, quiet);
+    for (let c = 0; c < 10; c++) pipe.onEvent(keep);
+    for (let i = 0; i < CALLS / 10; i++) pipe.addResponse(i);
+  },
+});
+Deno.bench({
+  name: "RxJS Subject.next() to 10 subscribers",
+  group: fanOut,
+  fn() {
+    const subject = new Subject<number>();
+    for (let c = 0; c < 10; c++) subject.subscribe(keep);
+    for (let i = 0; i < CALLS / 10; i++) subject.next(i);
+  },
+});
+Deno.bench({
+  name: "bare loop over 10 functions",
+  group: fanOut,
+  fn() {
+    const callbacks = Array.from({ length: 10 }, () => keep);
+    for (let i = 0; i < CALLS / 10; i++) {
+      for (const callback of callbacks) callback(i);
+    }
   },
 });
 
