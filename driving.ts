@@ -81,62 +81,86 @@ export function runDrivingPipe<Req, Res>(
     );
   }
   const controller = new AbortController();
-  const { signal } = controller;
-  // The label is built only when a message needs it.
-  const label = () => name ?? describe(pipe);
-  pipe.onInterestEnd(() =>
-    controller.abort(abortReason(`Interest in ${label()} ended`))
+  pipe.onInterestEnd(aborter(controller, pipe, name));
+  return new Promise<void>((resolve) =>
+    queueMicrotask(() => start(pipe, driver, name, controller.signal, resolve))
   );
-  return new Promise<void>((resolve) => {
-    const settle = (error?: unknown, failed?: boolean) => {
-      try {
-        if (signal.aborted) {
-          if (failed) {
-            log(
-              pipe,
-              "debug",
-              `Driver of ${label()} stopped after interest ended`,
-              error,
-            );
-          }
-        } else {
-          pipe.addException(
-            failed ? error : new Error(
-              `Driver of ${label()} ended without a final response`,
-            ),
+}
+
+/**
+ * The interest-end hook that aborts the driver's signal. A function of its
+ * own, so that the hook, which lives as long as the exchange, holds only
+ * what it uses (a closure keeps its whole scope, here also the driver).
+ */
+function aborter(
+  controller: AbortController,
+  pipe: ResponderPipe<unknown, unknown>,
+  name: string | undefined,
+): () => void {
+  return () =>
+    controller.abort(
+      abortReason(`Interest in ${name ?? describe(pipe)} ended`),
+    );
+}
+
+/**
+ * Starts the driver in its microtask and takes its outcome. While a driver
+ * runs, what it keeps alive is this function's context and two callbacks:
+ * an idle observation is paid for in bytes.
+ */
+function start(
+  pipe: ResponderPipe<unknown, unknown>,
+  driver: Driver,
+  name: string | undefined,
+  signal: AbortSignal,
+  resolve: () => void,
+): void {
+  const settle = (error?: unknown, failed?: boolean): void => {
+    try {
+      if (signal.aborted) {
+        if (failed) {
+          log(
+            pipe,
+            "debug",
+            `Driver of ${name ?? describe(pipe)} stopped after interest ended`,
+            error,
           );
         }
-      } catch (error) {
-        reportCallbackError(error);
-      }
-      resolve();
-    };
-    queueMicrotask(() => {
-      if (signal.aborted) {
-        log(
-          pipe,
-          "debug",
-          `Driver of ${label()} not started: interest ended first`,
+      } else {
+        pipe.addException(
+          failed ? error : new Error(
+            `Driver of ${
+              name ?? describe(pipe)
+            } ended without a final response`,
+          ),
         );
-        return resolve();
       }
-      let result: unknown;
-      try {
-        result = driver(signal);
-        // A driver that returns at once (the usual request) settles a
-        // microtask later, as an awaited value would, without a promise.
-        if (
-          typeof (result as PromiseLike<unknown> | null)?.then !== "function"
-        ) {
-          return queueMicrotask(settle);
-        }
-      } catch (error) {
-        // The driver threw, or reading `then` of what it returned did.
-        return settle(error, true);
-      }
-      Promise.resolve(result).then(() => settle(), (e) => settle(e, true));
-    });
-  });
+    } catch (error) {
+      reportCallbackError(error);
+    }
+    resolve();
+  };
+  if (signal.aborted) {
+    log(
+      pipe,
+      "debug",
+      `Driver of ${name ?? describe(pipe)} not started: interest ended first`,
+    );
+    return resolve();
+  }
+  let result: unknown;
+  try {
+    result = driver(signal);
+    // A driver that returns at once (the usual request) settles a microtask
+    // later, as an awaited value would, without a promise.
+    if (typeof (result as PromiseLike<unknown> | null)?.then !== "function") {
+      return queueMicrotask(settle);
+    }
+  } catch (error) {
+    // The driver threw, or reading `then` of what it returned did.
+    return settle(error, true);
+  }
+  Promise.resolve(result).then(() => settle(), (e) => settle(e, true));
 }
 
 /**
@@ -271,6 +295,7 @@ export function errorToMessage<Req, Res>(
     "Cannot call errorToMessage(): reading pipe.request failed",
   );
   const next = new Pipe<Req, Res>(request, logger);
+  const checked = { internalServerError, log: logger };
   const stop = next.onEvent((event) => {
     if (event.kind === "response") {
       pipe.addResponse(event.message, event.isLast);
@@ -281,7 +306,7 @@ export function errorToMessage<Req, Res>(
       // with that error as its exception event.
       let response: Res;
       try {
-        response = render(event.exception, internalServerError, logger);
+        response = renderException(event.exception, checked);
       } catch (error) {
         pipe.addException(error);
         return false;
@@ -348,7 +373,35 @@ export function renderException<Res>(
     "renderException()",
     () => console,
   );
-  return render(exception, internalServerError, logger);
+  let message: Res | null | undefined;
+  let what = "An exception occurred while rendering a resource";
+  let failure = exception;
+  try {
+    // A getter that throws, a revoked Proxy: not renderable.
+    const toMessage = (exception as Partial<RenderableError<Res>> | null)
+      ?.toMessage;
+    if (typeof toMessage === "function") {
+      what = "Rendering the renderable exception produced no message";
+      message = toMessage.call(exception);
+    }
+  } catch (error) {
+    what = "Rendering the renderable exception failed";
+    failure = error;
+  }
+  const to = { log: logger };
+  if (message === null || message === undefined) {
+    log(to, "error", what, failure);
+    return internalServerError();
+  }
+  // Expected: one line, no stack (aiocoap logs the exception's repr).
+  log(
+    to,
+    "info",
+    `Render request raised a renderable error (${
+      formatSafely(String, exception)
+    }), responding accordingly`,
+  );
+  return message;
 }
 
 /** Reads and checks {@linkcode ErrorToMessageOptions}, once each. */
@@ -379,42 +432,6 @@ function readOptions<Res>(
       : `Cannot call ${where}`,
   );
   return [internalServerError as () => Res, chosen];
-}
-
-/** {@linkcode renderException} with its options read and checked. */
-function render<Res>(
-  exception: unknown,
-  internalServerError: () => Res,
-  logger: Logger,
-): Res {
-  let message: Res | null | undefined;
-  let what = "An exception occurred while rendering a resource";
-  let failure = exception;
-  try {
-    // A getter that throws, a revoked Proxy: not renderable.
-    const toMessage = (exception as Partial<RenderableError<Res>> | null)
-      ?.toMessage;
-    if (typeof toMessage === "function") {
-      what = "Rendering the renderable exception produced no message";
-      message = toMessage.call(exception);
-    }
-  } catch (error) {
-    what = "Rendering the renderable exception failed";
-    failure = error;
-  }
-  if (message === null || message === undefined) {
-    log({ log: logger }, "error", what, failure);
-    return internalServerError();
-  }
-  // Expected: one line, no stack (aiocoap logs the exception's repr).
-  log(
-    { log: logger },
-    "info",
-    `Render request raised a renderable error (${
-      formatSafely(String, exception)
-    }), responding accordingly`,
-  );
-  return message;
 }
 
 /**

@@ -518,12 +518,19 @@ export class Pipe<Req, Res> extends Inspectable
 
   #add(entry: Entry<Res>): void {
     const entries = this.#entries;
-    // Exact-size arrays for the usual one or two entries: a push onto a short
-    // array reserves room for 17. A delivery in progress keeps iterating the
+    // Exact-size arrays for the usual few entries (a requester's callback,
+    // a driver's and a resource's end hooks): a push onto a short array
+    // reserves room for 17 more, and concat() costs more than a literal. A delivery in progress keeps iterating the
     // array it started with, which holds the same entry objects.
-    if (entries.length === 0) this.#entries = [entry];
-    else if (entries.length === 1) this.#entries = [entries[0], entry];
-    else entries.push(entry);
+    const n = entries.length;
+    if (n > 2) entries.push(entry);
+    else {
+      this.#entries = n === 0
+        ? [entry]
+        : n === 1
+        ? [entries[0], entry]
+        : [entries[0], entries[1], entry];
+    }
   }
 
   /** Removes a live entry: it is never called again. */

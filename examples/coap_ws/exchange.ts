@@ -101,8 +101,6 @@ export interface IncomingRequest {
   readonly block2?: Block;
   /** The token, for logs. */
   readonly token: Uint8Array;
-  /** Every option. */
-  readonly options: readonly CoapOption[];
 }
 
 /** Method names by code. */
@@ -235,13 +233,53 @@ function uintOption(
   name: string,
   max: number,
 ): CoapOption[] {
-  if (value === undefined) return [];
+  return value === undefined ? [] : [oneUintOption(number, value, name, max)];
+}
+
+function oneUintOption(
+  number: number,
+  value: number,
+  name: string,
+  max: number,
+): CoapOption {
   if (!Number.isInteger(value) || value < 0 || value > max) {
     throw new RangeError(
       `Cannot send ${name} ${value}: it must be an integer from 0 to ${max}`,
     );
   }
-  return [{ number, value: uint(value) }];
+  return { number, value: value < SMALL.length ? SMALL[value] : uint(value) };
+}
+
+/**
+ * The encodings of 0 to 255, shared by every response that sends one of
+ * them (a content format, a small Max-Age): option values are only ever
+ * read, to be encoded.
+ */
+const SMALL: readonly Uint8Array[] = Array.from(
+  { length: 256 },
+  (_, n) => uint(n),
+);
+
+/** Response codes by their text, parsed once each. */
+const CODES = new Map<string, number>();
+
+/** The code byte of a response's `code`, checked. */
+function responseCode(text: string): number {
+  let code = CODES.get(text);
+  if (code !== undefined) return code;
+  try {
+    code = parseCode(text);
+  } catch (error) {
+    throw new TypeError((error as Error).message);
+  }
+  if (codeKind(code) !== "response") {
+    throw new TypeError(
+      `Cannot send a response with code ${text}: not a response code`,
+    );
+  }
+  // At most the 256 code bytes' texts: the map stays small.
+  CODES.set(text, code);
+  return code;
 }
 
 /**
@@ -450,24 +488,25 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   }
   const method = METHOD_NAMES[message.code] ?? codeToString(message.code);
   const block = getOption(known, Option.BLOCK2);
-  const contentFormat = optionalUint(known, Option.CONTENT_FORMAT);
-  const accept = optionalUint(known, Option.ACCEPT);
-  const observe = optionalUint(known, Option.OBSERVE);
+  // One shape for every request, and nothing kept that an observation would
+  // hold on to for its whole life without use: not the decoded options (a
+  // view each).
   return {
     method,
     path: "/" + segments.map(encodeURIComponent).join("/"),
-    // Exact copies: these live as long as the exchange.
+    // Exact copies: a pushed-to array keeps room for more.
     segments: segments.slice(),
-    query: query.slice(),
+    query: query.length === 0 ? NO_QUERY : query.slice(),
     payload: message.payload,
-    ...(contentFormat === undefined ? {} : { contentFormat }),
-    ...(accept === undefined ? {} : { accept }),
-    ...(observe === undefined ? {} : { observe }),
-    ...(block === undefined ? {} : { block2: decodeBlock(block) }),
+    contentFormat: optionalUint(known, Option.CONTENT_FORMAT),
+    accept: optionalUint(known, Option.ACCEPT),
+    observe: optionalUint(known, Option.OBSERVE),
+    block2: block === undefined ? undefined : decodeBlock(block),
     token: message.token,
-    options: message.options,
   };
 }
+
+const NO_QUERY: readonly string[] = Object.freeze([]);
 
 /**
  * Builds the message for a resource's answer.
@@ -496,27 +535,26 @@ export function responseMessage(
     throw new TypeError("Cannot send a response: it must be an object");
   }
   let code: number = Code.CONTENT;
-  if (init.code !== undefined) {
-    try {
-      code = parseCode(init.code);
-    } catch (error) {
-      throw new TypeError((error as Error).message);
-    }
-    if (codeKind(code) !== "response") {
-      throw new TypeError(
-        `Cannot send a response with code ${init.code}: not a response code`,
-      );
-    }
+  if (init.code !== undefined) code = responseCode(init.code);
+  // Built without spreads: every response passes here.
+  const options: CoapOption[] = [];
+  if (init.contentFormat !== undefined) {
+    options.push(
+      oneUintOption(
+        Option.CONTENT_FORMAT,
+        init.contentFormat,
+        "content format",
+        0xffff,
+      ),
+    );
   }
-  const options: CoapOption[] = [
-    ...uintOption(
-      Option.CONTENT_FORMAT,
-      init.contentFormat,
-      "content format",
-      0xffff,
-    ),
-    ...uintOption(Option.MAX_AGE, init.maxAge, "max-age", 0xffffffff),
-    ...(init.options ?? []),
-  ];
+  if (init.maxAge !== undefined) {
+    options.push(
+      oneUintOption(Option.MAX_AGE, init.maxAge, "max-age", 0xffffffff),
+    );
+  }
+  if (init.options !== undefined) {
+    for (const option of init.options) options.push(option);
+  }
   return { code, token, options, payload: bytesOf(init.payload) };
 }

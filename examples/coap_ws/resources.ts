@@ -66,6 +66,12 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** `/`'s answer, encoded once: a response is only ever read. */
+const WELCOME: ResponseInit = Object.freeze({
+  payload: new TextEncoder().encode("Welcome to the demo server"),
+  contentFormat: TEXT,
+});
+
 function plain(text: string): ResponseInit {
   return { payload: text, contentFormat: TEXT };
 }
@@ -167,7 +173,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
     "/": {
       GET: (request) => {
         if (request.accept === undefined || request.accept === TEXT) {
-          return plain("Welcome to the demo server");
+          return WELCOME;
         }
         if (request.accept === LINK_FORMAT) {
           return {

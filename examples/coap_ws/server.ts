@@ -269,7 +269,7 @@ export class CoapServer {
           return connection.mostHeld;
         },
         abort: (diagnostic) => connection.abort(diagnostic),
-        process: (message) => this.#handle(connection, served, flow, message),
+        process: (message) => this.#handle(link, message),
         pause: () => connection.pause(),
         resume: () => connection.resume(),
       },
@@ -292,15 +292,15 @@ export class CoapServer {
         options.onClose?.(reason);
       },
     });
+    const link: Link = { counts: this.#counts, connection, served, flow };
     return connection;
   }
 
   #handle(
-    connection: CoapConnection,
-    served: Map<number | string, Served>,
-    flow: Flow,
+    link: Link,
     message: CoapMessage,
   ): void {
+    const { connection, served, flow } = link;
     const key = tokenKey(message.token);
     // A new request on a token replaces the old one: a GET with Observe 1
     // (RFC 7641 §3.6) ends the observation it names this way.
@@ -334,50 +334,33 @@ export class CoapServer {
       flow.report.unobserved++;
     }
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
-    const exchange = new Served(
-      this.#counts,
-      connection,
-      served,
-      flow,
-      key,
-      request,
-      observing,
-      pipe,
-    );
+    const exchange = new Served(link, key, request, observing, pipe);
     served.set(key, exchange);
     const method = request.method as typeof METHOD_NAMES[number];
     const handler = METHOD_NAMES.includes(method)
       ? resource?.[method]
       : undefined;
-    this.#counts.drivers++;
-    const answered = request;
     // One pipe an exchange: the Served requester renders exception events
     // itself (renderException), where errorToMessage() would add a second
     // pipe with its callbacks.
     runDrivingPipe(
       pipe,
-      (signal) => {
-        if (resource === undefined) {
-          throw new CoapError("4.04", `Not Found: ${answered.path}`);
-        }
-        if (handler === undefined) {
-          throw new CoapError("4.05", "Method Not Allowed");
-        }
-        const result = handler(answered, pipe, signal);
-        // Not an async function: a suspended one costs a frame per request.
-        if (isThenable(result)) {
-          return result.then((value) => finish(pipe, value, signal));
-        }
-        finish(pipe, result, signal);
-      },
+      drive(this.#counts, resource, handler, request, pipe),
       `${request.method} ${request.path}`,
-    ).then(this.#driverDone);
+    );
   }
-
-  readonly #driverDone = (): void => {
-    this.#counts.drivers--;
-  };
 }
+
+/** What a connection's exchanges share: one object, not four fields each. */
+interface Link {
+  counts: Counts;
+  connection: CoapConnection;
+  served: Map<number | string, Served>;
+  flow: Flow;
+}
+
+/** Bits of `Served.#flags`. */
+const OBSERVING = 1, ENDED = 2, FINAL = 4, QUEUED = 8, DONE = 16;
 
 /** The counters a server keeps; its exchanges update them. */
 interface Counts {
@@ -419,6 +402,50 @@ function tellOnce(log: Logger, flow: Flow, limits: ResolvedLimits): void {
   } catch { /* a logger's failure changes nothing */ }
 }
 
+/**
+ * The driver of one exchange. Made outside `#handle`, whose scope holds the
+ * decoded message: a closure keeps its whole scope alive, and an
+ * observation's driver lives as long as the observation.
+ */
+function drive(
+  counts: Counts,
+  resource: Resource | undefined,
+  handler: Handler | undefined,
+  request: IncomingRequest,
+  pipe: Pipe<IncomingRequest, ResponseInit>,
+): (signal: AbortSignal) => unknown {
+  return (signal) => {
+    // Counted here rather than with a .then() on runDrivingPipe's promise:
+    // one promise reaction less for every exchange's life.
+    counts.drivers++;
+    let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
+    try {
+      if (resource === undefined) {
+        throw new CoapError("4.04", `Not Found: ${request.path}`);
+      }
+      if (handler === undefined) {
+        throw new CoapError("4.05", "Method Not Allowed");
+      }
+      result = handler(request, pipe, signal);
+    } catch (error) {
+      counts.drivers--;
+      throw error;
+    }
+    // Not an async function: a suspended one costs a frame per request.
+    if (isThenable(result)) {
+      return result.then((value) => {
+        counts.drivers--;
+        finish(pipe, value, signal);
+      }, (error) => {
+        counts.drivers--;
+        throw error;
+      });
+    }
+    counts.drivers--;
+    finish(pipe, result, signal);
+  };
+}
+
 /** The responder's answer, unless it added its own or interest ended. */
 function finish(
   pipe: ResponderPipe<IncomingRequest, ResponseInit>,
@@ -452,31 +479,25 @@ const internalServerError = (): ResponseInit => ({
  */
 class Served implements Outgoing {
   #sequence = 0;
-  #ended = false;
-  /** The response waiting for the flow, and whether it is final. */
+  /** `OBSERVING`, `ENDED`, `FINAL` (of the pending response), `QUEUED`, `DONE`. */
+  #flags: number;
+  /** The response waiting for the flow. */
   #pending: ResponseInit | undefined;
-  #pendingFinal = false;
-  /** Set while the flow holds this exchange in its outbox. */
-  #queued = false;
-  /** Set once the final response went out or was let go. */
-  #done = false;
   readonly #off: () => void;
 
   constructor(
-    readonly counts: Counts,
-    readonly connection: CoapConnection,
-    readonly served: Map<number | string, Served>,
-    readonly flow: Flow,
+    readonly link: Link,
     readonly key: number | string,
     readonly request: IncomingRequest,
-    readonly observing: boolean,
+    observing: boolean,
     pipe: Pipe<IncomingRequest, ResponseInit>,
   ) {
-    counts.exchanges++;
+    this.#flags = observing ? OBSERVING : 0;
+    link.counts.exchanges++;
     if (observing) {
-      counts.observations++;
-      flow.observations++;
-    } else flow.started();
+      link.counts.observations++;
+      link.flow.observations++;
+    } else link.flow.started();
     this.#off = pipe.onEvent((event) => this.#deliver(event));
   }
 
@@ -490,13 +511,13 @@ class Served implements Outgoing {
 
   /** Sends the response waiting, if any (the flow calls it). */
   flush(): void {
-    this.#queued = false;
+    this.#flags &= ~QUEUED;
     const init = this.#pending;
     if (init === undefined) return;
-    const final = this.#pendingFinal;
+    const final = (this.#flags & FINAL) !== 0;
     this.#pending = undefined;
     const observe = final ? undefined : this.#sequence++ & 0xffffff;
-    const { connection, request } = this;
+    const { link: { connection }, request } = this;
     try {
       send(connection, request.token, request, init, observe);
     } catch (error) {
@@ -510,28 +531,29 @@ class Served implements Outgoing {
   }
 
   #end(): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    this.counts.exchanges--;
-    if (this.observing) {
-      this.counts.observations--;
-      this.flow.observations--;
+    if (this.#flags & ENDED) return;
+    this.#flags |= ENDED;
+    const { counts, flow, served } = this.link;
+    counts.exchanges--;
+    if (this.#flags & OBSERVING) {
+      counts.observations--;
+      flow.observations--;
     }
-    if (this.served.get(this.key) === this) this.served.delete(this.key);
+    if (served.get(this.key) === this) served.delete(this.key);
   }
 
   /** The final response went out, or will not: the flow may take more. */
   #settle(): void {
-    if (this.#done) return;
-    this.#done = true;
-    if (!this.observing) this.flow.finished();
+    if (this.#flags & DONE) return;
+    this.#flags |= DONE;
+    if (!(this.#flags & OBSERVING)) this.link.flow.finished();
   }
 
   /** The error response for a resource's exception (logged there). */
   #render(exception: unknown): ResponseInit {
     const options: ErrorToMessageOptions<ResponseInit> = {
       internalServerError,
-      log: this.connection.log,
+      log: this.link.connection.log,
     };
     return renderException(exception, options);
   }
@@ -543,12 +565,15 @@ class Served implements Outgoing {
       ? this.#render(event.exception)
       : { code: "5.00" };
     const success = (init.code ?? "2.05").startsWith("2.");
-    const final = event.isLast || !this.observing || !success;
-    if (this.#pending !== undefined) this.flow.report.skipped++;
+    const final = event.isLast || !(this.#flags & OBSERVING) || !success;
+    const { flow } = this.link;
+    if (this.#pending !== undefined) flow.report.skipped++;
     this.#pending = init;
-    this.#pendingFinal = final;
-    if (final) this.#end();
-    if (!this.#queued && !this.flow.offer(this)) this.#queued = true;
+    if (final) {
+      this.#flags |= FINAL;
+      this.#end();
+    } else this.#flags &= ~FINAL;
+    if (!(this.#flags & QUEUED) && !flow.offer(this)) this.#flags |= QUEUED;
     return !final;
   }
 }
