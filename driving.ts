@@ -119,12 +119,13 @@ function start(
     try {
       if (signal.aborted) {
         if (failed) {
-          log(
-            pipe,
-            "debug",
-            `Driver of ${name ?? describe(pipe)} stopped after interest ended`,
-            error,
-          );
+          // Rejecting with the signal's own reason is the expected way to
+          // stop: one line. Anything else is shown with the message.
+          const message = `Driver of ${
+            name ?? describe(pipe)
+          } stopped after interest ended`;
+          if (error === signal.reason) log(pipe, "debug", message);
+          else log(pipe, "debug", message, error);
         }
       } else {
         pipe.addException(

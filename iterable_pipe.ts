@@ -136,10 +136,12 @@ export class IterablePipe<Req, Res> extends Inspectable
    * Creates an iterable pipe around a request.
    *
    * @param request The request the pipe carries.
-   * @param options Options; see {@linkcode IterablePipeOptions}.
+   * @param options `log` (`console` when omitted) and `maxBuffered`
+   * (`Infinity` when omitted); see {@linkcode IterablePipeOptions}.
    * @throws {TypeError} If `options.log` lacks a logging method.
    */
-  constructor(request: Req, options: IterablePipeOptions = {}) {
+  constructor(request: Req, options?: IterablePipeOptions) {
+    if (options === undefined) options = {};
     const what =
       "Cannot create an IterablePipe: the second argument is an options object { log, maxBuffered }";
     // Pipe's argument order passes a logger here; it must not be ignored.
@@ -239,7 +241,7 @@ export class IterablePipe<Req, Res> extends Inspectable
    * warning.
    *
    * @param response The response.
-   * @param isLast Whether this is the final response.
+   * @param isLast Whether this is the final response; `false` when omitted.
    * @throws {TypeError} If `isLast` is not a boolean.
    *
    * @example A final response completes the iteration
@@ -254,7 +256,8 @@ export class IterablePipe<Req, Res> extends Inspectable
    * assertEquals(kinds, ["response"]);
    * ```
    */
-  addResponse(response: Res, isLast = false): void {
+  addResponse(response: Res, isLast?: boolean): void {
+    if (isLast === undefined) isLast = false;
     assertBoolean(isLast, "isLast", "IterablePipe.addResponse()");
     if (this.#hooks === undefined) {
       lateResponse(this, response);
@@ -611,11 +614,11 @@ export class IterablePipe<Req, Res> extends Inspectable
    * assertEquals(String(pipe), 'IterablePipe { request: "GET /a", interested, buffered: 1 }');
    * ```
    */
-  override toString(format: (value: unknown) => string = preview): string {
+  override toString(format?: (value: unknown) => string): string {
     const state = this.#hooks === undefined ? "ended" : "interested";
     const dropped = this.#dropped ? `, dropped: ${this.#dropped}` : "";
     return `IterablePipe { request: ${
-      formatSafely(format, this.request)
+      formatSafely(format ?? preview, this.request)
     }, ${state}, ` +
       `buffered: ${
         this.#queue.size + (this.#final === undefined ? 0 : 1)

@@ -196,12 +196,14 @@ export class Pipe<Req, Res> extends Inspectable
    * Creates a pipe around a request.
    *
    * @param request The request the pipe carries.
-   * @param log Where to log dropped events and similar trouble.
+   * @param log Where to log dropped events and similar trouble; `console`
+   * when omitted.
    * @throws {TypeError} If `log` lacks a `debug`, `info`, `warn` or `error`
    * method.
    */
-  constructor(request: Req, log: Logger = console) {
+  constructor(request: Req, log?: Logger) {
     super();
+    if (log === undefined) log = console;
     assertLogger(log, "Cannot create a Pipe");
     this.request = request;
     this.log = log;
@@ -233,8 +235,8 @@ export class Pipe<Req, Res> extends Inspectable
    * is registered.
    *
    * @param callback Called with each event.
-   * @param options Whether the callback counts as interest in responses, or
-   * an {@linkcode OnEventOptions} object.
+   * @param options Whether the callback counts as interest in responses
+   * (`true` when omitted), or an {@linkcode OnEventOptions} object.
    * @returns A function that unregisters the callback, also disposable
    * (`using off = pipe.onEvent(…)`). It is idempotent and does nothing once
    * the pipe has ended. Removing the last interested callback ends the pipe.
@@ -260,8 +262,9 @@ export class Pipe<Req, Res> extends Inspectable
    */
   onEvent(
     callback: EventCallback<Res>,
-    options: boolean | OnEventOptions = true,
+    options?: boolean | OnEventOptions,
   ): Unregister {
+    if (options === undefined) options = true;
     assertFunction(callback, "Pipe.onEvent()");
     let isInterest: unknown = options;
     let signal: AbortSignal | undefined;
@@ -414,7 +417,7 @@ export class Pipe<Req, Res> extends Inspectable
    * with a warning.
    *
    * @param response The response.
-   * @param isLast Whether this is the final response.
+   * @param isLast Whether this is the final response; `false` when omitted.
    * @throws {TypeError} If `isLast` is not a boolean.
    * @throws {Error} If called from inside one of this pipe's callbacks while
    * it delivers an event or its end.
@@ -431,7 +434,8 @@ export class Pipe<Req, Res> extends Inspectable
    * assertEquals(got, [[1, false]]);
    * ```
    */
-  addResponse(response: Res, isLast = false): void {
+  addResponse(response: Res, isLast?: boolean): void {
+    if (isLast === undefined) isLast = false;
     assertBoolean(isLast, "isLast", "Pipe.addResponse()");
     if (this.#state & (ENDED | TOLD)) {
       lateResponse(this, response);
@@ -600,8 +604,8 @@ export class Pipe<Req, Res> extends Inspectable
    * assertEquals(String(pipe), 'Pipe { request: "GET /a", callbacks: 1, interests: 1 }');
    * ```
    */
-  override toString(format: (value: unknown) => string = preview): string {
-    const request = formatSafely(format, this.request);
+  override toString(format?: (value: unknown) => string): string {
+    const request = formatSafely(format ?? preview, this.request);
     if (this.#state & ENDED) return `Pipe { request: ${request}, ended }`;
     let callbacks = 0;
     for (const entry of this.#entries) {
