@@ -895,3 +895,64 @@ Deno.test("CoapConnection of a client with no resources answers the server's req
   assertEquals(replies, [Code.NOT_FOUND]);
   client.release();
 });
+
+Deno.test("the server logs an expected error response at debug in one line, an observation that ends not at all, and a handler that throws anything else as an error with the error", async () => {
+  const entries: unknown[][] = [];
+  const log: Logger = {
+    debug: (...data) => entries.push(["debug", ...data]),
+    info: (...data) => entries.push(["info", ...data]),
+    warn: (...data) => entries.push(["warn", ...data]),
+    error: (...data) => entries.push(["error", ...data]),
+  };
+  const failure = new Error("sensor unplugged");
+  let tick: (() => void) | undefined;
+  const { client } = await setup({
+    "/fail": {
+      GET: () => {
+        throw failure;
+      },
+    },
+    "/obs": {
+      observable: true,
+      GET: (request, pipe) => {
+        if (request.observe !== 0) return { payload: "0" };
+        tick = () => pipe.addResponse({ payload: "1" });
+        pipe.addResponse({ payload: "0" });
+        return new Promise((resolve) => pipe.onInterestEnd(resolve));
+      },
+    },
+  }, { log });
+  const trace = [
+    ...await collect(client.request({ method: "GET", path: "/missing" })),
+  ];
+  const observation = client.request({
+    method: "GET",
+    path: "/obs",
+    observe: true,
+  });
+  const events = observation[Symbol.asyncIterator]();
+  trace.push(describe((await events.next()).value!));
+  tick!();
+  trace.push(describe((await events.next()).value!));
+  await events.return!();
+  await flush();
+  trace.push(
+    ...await collect(client.request({ method: "GET", path: "/fail" })),
+  );
+  assertEquals(trace, [
+    "4.04 Not Found: /missing last=true",
+    "2.05 0 obs=0 last=false",
+    "2.05 1 obs=1 last=false",
+    "5.00 Internal Server Error last=true",
+  ]);
+  assertEquals(entries, [
+    [
+      "debug",
+      "Render request raised a renderable error (CoapError: Not Found: /missing), responding accordingly",
+    ],
+    // The client's side (one logger here): the answer to its deregistration.
+    ["debug", "Dropping a response on token 02: nobody wants it any more"],
+    ["error", "An exception occurred while rendering a resource", failure],
+  ]);
+  client.close();
+});

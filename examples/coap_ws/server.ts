@@ -152,6 +152,7 @@ const MAX_SZX = 6;
 export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #log: Logger;
+  readonly #render: ErrorToMessageOptions<ResponseInit>;
   readonly #maxMessageSize: number | undefined;
   readonly #limits: ResolvedLimits;
   readonly #counts: Counts = {
@@ -175,6 +176,19 @@ export class CoapServer {
    */
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
+    const log = this.#log;
+    // An error response the resource chose (a 4.04, a 4.00) is an expected
+    // event: renderException logs it at info, and the server at debug.
+    // Unexpected errors (a handler that throws anything else) stay errors.
+    this.#render = {
+      internalServerError,
+      log: {
+        debug: (...data) => log.debug(...data),
+        info: (...data) => log.debug(...data),
+        warn: (...data) => log.warn(...data),
+        error: (...data) => log.error(...data),
+      },
+    };
     this.#maxMessageSize = options.maxMessageSize;
     this.#limits = resolveLimits(options.limits);
     this.#resources = new Map();
@@ -292,7 +306,13 @@ export class CoapServer {
         options.onClose?.(reason);
       },
     });
-    const link: Link = { counts: this.#counts, connection, served, flow };
+    const link: Link = {
+      counts: this.#counts,
+      connection,
+      served,
+      flow,
+      render: this.#render,
+    };
     return connection;
   }
 
@@ -357,6 +377,8 @@ interface Link {
   connection: CoapConnection;
   served: Map<number | string, Served>;
   flow: Flow;
+  /** How exceptions become responses, and where they are logged. */
+  render: ErrorToMessageOptions<ResponseInit>;
 }
 
 /** Bits of `Served.#flags`. */
@@ -551,11 +573,7 @@ class Served implements Outgoing {
 
   /** The error response for a resource's exception (logged there). */
   #render(exception: unknown): ResponseInit {
-    const options: ErrorToMessageOptions<ResponseInit> = {
-      internalServerError,
-      log: this.link.connection.log,
-    };
-    return renderException(exception, options);
+    return renderException(exception, this.link.render);
   }
 
   #deliver(event: PipeEvent<ResponseInit>): boolean {
