@@ -95,6 +95,44 @@ export interface ClientOptions {
    * @default {globalThis.WebSocket}
    */
   WebSocket?: new (url: string, protocols: string) => WebSocketLike;
+  /**
+   * Reconnect when the connection is lost (the server went away), and
+   * register every open observation again on the new connection, as RFC
+   * 7641 §3.3.1 expects of a client: its pipe goes on, with the current
+   * state first. One-shot requests in flight end with an exception event
+   * (the client cannot know whether a request that changes something took
+   * effect), and so do requests made while the client reconnects. `true`
+   * takes the defaults of {@linkcode ReconnectOptions}.
+   *
+   * @default {false}
+   */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+/** How {@linkcode ClientOptions.reconnect} tries again. */
+export interface ReconnectOptions {
+  /**
+   * Attempts after each loss before the client gives up; then open
+   * observations end with an exception event and the client is closed.
+   *
+   * @default {10}
+   */
+  maxAttempts?: number;
+  /**
+   * The delay before the first attempt, in milliseconds; it doubles after
+   * each failed one, up to `maxDelay`.
+   *
+   * @default {100}
+   */
+  delay?: number;
+  /**
+   * The longest delay between attempts, in milliseconds.
+   *
+   * @default {5000}
+   */
+  maxDelay?: number;
+  /** Called after each successful reconnection, with the attempt number. */
+  onReconnect?: (attempt: number) => void;
 }
 
 /** The exception a block-wise transfer ends with when it goes wrong. */
@@ -177,8 +215,22 @@ export function parseCoapUri(
  * ```
  */
 export class CoapClient {
-  readonly #connection: CoapConnection;
+  #connection: CoapConnection;
   readonly #log: Logger;
+  /** Set by connect() when asked to reconnect. */
+  #reconnect:
+    | (Required<Omit<ReconnectOptions, "onReconnect">> & {
+      uri: string;
+      options: ClientOptions;
+      onReconnect?: (attempt: number) => void;
+    })
+    | undefined;
+  /** The reconnection under way, resolving with whether it succeeded. */
+  #reconnecting: Promise<boolean> | undefined;
+  /** Set by close(): a loss after it is no reason to reconnect. */
+  #closedByUser = false;
+  readonly #finallyClosed: Promise<ConnectionError>;
+  #closeFinally!: (reason: ConnectionError) => void;
   readonly #maxBodySize: number;
   readonly #maxBufferedNotifications: number;
   #open = 0;
@@ -192,6 +244,10 @@ export class CoapClient {
    */
   constructor(connection: CoapConnection, options: ClientOptions = {}) {
     this.#connection = connection;
+    this.#finallyClosed = new Promise((resolve) => {
+      this.#closeFinally = resolve;
+    });
+    this.#watch(connection);
     this.#log = options.log ?? connection.log;
     this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
     this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
@@ -217,65 +273,26 @@ export class CoapClient {
     uri: string,
     options: ClientOptions = {},
   ): Promise<CoapClient> {
-    let { url } = parseCoapUri(uri);
-    if (options.accessToken !== undefined) {
-      url += `?access_token=${encodeURIComponent(options.accessToken)}`;
-    }
-    const WebSocketClass = options.WebSocket ??
-      (globalThis as { WebSocket?: ClientOptions["WebSocket"] }).WebSocket;
-    if (typeof WebSocketClass !== "function") {
-      throw new TypeError(
-        "Cannot connect: this platform has no WebSocket (pass options.WebSocket)",
-      );
-    }
-    const socket = new WebSocketClass(url, "coap");
-    const connectionOptions: ConnectionOptions = {
-      log: options.log,
-      maxMessageSize: options.maxMessageSize,
-      pingTimeout: options.pingTimeout,
-      onPong: options.onPong,
-    };
-    const connection = attachWebSocket(socket, connectionOptions);
-    // Deno says why a connection failed (an untrusted certificate, say) in
-    // the error event; browsers say nothing, on purpose.
-    let why = "";
-    socket.addEventListener("error", (event) => {
-      const message = (event as ErrorEvent).message;
-      if (typeof message === "string" && message !== "") why = message;
-    }, { once: true });
-    socket.addEventListener("open", () => {
-      // A server that ignores the subprotocol leaves it empty.
-      if (socket.protocol !== "coap") {
-        connection.abort(
-          `The server did not select the coap subprotocol (got ${
-            JSON.stringify(socket.protocol)
-          })`,
-        );
-      }
-    }, { once: true });
-    const timeout = options.connectTimeout ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        connection.ready,
-        connection.closed.then((reason) => Promise.reject(reason)),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
-            timeout,
+    const client = new CoapClient(await open(uri, options), options);
+    if (options.reconnect !== undefined && options.reconnect !== false) {
+      const r = options.reconnect === true ? {} : options.reconnect;
+      client.#reconnect = {
+        uri,
+        options,
+        maxAttempts: r.maxAttempts ?? 10,
+        delay: r.delay ?? 100,
+        maxDelay: r.maxDelay ?? 5000,
+        onReconnect: r.onReconnect,
+      };
+      for (const [what, value] of Object.entries(client.#reconnect)) {
+        if (typeof value === "number" && !(value >= 0)) {
+          throw new RangeError(
+            `Cannot connect: reconnect.${what} must be a number from 0, got ${value}`,
           );
-        }),
-      ]);
-    } catch (error) {
-      const reason = (error as Error).message;
-      connection.abort(reason);
-      throw new ConnectionError(
-        `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
-      );
-    } finally {
-      clearTimeout(timer);
+        }
+      }
     }
-    return new CoapClient(connection, options);
+    return client;
   }
 
   /** The server's settings, from its CSM. */
@@ -293,9 +310,12 @@ export class CoapClient {
     return this.#open;
   }
 
-  /** Resolves with the reason once the connection has closed. */
+  /**
+   * Resolves with the reason once the client has closed: its connection
+   * closed, or, with `reconnect`, it was closed or gave up reconnecting.
+   */
   get closed(): Promise<ConnectionError> {
-    return this.#connection.closed;
+    return this.#finallyClosed;
   }
 
   /**
@@ -343,6 +363,12 @@ export class CoapClient {
     });
     this.#open++;
     pipe.onInterestEnd(() => this.#open--);
+    if (this.#reconnecting !== undefined) {
+      pipe.addException(
+        new ConnectionError("Not connected: the client is reconnecting"),
+      );
+      return pipe;
+    }
     this.#drive(pipe, message);
     return pipe;
   }
@@ -361,7 +387,67 @@ export class CoapClient {
    * exception event.
    */
   close(): void {
+    this.#closedByUser = true;
     this.#connection.release();
+  }
+
+  /** Follows a connection until it closes: then reconnect, or be closed. */
+  #watch(connection: CoapConnection): void {
+    connection.closed.then((reason) => {
+      if (connection !== this.#connection) return;
+      if (this.#reconnect === undefined || this.#closedByUser) {
+        this.#closeFinally(reason);
+      } else this.#lost(connection);
+    });
+  }
+
+  /**
+   * The connection was lost: reconnect (once, however many pipes ask),
+   * and resolve with whether it worked.
+   */
+  #lost(connection: CoapConnection): Promise<boolean> {
+    if (this.#reconnecting !== undefined) return this.#reconnecting;
+    if (connection !== this.#connection) return Promise.resolve(true);
+    const settings = this.#reconnect!;
+    this.#reconnecting = (async () => {
+      let delay = settings.delay;
+      let why = "";
+      for (let attempt = 1; attempt <= settings.maxAttempts; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, settings.maxDelay);
+        if (this.#closedByUser) break;
+        try {
+          const next = await open(settings.uri, settings.options);
+          if (this.#closedByUser) {
+            next.release();
+            break;
+          }
+          this.#connection = next;
+          this.#reconnecting = undefined;
+          this.#watch(next);
+          this.#log.info(
+            `Reconnected to ${settings.uri} (attempt ${attempt})`,
+          );
+          settings.onReconnect?.(attempt);
+          return true;
+        } catch (error) {
+          why = (error as Error).message;
+          this.#log.debug(
+            `Reconnecting to ${settings.uri}, attempt ${attempt} failed: ${why}`,
+          );
+        }
+      }
+      const reason = new ConnectionError(
+        this.#closedByUser
+          ? "The client was closed while reconnecting"
+          : `Cannot reconnect to ${settings.uri} after ${settings.maxAttempts} attempts${
+            why === "" ? "" : ` (${why})`
+          }`,
+      );
+      this.#closeFinally(reason);
+      return false;
+    })();
+    return this.#reconnecting;
   }
 
   /**
@@ -389,9 +475,24 @@ export class CoapClient {
       busy++;
       tail = tail.then(work).catch(fail).finally(() => busy--);
     };
+    const connection = this.#connection;
     const stop = raw.onEvent((event: PipeEvent<CoapMessage>) => {
       if (event.kind === "exception") {
         const exception = event.exception;
+        if (
+          this.#reconnect !== undefined && !this.#closedByUser &&
+          pipe.request.observe === true &&
+          exception instanceof ConnectionError && busy === 0
+        ) {
+          // RFC 7641 §3.3.1: register again once reconnected; the pipe
+          // goes on.
+          this.#lost(connection).then((ok) => {
+            if (pipe.ended) return;
+            if (ok) this.#drive(pipe, message);
+            else pipe.addException(exception);
+          });
+          return false;
+        }
         if (busy === 0) fail(exception);
         else later(() => fail(exception));
         return false;
@@ -531,6 +632,75 @@ export class CoapClient {
       this.#connection.request(raw);
     });
   }
+}
+
+/**
+ * Opens a WebSocket to the server of `uri` with the `coap` subprotocol and
+ * resolves with the connection once the server's CSM has arrived.
+ */
+async function open(
+  uri: string,
+  options: ClientOptions,
+): Promise<CoapConnection> {
+  let { url } = parseCoapUri(uri);
+  if (options.accessToken !== undefined) {
+    url += `?access_token=${encodeURIComponent(options.accessToken)}`;
+  }
+  const WebSocketClass = options.WebSocket ??
+    (globalThis as { WebSocket?: ClientOptions["WebSocket"] }).WebSocket;
+  if (typeof WebSocketClass !== "function") {
+    throw new TypeError(
+      "Cannot connect: this platform has no WebSocket (pass options.WebSocket)",
+    );
+  }
+  const socket = new WebSocketClass(url, "coap");
+  const connectionOptions: ConnectionOptions = {
+    log: options.log,
+    maxMessageSize: options.maxMessageSize,
+    pingTimeout: options.pingTimeout,
+    onPong: options.onPong,
+  };
+  const connection = attachWebSocket(socket, connectionOptions);
+  // Deno says why a connection failed (an untrusted certificate, say) in
+  // the error event; browsers say nothing, on purpose.
+  let why = "";
+  socket.addEventListener("error", (event) => {
+    const message = (event as ErrorEvent).message;
+    if (typeof message === "string" && message !== "") why = message;
+  }, { once: true });
+  socket.addEventListener("open", () => {
+    // A server that ignores the subprotocol leaves it empty.
+    if (socket.protocol !== "coap") {
+      connection.abort(
+        `The server did not select the coap subprotocol (got ${
+          JSON.stringify(socket.protocol)
+        })`,
+      );
+    }
+  }, { once: true });
+  const timeout = options.connectTimeout ?? 10_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      connection.ready,
+      connection.closed.then((reason) => Promise.reject(reason)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
+          timeout,
+        );
+      }),
+    ]);
+  } catch (error) {
+    const reason = (error as Error).message;
+    connection.abort(reason);
+    throw new ConnectionError(
+      `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  return connection;
 }
 
 function checkBuffered(value: number, what: string): void {

@@ -32,6 +32,14 @@ export interface ServeCoapOptions extends UpgradeOptions {
   cert?: string;
   /** The private key (PEM) of `cert`. */
   key?: string;
+  /**
+   * Let other processes listen on the same port, the kernel spreading
+   * connections between them (Linux; Deno needs `--unstable-net`). This is
+   * how `deno task coap:cluster` runs several servers on one port.
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -109,6 +117,7 @@ export function serveCoap(
     port: options.port,
     hostname: options.hostname ?? "127.0.0.1",
     onListen: ({ port }) => options.onListen?.(port),
+    ...(options.reusePort === true ? { reusePort: true } : {}),
     ...(cert === undefined ? {} : { cert, key }),
   }, coapHandler(coap, options));
   return { http, coap };

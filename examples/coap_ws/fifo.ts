@@ -22,6 +22,11 @@ export class Fifo<T> {
     this.#items.push(item);
   }
 
+  /** The first item, left in place, or `undefined` when there is none. */
+  peek(): T | undefined {
+    return this.#items[this.#head];
+  }
+
   /** Takes the first item, or `undefined` when there is none. */
   shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;

@@ -80,7 +80,11 @@ export interface Resource {
   link?: Readonly<Record<string, string | true>>;
 }
 
-/** Resources by path: `"/"`, `"/counter"`, `"/other/block"`. */
+/**
+ * Resources by path: `"/"`, `"/counter"`, `"/other/block"`. A key ending in
+ * `/*` (`"/shared/*"`) serves every path under it that no other key names;
+ * its handlers read `request.segments`. Discovery lists only exact paths.
+ */
 export type Resources = Readonly<Record<string, Resource>>;
 
 /** An error a handler throws to answer with a code and a diagnostic. */
@@ -153,6 +157,8 @@ export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #log: Logger;
   readonly #render: ErrorToMessageOptions<ResponseInit>;
+  /** Resources for every path under a prefix (`"/shared/*"`), longest first. */
+  readonly #prefixes: [string, Resource][] = [];
   readonly #maxMessageSize: number | undefined;
   readonly #limits: ResolvedLimits;
   readonly #counts: Counts = {
@@ -222,8 +228,12 @@ export class CoapServer {
           );
         }
       }
-      this.#resources.set(path, resource);
+      if (path.endsWith("/*")) {
+        this.#prefixes.push([path.slice(0, -1), resource]);
+      } else this.#resources.set(path, resource);
     }
+    // The longest prefix wins.
+    this.#prefixes.sort((a, b) => b[0].length - a[0].length);
     if (!this.#resources.has("/.well-known/core")) {
       const links = linkFormat(this.#resources);
       this.#resources.set("/.well-known/core", {
@@ -316,6 +326,16 @@ export class CoapServer {
     return connection;
   }
 
+  /** The resource of a `"/prefix/*"` key that `path` is under, if any. */
+  #under(path: string): Resource | undefined {
+    for (const [prefix, resource] of this.#prefixes) {
+      if (path.length > prefix.length && path.startsWith(prefix)) {
+        return resource;
+      }
+    }
+    return undefined;
+  }
+
   #handle(
     link: Link,
     message: CoapMessage,
@@ -338,7 +358,8 @@ export class CoapServer {
       });
       return;
     }
-    const resource = this.#resources.get(request.path);
+    const resource = this.#resources.get(request.path) ??
+      this.#under(request.path);
     let observing = request.method === "GET" && request.observe === 0 &&
       resource?.observable === true;
     if (

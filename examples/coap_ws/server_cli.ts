@@ -11,15 +11,20 @@
 import { serveCoap } from "./deno_server.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
-import { CoapServer } from "./server.ts";
+import { CoapServer, type Resources } from "./server.ts";
+import { SharedStore } from "./cluster/shared.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--origin URL ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const limits: Record<string, number> = {};
 let token: string | undefined;
 let certFile: string | undefined, keyFile: string | undefined;
+let engine: string | undefined;
+let hostname = "127.0.0.1";
+let reusePort = false;
+let name: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -34,7 +39,15 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --token TOKEN           require this bearer token of every client
   --cert FILE --key FILE  serve TLS (PEM files), for coaps+ws:// clients
   --limit NAME=VALUE      change a flow limit (repeatable), for example
-                          --limit maxObservationsPerConnection=1000`);
+                          --limit maxObservationsPerConnection=1000
+  --engine URL            serve /shared/{name} from Redis at URL
+                          (redis://HOST:PORT): PUT, GET, Observe, DELETE,
+                          shared by every server on that engine
+  --hostname H            the address to listen on (default 127.0.0.1)
+  --reuse-port            share the port with other servers (Linux; run
+                          with --unstable-net), as coap:cluster does
+  --name NAME             a name for this process in its log lines; also
+                          serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
 }
 while (args.length > 0) {
@@ -49,6 +62,14 @@ while (args.length > 0) {
     certFile = args.shift()!;
   } else if (arg === "--key" && args[0]) {
     keyFile = args.shift()!;
+  } else if (arg === "--engine" && args[0]) {
+    engine = args.shift()!;
+  } else if (arg === "--hostname" && args[0]) {
+    hostname = args.shift()!;
+  } else if (arg === "--name" && args[0]) {
+    name = args.shift()!;
+  } else if (arg === "--reuse-port") {
+    reusePort = true;
   } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
     const [name, value] = args.shift()!.split("=");
     limits[name] = Number(value);
@@ -80,20 +101,57 @@ try {
   );
   Deno.exit(2);
 }
+let shared: SharedStore | undefined;
+const resources: Record<string, Resources[string]> = {
+  ...demoResources(printingHooks(console.log)),
+};
+if (engine !== undefined) {
+  try {
+    shared = new SharedStore(engine, { log });
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage}`);
+    Deno.exit(2);
+  }
+  resources["/shared/*"] = shared.resource;
+}
+if (name !== undefined) {
+  // Which process a connection landed on, and what it holds: for the
+  // cluster's checks and for people.
+  resources["/process"] = {
+    GET: () => ({
+      payload: JSON.stringify({
+        name,
+        pid: Deno.pid,
+        sharedObservations: shared?.observations ?? 0,
+        subscriptions: shared?.subscriptions ?? 0,
+      }),
+      contentFormat: 50,
+    }),
+  };
+}
 let server: CoapServer;
 try {
-  server = new CoapServer(
-    demoResources(printingHooks(console.log)),
-    { log, limits },
-  );
+  server = new CoapServer(resources, { log, limits });
 } catch (error) {
   console.error(`${(error as Error).message}\n${usage}`);
   Deno.exit(2);
 }
+if (shared !== undefined && !await shared.ready()) {
+  console.error(
+    `warn: the engine at ${engine} is unreachable; /shared answers 5.03 until it is back`,
+  );
+}
 serveCoap(server, {
   port,
+  hostname,
+  reusePort,
   allowedOrigins: origins,
   ...(token === undefined ? {} : { authorize: bearerToken(token) }),
   ...(tls ?? {}),
-  onListen: (port) => console.log(`listening on ${port}`),
+  onListen: (port) =>
+    console.log(
+      `listening on ${port}${
+        name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
+      }`,
+    ),
 });

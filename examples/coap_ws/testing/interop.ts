@@ -87,6 +87,12 @@ async function requireTools(): Promise<void> {
   if (!await runs("openssl", ["version"])) {
     missing.push("openssl is missing (apt-get install openssl)");
   }
+  const redis = Deno.env.get("REDIS_SERVER") ?? "redis-server";
+  if (!await runs(redis, ["--version"])) {
+    missing.push(
+      `redis-server is missing (${redis}; apt-get install redis-server, or set REDIS_SERVER)`,
+    );
+  }
   if (missing.length > 0) {
     throw new Error(
       `deno task test:coap cannot run here:\n  ${missing.join("\n  ")}`,
