@@ -21,7 +21,11 @@ import {
 import { CoapError, CoapServer, type Resources } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { parseLinkFormat } from "./explorer/link_format.ts";
-import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
+import {
+  openPair,
+  type PairedSocket,
+  socketPair,
+} from "./testing/socket_pair.ts";
 import { recorder } from "./testing/loggers.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -955,4 +959,140 @@ Deno.test("the server logs an expected error response at debug in one line, an o
     ["error", "An exception occurred while rendering a resource", failure],
   ]);
   client.close();
+});
+
+/**
+ * A WebSocket class for `CoapClient.connect()` whose sockets reach `server`
+ * over in-memory pairs; `sockets` keeps the server's end of each, and
+ * `refuse` makes the next connections fail.
+ */
+function inMemoryWebSocket(server: CoapServer) {
+  const sockets: PairedSocket[] = [];
+  const state = { refuse: 0 };
+  class InMemory {
+    constructor() {
+      const pair = socketPair(false);
+      const [near, far] = pair;
+      if (state.refuse > 0) {
+        state.refuse--;
+        queueMicrotask(() => {
+          near.readyState = 3;
+          near.dispatchEvent(new Event("error"));
+          near.dispatchEvent(new CloseEvent("close", { code: 1006 }));
+        });
+        return near;
+      }
+      server.accept(far);
+      sockets.push(far);
+      queueMicrotask(() => openPair(pair));
+      return near;
+    }
+  }
+  return { WebSocket: InMemory as never, sockets, state };
+}
+
+Deno.test("CoapClient with reconnect registers its observations again on a new connection when the server goes away; one-shot requests in flight end with an exception", async () => {
+  let value = 0;
+  const notify = new Set<() => void>();
+  const server = new CoapServer({
+    "/v": {
+      observable: true,
+      GET: (request, pipe) => {
+        if (request.observe !== 0) return { payload: String(value) };
+        const tell = () => pipe.addResponse({ payload: String(value) });
+        tell();
+        notify.add(tell);
+        return new Promise((resolve) =>
+          pipe.onInterestEnd(() => {
+            notify.delete(tell);
+            resolve();
+          })
+        );
+      },
+    },
+    "/never": { GET: () => new Promise(() => {}) },
+  }, { log: quiet });
+  const net = inMemoryWebSocket(server);
+  const reconnected: number[] = [];
+  const client = await CoapClient.connect("coap+ws://server", {
+    log: quiet,
+    WebSocket: net.WebSocket,
+    reconnect: {
+      delay: 1,
+      onReconnect: (attempt) => reconnected.push(attempt),
+    },
+  });
+  const observation = client.request({
+    method: "GET",
+    path: "/v",
+    observe: true,
+  });
+  const events = observation[Symbol.asyncIterator]();
+  const trace: string[] = [describe((await events.next()).value!)];
+  const pending = collect(client.request({ method: "GET", path: "/never" }));
+  await flush();
+  // The server's end goes away twice: one refused attempt, then back.
+  net.state.refuse = 1;
+  net.sockets[0].close(1006);
+  value = 1;
+  trace.push(describe((await events.next()).value!));
+  value = 2;
+  for (const tell of notify) tell();
+  trace.push(describe((await events.next()).value!));
+  assertEquals(trace, [
+    "2.05 0 obs=0 last=false",
+    "2.05 1 obs=0 last=false", // registered again: the current value first
+    "2.05 2 obs=1 last=false",
+  ]);
+  assertEquals(await pending, [
+    "exception Connection closed by the peer (1006)",
+  ]);
+  assertEquals(reconnected, [2]);
+  assertEquals(net.sockets.length, 2);
+  await events.return!();
+  client.close();
+  assertEquals((await client.closed).message.length > 0, true);
+});
+
+Deno.test("CoapClient with reconnect gives up after maxAttempts: observations end with an exception and the client is closed; requests while reconnecting fail at once", async () => {
+  const server = new CoapServer({
+    "/v": {
+      observable: true,
+      GET: (_request, pipe) => {
+        pipe.addResponse({ payload: "0" });
+        return new Promise((resolve) => pipe.onInterestEnd(resolve));
+      },
+    },
+  }, { log: quiet });
+  const net = inMemoryWebSocket(server);
+  const client = await CoapClient.connect("coap+ws://server", {
+    log: quiet,
+    WebSocket: net.WebSocket,
+    reconnect: { delay: 1, maxAttempts: 2 },
+  });
+  const observation = client.request({
+    method: "GET",
+    path: "/v",
+    observe: true,
+  });
+  const events = observation[Symbol.asyncIterator]();
+  await events.next();
+  net.state.refuse = 10;
+  net.sockets[0].close(1006);
+  await flush();
+  const during = await collect(client.request({ method: "GET", path: "/v" }));
+  assertEquals(during, ["exception Not connected: the client is reconnecting"]);
+  const last = await events.next();
+  assertEquals(
+    describe(last.value!),
+    "exception Connection closed by the peer (1006)",
+  );
+  const reason = await client.closed;
+  assertEquals(
+    reason.message.startsWith(
+      "Cannot reconnect to coap+ws://server after 2 attempts",
+    ),
+    true,
+    reason.message,
+  );
 });

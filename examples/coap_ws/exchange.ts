@@ -252,10 +252,11 @@ function oneUintOption(
 
 /**
  * The encodings of 0 to 255, shared by every response that sends one of
- * them (a content format, a small Max-Age): option values are only ever
- * read, to be encoded.
+ * them (a content format, a small Max-Age, an early Observe number): option
+ * values the stack builds are only ever read, to be encoded. Never hand one
+ * to code that may write to it.
  */
-const SMALL: readonly Uint8Array[] = Array.from(
+export const SMALL: readonly Uint8Array[] = Array.from(
   { length: 256 },
   (_, n) => uint(n),
 );

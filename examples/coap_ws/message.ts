@@ -249,7 +249,15 @@ export function encodeMessage(message: CoapMessage): Uint8Array {
       `Cannot encode a token of ${token.length} bytes: at most ${MAX_TOKEN_LENGTH}`,
     );
   }
-  const options = [...message.options].sort((a, b) => a.number - b.number);
+  // Options go out in number order; most messages are built in order
+  // already, and need no sorted copy.
+  let options = message.options;
+  for (let i = 1; i < options.length; i++) {
+    if (options[i].number < options[i - 1].number) {
+      options = [...options].sort((a, b) => a.number - b.number);
+      break;
+    }
+  }
   let size = 2 + token.length + (payload.length > 0 ? 1 + payload.length : 0);
   for (const option of options) {
     const { number, value } = option;

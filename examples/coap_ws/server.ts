@@ -40,6 +40,7 @@ import {
   RequestError,
   type ResponseInit,
   responseMessage,
+  SMALL,
 } from "./exchange.ts";
 import {
   type CoapMessage,
@@ -634,10 +635,12 @@ function send(
   if (observe !== undefined) {
     message = {
       ...message,
-      options: [...message.options, {
+      // Observe (6) ahead of Content-Format (12) and Max-Age (14): in
+      // order, so encoding needs no sorted copy.
+      options: [{
         number: Option.OBSERVE,
-        value: uint(observe),
-      }],
+        value: observe < SMALL.length ? SMALL[observe] : uint(observe),
+      }, ...message.options],
     };
   }
   const limit = connection.peer.maxMessageSize;

@@ -124,6 +124,7 @@ if (name !== undefined) {
         pid: Deno.pid,
         sharedObservations: shared?.observations ?? 0,
         subscriptions: shared?.subscriptions ?? 0,
+        heapUsed: Deno.memoryUsage().heapUsed,
       }),
       contentFormat: 50,
     }),

@@ -167,6 +167,7 @@ export class Redis {
   >();
   #conn: Deno.TcpConn | undefined;
   #outgoing: Uint8Array[] = [];
+  #writing = false;
   #up = false;
   #closed = false;
   #delay: number;
@@ -324,27 +325,38 @@ export class Redis {
 
   #write(bytes: Uint8Array): void {
     if (this.#conn === undefined) return;
-    // Commands issued in one task go out in one write.
+    // Commands issued while a write is under way go out together in the
+    // next one: under load, one write carries many commands.
     this.#outgoing.push(bytes);
-    if (this.#outgoing.length === 1) queueMicrotask(() => this.#flush());
+    if (!this.#writing && this.#outgoing.length === 1) {
+      queueMicrotask(() => this.#flush());
+    }
   }
 
-  #flush(): void {
+  async #flush(): Promise<void> {
     const conn = this.#conn;
-    const parts = this.#outgoing;
-    this.#outgoing = [];
-    if (conn === undefined || parts.length === 0) return;
-    let size = 0;
-    for (const part of parts) size += part.length;
-    const out = new Uint8Array(size);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
+    if (conn === undefined || this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#outgoing.length > 0 && conn === this.#conn) {
+        const parts = this.#outgoing;
+        this.#outgoing = [];
+        let size = 0;
+        for (const part of parts) size += part.length;
+        const out = new Uint8Array(size);
+        let at = 0;
+        for (const part of parts) {
+          out.set(part, at);
+          at += part.length;
+        }
+        await writeAll(conn, out);
+      }
+    } catch (error) {
+      // A failed write drops the connection, which fails what is pending.
+      this.#lost(conn, error);
+    } finally {
+      this.#writing = false;
     }
-    // Writes are queued by the runtime in order; a failure drops the
-    // connection, which fails what is pending.
-    writeAll(conn, out).catch((error) => this.#lost(conn, error));
   }
 
   #checkTimeouts(): void {

@@ -265,6 +265,45 @@ export class SharedStore {
     ];
   }
 
+  /** SHA-1 digests of the scripts, once computed (for EVALSHA). */
+  readonly #digests = new Map<string, Promise<string>>();
+
+  /**
+   * Runs a script by its digest (EVALSHA), sending its text only when the
+   * engine does not have it yet (after a restart, say).
+   */
+  async #script(
+    source: string,
+    keys: string[],
+    ...args: (string | Uint8Array)[]
+  ): Promise<Reply> {
+    let digest = this.#digests.get(source);
+    if (digest === undefined) {
+      digest = crypto.subtle.digest("SHA-1", encoder.encode(source)).then(
+        (hash) =>
+          [...new Uint8Array(hash)].map((b) => b.toString(16).padStart(2, "0"))
+            .join(""),
+      );
+      this.#digests.set(source, digest);
+    }
+    try {
+      return await this.#run(
+        "EVALSHA",
+        await digest,
+        keys.length,
+        ...keys,
+        ...args,
+      );
+    } catch (error) {
+      if (
+        !(error instanceof ReplyError) || !error.message.startsWith("NOSCRIPT")
+      ) {
+        throw error;
+      }
+      return await this.#run("EVAL", source, keys.length, ...keys, ...args);
+    }
+  }
+
   /** Runs a command; an unreachable engine is a 5.03 with Max-Age. */
   async #run(...args: (string | number | Uint8Array)[]): Promise<Reply> {
     let reply: Reply;
@@ -295,13 +334,9 @@ export class SharedStore {
     const cf = request.contentFormat === undefined
       ? "-"
       : String(request.contentFormat);
-    const reply = await this.#run(
-      "EVAL",
+    const reply = await this.#script(
       PUT,
-      3,
-      value,
-      version,
-      channel,
+      [value, version, channel],
       request.payload,
       cf,
     ) as number[];
@@ -311,18 +346,15 @@ export class SharedStore {
   async #delete(request: IncomingRequest): Promise<ResponseInit> {
     const name = this.#name(request);
     const [value, version, channel] = this.#keys(name);
-    await this.#run("EVAL", DELETE, 3, value, version, channel);
+    await this.#script(DELETE, [value, version, channel]);
     return { code: "2.02" };
   }
 
   async #read(name: string): Promise<State> {
     const [key, counter] = this.#keys(name);
-    const [version, cf, value] = await this.#run(
-      "EVAL",
+    const [version, cf, value] = await this.#script(
       READ,
-      2,
-      key,
-      counter,
+      [key, counter],
     ) as (Uint8Array | null)[];
     return {
       version: version === null ? 0 : Number(text(version)),
