@@ -2,7 +2,8 @@
 //   deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N]
 //     [--accept N] [--observe] [--count N] [--token TOKEN]
 //     coap+ws://HOST:PORT/PATH?QUERY
-// Prints the payload, or the code on an error response (exiting 1); with
+// Prints the payload (the code when a success has none), or the code on
+// an error response (exiting 1); with
 // --observe, one line per notification, stopping after --count of them.
 
 import { CoapClient, parseCoapUri } from "./client.ts";
@@ -109,8 +110,12 @@ for await (const event of pipe) {
   }
   if (event.kind !== "response") break;
   const response = event.message;
-  if (response.code.startsWith("2.")) console.log(text(response.payload));
-  else {
+  if (response.code.startsWith("2.")) {
+    // A success without a body (2.01 Created, 2.04 Changed) says its code.
+    console.log(
+      response.payload.length > 0 ? text(response.payload) : response.code,
+    );
+  } else {
     const diagnostic = text(response.payload);
     console.log(response.code + (diagnostic ? ` ${diagnostic}` : ""));
     status = 1;

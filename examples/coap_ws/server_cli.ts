@@ -12,7 +12,7 @@ import { serveCoap } from "./deno_server.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
-import { SharedStore } from "./cluster/shared.ts";
+import type { SharedStore } from "./cluster/shared.ts";
 
 const usage =
   "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--name NAME]";
@@ -107,6 +107,8 @@ const resources: Record<string, Resources[string]> = {
 };
 if (engine !== undefined) {
   try {
+    // Loaded only when asked for: a server without --engine does without.
+    const { SharedStore } = await import("./cluster/shared.ts");
     shared = new SharedStore(engine, { log });
   } catch (error) {
     console.error(`${(error as Error).message}\n${usage}`);
