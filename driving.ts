@@ -302,19 +302,18 @@ export function errorToMessage<Req, Res>(
       pipe.addResponse(event.message, event.isLast);
       return !event.isLast;
     }
-    if (event.kind === "exception") {
-      // The outer pipe always ends: when even internalServerError() throws,
-      // with that error as its exception event.
-      let response: Res;
-      try {
-        response = renderException(event.exception, checked);
-      } catch (error) {
-        pipe.addException(error);
-        return false;
-      }
-      pipe.addResponse(response, true);
+    // Only responses and exceptions reach an interested callback; an
+    // exception is final, so what this returns then changes nothing. The
+    // outer pipe always ends: when even internalServerError() throws, with
+    // that error as its exception event.
+    let response: Res;
+    try {
+      response = renderException(event.exception, checked);
+    } catch (error) {
+      pipe.addException(error);
+      return;
     }
-    return false;
+    pipe.addResponse(response, true);
   });
   pipe.onInterestEnd(stop);
   pipe.onPoke(() => next.poke());
@@ -426,12 +425,7 @@ function readOptions<Res>(
     defaultLog,
     `Cannot call ${where}: reading pipe.log failed`,
   );
-  assertLogger(
-    chosen,
-    where === "errorToMessage()"
-      ? "Cannot create the pipe for errorToMessage()"
-      : `Cannot call ${where}`,
-  );
+  assertLogger(chosen, `Cannot call ${where}`);
   return [internalServerError as () => Res, chosen];
 }
 

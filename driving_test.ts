@@ -707,7 +707,7 @@ test("errorToMessage() rejects a log without console methods, naming its pipe", 
         log: { debug() {} } as never,
       }),
     TypeError,
-    "Cannot create the pipe for errorToMessage(): log must have a info() method",
+    "Cannot call errorToMessage(): log must have a info() method",
   );
 });
 

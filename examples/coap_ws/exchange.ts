@@ -514,6 +514,7 @@ const NO_QUERY: readonly string[] = Object.freeze([]);
  *
  * @param init What the resource answered.
  * @param token The request's token.
+ * @param observe The Observe number of a notification (RFC 7641 §3.4).
  * @returns The message.
  * @throws {TypeError} If the code is not a response code, or the payload is
  * neither bytes nor text.
@@ -531,14 +532,22 @@ const NO_QUERY: readonly string[] = Object.freeze([]);
 export function responseMessage(
   init: ResponseInit,
   token: Uint8Array,
+  observe?: number,
 ): CoapMessage {
   if (typeof init !== "object" || init === null) {
     throw new TypeError("Cannot send a response: it must be an object");
   }
   let code: number = Code.CONTENT;
   if (init.code !== undefined) code = responseCode(init.code);
-  // Built without spreads: every response passes here.
+  // Built without spreads, in option number order: every response and
+  // notification passes here.
   const options: CoapOption[] = [];
+  if (observe !== undefined) {
+    options.push({
+      number: Option.OBSERVE,
+      value: observe < SMALL.length ? SMALL[observe] : uint(observe),
+    });
+  }
   if (init.contentFormat !== undefined) {
     options.push(
       oneUintOption(

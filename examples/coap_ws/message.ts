@@ -283,8 +283,7 @@ export function encodeMessage(message: CoapMessage): Uint8Array {
   const out = new Uint8Array(size);
   out[0] = token.length;
   out[1] = code;
-  out.set(token, 2);
-  let at = 2 + token.length;
+  let at = copy(out, 2, token);
   previous = 0;
   for (const { number, value } of options) {
     const delta = number - previous;
@@ -293,14 +292,24 @@ export function encodeMessage(message: CoapMessage): Uint8Array {
     out[head] = (nibble(delta) << 4) | nibble(value.length);
     at = writeExtension(out, at, delta);
     at = writeExtension(out, at, value.length);
-    out.set(value, at);
-    at += value.length;
+    at = copy(out, at, value);
   }
   if (payload.length > 0) {
     out[at++] = PAYLOAD_MARKER;
-    out.set(payload, at);
+    copy(out, at, payload);
   }
   return out;
+}
+
+/**
+ * Copies `bytes` into `out` at `at`; returns where they end. A loop for the
+ * few bytes of a token or an option value: `set()` costs more there.
+ */
+function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  const n = bytes.length;
+  if (n > 32) out.set(bytes, at);
+  else for (let i = 0; i < n; i++) out[at + i] = bytes[i];
+  return at + n;
 }
 
 function nibble(n: number): number {

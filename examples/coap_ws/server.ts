@@ -40,7 +40,6 @@ import {
   RequestError,
   type ResponseInit,
   responseMessage,
-  SMALL,
 } from "./exchange.ts";
 import {
   type CoapMessage,
@@ -631,18 +630,7 @@ function send(
   observe: number | undefined,
 ): void {
   if (connection.state === "closed") return;
-  let message = responseMessage(init, token);
-  if (observe !== undefined) {
-    message = {
-      ...message,
-      // Observe (6) ahead of Content-Format (12) and Max-Age (14): in
-      // order, so encoding needs no sorted copy.
-      options: [{
-        number: Option.OBSERVE,
-        value: observe < SMALL.length ? SMALL[observe] : uint(observe),
-      }, ...message.options],
-    };
-  }
+  const message = responseMessage(init, token, observe);
   const limit = connection.peer.maxMessageSize;
   const wanted = request?.block2;
   const success = message.code >> 5 === 2;

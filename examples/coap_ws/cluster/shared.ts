@@ -82,6 +82,8 @@ interface State {
   /** `undefined` when the value was deleted. */
   value: Uint8Array | undefined;
   contentFormat: number | undefined;
+  /** The response for it, made once for all its observers. */
+  init?: ResponseInit;
 }
 
 /** One observation: what it was last sent, and how to send the next. */
@@ -182,7 +184,10 @@ export class SharedStore {
     const away = () => this.#away = true;
     this.#commands = new Redis(url, {
       ...common,
-      onUp: () => this.#resync(),
+      onUp: () => {
+        this.#load();
+        this.#resync();
+      },
       onDown: away,
     });
     this.#subscriber = new Redis(url, {
@@ -304,6 +309,21 @@ export class SharedStore {
     }
   }
 
+  /**
+   * Loads the scripts into the engine (SCRIPT LOAD) whenever the command
+   * connection comes up, so that a burst of requests after a (re)start
+   * finds them by digest instead of each falling back to sending the text.
+   */
+  #load(): void {
+    for (const source of [PUT, DELETE, READ]) {
+      this.#commands.command("SCRIPT", "LOAD", source).then((digest) => {
+        if (typeof digest === "object" && digest instanceof Uint8Array) {
+          this.#digests.set(source, Promise.resolve(text(digest)));
+        }
+      }, () => {/* the fallback in #script covers it */});
+    }
+  }
+
   /** Runs a command; an unreachable engine is a 5.03 with Max-Age. */
   async #run(...args: (string | number | Uint8Array)[]): Promise<Reply> {
     let reply: Reply;
@@ -380,7 +400,7 @@ export class SharedStore {
       send(state) {
         if (state.value === undefined) {
           pipe.addResponse({ code: "4.04", payload: "Deleted" }, true);
-        } else pipe.addResponse(answer(state));
+        } else pipe.addResponse(state.init ??= answer(state));
       },
     };
     await this.#watch(name, observer);
