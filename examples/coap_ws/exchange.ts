@@ -247,7 +247,12 @@ function oneUintOption(
       `Cannot send ${name} ${value}: it must be an integer from 0 to ${max}`,
     );
   }
-  return { number, value: value < SMALL.length ? SMALL[value] : uint(value) };
+  return { number, value: shared(value) };
+}
+
+/** `uint(n)`, from {@linkcode SMALL} when it is there. */
+function shared(n: number): Uint8Array {
+  return n < SMALL.length ? SMALL[n] : uint(n);
 }
 
 /**
@@ -256,7 +261,7 @@ function oneUintOption(
  * values the stack builds are only ever read, to be encoded. Never hand one
  * to code that may write to it.
  */
-export const SMALL: readonly Uint8Array[] = Array.from(
+const SMALL: readonly Uint8Array[] = Array.from(
   { length: 256 },
   (_, n) => uint(n),
 );
@@ -545,7 +550,7 @@ export function responseMessage(
   if (observe !== undefined) {
     options.push({
       number: Option.OBSERVE,
-      value: observe < SMALL.length ? SMALL[observe] : uint(observe),
+      value: shared(observe),
     });
   }
   if (init.contentFormat !== undefined) {

@@ -312,15 +312,14 @@ export class SharedStore {
   /**
    * Loads the scripts into the engine (SCRIPT LOAD) whenever the command
    * connection comes up, so that a burst of requests after a (re)start
-   * finds them by digest instead of each falling back to sending the text.
+   * finds them by digest (the SHA-1 `#script` computes too) instead of each
+   * falling back to sending the text.
    */
   #load(): void {
     for (const source of [PUT, DELETE, READ]) {
-      this.#commands.command("SCRIPT", "LOAD", source).then((digest) => {
-        if (typeof digest === "object" && digest instanceof Uint8Array) {
-          this.#digests.set(source, Promise.resolve(text(digest)));
-        }
-      }, () => {/* the fallback in #script covers it */});
+      this.#commands.command("SCRIPT", "LOAD", source).catch(() => {
+        // The fallback in #script covers a script that did not load.
+      });
     }
   }
 

@@ -17,13 +17,12 @@ import type { Logger } from "../../../mod.ts";
 import { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
 import { type CoapMessage, text } from "../message.ts";
-import { freePort, type Running, spawn } from "./peers.ts";
+import { freePort, type Running, startCluster, startRedis } from "./peers.ts";
+import { cpuMs, rss } from "./proc.ts";
 import { parseArgs } from "./args.ts";
 import { CSM, get as rawGet, RawWebSocket, read } from "./raw_ws.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-const REDIS = Deno.env.get("REDIS_SERVER") ?? "redis-server";
-const cli = new URL("../cluster/cluster_cli.ts", import.meta.url).pathname;
 const options = parseArgs(Deno.args, {
   observers: 10_000,
   puts: 20,
@@ -37,29 +36,6 @@ async function one(client: CoapClient, request: CoapRequest) {
     return { code: event.message.code, payload: text(event.message.payload) };
   }
   throw new Error("no response");
-}
-
-/** A process's CPU time (user + system) in ms, from /proc/PID/stat. */
-async function cpuMs(pid: number): Promise<number> {
-  const { stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const stat = new TextDecoder().decode(stdout);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-/** A process's resident set in bytes, from /proc/PID/status. */
-async function rss(pid: number): Promise<number> {
-  const { stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const match = new TextDecoder().decode(stdout).match(/VmRSS:\s+(\d+) kB/);
-  return Number(match?.[1] ?? 0) * 1024;
 }
 
 const percentile = (sorted: number[], p: number) =>
@@ -90,26 +66,10 @@ async function processes(
 
 async function run(p: number, engine: string) {
   const port = freePort();
-  const cluster = spawn(Deno.execPath(), [
-    "run",
-    "--allow-run",
-    "--allow-read",
-    cli,
-    "--port",
-    String(port),
-    "--processes",
-    String(p),
-    "--engine",
-    engine,
-  ], port);
+  const { cluster, pids } = await startCluster(port, p, engine);
   const uri = `coap+ws://127.0.0.1:${port}`;
   const clients: CoapClient[] = [];
   try {
-    const pids: number[] = [];
-    for (let n = 1; n <= p; n++) {
-      const line = await cluster.waitFor(new RegExp(`^\\[${n}\\] listening`));
-      pids.push(Number(line.match(/pid (\d+)/)![1]));
-    }
     const writer = await CoapClient.connect(uri, { log: quiet });
     clients.push(writer);
     await one(writer, {
@@ -247,17 +207,7 @@ const dir = await Deno.makeTempDir({ prefix: "coap-bench-cluster-" });
 const redisPort = freePort();
 let redis: Running | undefined;
 try {
-  redis = spawn(REDIS, [
-    "--port",
-    String(redisPort),
-    "--bind",
-    "127.0.0.1",
-    "--dir",
-    dir,
-    "--save",
-    "",
-  ], redisPort);
-  await redis.waitFor(/Ready to accept connections/);
+  redis = await startRedis(redisPort, dir);
   const engine = `redis://127.0.0.1:${redisPort}`;
   const rows = [];
   for (const p of [1, 2]) rows.push(await run(p, engine));

@@ -12,6 +12,7 @@ import { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
 import { text } from "../message.ts";
 import { freePort, spawn, startPeer } from "./peers.ts";
+import { cpuMs } from "./proc.ts";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const SEQUENTIAL = 3000, IN_FLIGHT = 100, CONCURRENT_TOTAL = 30_000;
@@ -23,23 +24,6 @@ async function one(client: CoapClient, request: CoapRequest): Promise<string> {
     throw event.exception;
   }
   throw new Error("no response");
-}
-
-/**
- * A process's CPU time (user + system) in milliseconds, from
- * /proc/PID/stat (Deno reads /proc only with every permission, so `cat`
- * does), in clock ticks of 10 ms.
- */
-async function cpuMs(pid: number): Promise<number> {
-  const { stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const stat = new TextDecoder().decode(stdout);
-  // The command name may hold spaces; fields count from after its ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 async function rates(uri: string, pid: number, observe = true) {

@@ -14,11 +14,16 @@ import { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
 import { text } from "../message.ts";
 import { EngineUnavailable, Redis } from "../cluster/redis.ts";
-import { freePort, PEERS, type Running, spawn } from "./peers.ts";
+import {
+  freePort,
+  PEERS,
+  type Running,
+  spawn,
+  startCluster,
+  startRedis,
+} from "./peers.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-const REDIS = Deno.env.get("REDIS_SERVER") ?? "redis-server";
-const cli = new URL("../cluster/cluster_cli.ts", import.meta.url).pathname;
 
 async function one(
   client: CoapClient,
@@ -43,21 +48,6 @@ async function eventually(
   }
 }
 
-function startRedis(port: number, dir: string): Running {
-  return spawn(REDIS, [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--dir",
-    dir,
-    "--appendonly",
-    "yes",
-    "--save",
-    "",
-  ], port);
-}
-
 Deno.test({
   name:
     "cluster: two processes on one port share /shared through Redis; a PUT reaches our observers on both and aiocoap-client's; a killed process's client reconnects and registers again; the engine away is 5.03 at once, and back, service resumes",
@@ -66,28 +56,14 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "coap-cluster-" });
     const redisPort = freePort();
-    let redis = startRedis(redisPort, dir);
-    await redis.waitFor(/Ready to accept connections/);
+    let redis = await startRedis(redisPort, dir, true);
     const port = freePort();
     const engine = `redis://127.0.0.1:${redisPort}`;
-    const cluster = spawn(Deno.execPath(), [
-      "run",
-      "--allow-run",
-      "--allow-read",
-      cli,
-      "--port",
-      String(port),
-      "--processes",
-      "2",
-      "--engine",
-      engine,
-    ], port);
+    const { cluster } = await startCluster(port, 2, engine);
     const uri = `coap+ws://127.0.0.1:${port}`;
     const clients: CoapClient[] = [];
     let aiocoap: Running | undefined;
     try {
-      await cluster.waitFor(/^\[1\] listening/);
-      await cluster.waitFor(/^\[2\] listening/);
       // Our client on each process: connect until both have one.
       const on = new Map<string, { client: CoapClient; pid: number }>();
       for (let i = 0; i < 60 && on.size < 2; i++) {
@@ -218,8 +194,7 @@ Deno.test({
       assertEquals(away.code, "5.03");
       assertEquals(took < 1000, true, `5.03 took ${took} ms`);
       // And back: without restarting any server, service resumes.
-      redis = startRedis(redisPort, dir);
-      await redis.waitFor(/Ready to accept connections/);
+      redis = await startRedis(redisPort, dir, true);
       await eventually(
         "the engine to be back",
         async () => (await put("v4\n")).code === "2.04",

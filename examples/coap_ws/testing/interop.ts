@@ -38,6 +38,7 @@ import {
   aiocoapLoad,
   freePort,
   PEERS,
+  REDIS,
   requirePeer,
   type Running,
   spawn,
@@ -87,10 +88,9 @@ async function requireTools(): Promise<void> {
   if (!await runs("openssl", ["version"])) {
     missing.push("openssl is missing (apt-get install openssl)");
   }
-  const redis = Deno.env.get("REDIS_SERVER") ?? "redis-server";
-  if (!await runs(redis, ["--version"])) {
+  if (!await runs(REDIS, ["--version"])) {
     missing.push(
-      `redis-server is missing (${redis}; apt-get install redis-server, or set REDIS_SERVER)`,
+      `redis-server is missing (${REDIS}; apt-get install redis-server, or set REDIS_SERVER)`,
     );
   }
   if (missing.length > 0) {

@@ -20,6 +20,7 @@
 import { parseArgs } from "./args.ts";
 import { CSM, frames, get, RawWebSocket, read } from "./raw_ws.ts";
 import { freePort, PEERS, requirePeer, spawn } from "./peers.ts";
+import { rss } from "./proc.ts";
 import { text } from "../message.ts";
 
 const options = parseArgs(Deno.args, {
@@ -101,20 +102,6 @@ async function startAiocoap(): Promise<Server> {
     lines: child.lines,
     stop: child.stop,
   };
-}
-
-/**
- * The server process's resident set size, in bytes. Deno reads /proc only
- * with every permission, so `cat` reads it.
- */
-async function rss(pid: number): Promise<number> {
-  const { stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const kb = /VmRSS:\s+(\d+) kB/.exec(new TextDecoder().decode(stdout))?.[1];
-  return kb === undefined ? NaN : Number(kb) * 1024;
 }
 
 /** Opens a connection, GETs `path`, and returns the payload and the time. */

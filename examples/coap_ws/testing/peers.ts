@@ -213,3 +213,68 @@ export async function aiocoapLoad(
     stderr: decoder.decode(output.stderr),
   };
 }
+
+/** The Redis server the cluster's checks and benchmark start. */
+export const REDIS: string = Deno.env.get("REDIS_SERVER") ?? "redis-server";
+
+/**
+ * Starts Redis on 127.0.0.1:`port` with its data in `dir` (appended to a
+ * file with `appendonly`, so that a restart keeps it) and waits until it
+ * accepts connections.
+ */
+export async function startRedis(
+  port: number,
+  dir: string,
+  appendonly = false,
+): Promise<Running> {
+  const redis = spawn(REDIS, [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--appendonly",
+    appendonly ? "yes" : "no",
+    "--save",
+    "",
+  ], port);
+  await redis.waitFor(/Ready to accept connections/);
+  return redis;
+}
+
+/**
+ * Starts `deno task coap:cluster` with `processes` servers on `port`,
+ * sharing through `engine`, and waits until each one listens.
+ *
+ * @returns The cluster command, and each server's pid.
+ */
+export async function startCluster(
+  port: number,
+  processes: number,
+  engine: string,
+): Promise<{ cluster: Running; pids: number[] }> {
+  const cluster = spawn(Deno.execPath(), [
+    "run",
+    "--allow-run",
+    "--allow-read",
+    new URL("../cluster/cluster_cli.ts", import.meta.url).pathname,
+    "--port",
+    String(port),
+    "--processes",
+    String(processes),
+    "--engine",
+    engine,
+  ], port);
+  const pids: number[] = [];
+  try {
+    for (let n = 1; n <= processes; n++) {
+      const line = await cluster.waitFor(new RegExp(`^\\[${n}\\] listening`));
+      pids.push(Number(line.match(/pid (\d+)/)![1]));
+    }
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return { cluster, pids };
+}
