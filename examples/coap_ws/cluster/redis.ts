@@ -79,9 +79,10 @@ export interface RedisOptions {
   /** Called with each message of a subscribed channel (subscriber only). */
   onMessage?: (channel: string, payload: Uint8Array) => void;
   /**
-   * Called each time the connection is up, after a subscriber has
-   * subscribed again to its channels: a reconnection may have missed
-   * messages.
+   * Called each time the connection is up; for a subscriber, once the
+   * engine has confirmed every channel again, so that a value read then
+   * misses nothing published after it (a reconnection may have missed
+   * messages before).
    */
   onUp?: () => void;
   /** Called each time an open connection goes down. */
@@ -300,15 +301,30 @@ export class Redis {
       () => this.#checkTimeouts(),
       Math.max(10, this.#options.commandTimeout / 4),
     );
-    if (this.#channels.size > 0) {
+    // A subscriber is up once the engine has confirmed every channel again:
+    // what onUp reads then cannot miss a message published after it.
+    const confirmed = [...this.#channels.keys()].map((channel) =>
+      new Promise<void>((resolve, reject) => {
+        const waiting = this.#acks.get(channel);
+        if (waiting === undefined) {
+          this.#acks.set(channel, [{ resolve, reject }]);
+        } else waiting.push({ resolve, reject });
+      })
+    );
+    if (confirmed.length > 0) {
       this.#write(encode(["SUBSCRIBE", ...this.#channels.keys()]));
     }
     this.#read(conn);
-    try {
-      this.#hooks.onUp?.();
-    } catch (error) {
-      this.#log.error("The engine's onUp hook failed", error);
-    }
+    Promise.all(confirmed).then(() => {
+      if (conn !== this.#conn) return;
+      try {
+        this.#hooks.onUp?.();
+      } catch (error) {
+        this.#log.error("The engine's onUp hook failed", error);
+      }
+    }, () => {
+      // Dropped again before confirming: the next connection tries again.
+    });
     return true;
   }
 

@@ -40,10 +40,15 @@ async function eventually(
   what: string,
   probe: () => boolean | Promise<boolean>,
   ms = 10_000,
+  state: () => unknown = () => "",
 ): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting for ${what} ${JSON.stringify(state())}`.trim(),
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
@@ -205,6 +210,12 @@ Deno.test({
           seen.get(other)!.at(-1) === "2.05 v4\n" &&
           seen.get(theirsOn!)!.at(-1) === "2.05 v4\n" &&
           theirs().at(-1) === "v4",
+        10_000,
+        () => ({
+          ours: [...seen],
+          theirs: aiocoap!.lines,
+          cluster: cluster.lines,
+        }),
       );
       assertEquals(seen.get(theirsOn!), [
         "2.05 v1\n",
