@@ -18,7 +18,7 @@ import {
   uint,
   utf8,
 } from "./message.ts";
-import { CoapError, CoapServer, type Resources } from "./server.ts";
+import { CoapError, CoapServer, Observers, type Resources } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { parseLinkFormat } from "./explorer/link_format.ts";
 import {
@@ -447,7 +447,7 @@ Deno.test("CoapClient observation of a resource that is not observable yields on
 
 Deno.test("CoapClient observation ends with a final error response when the resource fails later", async () => {
   let fail!: () => void;
-  const { client, server } = await setup({
+  const { client, server, far } = await setup({
     "/flaky": {
       observable: true,
       GET: async (_request, pipe) => {
@@ -465,6 +465,203 @@ Deno.test("CoapClient observation ends with a final error response when the reso
   }
   assertEquals(trace, ["2.05 ok obs=0 last=false", "5.03 gone last=true"]);
   assertEquals(server.exchanges, 0);
+  client.close();
+});
+
+Deno.test("Observers: each observation gets the GET answer as it starts and on every updated(); the table counts and hears each end; no driver is kept", async () => {
+  const hooks: string[] = [];
+  const observers = new Observers({
+    onCount: (count) => hooks.push(`count ${count}`),
+    onEnd: () => hooks.push("end"),
+  });
+  let value = 0;
+  const seen: string[] = [];
+  const { client, server } = await setup({
+    "/value": {
+      observable: observers,
+      GET: (request, _pipe, signal) => {
+        seen.push(`GET observe=${request.observe} aborted=${signal.aborted}`);
+        return { payload: String(value) };
+      },
+    },
+  });
+  observers.updated(); // nobody observes: nothing rendered
+  const a = client.request({ method: "GET", path: "/value", observe: true });
+  const b = client.request({ method: "GET", path: "/value", observe: true });
+  const ia = a[Symbol.asyncIterator](), ib = b[Symbol.asyncIterator]();
+  const first = [
+    describe((await ia.next()).value!),
+    describe((await ib.next()).value!),
+  ];
+  assertEquals(first, ["2.05 0 obs=0 last=false", "2.05 0 obs=0 last=false"]);
+  assertEquals(
+    [observers.count, server.observations, server.exchanges, server.drivers],
+    [2, 2, 2, 0],
+  );
+  value = 7;
+  observers.updated();
+  assertEquals(describe((await ia.next()).value!), "2.05 7 obs=1 last=false");
+  assertEquals(describe((await ib.next()).value!), "2.05 7 obs=1 last=false");
+  await ia.return!();
+  await flush();
+  assertEquals([observers.count, server.observations], [1, 1]);
+  value = 8;
+  observers.updated();
+  assertEquals(describe((await ib.next()).value!), "2.05 8 obs=2 last=false");
+  await ib.return!();
+  await flush();
+  assertEquals(hooks, [
+    "count 1",
+    "count 2",
+    "count 1",
+    "end",
+    "count 0",
+    "end",
+  ]);
+  // Two registrations, an update of both, a's deregistration (Observe 1,
+  // answered as a plain GET), an update of b, and b's deregistration.
+  assertEquals(seen, [
+    "GET observe=0 aborted=false",
+    "GET observe=0 aborted=false",
+    "GET observe=0 aborted=false",
+    "GET observe=0 aborted=false",
+    "GET observe=1 aborted=false",
+    "GET observe=0 aborted=false",
+    "GET observe=1 aborted=false",
+  ]);
+  // A plain GET is answered by the same handler, outside the table.
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/value" })),
+    ["2.05 8 last=true"],
+  );
+  assertEquals([observers.count, server.exchanges, server.drivers], [0, 0, 0]);
+  client.close();
+});
+
+Deno.test("Observers: an asynchronous render is aborted when its observation ends, and updates while it runs render once more after it", async () => {
+  const observers = new Observers();
+  const renders: {
+    resolve: (init: ResponseInit) => void;
+    signal: AbortSignal;
+  }[] = [];
+  const { client, server } = await setup({
+    "/slow": {
+      observable: observers,
+      GET: (_request, _pipe, signal) =>
+        new Promise<ResponseInit>((resolve) =>
+          renders.push({ resolve, signal })
+        ),
+    },
+  });
+  const pipe = client.request({ method: "GET", path: "/slow", observe: true });
+  const it = pipe[Symbol.asyncIterator]();
+  await flush();
+  assertEquals(renders.length, 1);
+  observers.updated();
+  observers.updated(); // both while the first render runs: one more render
+  assertEquals(renders.length, 1);
+  renders[0].resolve({ payload: "first" });
+  assertEquals(
+    describe((await it.next()).value!),
+    "2.05 first obs=0 last=false",
+  );
+  await flush();
+  assertEquals(renders.length, 2);
+  renders[1].resolve({ payload: "second" });
+  assertEquals(
+    describe((await it.next()).value!),
+    "2.05 second obs=1 last=false",
+  );
+  await flush();
+  assertEquals(renders.length, 2);
+  observers.updated();
+  assertEquals(renders.length, 3);
+  await it.return!();
+  await flush();
+  const { signal } = renders[2];
+  assertEquals(
+    [
+      signal.aborted,
+      (signal.reason as Error).name,
+      (signal.reason as Error).message,
+    ],
+    [true, "AbortError", "Interest in the observation of /slow ended"],
+  );
+  renders[2].resolve({ payload: "too late" }); // dropped, nothing logged
+  // The deregistration (Observe 1) is answered as a plain GET.
+  assertEquals(renders.length, 4);
+  renders[3].resolve({ payload: "deregistered" });
+  await flush();
+  assertEquals([observers.count, server.exchanges, server.drivers], [0, 0, 0]);
+  client.close();
+});
+
+Deno.test("Observers: a render that throws, rejects or answers an error code ends that observation with its error response; the others go on", async () => {
+  const logs: string[] = [];
+  const observers = new Observers();
+  /** How each observation's renders fail, by pipe; in order of arrival. */
+  const pipes: unknown[] = [];
+  const fail = new Map<unknown, string>();
+  const { client, server, far } = await setup({
+    "/flaky": {
+      observable: observers,
+      GET: (_request, pipe) => {
+        if (!pipes.includes(pipe)) pipes.push(pipe);
+        const how = fail.get(pipe);
+        if (how === "throw") throw new CoapError("5.03", "thrown");
+        if (how === "reject") return Promise.reject(new Error("broken"));
+        if (how === "code") return { code: "4.04", payload: "gone" };
+        return { payload: "ok" };
+      },
+    },
+  }, { log: recorder(logs) });
+  const observe = () =>
+    client.request({ method: "GET", path: "/flaky", observe: true })[
+      Symbol.asyncIterator
+    ]();
+  const bystander = observe();
+  assertEquals(
+    describe((await bystander.next()).value!),
+    "2.05 ok obs=0 last=false",
+  );
+  const trace: string[] = [];
+  for (const how of ["throw", "reject", "code"]) {
+    const it = observe();
+    assertEquals(
+      describe((await it.next()).value!),
+      "2.05 ok obs=0 last=false",
+    );
+    fail.set(pipes.at(-1), how);
+    observers.updated();
+    for (let e = await it.next(); !e.done; e = await it.next()) {
+      trace.push(`${how}: ${describe(e.value)}`);
+    }
+  }
+  assertEquals(trace, [
+    "throw: 5.03 thrown last=true",
+    "reject: 5.00 Internal Server Error last=true",
+    "code: 4.04 gone last=true",
+  ]);
+  // The bystander was notified each time (obs 1 to 3 went out; its client
+  // keeps the latest unread one), and is still observing.
+  assertEquals(
+    decodedSent(far).filter((m) => m.token[0] === 1).map((m) =>
+      `${text(m.payload)} obs=${getOption(m, Option.OBSERVE)?.[0] ?? 0}`
+    ),
+    ["ok obs=0", "ok obs=1", "ok obs=2", "ok obs=3"],
+  );
+  assertEquals(
+    describe((await bystander.next()).value!),
+    "2.05 ok obs=3 last=false",
+  );
+  assertEquals([observers.count, server.observations], [1, 1]);
+  await bystander.return!();
+  await flush();
+  assertEquals([observers.count, server.exchanges], [0, 0]);
+  // Only the unexpected error is logged as one.
+  assertEquals(logs, [
+    "error An exception occurred while rendering a resource",
+  ]);
   client.close();
 });
 

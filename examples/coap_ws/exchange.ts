@@ -21,12 +21,14 @@ import {
   decodeBlock,
   getOption,
   isCritical,
+  keyToken,
   type Method,
   METHODS,
   Option,
   parseCode,
   readUint,
   strictText,
+  tokenKey,
   uint,
   utf8,
 } from "./message.ts";
@@ -494,25 +496,80 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   }
   const method = METHOD_NAMES[message.code] ?? codeToString(message.code);
   const block = getOption(known, Option.BLOCK2);
-  // One shape for every request, and nothing kept that an observation would
-  // hold on to for its whole life without use: not the decoded options (a
-  // view each).
-  return {
+  // Nothing kept that an observation would hold on to for its whole life
+  // without use: not the decoded options, and no view of the frame (a typed
+  // array each, and the frame's buffer with it) for the token or an empty
+  // payload.
+  return new Request(
     method,
-    path: "/" + segments.map(encodeURIComponent).join("/"),
+    "/" + segments.map(encodeURIComponent).join("/"),
     // Exact copies: a pushed-to array keeps room for more.
-    segments: segments.slice(),
-    query: query.length === 0 ? NO_QUERY : query.slice(),
-    payload: message.payload,
-    contentFormat: optionalUint(known, Option.CONTENT_FORMAT),
-    accept: optionalUint(known, Option.ACCEPT),
-    observe: optionalUint(known, Option.OBSERVE),
-    block2: block === undefined ? undefined : decodeBlock(block),
-    token: message.token,
-  };
+    segments.length === 0 ? NONE : segments.slice(),
+    query.length === 0 ? NONE : query.slice(),
+    message.payload.length === 0 ? EMPTY : message.payload,
+    optionalUint(known, Option.CONTENT_FORMAT),
+    optionalUint(known, Option.ACCEPT),
+    optionalUint(known, Option.OBSERVE),
+    block === undefined ? undefined : decodeBlock(block),
+    tokenKey(message.token),
+  );
 }
 
-const NO_QUERY: readonly string[] = Object.freeze([]);
+/**
+ * The same request without its Observe option: a registration the server
+ * answers as a plain GET (RFC 7641 §4.1).
+ *
+ * @param request A request from {@linkcode readRequest}, or any other.
+ * @returns A copy with `observe` undefined.
+ */
+export function withoutObserve(request: IncomingRequest): IncomingRequest {
+  if (!(request instanceof Request)) return { ...request, observe: undefined };
+  return request.copy(undefined);
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+const EMPTY = new Uint8Array(0);
+
+/**
+ * An {@linkcode IncomingRequest} of one shape, holding its token as a
+ * {@linkcode tokenKey}: an idle observation keeps its request for its whole
+ * life, and a token view costs more than the rest of the request.
+ */
+class Request implements IncomingRequest {
+  constructor(
+    readonly method: Method | string,
+    readonly path: string,
+    readonly segments: readonly string[],
+    readonly query: readonly string[],
+    readonly payload: Uint8Array,
+    readonly contentFormat: number | undefined,
+    readonly accept: number | undefined,
+    readonly observe: number | undefined,
+    readonly block2: Block | undefined,
+    /** The token's {@linkcode tokenKey}. */
+    readonly key: number | string,
+  ) {}
+
+  /** The token, a new copy each time (for sending and logs). */
+  get token(): Uint8Array {
+    return keyToken(this.key);
+  }
+
+  copy(observe: number | undefined): Request {
+    return new Request(
+      this.method,
+      this.path,
+      this.segments,
+      this.query,
+      this.payload,
+      this.contentFormat,
+      this.accept,
+      observe,
+      this.block2,
+      this.key,
+    );
+  }
+}
 
 /**
  * Builds the message for a resource's answer.

@@ -719,6 +719,41 @@ export function tokenKey(token: Uint8Array): number | string {
 }
 
 /**
+ * The token a {@linkcode tokenKey} was made from: a request can keep the key
+ * (a number, or hex for long tokens) rather than a view of its message,
+ * which costs a typed array and keeps the whole frame alive.
+ *
+ * @param key A key from {@linkcode tokenKey}.
+ * @returns A new copy of the token.
+ *
+ * @example
+ * ```ts
+ * import { keyToken, tokenKey } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const token = new Uint8Array([0, 1, 0xff]);
+ * assertEquals(keyToken(tokenKey(token)), token);
+ * assertEquals(keyToken(tokenKey(new Uint8Array(8).fill(9))), new Uint8Array(8).fill(9));
+ * ```
+ */
+export function keyToken(key: number | string): Uint8Array {
+  if (typeof key === "string") {
+    const token = new Uint8Array(key.length / 2);
+    for (let i = 0; i < token.length; i++) {
+      token[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);
+    }
+    return token;
+  }
+  const length = Math.floor(key / 0x100000000);
+  const token = new Uint8Array(length);
+  for (let i = length - 1, n = key % 0x100000000; i >= 0; i--) {
+    token[i] = n & 0xff;
+    n = Math.floor(n / 256);
+  }
+  return token;
+}
+
+/**
  * Formats bytes as lowercase hex, for tokens in logs.
  *
  * @param bytes The bytes.

@@ -8,20 +8,20 @@
  */
 
 import type { IncomingRequest, ResponseInit } from "./exchange.ts";
-import { CoapError, type Handler, type Resources } from "./server.ts";
+import { CoapError, Observers, type Resources } from "./server.ts";
 
 /** Hooks for watching the demo resources (the server command prints them). */
 export interface DemoHooks {
   /** Called whenever the number of observations of `/counter` changes. */
   onObservers?(count: number): void;
-  /** Called when an observation of `/counter` ends, with the abort reason. */
-  onObservationEnd?(reason: unknown): void;
+  /** Called when an observation of `/counter` ends. */
+  onObservationEnd?(): void;
 }
 
 /**
- * Hooks that print what the aiocoap peer prints (`observers: N`) and how
- * each observation's driver ended: the server command and the workerd
- * worker use them, and the interop checks read the lines.
+ * Hooks that print what the aiocoap peer prints (`observers: N`) and each
+ * end of an observation: the server command and the workerd worker use
+ * them, and the interop checks read the lines.
  *
  * @param print Where the lines go.
  * @returns The hooks.
@@ -29,12 +29,8 @@ export interface DemoHooks {
 export function printingHooks(print: (line: string) => void): DemoHooks {
   return {
     onObservers: (count) => print(`observers: ${count}`),
-    onObservationEnd: (reason) =>
-      print(
-        `observation of /counter ended: driver signal aborted (${
-          (reason as Error)?.name
-        })`,
-      ),
+    onObservationEnd: () =>
+      print("observation of /counter ended: interest ended"),
   };
 }
 
@@ -77,40 +73,35 @@ function plain(text: string): ResponseInit {
 }
 
 /**
- * A ticking value shared by its observers: a new one every `interval` ms
- * while anyone observes, as the peer's `/counter` does.
+ * A ticking value and its observers: a new value every `interval` ms while
+ * anyone observes, as the peer's `/counter` does. The observations are an
+ * {@linkcode Observers} table: no task is kept for each.
  */
 class Ticker {
   value = 0;
-  readonly #observers = new Set<() => void>();
+  readonly observers: Observers;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     readonly interval: number,
-    readonly onCount: (count: number) => void,
-  ) {}
-
-  get count(): number {
-    return this.#observers.size;
+    hooks: { onCount?(count: number): void; onEnd?(): void } = {},
+  ) {
+    this.observers = new Observers({
+      onCount: (count) => {
+        hooks.onCount?.(count);
+        this.#changed(count);
+      },
+      onEnd: () => hooks.onEnd?.(),
+    });
   }
 
-  add(notify: () => void): void {
-    this.#observers.add(notify);
-    this.#changed();
-  }
-
-  delete(notify: () => void): void {
-    if (this.#observers.delete(notify)) this.#changed();
-  }
-
-  #changed(): void {
-    this.onCount(this.#observers.size);
-    if (this.#observers.size > 0 && this.#timer === undefined) {
+  #changed(count: number): void {
+    if (count > 0 && this.#timer === undefined) {
       this.#timer = setInterval(() => {
         this.value++;
-        for (const notify of [...this.#observers]) notify();
+        this.observers.updated();
       }, this.interval);
-    } else if (this.#observers.size === 0 && this.#timer !== undefined) {
+    } else if (count === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
@@ -133,41 +124,18 @@ class Ticker {
  * import { assertEquals } from "@std/assert";
  *
  * const resources = demoResources();
- * assertEquals(resources["/counter"].observable, true);
+ * assertEquals(resources["/counter"].observable !== undefined, true);
  * ```
  */
 export function demoResources(hooks: DemoHooks = {}): Resources {
-  const counter = new Ticker(100, (count) => hooks.onObservers?.(count));
-  const clock = new Ticker(5000, () => {});
+  const counter = new Ticker(100, {
+    onCount: (count) => hooks.onObservers?.(count),
+    onEnd: () => hooks.onObservationEnd?.(),
+  });
+  const clock = new Ticker(5000);
   let block = "This is the resource's default content. It is padded " +
     "with numbers to be large enough to trigger blockwise transfer.\n";
   while (block.length <= 1024) block += "0123456789\n";
-
-  /**
-   * Answers with the current value, then every change until interest ends.
-   * It waits with `pipe.onInterestEnd()`, as aiocoap's resources do, rather
-   * than with a listener on the signal: a pipe's hook costs tens of bytes an
-   * observation, a listener on an `AbortSignal` hundreds.
-   */
-  function observed(
-    ticker: Ticker,
-    render: () => ResponseInit,
-    onEnd?: (reason: unknown) => void,
-  ): Handler {
-    return (request, pipe, signal) => {
-      if (request.observe !== 0) return render();
-      const notify = () => pipe.addResponse(render());
-      notify();
-      ticker.add(notify);
-      return new Promise<void>((resolve) =>
-        pipe.onInterestEnd(() => {
-          ticker.delete(notify);
-          onEnd?.(signal.reason);
-          resolve();
-        })
-      );
-    };
-  }
 
   return {
     "/": {
@@ -185,15 +153,11 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/counter": {
-      observable: true,
-      GET: observed(
-        counter,
-        () => plain(String(counter.value)),
-        (reason) => hooks.onObservationEnd?.(reason),
-      ),
+      observable: counter.observers,
+      GET: () => plain(String(counter.value)),
     },
     "/observers": {
-      GET: () => plain(String(counter.count)),
+      GET: () => plain(String(counter.observers.count)),
     },
     "/echo": {
       POST: echo,
@@ -241,11 +205,8 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/time": {
-      observable: true,
-      GET: observed(
-        clock,
-        () => plain(new Date().toISOString().slice(0, 16).replace("T", " ")),
-      ),
+      observable: clock.observers,
+      GET: () => plain(new Date().toISOString().slice(0, 16).replace("T", " ")),
     },
   };
 }

@@ -40,6 +40,7 @@ import {
   RequestError,
   type ResponseInit,
   responseMessage,
+  withoutObserve,
 } from "./exchange.ts";
 import {
   type CoapMessage,
@@ -74,8 +75,16 @@ export interface Resource {
   PUT?: Handler;
   /** Answers DELETE. */
   DELETE?: Handler;
-  /** Whether GET with Observe 0 starts an observation. */
-  observable?: boolean;
+  /**
+   * Whether GET with Observe 0 starts an observation. With `true`, the GET
+   * handler serves each observation as a task of its own, adding a response
+   * per notification until its signal aborts. With an
+   * {@linkcode Observers}, the server keeps the observations and the GET
+   * handler only renders the current state: once when an observation
+   * starts, and again for each observation whenever
+   * {@linkcode Observers.prototype.updated} is called.
+   */
+  observable?: boolean | Observers;
   /** Link attributes for `/.well-known/core` (RFC 6690): `title`, `rt`, … */
   link?: Readonly<Record<string, string | true>>;
 }
@@ -361,7 +370,8 @@ export class CoapServer {
     const resource = this.#resources.get(request.path) ??
       this.#under(request.path);
     let observing = request.method === "GET" && request.observe === 0 &&
-      resource?.observable === true;
+      resource !== undefined && resource.observable !== undefined &&
+      resource.observable !== false;
     if (
       observing && (
         flow.observations >= this.#limits.maxObservationsPerConnection ||
@@ -371,7 +381,7 @@ export class CoapServer {
       // RFC 7641 §4.1: a server that cannot add an observer answers the
       // registration as a plain GET, without the Observe option.
       observing = false;
-      request = { ...request, observe: undefined };
+      request = withoutObserve(request);
       flow.report.unobserved++;
     }
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
@@ -381,6 +391,12 @@ export class CoapServer {
     const handler = METHOD_NAMES.includes(method)
       ? resource?.[method]
       : undefined;
+    const observers = resource?.observable;
+    if (observing && handler !== undefined && observers instanceof Observers) {
+      // No task: the resource's table keeps the observation.
+      observers[OBSERVE](pipe, handler);
+      return;
+    }
     // One pipe an exchange: the Served requester renders exception events
     // itself (renderException), where errorToMessage() would add a second
     // pipe with its callbacks.
@@ -391,6 +407,139 @@ export class CoapServer {
     );
   }
 }
+
+/** The server's way in to {@linkcode Observers}; not for resources. */
+const OBSERVE = Symbol("observe");
+
+/**
+ * The observations of one observable resource, kept the way aiocoap's
+ * `ObservableResource` keeps them: a table of pipes, not a task each. Give
+ * it as the resource's `observable`. The resource's GET handler then only
+ * renders the current state: once as an observation starts, and for every
+ * observation whenever {@linkcode Observers.prototype.updated} is called
+ * (aiocoap's `updated_state()`). An idle observation costs its pipe, its
+ * exchange and its request: no driver, no promise, no `AbortSignal`.
+ *
+ * A render may be asynchronous; its signal aborts if the observation ends
+ * first, and an update while it runs renders once more after it. A render
+ * that throws, or answers with an error code, ends the observation with
+ * that error response.
+ *
+ * @example A value that notifies its observers when it changes
+ * ```ts
+ * import { CoapServer, Observers } from "./server.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let value = 0;
+ * const observers = new Observers();
+ * const server = new CoapServer({
+ *   "/value": { observable: observers, GET: () => ({ payload: String(value) }) },
+ * });
+ * value++;
+ * observers.updated(); // nobody observes yet: renders nothing
+ * assertEquals([observers.count, server.observations], [0, 0]);
+ * ```
+ */
+export class Observers {
+  /** The handler of each observation, by its pipe. */
+  readonly #observations = new Map<ObservedPipe, Handler>();
+  /** Renders under way (asynchronous ones), by pipe. */
+  readonly #rendering = new Map<ObservedPipe, AbortController>();
+  /** Pipes updated while their render was under way. */
+  readonly #stale = new Set<ObservedPipe>();
+  readonly #onCount: ((count: number) => void) | undefined;
+  readonly #onEnd: (() => void) | undefined;
+
+  /**
+   * Creates an empty table.
+   *
+   * @param hooks `onCount` hears the number of observations whenever it
+   * changes; `onEnd`, each observation's end.
+   */
+  constructor(
+    hooks: { onCount?(count: number): void; onEnd?(): void } = {},
+  ) {
+    this.#onCount = hooks.onCount?.bind(hooks);
+    this.#onEnd = hooks.onEnd?.bind(hooks);
+  }
+
+  /** The observations being served now. */
+  get count(): number {
+    return this.#observations.size;
+  }
+
+  /**
+   * Tells every observation that the state changed: each gets its GET
+   * handler's answer as a notification (aiocoap's `updated_state()`).
+   */
+  updated(): void {
+    // A live iteration: an observation that a render ends is skipped.
+    for (const [pipe, handler] of this.#observations) {
+      this.#render(pipe, handler);
+    }
+  }
+
+  /** Takes an observation: the server calls this, not resources. */
+  [OBSERVE](pipe: ObservedPipe, handler: Handler): void {
+    this.#observations.set(pipe, handler);
+    this.#onCount?.(this.#observations.size);
+    // The pipe tells the responder of the end, as to any other responder.
+    pipe.onInterestEnd(this.#end.bind(this, pipe));
+    // The first answer comes a microtask later, as a driver's would.
+    queueMicrotask(this.#render.bind(this, pipe, handler));
+  }
+
+  #end(pipe: ObservedPipe): void {
+    if (!this.#observations.delete(pipe)) return;
+    this.#stale.delete(pipe);
+    const controller = this.#rendering.get(pipe);
+    if (controller !== undefined) {
+      this.#rendering.delete(pipe);
+      controller.abort(
+        new DOMException(
+          `Interest in the observation of ${pipe.request.path} ended`,
+          "AbortError",
+        ),
+      );
+    }
+    this.#onCount?.(this.#observations.size);
+    this.#onEnd?.();
+  }
+
+  #render(pipe: ObservedPipe, handler: Handler): void {
+    if (!this.#observations.has(pipe)) return;
+    if (this.#rendering.has(pipe)) {
+      this.#stale.add(pipe);
+      return;
+    }
+    const controller = new AbortController();
+    let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
+    try {
+      result = handler(pipe.request, pipe, controller.signal);
+    } catch (error) {
+      pipe.addException(error);
+      return;
+    }
+    if (!isThenable(result)) {
+      if (result !== undefined) pipe.addResponse(result);
+      return;
+    }
+    this.#rendering.set(pipe, controller);
+    result.then((value) => {
+      if (controller.signal.aborted) return;
+      this.#rendering.delete(pipe);
+      if (value !== undefined) pipe.addResponse(value);
+      if (this.#stale.delete(pipe)) this.#render(pipe, handler);
+    }, (error) => {
+      if (controller.signal.aborted) return;
+      this.#rendering.delete(pipe);
+      this.#stale.delete(pipe);
+      pipe.addException(error);
+    });
+  }
+}
+
+type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
 
 /** What a connection's exchanges share: one object, not four fields each. */
 interface Link {

@@ -1,7 +1,8 @@
 // The demo server for the CoAP benchmark, in its own process like the
 // aiocoap peer:
 //   deno run --allow-net=127.0.0.1 --v8-flags=--expose-gc bench_server.ts PORT
-// It adds two resources: /idle, observable and never notifying, and
+// It adds /idle, observable and never notifying (/idle-task the same, served
+// by a task an observation), and
 // /heap, the heap in use after a full collection (with the server's counts).
 // With --canned it is the bare baseline instead: no pipes, no resources, a
 // canned 2.05 for every request, to show what the load generator and the
@@ -9,7 +10,7 @@
 
 import { serveCoap } from "../deno_server.ts";
 import { demoResources } from "../resources.ts";
-import { CoapServer } from "../server.ts";
+import { CoapServer, Observers } from "../server.ts";
 import type { ResponseInit } from "../exchange.ts";
 
 import { Code, decodeMessage, encodeMessage, utf8 } from "../message.ts";
@@ -45,12 +46,15 @@ if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc");
 
 const server: CoapServer = new CoapServer({
   ...demoResources(),
-  "/idle": {
+  // Observed as the demo's observable resources are: an Observers table.
+  "/idle": { observable: new Observers(), GET: () => ({ payload: "idle" }) },
+  // The same, served as a task an observation (a driver waiting for the
+  // end), for comparison.
+  "/idle-task": {
     observable: true,
     GET: (request, pipe) => {
       if (request.observe !== 0) return { payload: "idle" };
       pipe.addResponse({ payload: "idle" });
-      // Waits for the end as the demo's observable resources do.
       return new Promise((resolve) => pipe.onInterestEnd(resolve));
     },
   },
