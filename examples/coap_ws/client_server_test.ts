@@ -447,7 +447,7 @@ Deno.test("CoapClient observation of a resource that is not observable yields on
 
 Deno.test("CoapClient observation ends with a final error response when the resource fails later", async () => {
   let fail!: () => void;
-  const { client, server, far } = await setup({
+  const { client, server } = await setup({
     "/flaky": {
       observable: true,
       GET: async (_request, pipe) => {
