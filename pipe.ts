@@ -98,6 +98,8 @@ export interface Unregister extends Disposable {
 const OBSERVER = 0, INTEREST = 1, HOOK = 2;
 
 interface Entry<Res> {
+  /** The pipe, for the entry's unregister function. */
+  pipe: Pipe<unknown, Res>;
   /** The callback; `undefined` once it has been removed. */
   fn: EventCallback<Res> | (() => void) | undefined;
   /**
@@ -290,26 +292,17 @@ export class Pipe<Req, Res> extends Inspectable
       return noop;
     }
     const entry: Entry<Res> = {
+      pipe: this as Pipe<unknown, Res>,
       fn: callback,
       role: isInterest ? INTEREST : OBSERVER,
       detach: undefined,
     };
-    const unregister = disposable(() => this.#remove(entry));
-    if (signal !== undefined) {
-      const onAbort = () => unregister();
-      readArgument(
-        () => signal.addEventListener("abort", onAbort, { once: true }),
-        "Cannot call Pipe.onEvent(): signal.addEventListener() failed",
-      );
-      entry.detach = () => {
-        // A listener-removal failure never reaches the producer.
-        try {
-          signal.removeEventListener("abort", onAbort);
-        } catch (error) {
-          reportCallbackError(error);
-        }
-      };
-    }
+    // A bound function, not a closure: no context kept for as long as the
+    // callback is registered (an idle observation pays for each byte).
+    const unregister = disposable(
+      Pipe.#unregister.bind(entry as unknown as Entry<unknown>),
+    );
+    if (signal !== undefined) entry.detach = listen(signal, unregister);
     this.#add(entry);
     if (isInterest) this.#interests++;
     return unregister;
@@ -347,6 +340,7 @@ export class Pipe<Req, Res> extends Inspectable
       invoke(callback);
     } else {
       this.#add({
+        pipe: this as Pipe<unknown, Res>,
         fn: callback,
         role: HOOK,
         detach: undefined,
@@ -548,6 +542,11 @@ export class Pipe<Req, Res> extends Inspectable
     }
   }
 
+  /** An entry's unregister function, bound to the entry. */
+  static #unregister(this: Entry<unknown>): void {
+    this.pipe.#remove(this);
+  }
+
   #remove(entry: Entry<Res>): void {
     // An ended pipe has dropped every entry, so this does nothing there;
     // while the end is being delivered, it skips a callback not yet reached.
@@ -614,6 +613,27 @@ export class Pipe<Req, Res> extends Inspectable
     return `Pipe { request: ${request}, callbacks: ${callbacks}, ` +
       `interests: ${this.#interests} }`;
   }
+}
+
+/**
+ * Unregisters through `unregister` when `signal` aborts, and returns the
+ * function that removes the listener (a failure there is reported, never
+ * thrown at the producer). Apart from `onEvent`, so that its closures and
+ * their context exist only for callbacks registered with a signal.
+ */
+function listen(signal: AbortSignal, unregister: () => void): () => void {
+  const onAbort = () => unregister();
+  readArgument(
+    () => signal.addEventListener("abort", onAbort, { once: true }),
+    "Cannot call Pipe.onEvent(): signal.addEventListener() failed",
+  );
+  return () => {
+    try {
+      signal.removeEventListener("abort", onAbort);
+    } catch (error) {
+      reportCallbackError(error);
+    }
+  };
 }
 
 /**

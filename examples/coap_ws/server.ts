@@ -690,7 +690,8 @@ class Served implements Outgoing {
       link.counts.observations++;
       link.flow.observations++;
     } else link.flow.started();
-    this.#off = pipe.onEvent((event) => this.#deliver(event));
+    // Bound rather than a closure: no context kept for the exchange's life.
+    this.#off = pipe.onEvent(this.#deliver.bind(this));
   }
 
   /** Ends the requester's interest: the resource's driver aborts. */
