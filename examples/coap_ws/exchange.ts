@@ -498,8 +498,8 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   const block = getOption(known, Option.BLOCK2);
   // Nothing kept that an observation would hold on to for its whole life
   // without use: not the decoded options, and no view of the frame (a typed
-  // array each, and the frame's buffer with it) for the token or an empty
-  // payload.
+  // array, and the frame's buffer with it) for an empty payload. The token's
+  // view stays until forObservation() drops it.
   return new Request(
     method,
     "/" + segments.map(encodeURIComponent).join("/"),
@@ -512,7 +512,22 @@ export function readRequest(message: CoapMessage): IncomingRequest {
     optionalUint(known, Option.OBSERVE),
     block === undefined ? undefined : decodeBlock(block),
     tokenKey(message.token),
+    message.token,
   );
+}
+
+/**
+ * Readies a request from {@linkcode readRequest} to be kept for an
+ * observation's whole life: it drops the view of its frame that its token
+ * was (a typed array, and the frame's buffer with it), and makes its token
+ * from the key when asked. Other requests are left as they are.
+ *
+ * @param request The request.
+ * @returns The same request.
+ */
+export function forObservation(request: IncomingRequest): IncomingRequest {
+  if (request instanceof Request) request.dropView();
+  return request;
 }
 
 /**
@@ -524,7 +539,7 @@ export function readRequest(message: CoapMessage): IncomingRequest {
  */
 export function withoutObserve(request: IncomingRequest): IncomingRequest {
   if (!(request instanceof Request)) return { ...request, observe: undefined };
-  return request.copy(undefined);
+  return request.without();
 }
 
 const NONE: readonly string[] = Object.freeze([]);
@@ -532,10 +547,13 @@ const EMPTY = new Uint8Array(0);
 
 /**
  * An {@linkcode IncomingRequest} of one shape, holding its token as a
- * {@linkcode tokenKey}: an idle observation keeps its request for its whole
- * life, and a token view costs more than the rest of the request.
+ * {@linkcode tokenKey} once it is kept for an observation: an idle
+ * observation keeps its request for its whole life, and a token view costs
+ * more than the rest of the request.
  */
 class Request implements IncomingRequest {
+  #view: Uint8Array | undefined;
+
   constructor(
     readonly method: Method | string,
     readonly path: string,
@@ -548,14 +566,22 @@ class Request implements IncomingRequest {
     readonly block2: Block | undefined,
     /** The token's {@linkcode tokenKey}. */
     readonly key: number | string,
-  ) {}
-
-  /** The token, a new copy each time (for sending and logs). */
-  get token(): Uint8Array {
-    return keyToken(this.key);
+    view: Uint8Array | undefined,
+  ) {
+    this.#view = view;
   }
 
-  copy(observe: number | undefined): Request {
+  /** The token: its view in the request's frame, or made from the key. */
+  get token(): Uint8Array {
+    return this.#view ?? keyToken(this.key);
+  }
+
+  dropView(): void {
+    this.#view = undefined;
+  }
+
+  /** A copy without Observe. */
+  without(): Request {
     return new Request(
       this.method,
       this.path,
@@ -564,9 +590,10 @@ class Request implements IncomingRequest {
       this.payload,
       this.contentFormat,
       this.accept,
-      observe,
+      undefined,
       this.block2,
       this.key,
+      this.#view,
     );
   }
 }

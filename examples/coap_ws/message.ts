@@ -746,9 +746,9 @@ export function keyToken(key: number | string): Uint8Array {
   }
   const length = Math.floor(key / 0x100000000);
   const token = new Uint8Array(length);
-  for (let i = length - 1, n = key % 0x100000000; i >= 0; i--) {
-    token[i] = n & 0xff;
-    n = Math.floor(n / 256);
+  const n = key - length * 0x100000000;
+  for (let i = 0; i < length; i++) {
+    token[i] = n >>> ((length - 1 - i) * 8);
   }
   return token;
 }

@@ -14,6 +14,7 @@ import {
   decodeMessage,
   encodeBlock,
   encodeMessage,
+  keyToken,
   parseCode,
   readUint,
   strictText,
@@ -181,6 +182,25 @@ Deno.test("tokenKey() tells tokens apart by value and length", () => {
     tokenKey(new Uint8Array([1, 2])),
     tokenKey(new Uint8Array([1, 2])),
   );
+});
+
+Deno.test("keyToken() gives back the token of every length from its tokenKey()", () => {
+  const tokens = [
+    [],
+    [0],
+    [255],
+    [0, 0],
+    [1, 0],
+    [0x12, 0x34, 0x56],
+    [255, 255, 255, 255],
+    [0x80, 0, 0, 1],
+    [0, 0, 0, 0, 1],
+    [1, 2, 3, 4, 5, 6, 7, 0xff],
+  ];
+  for (const bytes of tokens) {
+    const token = new Uint8Array(bytes);
+    assertEquals(keyToken(tokenKey(token)), token, String(bytes));
+  }
 });
 
 Deno.test("decodeMessage() on random bytes either throws CoapFormatError or returns a message that re-encodes to the same bytes", () => {

@@ -35,6 +35,7 @@ import {
   resolveLimits,
 } from "./flow.ts";
 import {
+  forObservation,
   type IncomingRequest,
   readRequest,
   RequestError,
@@ -384,6 +385,7 @@ export class CoapServer {
       request = withoutObserve(request);
       flow.report.unobserved++;
     }
+    if (observing) request = forObservation(request);
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
     const exchange = new Served(link, key, request, observing, pipe);
     served.set(key, exchange);
