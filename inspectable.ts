@@ -2,11 +2,7 @@
 
 /** Formats a value for messages when no inspector is at hand. */
 export function preview(value: unknown): string {
-  try {
-    return previewUnsafe(value);
-  } catch {
-    return UNREADABLE;
-  }
+  return formatSafely(previewUnsafe, value);
 }
 
 /** What inspection shows for a value whose reading throws (a hostile Proxy). */
