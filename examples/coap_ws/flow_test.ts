@@ -19,7 +19,7 @@ import {
   text,
   uint,
 } from "./message.ts";
-import { CoapServer, type Resources } from "./server.ts";
+import { CoapServer, Observers, type Resources } from "./server.ts";
 import { attachWebSocket, webSocketTransport } from "./websocket.ts";
 import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
 import { recorder } from "./testing/loggers.ts";
@@ -268,70 +268,97 @@ Deno.test("CoapServer holds requests unread while its responses are not read, an
   assertEquals(received(), ["1:2.05 hi", "2:2.05 hi", "3:2.05 hi"]);
 });
 
-Deno.test("CoapServer answers a registration past the observation limits as a plain GET, without Observe (RFC 7641 §4.1), and says so once", async () => {
-  const counter = manualObservable();
-  const logs: string[] = [];
-  const server = new CoapServer({ "/obs": counter.resource }, {
-    log: recorder(logs),
-    limits: { maxObservationsPerConnection: 2, maxObservations: 3 },
-  });
-  const clients: CoapClient[] = [];
-  for (let i = 0; i < 2; i++) {
-    const [near, far] = socketPair();
-    server.accept(far);
-    const connection = attachWebSocket(near, { log: recorder(logs) });
-    await connection.ready;
-    clients.push(new CoapClient(connection));
-  }
-  const firsts: string[] = [];
-  const observe = async (client: CoapClient) => {
-    const pipe = client.request({ method: "GET", path: "/obs", observe: true });
-    const iterator = pipe[Symbol.asyncIterator]();
-    const { value } = await iterator.next();
-    const event = value!;
-    firsts.push(
-      event.kind === "response"
-        ? `${event.message.code} ${
-          text(event.message.payload)
-        } observe=${event.message.observe} last=${event.isLast}`
-        : event.kind,
-    );
-    return { pipe, iterator };
+/** The same value as {@linkcode manualObservable}, kept in an Observers table. */
+function tableObservable() {
+  const observers = new Observers();
+  return {
+    get observers(): number {
+      return observers.count;
+    },
+    resource: {
+      observable: observers,
+      GET: (request: { observe?: number }): ResponseInit => ({
+        payload: request.observe === 0 ? "0" : "plain 0",
+      }),
+    },
   };
-  const a1 = await observe(clients[0]);
-  const a2 = await observe(clients[0]);
-  const a3 = await observe(clients[0]); // past 2 a connection
-  const b1 = await observe(clients[1]);
-  const b2 = await observe(clients[1]); // past 3 a server
-  assertEquals(firsts, [
-    "2.05 0 observe=0 last=false",
-    "2.05 0 observe=0 last=false",
-    "2.05 plain 0 observe=undefined last=true",
-    "2.05 0 observe=0 last=false",
-    "2.05 plain 0 observe=undefined last=true",
-  ]);
-  assertEquals([server.observations, counter.observers], [3, 3]);
-  assertEquals(await a3.iterator.next(), { value: undefined, done: true });
-  assertEquals(await b2.iterator.next(), { value: undefined, done: true });
-  // A place that frees up is taken by the next registration.
-  await a1.iterator.return!();
-  await settle();
-  assertEquals(server.observations, 2);
-  const b3 = await observe(clients[1]);
-  assertEquals(firsts[5], "2.05 0 observe=0 last=false");
-  for (const { iterator } of [a2, b1, b3]) await iterator.return!();
-  clients.forEach((client) => client.close());
-  await settle();
-  assertEquals([server.observations, server.exchanges, server.connections], [
-    0,
-    0,
-    0,
-  ]);
-  assertEquals(logs, [
-    "warn A CoAP connection closed; while it was open the server answered 1 registrations without Observe (limits: 2 a connection, 3 a server)",
-    "warn A CoAP connection closed; while it was open the server answered 1 registrations without Observe (limits: 2 a connection, 3 a server)",
-  ]);
-});
+}
+
+for (
+  const [kind, make] of [
+    ["a task each", manualObservable],
+    ["an Observers table", tableObservable],
+  ] as const
+) {
+  Deno.test(`CoapServer answers a registration past the observation limits as a plain GET, without Observe (RFC 7641 §4.1), and says so once (observations served by ${kind})`, async () => {
+    const counter = make();
+    const logs: string[] = [];
+    const server = new CoapServer({ "/obs": counter.resource }, {
+      log: recorder(logs),
+      limits: { maxObservationsPerConnection: 2, maxObservations: 3 },
+    });
+    const clients: CoapClient[] = [];
+    for (let i = 0; i < 2; i++) {
+      const [near, far] = socketPair();
+      server.accept(far);
+      const connection = attachWebSocket(near, { log: recorder(logs) });
+      await connection.ready;
+      clients.push(new CoapClient(connection));
+    }
+    const firsts: string[] = [];
+    const observe = async (client: CoapClient) => {
+      const pipe = client.request({
+        method: "GET",
+        path: "/obs",
+        observe: true,
+      });
+      const iterator = pipe[Symbol.asyncIterator]();
+      const { value } = await iterator.next();
+      const event = value!;
+      firsts.push(
+        event.kind === "response"
+          ? `${event.message.code} ${
+            text(event.message.payload)
+          } observe=${event.message.observe} last=${event.isLast}`
+          : event.kind,
+      );
+      return { pipe, iterator };
+    };
+    const a1 = await observe(clients[0]);
+    const a2 = await observe(clients[0]);
+    const a3 = await observe(clients[0]); // past 2 a connection
+    const b1 = await observe(clients[1]);
+    const b2 = await observe(clients[1]); // past 3 a server
+    assertEquals(firsts, [
+      "2.05 0 observe=0 last=false",
+      "2.05 0 observe=0 last=false",
+      "2.05 plain 0 observe=undefined last=true",
+      "2.05 0 observe=0 last=false",
+      "2.05 plain 0 observe=undefined last=true",
+    ]);
+    assertEquals([server.observations, counter.observers], [3, 3]);
+    assertEquals(await a3.iterator.next(), { value: undefined, done: true });
+    assertEquals(await b2.iterator.next(), { value: undefined, done: true });
+    // A place that frees up is taken by the next registration.
+    await a1.iterator.return!();
+    await settle();
+    assertEquals(server.observations, 2);
+    const b3 = await observe(clients[1]);
+    assertEquals(firsts[5], "2.05 0 observe=0 last=false");
+    for (const { iterator } of [a2, b1, b3]) await iterator.return!();
+    clients.forEach((client) => client.close());
+    await settle();
+    assertEquals([server.observations, server.exchanges, server.connections], [
+      0,
+      0,
+      0,
+    ]);
+    assertEquals(logs, [
+      "warn A CoAP connection closed; while it was open the server answered 1 registrations without Observe (limits: 2 a connection, 3 a server)",
+      "warn A CoAP connection closed; while it was open the server answered 1 registrations without Observe (limits: 2 a connection, 3 a server)",
+    ]);
+  });
+}
 
 Deno.test("CoapServer aborts a connection that sends more than maxHeldMessages while it holds them, and keeps nothing of it", async () => {
   let started = 0;
