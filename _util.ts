@@ -269,6 +269,11 @@ export class PokeHandlers {
     };
   }
 
+  /** Entries held, removed ones not yet compacted included (for tests). */
+  get held(): number {
+    return this.#entries.length;
+  }
+
   fire(): void {
     const entries = this.#entries;
     const count = entries.length;
