@@ -189,10 +189,11 @@ const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
 export function checkOptions(
   message: CoapMessage,
   what: string,
-  unsupported: ReadonlySet<number> = new Set(),
+  unsupported: ReadonlySet<number> = NONE_UNSUPPORTED,
 ): CoapOption[] {
   const kept: CoapOption[] = [];
-  const seen = new Set<number>();
+  // Only a message with two options or more can repeat one.
+  const seen = message.options.length > 1 ? new Set<number>() : undefined;
   for (const option of message.options) {
     const format = FORMATS.get(option.number);
     let problem: string | undefined;
@@ -203,10 +204,10 @@ export function checkOptions(
     ) {
       problem =
         `option ${option.number} has ${option.value.length} bytes (${format.min}-${format.max} allowed)`;
-    } else if (!format.repeatable && seen.has(option.number)) {
+    } else if (!format.repeatable && seen?.has(option.number)) {
       problem = `option ${option.number} is repeated`;
     }
-    seen.add(option.number);
+    seen?.add(option.number);
     if (problem === undefined) kept.push(option);
     else if (isCritical(option.number)) {
       throw new RequestError(
@@ -219,6 +220,7 @@ export function checkOptions(
 }
 
 const NO_PAYLOAD = new Uint8Array(0);
+const NONE_UNSUPPORTED: ReadonlySet<number> = new Set();
 
 function bytesOf(payload: Uint8Array | string | undefined): Uint8Array {
   if (payload === undefined) return NO_PAYLOAD;
@@ -502,7 +504,11 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   // view stays until forObservation() drops it.
   return new Request(
     method,
-    "/" + segments.map(encodeURIComponent).join("/"),
+    segments.length === 0
+      ? "/"
+      : segments.length === 1
+      ? "/" + encodeURIComponent(segments[0])
+      : "/" + segments.map(encodeURIComponent).join("/"),
     // Exact copies: a pushed-to array keeps room for more.
     segments.length === 0 ? NONE : segments.slice(),
     query.length === 0 ? NONE : query.slice(),
