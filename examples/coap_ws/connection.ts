@@ -237,6 +237,8 @@ export class CoapConnection {
   /** Messages that arrived while paused. */
   readonly #held = new Fifo<Uint8Array>();
   #mostHeld = 0;
+  /** Bytes handed to the transport. */
+  #written = 0;
   #pings = new Map<number | string, PendingPing>();
   #nextToken = 1;
   #ready: Promise<PeerSettings>;
@@ -338,6 +340,16 @@ export class CoapConnection {
   get queued(): number {
     const amount = this.#transport.bufferedAmount;
     return typeof amount === "number" && amount > 0 ? amount : 0;
+  }
+
+  /**
+   * Bytes handed to the transport since the connection was made: the queue
+   * grows by no more than this, so a reader of
+   * {@linkcode CoapConnection.prototype.queued} can tell when it need not
+   * look (reading it is an op call in Deno).
+   */
+  get written(): number {
+    return this.#written;
   }
 
   /** Where the connection logs. */
@@ -537,6 +549,7 @@ export class CoapConnection {
       deregistered: false,
     };
     this.#exchanges.set(key, exchange);
+    this.#written += bytes.length;
     this.#transport.send(bytes);
     pipe.onInterestEnd(() => this.#lostInterest(exchange));
     pipe.onPoke(() => this.#poke());
@@ -583,6 +596,7 @@ export class CoapConnection {
     }
     const bytes = encodeMessage(message);
     if (bytes.length > this.#peer.maxMessageSize) return false;
+    this.#written += bytes.length;
     this.#transport.send(bytes);
     return true;
   }
@@ -690,7 +704,9 @@ export class CoapConnection {
   }
 
   #write(message: CoapMessage): void {
-    this.#transport.send(this.#encode(message));
+    const bytes = this.#encode(message);
+    this.#written += bytes.length;
+    this.#transport.send(bytes);
   }
 
   /** Writes, for a connection on its way out: failures are only logged. */

@@ -140,6 +140,12 @@ export interface Outgoing {
 export interface FlowLink {
   /** Bytes queued in the transport. */
   readonly queued: number;
+  /**
+   * Bytes handed to the transport so far. With it, the flow reads `queued`
+   * only when what was queued at the last read plus what was written since
+   * could have reached the high-water mark; without it, at every check.
+   */
+  readonly written?: number;
   /** Whether the connection has closed. */
   readonly closed: boolean;
   /** The most messages held at once while paused. */
@@ -182,6 +188,9 @@ export class Flow {
   readonly #link: FlowLink;
   readonly #limits: ResolvedLimits;
   readonly #clock: Clock;
+  /** The transport's queue at the last read, and `written` then. */
+  #queuedAtRead = 0;
+  #writtenAtRead = 0;
   readonly #outbox = new Fifo<Outgoing>();
   /** The request that paused reading, taken up first when it resumes. */
   #inHand: CoapMessage | undefined;
@@ -220,9 +229,22 @@ export class Flow {
 
   /** Whether the transport's queue is above the high-water mark. */
   get congested(): boolean {
+    const mark = this.#limits.highWaterMark;
+    const written = this.#link.written;
+    // The queue grows by no more than what is written. Below the mark by
+    // that bound, it is below the mark in fact and need not be read: a read
+    // is an op call in Deno, and the flow looks up to three times a request.
+    if (
+      written !== undefined &&
+      this.#queuedAtRead + (written - this.#writtenAtRead) < mark
+    ) {
+      return false;
+    }
     const queued = this.#link.queued;
+    this.#queuedAtRead = queued;
+    this.#writtenAtRead = written ?? 0;
     if (queued > this.report.mostQueued) this.report.mostQueued = queued;
-    return queued >= this.#limits.highWaterMark;
+    return queued >= mark;
   }
 
   /**

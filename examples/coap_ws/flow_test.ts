@@ -7,7 +7,12 @@ import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
 import { CoapClient } from "./client.ts";
 import { type Clock, CoapConnection } from "./connection.ts";
 import type { ResponseInit } from "./exchange.ts";
-import { DEFAULT_LIMITS, type FlowLimits, resolveLimits } from "./flow.ts";
+import {
+  DEFAULT_LIMITS,
+  Flow,
+  type FlowLimits,
+  resolveLimits,
+} from "./flow.ts";
 import {
   type CoapMessage,
   Code,
@@ -649,4 +654,46 @@ Deno.test("resolveLimits() fills in the defaults and refuses unknown names and v
     RangeError,
     "Cannot use limits: queueGrace must be a positive number, got -5",
   );
+});
+
+Deno.test("Flow reads the transport's queue only when what was queued at the last read plus what was written since could reach the high-water mark", () => {
+  let queued = 0, written = 0, reads = 0;
+  const link = {
+    get queued() {
+      reads++;
+      return queued;
+    },
+    get written() {
+      return written;
+    },
+    closed: false,
+    mostHeld: 0,
+    abort() {},
+    process() {},
+    pause() {},
+    resume() {},
+  };
+  const clock = { now: () => 0, setTimeout: () => 0, clearTimeout() {} };
+  const flow = new Flow(link, resolveLimits({ highWaterMark: 100 }), clock);
+  const look = () => [flow.congested, reads, flow.report.mostQueued];
+  assertEquals(look(), [false, 0, 0]);
+  written = 99; // at most 99 queued: not read
+  assertEquals(look(), [false, 0, 0]);
+  written = 130;
+  queued = 120; // could have reached the mark: read, and it has
+  assertEquals(look(), [true, 1, 120]);
+  assertEquals(look(), [true, 2, 120]); // still at the mark: read each time
+  queued = 10; // drained
+  assertEquals(look(), [false, 3, 120]);
+  written = 219; // 10 + 89 written since: not read
+  assertEquals(look(), [false, 3, 120]);
+  written = 220;
+  queued = 0;
+  assertEquals(look(), [false, 4, 120]);
+  // A link that cannot say what it wrote is read at every check.
+  const { written: _, ...unwritten } = Object.getOwnPropertyDescriptors(link);
+  const bare = Object.defineProperties({}, unwritten) as typeof link;
+  const plain = new Flow(bare, resolveLimits({ highWaterMark: 100 }), clock);
+  reads = 0;
+  assertEquals([plain.congested, plain.congested, reads], [false, false, 2]);
 });

@@ -23,7 +23,6 @@ import {
   runDrivingPipe,
 } from "../../mod.ts";
 import {
-  type Clock,
   type CoapConnection,
   type ConnectionOptions,
   systemClock,
@@ -297,6 +296,9 @@ export class CoapServer {
         get queued() {
           return connection.queued;
         },
+        get written() {
+          return connection.written;
+        },
         get closed() {
           return connection.state === "closed";
         },
@@ -309,7 +311,7 @@ export class CoapServer {
         resume: () => connection.resume(),
       },
       this.#limits,
-      options.clock ?? flowClock,
+      options.clock ?? systemClock,
     );
     const connection: CoapConnection = attachWebSocket(socket, {
       log: this.#log,
@@ -543,14 +545,6 @@ export class Observers {
 }
 
 type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
-
-/**
- * The timers of a flow when none are given: the platform's, with `Date.now`
- * for the time. A flow reads the time twice a request to keep its slices,
- * which are milliseconds long, and `performance.now()` costs twice as much
- * in Deno (an op call each).
- */
-const flowClock: Clock = { ...systemClock, now: Date.now };
 
 /** What a connection's exchanges share: one object, not four fields each. */
 interface Link {
