@@ -20,7 +20,7 @@ import { cpuMs } from "./proc.ts";
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const SEQUENTIAL = 3000, IN_FLIGHT = 100, CONCURRENT_TOTAL = 30_000;
 const OBSERVATIONS = 1000, OBSERVE_SECONDS = 3, IDLE = 10_000;
-const ROUNDS = 7, ROUND_REQUESTS = 10_000;
+const ROUNDS = 7, ROUND_REQUESTS = 20_000;
 
 async function one(client: CoapClient, request: CoapRequest): Promise<string> {
   for await (const event of client.request(request)) {
