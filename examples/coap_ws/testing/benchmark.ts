@@ -219,11 +219,15 @@ try {
   console.log(
     `${"server CPU per request".padEnd(26)}${
       theirs.cpuPerRequest.toFixed(1).padStart(12)
-    }${mine.cpuPerRequest.toFixed(1).padStart(13)}   ${
-      (mine.cpuPerRequest / theirs.cpuPerRequest).toFixed(2)
+    }${cpu.a.toFixed(1).padStart(13)}   ${
+      (cpu.a / theirs.cpuPerRequest).toFixed(2)
     }x${
-      bare.cpuPerRequest.toFixed(1).padStart(14)
-    }  µs (the server process's own CPU time over ${CONCURRENT_TOTAL} requests, ${IN_FLIGHT} in flight)`,
+      cpu.b.toFixed(1).padStart(14)
+    }  µs (the server process's own CPU time: aiocoap over ${
+      f(CONCURRENT_TOTAL)
+    } requests; ours and the baseline, the medians of ${ROUNDS} alternating rounds of ${
+      f(ROUND_REQUESTS)
+    }; ${IN_FLIGHT} in flight)`,
   );
   row(
     `${OBSERVATIONS} observations`,
