@@ -136,6 +136,17 @@ function disposable(fn: () => void): Unregister {
 
 const noop: Unregister = /* @__PURE__ */ disposable((): void => {});
 
+/** Removes an entry from its pipe; set by the class's static block. */
+let removeEntry: (entry: Entry<unknown>) => void;
+
+/**
+ * An entry's unregister function, bound to the entry: a bound function keeps
+ * no closure context for as long as the callback is registered.
+ */
+function unregisterEntry(this: Entry<unknown>): void {
+  removeEntry(this);
+}
+
 /**
  * The meeting point between one request and the responses that come back on
  * it (aiocoap's `Pipe`).
@@ -300,7 +311,7 @@ export class Pipe<Req, Res> extends Inspectable
     // A bound function, not a closure: no context kept for as long as the
     // callback is registered (an idle observation pays for each byte).
     const unregister = disposable(
-      Pipe.#unregister.bind(entry as unknown as Entry<unknown>),
+      unregisterEntry.bind(entry as unknown as Entry<unknown>),
     );
     if (signal !== undefined) entry.detach = listen(signal, unregister);
     this.#add(entry);
@@ -542,9 +553,11 @@ export class Pipe<Req, Res> extends Inspectable
     }
   }
 
-  /** An entry's unregister function, bound to the entry. */
-  static #unregister(this: Entry<unknown>): void {
-    this.pipe.#remove(this);
+  static {
+    // The one way in to #remove from outside the class, for
+    // unregisterEntry. A static block, since a static method would name the
+    // class inside its own body, and bundlers then rename it (`_Pipe`).
+    removeEntry = (entry) => entry.pipe.#remove(entry);
   }
 
   #remove(entry: Entry<Res>): void {
