@@ -136,17 +136,6 @@ function disposable(fn: () => void): Unregister {
 
 const noop: Unregister = /* @__PURE__ */ disposable((): void => {});
 
-/** Removes an entry from its pipe; set by the class's static block. */
-let removeEntry: (entry: Entry<unknown>) => void;
-
-/**
- * An entry's unregister function, bound to the entry: a bound function keeps
- * no closure context for as long as the callback is registered.
- */
-function unregisterEntry(this: Entry<unknown>): void {
-  removeEntry(this);
-}
-
 /**
  * The meeting point between one request and the responses that come back on
  * it (aiocoap's `Pipe`).
@@ -310,9 +299,7 @@ export class Pipe<Req, Res> extends Inspectable
     };
     // A bound function, not a closure: no context kept for as long as the
     // callback is registered (an idle observation pays for each byte).
-    const unregister = disposable(
-      unregisterEntry.bind(entry as unknown as Entry<unknown>),
-    );
+    const unregister = disposable(this.#unregisterEntry.bind(entry));
     if (signal !== undefined) entry.detach = listen(signal, unregister);
     this.#add(entry);
     if (isInterest) this.#interests++;
@@ -553,11 +540,14 @@ export class Pipe<Req, Res> extends Inspectable
     }
   }
 
-  static {
-    // The one way in to #remove from outside the class, for
-    // unregisterEntry. A static block, since a static method would name the
-    // class inside its own body, and bundlers then rename it (`_Pipe`).
-    removeEntry = (entry) => entry.pipe.#remove(entry);
+  /**
+   * An entry's unregister function, bound to the entry: a bound function
+   * keeps no closure context for as long as the callback is registered. A
+   * private method rather than a static one: a static one is reached by
+   * naming the class inside its own body, and bundlers then rename it.
+   */
+  #unregisterEntry(this: Entry<Res>): void {
+    this.pipe.#remove(this);
   }
 
   #remove(entry: Entry<Res>): void {

@@ -41,7 +41,18 @@ async function report(label: string, entry: string, out: URL) {
   console.log(
     `${label}: ${kib(bytes.length)} raw, ${kib(await gzipSize(bytes))} gzipped`,
   );
+  return new TextDecoder().decode(bytes);
 }
+
+/**
+ * What only the other class has: a bundle of one class that holds it was
+ * not tree-shaken (a class definition with a side effect, such as a static
+ * block, keeps it).
+ */
+const ONLY_IN: Record<string, string> = {
+  Pipe: "Cannot iterate an IterablePipe",
+  IterablePipe: "Cannot call Pipe.onEvent()",
+};
 
 await report(
   "mod.ts, dist/pipe.min.js",
@@ -52,11 +63,17 @@ for (const name of ["Pipe", "IterablePipe"]) {
   const entry = new URL(`_only_${name}.ts`, dist);
   await Deno.writeTextFile(entry, `export { ${name} } from "../mod.ts";\n`);
   try {
-    await report(
+    const text = await report(
       `only ${name}, tree-shaken`,
       entry.pathname,
       new URL(`only_${name}.min.js`, dist),
     );
+    if (text.includes(ONLY_IN[name])) {
+      console.error(
+        `the bundle of only ${name} holds the other class: it was not tree-shaken`,
+      );
+      Deno.exitCode = 1;
+    }
   } finally {
     await Deno.remove(entry);
   }
