@@ -449,16 +449,16 @@ export class IterablePipe<Req, Res> extends Inspectable
     };
     // One literal per shape: adding the dispose key afterwards with
     // defineProperty made every request's loop pay a map transition.
-    const iterator: AsyncIterableIterator<PipeEvent<Res>> = {
-      next,
-      return: leave,
-      throw: fail,
-      [Symbol.asyncIterator]: self,
-    };
-    if (asyncDispose !== undefined) {
-      (iterator as unknown as Record<symbol, unknown>)[asyncDispose] = () =>
-        this[Symbol.asyncDispose]();
-    }
+    const iterator: AsyncIterableIterator<PipeEvent<Res>> =
+      asyncDispose === undefined
+        ? { next, return: leave, throw: fail, [Symbol.asyncIterator]: self }
+        : {
+          next,
+          return: leave,
+          throw: fail,
+          [Symbol.asyncIterator]: self,
+          [asyncDispose]: () => this[Symbol.asyncDispose](),
+        };
     return iterator;
   }
 
