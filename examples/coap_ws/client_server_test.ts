@@ -665,6 +665,32 @@ Deno.test("Observers: a render that throws, rejects or answers an error code end
   client.close();
 });
 
+Deno.test("Observers: a render that ends its observation with a final response of its own has what it returns dropped quietly", async () => {
+  const logs: string[] = [];
+  const observers = new Observers();
+  let last = false;
+  const { client, server } = await setup({
+    "/last": {
+      observable: observers,
+      GET: (_request, pipe) => {
+        if (!last) return { payload: "on" };
+        pipe.addResponse({ payload: "bye" }, true);
+        return { payload: "never sent" };
+      },
+    },
+  }, { log: recorder(logs) });
+  const pipe = client.request({ method: "GET", path: "/last", observe: true });
+  const trace: string[] = [];
+  for await (const event of pipe) {
+    trace.push(describe(event));
+    last = true;
+    observers.updated();
+  }
+  assertEquals(trace, ["2.05 on obs=0 last=false", "2.05 bye last=true"]);
+  assertEquals([observers.count, server.exchanges, logs], [0, 0, []]);
+  client.close();
+});
+
 Deno.test("CoapClient matches 100 concurrent requests to their own responses, answered in reverse order", async () => {
   const waiting: (() => void)[] = [];
   const { client, server } = await setup({

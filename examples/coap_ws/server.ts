@@ -526,7 +526,11 @@ export class Observers {
       return;
     }
     if (!isThenable(result)) {
-      if (result !== undefined) pipe.addResponse(result);
+      // Unless the handler ended the observation itself (a final response
+      // of its own).
+      if (result !== undefined && this.#observations.has(pipe)) {
+        pipe.addResponse(result);
+      }
       return;
     }
     this.#rendering.set(pipe, controller);
