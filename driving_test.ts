@@ -848,3 +848,19 @@ test("renderException() logs to console by default", () => {
     "Render request raised a renderable error (E), responding accordingly",
   ]]);
 });
+
+test("errorToMessage() on a responder without a log says which method the missing log lacks", () => {
+  const responder = {
+    request: "r",
+    addResponse() {},
+    addException() {},
+    onInterestEnd() {},
+    onPoke: () => () => {},
+  };
+  assertThrows(
+    () =>
+      errorToMessage(responder as never, { internalServerError: () => "5.00" }),
+    TypeError,
+    "Cannot call errorToMessage(): log must have a debug() method",
+  );
+});

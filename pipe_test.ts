@@ -1537,6 +1537,21 @@ test("Pipe.onEvent() keeps the error behind an unreadable option as the TypeErro
   assertStrictEquals((error as Error & { cause?: unknown }).cause, broken);
 });
 
+test("new Pipe() keeps the error behind an unreadable logger as the TypeError's cause", () => {
+  const broken = new Error("debug getter broke");
+  const log = Object.defineProperty({}, "debug", {
+    get() {
+      throw broken;
+    },
+  });
+  const error = assertThrows(
+    () => new Pipe("r", log as never),
+    TypeError,
+    "Cannot create a Pipe: log cannot be read",
+  );
+  assertStrictEquals((error as Error & { cause?: unknown }).cause, broken);
+});
+
 test("Pipe.onEvent() rejects a function that carries AbortSignal's members", () => {
   const { pipe } = setup();
   const impostor = Object.assign(() => {}, {
