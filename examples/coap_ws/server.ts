@@ -373,9 +373,9 @@ export class CoapServer {
     }
     const resource = this.#resources.get(request.path) ??
       this.#under(request.path);
+    // `observable` is true or an Observers table.
     let observing = request.method === "GET" && request.observe === 0 &&
-      resource !== undefined && resource.observable !== undefined &&
-      resource.observable !== false;
+      !!resource?.observable;
     if (
       observing && (
         flow.observations >= this.#limits.maxObservationsPerConnection ||

@@ -30,22 +30,28 @@ async function one(client: CoapClient, request: CoapRequest): Promise<string> {
   throw new Error("no response");
 }
 
-async function rates(uri: string, pid: number, observe = true) {
-  const client = await CoapClient.connect(uri, { log: quiet });
-  const get = { method: "GET", path: "/" } as const;
-  for (let i = 0; i < 300; i++) await one(client, get); // warm-up
-  let started = performance.now();
-  for (let i = 0; i < SEQUENTIAL; i++) await one(client, get);
-  const sequential = SEQUENTIAL / ((performance.now() - started) / 1000);
+const GET_ROOT = { method: "GET", path: "/" } as const;
+
+/** Sends `total` GETs of `/`, `IN_FLIGHT` at a time. */
+async function inFlight(client: CoapClient, total: number): Promise<void> {
   let sent = 0;
-  started = performance.now();
-  const cpuBefore = await cpuMs(pid);
   await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (sent < CONCURRENT_TOTAL) {
+    while (sent < total) {
       sent++;
-      await one(client, get);
+      await one(client, GET_ROOT);
     }
   }));
+}
+
+async function rates(uri: string, pid: number, observe = true) {
+  const client = await CoapClient.connect(uri, { log: quiet });
+  for (let i = 0; i < 300; i++) await one(client, GET_ROOT); // warm-up
+  let started = performance.now();
+  for (let i = 0; i < SEQUENTIAL; i++) await one(client, GET_ROOT);
+  const sequential = SEQUENTIAL / ((performance.now() - started) / 1000);
+  started = performance.now();
+  const cpuBefore = await cpuMs(pid);
+  await inFlight(client, CONCURRENT_TOTAL);
   const concurrent = CONCURRENT_TOTAL / ((performance.now() - started) / 1000);
   // The server process's own CPU time, not the load generator's clock.
   const cpuPerRequest = (await cpuMs(pid) - cpuBefore) * 1000 /
@@ -93,16 +99,9 @@ async function cpuRounds(
   const clients = await Promise.all(
     [a, b].map((s) => CoapClient.connect(s.uri, { log: quiet })),
   );
-  const get = { method: "GET", path: "/" } as const;
   const perRequest = async (client: CoapClient, pid: number) => {
-    let sent = 0;
     const before = await cpuMs(pid);
-    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-      while (sent < ROUND_REQUESTS) {
-        sent++;
-        await one(client, get);
-      }
-    }));
+    await inFlight(client, ROUND_REQUESTS);
     return (await cpuMs(pid) - before) * 1000 / ROUND_REQUESTS;
   };
   const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
