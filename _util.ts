@@ -178,27 +178,22 @@ export function invoke<E>(callback: (event: E) => unknown, event?: E): void {
   }
 }
 
-/** Throws a `TypeError` naming `where` unless `value` is a function. */
-export function assertFunction(value: unknown, where: string): void {
-  if (typeof value !== "function") {
-    throw new TypeError(
-      `Cannot register a callback with ${where}: expected a function, got ${
-        describeType(value)
-      }`,
-    );
-  }
-}
-
-/** Throws a `TypeError` naming `where` unless `value` is a boolean. */
-export function assertBoolean(
+/**
+ * Throws a `TypeError` unless `typeof value` is `type`: "Cannot call
+ * `where`: `name` must be a `type`, got …".
+ */
+export function assertType(
   value: unknown,
+  type: "function" | "boolean" | "string",
   name: string,
   where: string,
 ): void {
-  if (typeof value !== "boolean") {
+  // (`type` is one of typeof's own results, typed as such.)
+  // deno-lint-ignore valid-typeof
+  if (typeof value !== type) {
     throw new TypeError(
-      `Cannot call ${where}: ${name} must be a boolean, got ${
-        describeType(value)
+      `Cannot call ${where}: ${name} must be a ${type}, got ${
+        value === null ? "null" : typeof value
       }`,
     );
   }
@@ -210,10 +205,8 @@ export function assertBoolean(
  */
 export function assertLogger(log: unknown, context: string): void {
   if (log === console) return;
-  const l = (typeof log === "object" || typeof log === "function") &&
-      log !== null
-    ? log as Record<string, unknown>
-    : {};
+  // (A primitive is read through its prototype, which has none of them.)
+  const l = (log ?? {}) as Record<string, unknown>;
   // Every pipe checks its logger: four named reads in order, with no
   // closure, no message built in advance, and no keyed read by a varying
   // name (megamorphic, and most of the cost before).
@@ -243,11 +236,6 @@ export function readArgument<T>(read: () => T, message: string): T {
   } catch (error) {
     throw new TypeError(message, { cause: error });
   }
-}
-
-/** `typeof`, except that null is "null": for messages about arguments. */
-export function describeType(value: unknown): string {
-  return value === null ? "null" : typeof value;
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import {
   assertLogger,
-  describeType,
+  assertType,
   log,
   readArgument,
   reportCallbackError,
@@ -72,19 +72,9 @@ export function runDrivingPipe<Req, Res>(
   name?: string,
 ): Promise<void> {
   assertResponder(pipe, "runDrivingPipe()");
-  if (typeof driver !== "function") {
-    throw new TypeError(
-      `Cannot call runDrivingPipe(): driver must be a function taking an AbortSignal, got ${
-        describeType(driver)
-      }`,
-    );
-  }
-  if (name !== undefined && typeof name !== "string") {
-    throw new TypeError(
-      `Cannot call runDrivingPipe(): name must be a string, got ${
-        describeType(name)
-      }`,
-    );
+  assertType(driver, "function", "driver", "runDrivingPipe()");
+  if (name !== undefined) {
+    assertType(name, "string", "name", "runDrivingPipe()");
   }
   const controller = new AbortController();
   pipe.onInterestEnd(aborter(controller, pipe, name));
@@ -432,13 +422,12 @@ function readOptions<Res>(
     () => [options.internalServerError, options.log],
     `Cannot call ${where}: options cannot be read`,
   );
-  if (typeof internalServerError !== "function") {
-    throw new TypeError(
-      `Cannot call ${where}: options.internalServerError must be a function, got ${
-        describeType(internalServerError)
-      }`,
-    );
-  }
+  assertType(
+    internalServerError,
+    "function",
+    "options.internalServerError",
+    where,
+  );
   const chosen = logger ?? readArgument(
     defaultLog,
     `Cannot call ${where}: reading pipe.log failed`,

@@ -285,7 +285,7 @@ test("runDrivingPipe() rejects a driver that is not a function", () => {
   assertThrows(
     () => runDrivingPipe(pipe, "render" as never),
     TypeError,
-    "Cannot call runDrivingPipe(): driver must be a function taking an AbortSignal, got string",
+    "Cannot call runDrivingPipe(): driver must be a function, got string",
   );
   assertThrows(
     () => runDrivingPipe(pipe, () => {}, 7 as never),

@@ -44,7 +44,12 @@ export type Inspect = (value: unknown, options?: unknown) => string;
  * `__repr__`) by calling the subclass's `toString(format)` with the
  * runtime's own inspector for nested values, such as a pipe's request.
  *
- * The hooks live on a base class, rather than being defined on each
+ * One hook serves them all: Node's `util.inspect.custom`
+ * (`Symbol.for("nodejs.util.inspect.custom")`), which Deno's console and
+ * `Deno.inspect` call as Node does, with the runtime's inspector (and so do
+ * Bun's). Deno's own `Symbol.for("Deno.customInspect")` is not needed.
+ *
+ * The hook lives on a base class, rather than being defined on each
  * prototype when the module loads, so that bundlers can drop the classes an
  * application does not import.
  *
@@ -75,21 +80,7 @@ export abstract class Inspectable {
   abstract toString(format?: (value: unknown) => string): string;
 
   /**
-   * The `Deno.inspect` hook.
-   *
-   * @param inspect The runtime's inspector.
-   * @param options Its options, passed on for nested values.
-   * @returns The description from `toString`.
-   */
-  [Symbol.for("Deno.customInspect") as typeof DENO_INSPECT](
-    inspect: Inspect,
-    options: unknown,
-  ): string {
-    return this.toString((v) => inspect(v, options));
-  }
-
-  /**
-   * The Node.js `util.inspect` hook.
+   * The inspection hook of Node.js `util.inspect`, Deno and Bun.
    *
    * @param _depth Unused.
    * @param options The inspector's options, passed on for nested values.
@@ -105,5 +96,4 @@ export abstract class Inspectable {
   }
 }
 
-declare const DENO_INSPECT: unique symbol;
 declare const NODE_INSPECT: unique symbol;

@@ -1,9 +1,8 @@
 // This module is browser compatible.
 
 import {
-  assertBoolean,
-  assertFunction,
   assertLogger,
+  assertType,
   exceptionEvent,
   invoke,
   lateException,
@@ -38,10 +37,6 @@ export interface IterablePipeOptions {
 }
 
 const noop = (): void => {};
-
-function fail(message: string): never {
-  throw new TypeError(message);
-}
 
 /** An iterator's `[Symbol.asyncIterator]()`: the iterator itself. */
 function self<T>(this: T): T {
@@ -141,33 +136,31 @@ export class IterablePipe<Req, Res> extends Inspectable
    * @throws {TypeError} If `options.log` lacks a logging method.
    */
   constructor(request: Req, options?: IterablePipeOptions) {
-    if (options === undefined) options = {};
+    super();
     const what =
       "Cannot create an IterablePipe: the second argument is an options object { log, maxBuffered }";
     // Pipe's argument order passes a logger here; it must not be ignored.
-    const { log = console, maxBuffered = Infinity } = readArgument(() => {
-      // (null fails the read below, and becomes the same TypeError.)
-      if (
-        typeof options !== "object" ||
-        typeof (options as Partial<Logger>).warn === "function"
-      ) {
-        return undefined;
-      }
-      return { log: options.log, maxBuffered: options.maxBuffered };
-    }, what) ?? fail(what);
-    super();
+    // (null fails the read, and becomes the same TypeError.)
+    const read = readArgument(
+      (): [Logger?, number?] | false =>
+        options === undefined ? [] : typeof options === "object" &&
+          typeof (options as Partial<Logger>).warn !== "function" &&
+          [options.log, options.maxBuffered],
+      what,
+    );
+    if (!read) throw new TypeError(what);
+    const [log = console, maxBuffered = Infinity] = read;
     assertLogger(log, "Cannot create an IterablePipe");
-    if (typeof maxBuffered !== "number") {
-      throw new TypeError(
-        `Cannot create an IterablePipe: maxBuffered must be a number, got ${typeof maxBuffered}`,
-      );
-    }
+    // (isInteger is false for anything but a number, so the comparison
+    // after it never converts a hostile object.)
     if (
-      !(maxBuffered >= 1) ||
-      (maxBuffered !== Infinity && !Number.isInteger(maxBuffered))
+      maxBuffered !== Infinity &&
+      !(Number.isInteger(maxBuffered) && maxBuffered >= 1)
     ) {
-      throw new RangeError(
-        `Cannot create an IterablePipe: maxBuffered must be a positive integer or Infinity, got ${maxBuffered}`,
+      throw new (typeof maxBuffered === "number" ? RangeError : TypeError)(
+        `Cannot create an IterablePipe: maxBuffered must be a positive integer or Infinity, got ${
+          preview(maxBuffered)
+        }`,
       );
     }
     this.request = request;
@@ -258,7 +251,7 @@ export class IterablePipe<Req, Res> extends Inspectable
    */
   addResponse(response: Res, isLast?: boolean): void {
     if (isLast === undefined) isLast = false;
-    assertBoolean(isLast, "isLast", "IterablePipe.addResponse()");
+    assertType(isLast, "boolean", "isLast", "IterablePipe.addResponse()");
     if (this.#hooks === undefined) {
       lateResponse(this, response);
       return;
@@ -329,7 +322,12 @@ export class IterablePipe<Req, Res> extends Inspectable
    * ```
    */
   onInterestEnd(callback: () => void): void {
-    assertFunction(callback, "IterablePipe.onInterestEnd()");
+    assertType(
+      callback,
+      "function",
+      "callback",
+      "IterablePipe.onInterestEnd()",
+    );
     if (this.#hooks === undefined) {
       lateHook(this);
       invoke(callback);
@@ -384,7 +382,7 @@ export class IterablePipe<Req, Res> extends Inspectable
    * ```
    */
   onPoke(handler: () => void): () => void {
-    assertFunction(handler, "IterablePipe.onPoke()");
+    assertType(handler, "function", "handler", "IterablePipe.onPoke()");
     if (this.#hooks === undefined) return noop;
     this.#pokes ??= new PokeHandlers();
     return this.#pokes.add(handler);
@@ -493,14 +491,11 @@ export class IterablePipe<Req, Res> extends Inspectable
   stream(): ReadableStream<PipeEvent<Res>> {
     const iterator = this[Symbol.asyncIterator]();
     return new ReadableStream<PipeEvent<Res>>({
-      async pull(controller) {
-        const result = await iterator.next();
-        if (result.done) controller.close();
-        else controller.enqueue(result.value);
-      },
-      async cancel() {
-        await iterator.return!();
-      },
+      pull: (controller) =>
+        iterator.next().then((result) =>
+          result.done ? controller.close() : controller.enqueue(result.value)
+        ),
+      cancel: () => iterator.return!().then(noop),
     }, { highWaterMark: 0 });
   }
 
@@ -572,8 +567,9 @@ export class IterablePipe<Req, Res> extends Inspectable
   /** Nothing more will be yielded: releases whoever waits for more. */
   #finish(): void {
     this.#done = true;
+    // (A resolving function runs no code of its caller's: nothing can push
+    // a waiter while this loop drains them.)
     const waiters = this.#waiters;
-    this.#waiters = new Queue();
     while (waiters.size !== 0) {
       waiters.shift()({ done: true, value: undefined });
     }

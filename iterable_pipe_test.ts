@@ -1,4 +1,5 @@
 import {
+  assert,
   assertEquals,
   assertRejects,
   assertStrictEquals,
@@ -10,6 +11,7 @@ import { lacking, test } from "./testing/suite.ts";
 import {
   captureReported,
   flush,
+  type NodeInspect,
   RecordingLogger,
   revokedProxy,
   show,
@@ -278,7 +280,7 @@ test("IterablePipe.onInterestEnd() after interest ended warns and runs at once",
   assertThrows(
     () => pipe.onInterestEnd("nope" as never),
     TypeError,
-    "IterablePipe.onInterestEnd(): expected a function",
+    "Cannot call IterablePipe.onInterestEnd(): callback must be a function",
   );
 });
 
@@ -392,10 +394,10 @@ test("IterablePipe shows its state when inspected", () => {
   const { pipe } = setup();
   pipe.addResponse("1");
   const inspect = (pipe as unknown as Record<symbol, unknown>)[
-    Symbol.for("Deno.customInspect")
-  ] as (inspect: (v: unknown) => string, options: unknown) => string;
+    Symbol.for("nodejs.util.inspect.custom")
+  ] as NodeInspect;
   assertEquals(
-    inspect.call(pipe, (v) => `<${v}>`, {}),
+    inspect.call(pipe, 2, {}, (v) => `<${v}>`),
     "IterablePipe { request: <GET /r>, interested, buffered: 1 }",
   );
   pipe.addResponse("2", true);
@@ -615,18 +617,26 @@ test("IterablePipe.ready is released when interest ends", async () => {
 });
 
 test("IterablePipe rejects a bad maxBuffered", () => {
-  for (const bad of [0, -1, 1.5, NaN]) {
+  for (const bad of [0, -1, 1.5, NaN, -Infinity]) {
     assertThrows(
       () => new IterablePipe("x", { maxBuffered: bad }),
       RangeError,
-      "maxBuffered must be a positive integer or Infinity",
+      `Cannot create an IterablePipe: maxBuffered must be a positive integer or Infinity, got ${bad}`,
     );
   }
-  assertThrows(
-    () => new IterablePipe("x", { maxBuffered: "3" as never }),
-    TypeError,
-    "maxBuffered must be a number, got string",
-  );
+  for (
+    const [bad, got] of [["3", '"3"'], [3n, "3n"], [null, "null"], [
+      // Never converted: valueOf would throw something else.
+      { valueOf: () => assert(false, "maxBuffered converted") },
+      "[object]",
+    ]] as const
+  ) {
+    assertThrows(
+      () => new IterablePipe("x", { maxBuffered: bad as never }),
+      TypeError,
+      `maxBuffered must be a positive integer or Infinity, got ${got}`,
+    );
+  }
   assertEquals(new IterablePipe("x", { maxBuffered: 1 }).desiredSize, 1);
 });
 
@@ -791,7 +801,7 @@ test("IterablePipe() and onPoke() name themselves in their errors", () => {
   assertThrows(
     () => new IterablePipe("x").onPoke(5 as never),
     TypeError,
-    "Cannot register a callback with IterablePipe.onPoke(): expected a function, got number",
+    "Cannot call IterablePipe.onPoke(): handler must be a function, got number",
   );
 });
 

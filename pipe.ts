@@ -1,9 +1,8 @@
 // This module is browser compatible.
 
 import {
-  assertBoolean,
-  assertFunction,
   assertLogger,
+  assertType,
   END_EVENT,
   exceptionEvent,
   invoke,
@@ -267,7 +266,7 @@ export class Pipe<Req, Res> extends Inspectable
     options?: boolean | OnEventOptions,
   ): Unregister {
     if (options === undefined) options = true;
-    assertFunction(callback, "Pipe.onEvent()");
+    assertType(callback, "function", "callback", "Pipe.onEvent()");
     let isInterest: unknown = options;
     let signal: AbortSignal | undefined;
     if (typeof options === "object" && options !== null) {
@@ -277,8 +276,8 @@ export class Pipe<Req, Res> extends Inspectable
         "Cannot call Pipe.onEvent(): options cannot be read",
       );
     }
-    assertBoolean(isInterest, "isInterest", "Pipe.onEvent()");
-    if (signal !== undefined && readSignal(signal, "Pipe.onEvent()")) {
+    assertType(isInterest, "boolean", "isInterest", "Pipe.onEvent()");
+    if (signal !== undefined && readSignal(signal)) {
       return noop;
     }
     if (this.#state & ENDED) {
@@ -330,7 +329,7 @@ export class Pipe<Req, Res> extends Inspectable
    * ```
    */
   onInterestEnd(callback: () => void): void {
-    assertFunction(callback, "Pipe.onInterestEnd()");
+    assertType(callback, "function", "callback", "Pipe.onInterestEnd()");
     if (this.#state & ENDED) {
       lateHook(this);
       invoke(callback);
@@ -396,7 +395,7 @@ export class Pipe<Req, Res> extends Inspectable
    * ```
    */
   onPoke(handler: () => void): () => void {
-    assertFunction(handler, "Pipe.onPoke()");
+    assertType(handler, "function", "handler", "Pipe.onPoke()");
     if (this.#state & ENDED) return noop;
     this.#pokes ??= new PokeHandlers();
     return this.#pokes.add(handler);
@@ -428,7 +427,7 @@ export class Pipe<Req, Res> extends Inspectable
    */
   addResponse(response: Res, isLast?: boolean): void {
     if (isLast === undefined) isLast = false;
-    assertBoolean(isLast, "isLast", "Pipe.addResponse()");
+    assertType(isLast, "boolean", "isLast", "Pipe.addResponse()");
     if (this.#state & (ENDED | TOLD)) {
       lateResponse(this, response);
       return;
@@ -643,19 +642,17 @@ function listen(signal: AbortSignal, unregister: () => void): () => void {
  * Checks that `signal` is an AbortSignal (`aborted`, `addEventListener`,
  * `removeEventListener`), reading each once, and returns `aborted`.
  */
-function readSignal(signal: unknown, where: string): boolean {
-  const message = `Cannot call ${where}: signal must be an AbortSignal`;
-  const aborted = readArgument(() => {
-    const s = signal as AbortSignal;
-    if (
-      typeof signal !== "object" || signal === null ||
-      typeof s.addEventListener !== "function" ||
-      typeof s.removeEventListener !== "function"
-    ) {
-      return undefined;
-    }
-    return s.aborted;
-  }, message);
+function readSignal(signal: AbortSignal): boolean {
+  const message = "Cannot call Pipe.onEvent(): signal must be an AbortSignal";
+  const aborted = readArgument(
+    () =>
+      typeof signal === "object" && signal !== null &&
+        typeof signal.addEventListener === "function" &&
+        typeof signal.removeEventListener === "function"
+        ? signal.aborted
+        : undefined,
+    message,
+  );
   if (typeof aborted !== "boolean") throw new TypeError(message);
   return aborted;
 }

@@ -225,3 +225,10 @@ export class ThrowingLogger {
     throw new Error("logger broke (error)");
   }
 }
+
+/** The Node.js `util.inspect` hook's signature, which Deno and Bun call too. */
+export type NodeInspect = (
+  depth: number,
+  options: unknown,
+  inspect?: (value: unknown, options?: unknown) => string,
+) => string;
