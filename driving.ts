@@ -294,17 +294,12 @@ export function errorToMessage<Req, Res>(
   options: ErrorToMessageOptions<Res>,
 ): Pipe<Req, Res> {
   assertResponder(pipe, "errorToMessage()");
-  const [internalServerError, logger] = readOptions(
-    options,
-    "errorToMessage()",
-    () => pipe.log,
-  );
+  const checked = readOptions(options, "errorToMessage()", () => pipe.log);
   const request = readArgument(
     () => pipe.request,
     "Cannot call errorToMessage(): reading pipe.request failed",
   );
-  const next = new Pipe<Req, Res>(request, logger);
-  const checked = { internalServerError, log: logger };
+  const next = new Pipe<Req, Res>(request, checked.log);
   const stop = next.onEvent((event) => {
     if (event.kind === "response") {
       pipe.addResponse(event.message, event.isLast);
@@ -376,11 +371,7 @@ export function renderException<Res>(
   exception: unknown,
   options: ErrorToMessageOptions<Res>,
 ): Res {
-  const [internalServerError, logger] = readOptions(
-    options,
-    "renderException()",
-    () => console,
-  );
+  const checked = readOptions(options, "renderException()", () => console);
   let message: Res | null | undefined;
   let what = "An exception occurred while rendering a resource";
   let failure = exception;
@@ -396,14 +387,14 @@ export function renderException<Res>(
     what = "Rendering the renderable exception failed";
     failure = error;
   }
-  const to = { log: logger };
   if (message === null || message === undefined) {
-    log(to, "error", what, failure);
+    log(checked, "error", what, failure);
+    const { internalServerError } = checked; // called as a plain function
     return internalServerError();
   }
   // Expected: one line, no stack (aiocoap logs the exception's repr).
   log(
-    to,
+    checked,
     "info",
     `Render request raised a renderable error (${
       formatSafely(String, exception)
@@ -417,7 +408,7 @@ function readOptions<Res>(
   options: ErrorToMessageOptions<Res>,
   where: string,
   defaultLog: () => Logger,
-): [() => Res, Logger] {
+): Required<ErrorToMessageOptions<Res>> {
   const [internalServerError, logger] = readArgument(
     () => [options.internalServerError, options.log],
     `Cannot call ${where}: options cannot be read`,
@@ -433,7 +424,10 @@ function readOptions<Res>(
     `Cannot call ${where}: reading pipe.log failed`,
   );
   assertLogger(chosen, `Cannot call ${where}`);
-  return [internalServerError as () => Res, chosen];
+  return {
+    internalServerError: internalServerError as () => Res,
+    log: chosen,
+  };
 }
 
 /**

@@ -445,18 +445,17 @@ export class IterablePipe<Req, Res> extends Inspectable
       this.#leave();
       return Promise.reject(error);
     };
-    // One literal per shape: adding the dispose key afterwards with
-    // defineProperty made every request's loop pay a map transition.
-    const iterator: AsyncIterableIterator<PipeEvent<Res>> =
-      asyncDispose === undefined
-        ? { next, return: leave, throw: fail, [Symbol.asyncIterator]: self }
-        : {
-          next,
-          return: leave,
-          throw: fail,
-          [Symbol.asyncIterator]: self,
-          [asyncDispose]: () => this[Symbol.asyncDispose](),
-        };
+    // One literal, so every iterator has one shape (adding the dispose key
+    // afterwards made every request's loop pay a map transition). Where the
+    // platform has no asyncDispose, its key is asyncIterator's, and the
+    // line after it wins.
+    const iterator: AsyncIterableIterator<PipeEvent<Res>> = {
+      next,
+      return: leave,
+      throw: fail,
+      [asyncDispose ?? Symbol.asyncIterator]: () => this[Symbol.asyncDispose](),
+      [Symbol.asyncIterator]: self,
+    };
     return iterator;
   }
 
