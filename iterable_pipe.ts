@@ -138,7 +138,7 @@ export class IterablePipe<Req, Res> extends Inspectable
   constructor(request: Req, options?: IterablePipeOptions) {
     super();
     const what =
-      "Cannot create an IterablePipe: the second argument is an options object { log, maxBuffered }";
+      "Cannot create an IterablePipe: expected an options object { log, maxBuffered }";
     // Pipe's argument order passes a logger here; it must not be ignored.
     // (null fails the read, and becomes the same TypeError.)
     const read = readArgument(

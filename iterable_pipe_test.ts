@@ -678,7 +678,7 @@ test("IterablePipe() takes an options object or nothing: a logger or another val
     assertThrows(
       () => new IterablePipe("x", bad as never),
       TypeError,
-      "the second argument is an options object { log, maxBuffered }",
+      "Cannot create an IterablePipe: expected an options object { log, maxBuffered }",
     );
   }
   assertStrictEquals(new IterablePipe("x", undefined).log, console);
