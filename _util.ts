@@ -178,6 +178,22 @@ export function invoke<E>(callback: (event: E) => unknown, event?: E): void {
   }
 }
 
+/** `Symbol.dispose` where the platform has it. */
+const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
+
+/** Makes `fn` disposable (`using`): disposing it calls it. */
+export function disposable(fn: () => void): (() => void) & Disposable {
+  if (dispose !== undefined) {
+    (fn as unknown as Record<symbol, unknown>)[dispose] = fn;
+  }
+  return fn as (() => void) & Disposable;
+}
+
+/** A function that does nothing, also disposable. */
+export const noop: (() => void) & Disposable = /* @__PURE__ */ disposable(
+  (): void => {},
+);
+
 /**
  * Throws a `TypeError` unless `typeof value` is `type`: "Cannot call
  * `where`: `name` must be a `type`, got …".

@@ -8,6 +8,7 @@ import {
   lateException,
   lateHook,
   lateResponse,
+  noop,
   PokeHandlers,
   readArgument,
   responseEvent,
@@ -35,8 +36,6 @@ export interface IterablePipeOptions {
    */
   maxBuffered?: number;
 }
-
-const noop = (): void => {};
 
 /** An iterator's `[Symbol.asyncIterator]()`: the iterator itself. */
 function self<T>(this: T): T {

@@ -3,6 +3,7 @@
 import {
   assertLogger,
   assertType,
+  disposable,
   END_EVENT,
   exceptionEvent,
   invoke,
@@ -10,6 +11,7 @@ import {
   lateHook,
   lateResponse,
   log,
+  noop,
   PokeHandlers,
   readArgument,
   reportCallbackError,
@@ -121,19 +123,6 @@ const ENDED = 1, DELIVERING = 2, DIRTY = 4, TOLD = 8, POKED = 16;
 const FLAGS = 31, REMOVED = 32;
 
 const NO_ENTRIES: never[] = /* @__PURE__ */ Object.freeze([]) as never[];
-
-/** `Symbol.dispose` where the platform has it. */
-const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
-
-/** Makes `fn` an {@linkcode Unregister}: disposing it calls it. */
-function disposable(fn: () => void): Unregister {
-  if (dispose !== undefined) {
-    (fn as unknown as Record<symbol, unknown>)[dispose] = fn;
-  }
-  return fn as Unregister;
-}
-
-const noop: Unregister = /* @__PURE__ */ disposable((): void => {});
 
 /**
  * The meeting point between one request and the responses that come back on
@@ -620,18 +609,19 @@ export class Pipe<Req, Res> extends Inspectable
 /**
  * Unregisters through `unregister` when `signal` aborts, and returns the
  * function that removes the listener (a failure there is reported, never
- * thrown at the producer). Apart from `onEvent`, so that its closures and
- * their context exist only for callbacks registered with a signal.
+ * thrown at the producer). Apart from `onEvent`, so that its closure and
+ * context exist only for callbacks registered with a signal.
  */
 function listen(signal: AbortSignal, unregister: () => void): () => void {
-  const onAbort = () => unregister();
+  // The unregister function is the listener: a bound function, it ignores
+  // the event it is called with.
   readArgument(
-    () => signal.addEventListener("abort", onAbort, { once: true }),
+    () => signal.addEventListener("abort", unregister, { once: true }),
     "Cannot call Pipe.onEvent(): signal.addEventListener() failed",
   );
   return () => {
     try {
-      signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", unregister);
     } catch (error) {
       reportCallbackError(error);
     }
