@@ -44,9 +44,4 @@ export class Queue<T> {
     }
     return item;
   }
-
-  clear(): void {
-    this.#items = NONE;
-    this.#head = 0;
-  }
 }

@@ -79,21 +79,17 @@ export function runDrivingPipe<Req, Res>(
   const controller = new AbortController();
   pipe.onInterestEnd(aborter(controller, pipe, name));
   return new Promise<void>((resolve) =>
-    later(() => start(pipe, driver, name, controller.signal, resolve))
+    RESOLVED.then(() => start(pipe, driver, name, controller.signal, resolve))
   );
 }
 
-const RESOLVED = Promise.resolve();
-
 /**
- * Runs `fn` in a microtask, as `queueMicrotask` does, through a resolved
- * promise: in Deno `queueMicrotask` is an op call that costs twice as much,
- * and every exchange takes two. `fn` must not throw (the derived promise
- * would reject unhandled); what it runs reports its own errors.
+ * Runs what is passed to its `then` in a microtask, as `queueMicrotask`
+ * does: in Deno `queueMicrotask` is an op call that costs twice as much, and
+ * every exchange takes two. What it runs must not throw (the derived promise
+ * would reject unhandled); it reports its own errors.
  */
-function later(fn: () => void): void {
-  RESOLVED.then(fn);
-}
+const RESOLVED = Promise.resolve();
 
 /**
  * The interest-end hook that aborts the driver's signal. A function of its
@@ -162,7 +158,8 @@ function start(
     // A driver that returns at once (the usual request) settles a microtask
     // later, as an awaited value would, without a promise.
     if (typeof (result as PromiseLike<unknown> | null)?.then !== "function") {
-      return later(settle);
+      RESOLVED.then(settle);
+      return;
     }
     Promise.resolve(result).then(() => settle(), (e) => settle(e, true));
   } catch (error) {
@@ -297,7 +294,7 @@ export function errorToMessage<Req, Res>(
   const checked = readOptions(options, "errorToMessage()", () => pipe.log);
   const request = readArgument(
     () => pipe.request,
-    "Cannot call errorToMessage(): reading pipe.request failed",
+    "Cannot call errorToMessage(): pipe.request cannot be read",
   );
   const next = new Pipe<Req, Res>(request, checked.log);
   const stop = next.onEvent((event) => {
@@ -421,7 +418,7 @@ function readOptions<Res>(
   );
   const chosen = logger ?? readArgument(
     defaultLog,
-    `Cannot call ${where}: reading pipe.log failed`,
+    `Cannot call ${where}: pipe.log cannot be read`,
   );
   assertLogger(chosen, `Cannot call ${where}`);
   return {

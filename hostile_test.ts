@@ -460,7 +460,7 @@ test("errorToMessage() rejects hostile options and pipes with a TypeError at the
         internalServerError: () => "5.00",
       }),
     TypeError,
-    "Cannot call errorToMessage(): reading pipe.request failed",
+    "Cannot call errorToMessage(): pipe.request cannot be read",
   );
   assertThrows(
     () =>
@@ -468,7 +468,7 @@ test("errorToMessage() rejects hostile options and pipes with a TypeError at the
         internalServerError: () => "5.00",
       }),
     TypeError,
-    "Cannot call errorToMessage(): reading pipe.log failed",
+    "Cannot call errorToMessage(): pipe.log cannot be read",
   );
   for (const [what, value] of unreadable()) {
     assertThrows(

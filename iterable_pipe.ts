@@ -574,7 +574,7 @@ export class IterablePipe<Req, Res> extends Inspectable
   }
 
   #leave(): void {
-    this.#queue.clear();
+    this.#queue = new Queue();
     this.#final = undefined;
     this.#finish();
     this.#endInterest();
