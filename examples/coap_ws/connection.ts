@@ -33,6 +33,7 @@ import {
   hex,
   isCritical,
   Option,
+  type OutgoingMessage,
   readUint,
   SignalingOption,
   text,
@@ -574,7 +575,7 @@ export class CoapConnection {
    * @throws {RangeError} If the message is larger than the peer accepts.
    * @throws {CoapFormatError} If the message cannot be encoded.
    */
-  send(message: CoapMessage): void {
+  send(message: OutgoingMessage): void {
     if (this.#state === "closed") {
       throw this.#closeReason ?? new ConnectionError("Connection is closed");
     }
@@ -590,7 +591,7 @@ export class CoapConnection {
    * @throws {ConnectionError} If the connection is closed.
    * @throws {CoapFormatError} If the message cannot be encoded.
    */
-  trySend(message: CoapMessage): boolean {
+  trySend(message: OutgoingMessage): boolean {
     if (this.#state === "closed") {
       throw this.#closeReason ?? new ConnectionError("Connection is closed");
     }
@@ -607,7 +608,7 @@ export class CoapConnection {
    * @param message The message.
    * @returns Its size in bytes.
    */
-  sizeOf(message: CoapMessage): number {
+  sizeOf(message: OutgoingMessage): number {
     return encodeMessage(message).length;
   }
 
@@ -693,7 +694,7 @@ export class CoapConnection {
     }
   }
 
-  #encode(message: CoapMessage): Uint8Array {
+  #encode(message: OutgoingMessage): Uint8Array {
     const bytes = encodeMessage(message);
     if (bytes.length > this.#peer.maxMessageSize) {
       throw new RangeError(
@@ -703,7 +704,7 @@ export class CoapConnection {
     return bytes;
   }
 
-  #write(message: CoapMessage): void {
+  #write(message: OutgoingMessage): void {
     const bytes = this.#encode(message);
     this.#written += bytes.length;
     this.#transport.send(bytes);

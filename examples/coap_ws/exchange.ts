@@ -25,6 +25,7 @@ import {
   type Method,
   METHODS,
   Option,
+  type OutgoingMessage,
   parseCode,
   readUint,
   strictText,
@@ -223,9 +224,18 @@ const NO_PAYLOAD = new Uint8Array(0);
 const NONE_UNSUPPORTED: ReadonlySet<number> = new Set();
 
 function bytesOf(payload: Uint8Array | string | undefined): Uint8Array {
+  const checked = payloadOf(payload);
+  return typeof checked === "string" ? utf8(checked) : checked;
+}
+
+/** A payload as a message to encode carries it: text stays text. */
+function payloadOf(
+  payload: Uint8Array | string | undefined,
+): Uint8Array | string {
   if (payload === undefined) return NO_PAYLOAD;
-  if (typeof payload === "string") return utf8(payload);
-  if (payload instanceof Uint8Array) return payload;
+  if (typeof payload === "string" || payload instanceof Uint8Array) {
+    return payload;
+  }
   throw new TypeError(
     `Cannot send a payload of type ${typeof payload}: use a Uint8Array or a string`,
   );
@@ -628,7 +638,7 @@ export function responseMessage(
   init: ResponseInit,
   token: Uint8Array,
   observe?: number,
-): CoapMessage {
+): OutgoingMessage {
   if (typeof init !== "object" || init === null) {
     throw new TypeError("Cannot send a response: it must be an object");
   }
@@ -661,5 +671,6 @@ export function responseMessage(
   if (init.options !== undefined) {
     for (const option of init.options) options.push(option);
   }
-  return { code, token, options, payload: bytesOf(init.payload) };
+  // Text stays text: encodeMessage writes it into the frame.
+  return { code, token, options, payload: payloadOf(init.payload) };
 }

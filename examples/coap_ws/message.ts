@@ -29,6 +29,17 @@ export interface CoapMessage {
   readonly payload: Uint8Array;
 }
 
+/**
+ * A message to encode: a {@linkcode CoapMessage} whose payload may also be
+ * text, which {@linkcode encodeMessage} writes as UTF-8 straight into the
+ * frame. (A payload's own bytes are a second buffer a message, and in Deno
+ * every buffer costs about as much as the rest of a small exchange.)
+ */
+export interface OutgoingMessage extends Omit<CoapMessage, "payload"> {
+  /** The payload: bytes, or text sent as UTF-8; empty when there is none. */
+  readonly payload: Uint8Array | string;
+}
+
 /** Malformed bytes, or a value that cannot be encoded; `message` says which. */
 export class CoapFormatError extends Error {
   /**
@@ -239,8 +250,10 @@ export function codeKind(code: number): CodeKind {
  * assertEquals([...bytes], [0x01, 0x01, 0x42, 0xb5, 104, 101, 108, 108, 111]);
  * ```
  */
-export function encodeMessage(message: CoapMessage): Uint8Array {
+export function encodeMessage(message: OutgoingMessage): Uint8Array {
   const { code, token, payload } = message;
+  const text = typeof payload === "string";
+  const payloadLength = text ? utf8Length(payload) : payload.length;
   if (!Number.isInteger(code) || code < 0 || code > 0xff) {
     throw new CoapFormatError(`Cannot encode the code ${code}: not a byte`);
   }
@@ -258,7 +271,7 @@ export function encodeMessage(message: CoapMessage): Uint8Array {
       break;
     }
   }
-  let size = 2 + token.length + (payload.length > 0 ? 1 + payload.length : 0);
+  let size = 2 + token.length + (payloadLength > 0 ? 1 + payloadLength : 0);
   for (const option of options) {
     const { number, value } = option;
     if (
@@ -294,11 +307,50 @@ export function encodeMessage(message: CoapMessage): Uint8Array {
     at = writeExtension(out, at, value.length);
     at = copy(out, at, value);
   }
-  if (payload.length > 0) {
+  if (payloadLength > 0) {
     out[at++] = PAYLOAD_MARKER;
-    copy(out, at, payload);
+    if (!text) copy(out, at, payload);
+    else if (payloadLength === payload.length) {
+      // ASCII: one byte a character.
+      for (let i = 0; i < payloadLength; i++) {
+        out[at + i] = payload.charCodeAt(i);
+      }
+    } else encoder.encodeInto(payload, out.subarray(at));
   }
   return out;
+}
+
+/**
+ * The length of `text` in UTF-8, as `TextEncoder` writes it: a lone
+ * surrogate becomes U+FFFD, three bytes.
+ *
+ * @param text The text.
+ * @returns Its length in bytes.
+ *
+ * @example
+ * ```ts
+ * import { utf8Length } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(utf8Length("20 °C"), 6);
+ * ```
+ */
+export function utf8Length(text: string): number {
+  const n = text.length;
+  let length = n;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) length += 1;
+    else if (
+      c >= 0xd800 && c < 0xdc00 && i + 1 < n &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      length += 2; // a surrogate pair: four bytes for two code units
+      i++;
+    } else length += 2;
+  }
+  return length;
 }
 
 /**

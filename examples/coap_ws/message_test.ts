@@ -21,6 +21,7 @@ import {
   tokenKey,
   uint,
   utf8,
+  utf8Length,
 } from "./message.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
@@ -300,4 +301,73 @@ Deno.test("strictText() rejects invalid UTF-8, naming the option", () => {
     CoapFormatError,
     "Uri-Query is not valid UTF-8",
   );
+});
+
+Deno.test("utf8Length() counts what TextEncoder writes: 1 to 4 bytes a character, a lone surrogate as U+FFFD", () => {
+  const samples = [
+    "",
+    "hi",
+    "20 °C",
+    "€",
+    "日本語",
+    "😀",
+    "a😀b",
+    "\ud800", // a lone high surrogate
+    "\udc00x", // a lone low surrogate
+    "\ud800\ud800\udc00", // a lone high one before a pair
+    "😀\ud83d", // a pair, then a high surrogate at the end
+    "\u007f\u0080\u07ff\u0800\uffff",
+  ];
+  for (const sample of samples) {
+    assertEquals(
+      utf8Length(sample),
+      utf8(sample).length,
+      JSON.stringify(sample),
+    );
+  }
+  // And for random strings of every kind of code unit.
+  let seed = 7;
+  const random = () => (seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff;
+  for (let i = 0; i < 500; i++) {
+    const units = Array.from({ length: Math.floor(random() * 12) }, () => {
+      const kind = random();
+      return kind < 0.3
+        ? Math.floor(random() * 0x80)
+        : kind < 0.5
+        ? 0x80 + Math.floor(random() * 0x780)
+        : kind < 0.7
+        ? 0xd800 + Math.floor(random() * 0x800) // surrogates, paired or not
+        : Math.floor(random() * 0x10000);
+    });
+    const sample = String.fromCharCode(...units);
+    assertEquals(
+      utf8Length(sample),
+      utf8(sample).length,
+      JSON.stringify(sample),
+    );
+  }
+});
+
+Deno.test("encodeMessage() writes a text payload as its UTF-8 bytes, the same frame as the bytes give", () => {
+  for (
+    const payload of [
+      "",
+      "Welcome",
+      "20 °C",
+      "a😀b",
+      "\ud800 lone",
+      "x".repeat(300),
+    ]
+  ) {
+    const fields = {
+      code: Code.CONTENT,
+      token: bytes(1, 2),
+      options: [{ number: 12, value: bytes() }],
+    };
+    assertEquals(
+      encodeMessage({ ...fields, payload }),
+      encodeMessage({ ...fields, payload: utf8(payload) }),
+      JSON.stringify(payload),
+    );
+  }
 });

@@ -50,6 +50,7 @@ import {
   Option,
   tokenKey,
   uint,
+  utf8,
 } from "./message.ts";
 import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
 
@@ -798,7 +799,10 @@ function send(
     return;
   }
   if (wanted === undefined && connection.trySend(message)) return;
-  const { payload } = message;
+  // Block-wise, the payload's bytes are cut into blocks.
+  const payload = typeof message.payload === "string"
+    ? utf8(message.payload)
+    : message.payload;
   let szx = Math.min(wanted?.szx ?? MAX_SZX, MAX_SZX);
   const head = connection.sizeOf({ ...message, payload: new Uint8Array(0) }) +
     12; // room for the marker, Block2 and Size2
