@@ -493,14 +493,15 @@ function optionalUint(
 export function readRequest(message: CoapMessage): IncomingRequest {
   const options = checkOptions(message, "request", UNSUPPORTED_IN_REQUESTS);
   const known = { options };
-  const segments: string[] = [];
-  const query: string[] = [];
+  // Made only for a request that has them (most have no query).
+  let segments: string[] | undefined;
+  let query: string[] | undefined;
   try {
     for (const option of options) {
       if (option.number === Option.URI_PATH) {
-        segments.push(strictText(option.value, "Uri-Path"));
+        (segments ??= []).push(strictText(option.value, "Uri-Path"));
       } else if (option.number === Option.URI_QUERY) {
-        query.push(strictText(option.value, "Uri-Query"));
+        (query ??= []).push(strictText(option.value, "Uri-Query"));
       }
     }
   } catch (error) {
@@ -514,14 +515,14 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   // view stays until forObservation() drops it.
   return new Request(
     method,
-    segments.length === 0
+    segments === undefined
       ? "/"
       : segments.length === 1
       ? "/" + encodeURIComponent(segments[0])
       : "/" + segments.map(encodeURIComponent).join("/"),
     // Exact copies: a pushed-to array keeps room for more.
-    segments.length === 0 ? NONE : segments.slice(),
-    query.length === 0 ? NONE : query.slice(),
+    segments === undefined ? NONE : segments.slice(),
+    query === undefined ? NONE : query.slice(),
     message.payload.length === 0 ? EMPTY : message.payload,
     optionalUint(known, Option.CONTENT_FORMAT),
     optionalUint(known, Option.ACCEPT),
@@ -644,33 +645,33 @@ export function responseMessage(
   }
   let code: number = Code.CONTENT;
   if (init.code !== undefined) code = responseCode(init.code);
-  // Built without spreads, in option number order: every response and
-  // notification passes here.
-  const options: CoapOption[] = [];
-  if (observe !== undefined) {
-    options.push({
-      number: Option.OBSERVE,
-      value: shared(observe),
-    });
-  }
-  if (init.contentFormat !== undefined) {
-    options.push(
-      oneUintOption(
-        Option.CONTENT_FORMAT,
-        init.contentFormat,
-        "content format",
-        0xffff,
-      ),
-    );
-  }
-  if (init.maxAge !== undefined) {
-    options.push(
-      oneUintOption(Option.MAX_AGE, init.maxAge, "max-age", 0xffffffff),
-    );
-  }
-  if (init.options !== undefined) {
-    for (const option of init.options) options.push(option);
-  }
+  // In option number order, in an array of the exact size (a pushed-to
+  // array keeps room for 16 more): every response and notification passes
+  // here.
+  const observeOption = observe === undefined
+    ? undefined
+    : { number: Option.OBSERVE, value: shared(observe) };
+  const format = init.contentFormat === undefined ? undefined : oneUintOption(
+    Option.CONTENT_FORMAT,
+    init.contentFormat,
+    "content format",
+    0xffff,
+  );
+  const maxAge = init.maxAge === undefined
+    ? undefined
+    : oneUintOption(Option.MAX_AGE, init.maxAge, "max-age", 0xffffffff);
+  const more = init.options === undefined || Array.isArray(init.options)
+    ? init.options
+    : Array.from(init.options as Iterable<CoapOption>); // any iterable, as before
+  const options = new Array<CoapOption>(
+    (observeOption === undefined ? 0 : 1) + (format === undefined ? 0 : 1) +
+      (maxAge === undefined ? 0 : 1) + (more === undefined ? 0 : more.length),
+  );
+  let at = 0;
+  if (observeOption !== undefined) options[at++] = observeOption;
+  if (format !== undefined) options[at++] = format;
+  if (maxAge !== undefined) options[at++] = maxAge;
+  if (more !== undefined) { for (const option of more) options[at++] = option; }
   // Text stays text: encodeMessage writes it into the frame.
   return { code, token, options, payload: payloadOf(init.payload) };
 }

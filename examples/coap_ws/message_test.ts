@@ -15,6 +15,7 @@ import {
   encodeBlock,
   encodeMessage,
   keyToken,
+  Option,
   parseCode,
   readUint,
   strictText,
@@ -23,6 +24,7 @@ import {
   utf8,
   utf8Length,
 } from "./message.ts";
+import { responseMessage } from "./exchange.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -370,4 +372,35 @@ Deno.test("encodeMessage() writes a text payload as its UTF-8 bytes, the same fr
       JSON.stringify(payload),
     );
   }
+});
+
+Deno.test("responseMessage() lists Observe, Content-Format, Max-Age and then the resource's own options, exactly those", () => {
+  const etag = { number: Option.ETAG, value: bytes(7) };
+  const token = bytes(1);
+  const full = responseMessage(
+    { payload: "x", contentFormat: 0, maxAge: 60, options: [etag] },
+    token,
+    5,
+  );
+  assertEquals(full.options.map((o) => [o.number, [...o.value]]), [
+    [Option.OBSERVE, [5]],
+    [Option.CONTENT_FORMAT, []],
+    [Option.MAX_AGE, [60]],
+    [Option.ETAG, [7]],
+  ]);
+  assertEquals(full.options.length, 4);
+  assertEquals(Object.keys(full.options), ["0", "1", "2", "3"]); // no holes
+  assertEquals(responseMessage({ payload: "x" }, token).options, []);
+  assertEquals(
+    responseMessage({ maxAge: 1 }, token).options.map((o) => o.number),
+    [Option.MAX_AGE],
+  );
+  // Any iterable of options, as the resource gives it.
+  const fromSet = responseMessage(
+    { options: new Set([etag]) as unknown as typeof etag[] },
+    token,
+  );
+  assertEquals(fromSet.options.map((o) => o.number), [Option.ETAG]);
+  // Text stays text until it is encoded.
+  assertEquals(full.payload, "x");
 });
