@@ -77,7 +77,12 @@ export function runDrivingPipe<Req, Res>(
     assertType(name, "string", "name", "runDrivingPipe()");
   }
   const controller = new AbortController();
-  pipe.onInterestEnd(aborter(controller, pipe, name));
+  // The hook that aborts the signal: a bound function, which keeps only the
+  // controller and its reason for as long as the exchange lives (a closure
+  // would keep its whole scope, here also the driver).
+  pipe.onInterestEnd(
+    controller.abort.bind(controller, abortReason(pipe, name)),
+  );
   return new Promise<void>((resolve) =>
     RESOLVED.then(() => start(pipe, driver, name, controller.signal, resolve))
   );
@@ -90,22 +95,6 @@ export function runDrivingPipe<Req, Res>(
  * would reject unhandled); it reports its own errors.
  */
 const RESOLVED = Promise.resolve();
-
-/**
- * The interest-end hook that aborts the driver's signal. A function of its
- * own, so that the hook, which lives as long as the exchange, holds only
- * what it uses (a closure keeps its whole scope, here also the driver).
- */
-function aborter(
-  controller: AbortController,
-  pipe: ResponderPipe<unknown, unknown>,
-  name: string | undefined,
-): () => void {
-  return () =>
-    controller.abort(
-      abortReason(`Interest in ${name ?? describe(pipe)} ended`),
-    );
-}
 
 /**
  * Starts the driver in its microtask and takes its outcome. While a driver
@@ -194,35 +183,41 @@ function describe(pipe: ResponderPipe<unknown, unknown>): string {
  * its first line only.
  */
 class AbortReason {
-  readonly #message: string;
-  constructor(message: string) {
-    this.#message = message;
+  readonly #pipe: ResponderPipe<unknown, unknown>;
+  readonly #what: string | undefined;
+  constructor(pipe: ResponderPipe<unknown, unknown>, what: string | undefined) {
+    this.#pipe = pipe;
+    this.#what = what;
   }
   get name(): string {
     return "AbortError";
   }
+  /** Made when read: every exchange has a reason, few read its message. */
   get message(): string {
-    return this.#message;
+    return `Interest in ${this.#what ?? describe(this.#pipe)} ended`;
   }
   /** DOMException.ABORT_ERR, the legacy code an AbortError carries. */
   get code(): number {
     return 20;
   }
   get stack(): string {
-    return `AbortError: ${this.#message}`;
+    return `AbortError: ${this.message}`;
   }
 }
 
 let reasonReady = false;
 
 /** An {@linkcode AbortReason}; its prototype is set up on first use. */
-function abortReason(message: string): DOMException {
+function abortReason(
+  pipe: ResponderPipe<unknown, unknown>,
+  name: string | undefined,
+): DOMException {
   if (!reasonReady) {
     reasonReady = true;
     Object.setPrototypeOf(AbortReason.prototype, DOMException.prototype);
     AbortReason.prototype.constructor = DOMException;
   }
-  return new AbortReason(message) as unknown as DOMException;
+  return new AbortReason(pipe, name) as unknown as DOMException;
 }
 
 /**
