@@ -132,7 +132,11 @@ export class IterablePipe<Req, Res> extends Inspectable
    * @param request The request the pipe carries.
    * @param options `log` (`console` when omitted) and `maxBuffered`
    * (`Infinity` when omitted); see {@linkcode IterablePipeOptions}.
-   * @throws {TypeError} If `options.log` lacks a logging method.
+   * @throws {TypeError} If `options` is not an options object (a logger,
+   * say), `options.log` lacks a logging method, or `options.maxBuffered` is
+   * not a number.
+   * @throws {RangeError} If `options.maxBuffered` is a number other than a
+   * positive integer or `Infinity`.
    */
   constructor(request: Req, options?: IterablePipeOptions) {
     super();
