@@ -27,6 +27,7 @@ interface PageResult {
   failures: { name: string; error: string }[];
   skips: { name: string; reason: string }[];
   features: string;
+  userAgent: string;
 }
 
 const bundle = await Deno.readTextFile(
@@ -49,7 +50,11 @@ const page = `<!doctype html>
     document.getElementById("out").textContent = report("${BROWSER}", result);
     await fetch("/result", {
       method: "POST",
-      body: JSON.stringify({ count: cases.length, ...result }),
+      body: JSON.stringify({
+        count: cases.length,
+        userAgent: navigator.userAgent,
+        ...result,
+      }),
     });
   } catch (error) {
     await fetch("/fatal", { method: "POST", body: String(error?.stack ?? error) });
@@ -161,6 +166,7 @@ for (const { name, error } of result.failures) {
 for (const { name, reason } of result.skips ?? []) {
   console.log(`SKIPPED ${name}: ${reason}`);
 }
+console.log(`${BROWSER} user agent: ${result.userAgent}`);
 console.log(`${BROWSER} features: ${result.features}`);
 console.log(
   `${BROWSER}: ${result.passed} passed, ${result.failed} failed` +

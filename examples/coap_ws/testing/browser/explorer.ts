@@ -33,10 +33,22 @@ const BINARIES = {
 };
 type Browser = keyof typeof BINARIES;
 const VIEWPORT = { width: 1200, height: 860 };
+/** The drivers as pinned in the imports above, named in what the test prints. */
+const DRIVER_NAMES: Record<Browser, string> = {
+  chromium: "playwright-core 1.65.1 over the DevTools protocol",
+  firefox: "puppeteer-core 24.43.1 over WebDriver BiDi",
+};
+/**
+ * How long one action (a click, a fill, a navigation) may wait for its
+ * element before it fails; the drivers' own default is 30 s.
+ */
+const ACTION_MS = 10_000;
 
 /** What the scenarios need of a browser page, whichever drives it. */
 interface Driver {
   readonly browser: Browser;
+  /** The browser's own name and version, as it reports them. */
+  readonly version: string;
   /** Errors and warnings the page logged, and uncaught page errors. */
   readonly problems: string[];
   goto(url: string): Promise<void>;
@@ -74,6 +86,7 @@ async function chromiumDriver(): Promise<Driver> {
     ),
   });
   const page = await browser.newPage({ viewport: VIEWPORT });
+  page.setDefaultTimeout(ACTION_MS);
   const problems: string[] = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error}`));
   page.on("console", (message) => {
@@ -81,8 +94,9 @@ async function chromiumDriver(): Promise<Driver> {
       problems.push(`console ${message.type()}: ${message.text()}`);
     }
   });
-  return {
+  return explained({
     browser: "chromium",
+    version: `Chromium ${browser.version()}`,
     problems,
     goto: async (url) => void await page.goto(url),
     fill: (selector, value) => page.fill(selector, value),
@@ -96,7 +110,7 @@ async function chromiumDriver(): Promise<Driver> {
     screenshot: async (path) =>
       void await page.screenshot({ path, fullPage: true }),
     close: () => browser.close(),
-  };
+  });
 }
 
 /** Headless Firefox ESR through puppeteer-core over WebDriver BiDi. */
@@ -108,6 +122,7 @@ async function firefoxDriver(): Promise<Driver> {
     defaultViewport: VIEWPORT,
   });
   const page = await browser.newPage();
+  page.setDefaultTimeout(ACTION_MS);
   const problems: string[] = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error}`));
   page.on("console", (message) => {
@@ -115,20 +130,116 @@ async function firefoxDriver(): Promise<Driver> {
       problems.push(`console ${message.type()}: ${message.text()}`);
     }
   });
-  return {
+  const evaluate = <T>(expression: string) =>
+    page.evaluate(expression) as Promise<T>;
+  return explained({
     browser: "firefox",
+    version: (await browser.version()).replace(/^firefox\//, "Firefox "),
     problems,
     goto: async (url) => void await page.goto(url),
-    fill: (selector, value) => page.locator(selector).fill(value),
+    // A locator waits for its element to be enabled with waitForFunction,
+    // whose poller compiles the predicate with Function() inside the page.
+    // The explorer's policy (script-src 'self', no 'unsafe-eval') blocks
+    // that, and Firefox ESR 140 applies it to WebDriver BiDi's scripts too
+    // (153 does not): the wait never succeeded and fill timed out after
+    // 30 s. Waiting here with plain expressions keeps the page's real
+    // policy under test.
+    fill: async (selector, value) => {
+      await enabled(evaluate, selector);
+      await page.locator(selector).setWaitForEnabled(false).fill(value);
+    },
     click: (selector) => page.click(selector),
     select: async (selector, value) => void await page.select(selector, value),
-    evaluate: (expression) => page.evaluate(expression) as Promise<never>,
+    evaluate,
     screenshot: async (path) =>
       void await page.screenshot({
         path: path as `${string}.png`,
         fullPage: true,
       }),
     close: () => browser.close(),
+  });
+}
+
+/**
+ * Waits until `selector` matches a form control that is not disabled,
+ * polling with plain expressions (nothing the page's policy refuses).
+ */
+async function enabled(
+  evaluate: <T>(expression: string) => Promise<T>,
+  selector: string,
+): Promise<void> {
+  const query = `document.querySelector(${JSON.stringify(selector)})`;
+  const deadline = Date.now() + ACTION_MS;
+  while (!(await evaluate<boolean>(`${query}?.disabled === false`))) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        (await evaluate<boolean>(`${query} === null`))
+          ? `no element matches ${selector}`
+          : `${selector} stayed disabled`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** What the page showed: its state line and the focused element. */
+async function pageState(driver: Driver): Promise<string> {
+  const described = driver.evaluate<string>(`(() => {
+    const state = document.querySelector("#state")?.textContent?.trim();
+    const focus = document.activeElement;
+    const name = focus === null || focus === document.body
+      ? "nothing"
+      : focus.tagName.toLowerCase() + (focus.id ? "#" + focus.id : "") +
+        ("value" in focus ? " holding " + JSON.stringify(focus.value) : "");
+    return "state " + JSON.stringify(state ?? "(no #state)") +
+      ", focus on " + name + ", at " + location.href;
+  })()`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("the page did not answer"), 5_000);
+  });
+  try {
+    return await Promise.race([described, late]);
+  } catch (error) {
+    return `the page could not be read (${error})`;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The driver with every action's failure explained: the error names the
+ * action and says what the page showed at that moment, so a timeout tells
+ * its own story.
+ */
+function explained(driver: Driver): Driver {
+  const act = <A extends unknown[]>(
+    what: (...args: A) => string,
+    action: (...args: A) => Promise<void>,
+  ) =>
+  async (...args: A): Promise<void> => {
+    try {
+      await action(...args);
+    } catch (error) {
+      throw new Error(
+        `${driver.browser}: ${
+          what(...args)
+        } failed (${error}); the page showed ${await pageState(
+          driver,
+        )}`,
+        { cause: error },
+      );
+    }
+  };
+  return {
+    ...driver,
+    goto: act((url) => `going to ${url}`, driver.goto),
+    fill: act((selector) => `filling ${selector}`, driver.fill),
+    click: act((selector) => `clicking ${selector}`, driver.click),
+    select: act(
+      (selector, value) => `selecting ${value} in ${selector}`,
+      driver.select,
+    ),
   };
 }
 
@@ -176,10 +287,9 @@ async function until(
   while (!(await driver.evaluate<boolean>(predicate))) {
     if (Date.now() > deadline) {
       throw new Error(
-        `${driver.browser}: the page did not show ${what} within ${ms} ms (state: ${await text(
+        `${driver.browser}: the page did not show ${what} within ${ms} ms; it showed ${await pageState(
           driver,
-          "#state",
-        )})`,
+        )}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -833,6 +943,7 @@ for (const browser of ["chromium", "firefox"] as const) {
       async fn() {
         await ensureBundle();
         const driver = await DRIVERS[browser]();
+        console.log(`  drove ${driver.version} with ${DRIVER_NAMES[browser]}`);
         try {
           await walk(driver);
         } finally {
