@@ -9,6 +9,7 @@ import type { CoapRequest, CoapResponse, ResponseInit } from "./exchange.ts";
 import {
   type CoapMessage,
   Code,
+  codeToString,
   decodeBlock,
   decodeMessage,
   encodeMessage,
@@ -1318,4 +1319,180 @@ Deno.test("CoapClient with reconnect gives up after maxAttempts: observations en
     true,
     reason.message,
   );
+});
+
+/**
+ * A raw connection that sends hand-made frames from its first message on:
+ * no CSM of its own unless one of the frames is.
+ */
+async function rawFrames(server: CoapServer, ...frames: number[][]) {
+  const [near, far] = socketPair();
+  server.accept(far);
+  const received: CoapMessage[] = [];
+  near.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    if (data instanceof ArrayBuffer) {
+      received.push(decodeMessage(new Uint8Array(data)));
+    }
+  });
+  let closeCode: number | undefined;
+  near.addEventListener("close", (e) => closeCode = (e as CloseEvent).code);
+  for (const frame of frames) near.send(new Uint8Array(frame));
+  await flush();
+  return { near, received, closeCode: () => closeCode };
+}
+
+Deno.test("CoapServer survives a peer whose CSM says Max-Message-Size 0 (or is empty): that connection is aborted with one log line, without an Abort that would not fit, and others go on", async () => {
+  for (const csm of [[0x00, 0xe1, 0x21, 0x00], [0x00, 0xe1, 0x20]]) {
+    const logs: string[] = [];
+    const server = new CoapServer({
+      "/": { GET: () => ({ payload: "Welcome" }) },
+    }, { log: recorder(logs) });
+    const hostile = await rawFrames(server, csm, [0x00, 0x01]);
+    assertEquals(
+      hostile.received.map((m) => codeToString(m.code)),
+      ["7.01"], // the server's CSM, and no Abort: it would not fit in 0 bytes
+    );
+    assertEquals(hostile.closeCode(), 1000); // 1002 is not a code a script may send
+    const diagnostic =
+      "Cannot answer: a 2.05 response of 10 bytes does not fit the peer's Max-Message-Size of 0";
+    assertEquals(logs, [`warn Aborting the CoAP connection: ${diagnostic}`]);
+    const { client } = await setup({}, { server });
+    const events = await collect(client.request({ method: "GET", path: "/" }));
+    assertEquals(events, ["2.05 Welcome last=true"]);
+    assertEquals([server.connections, server.exchanges], [1, 0]);
+    client.close();
+  }
+});
+
+Deno.test("CoapServer answers a 4.02 without its diagnostic when the peer's Max-Message-Size is too small for it, and goes on serving that peer", async () => {
+  const server = new CoapServer({
+    "/": { GET: () => ({ payload: "Welcome" }) },
+  }, { log: quiet });
+  // Max-Message-Size 64; a GET with an 8-byte token and critical option 9.
+  const peer = await rawFrames(
+    server,
+    [0x00, 0xe1, 0x21, 0x40],
+    [0x08, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x90],
+    [0x01, 0x01, 0x07],
+  );
+  assertEquals(
+    peer.received.map((m) => [codeToString(m.code), text(m.payload)]),
+    [["7.01", ""], ["4.02", ""], ["2.05", "Welcome"]],
+  );
+  assertEquals(peer.closeCode(), undefined);
+  peer.near.close();
+});
+
+Deno.test("CoapServer answers 5.00 when a resource's answer does not fit the peer even block-wise, and when it is not a response at all", async () => {
+  const logs: string[] = [];
+  const server = new CoapServer({
+    "/wide": {
+      GET: () => ({
+        payload: "x".repeat(100),
+        options: [{ number: 2049, value: new Uint8Array(60) }],
+      }),
+    },
+    "/broken": { GET: () => ({ code: "9.99" }) },
+  }, { log: recorder(logs) });
+  const peer = await rawFrames(
+    server,
+    [0x00, 0xe1, 0x21, 0x40],
+    [0x01, 0x01, 0x01, 0xb4, ...utf8("wide")],
+    [0x01, 0x01, 0x02, 0xb6, ...utf8("broken")],
+  );
+  assertEquals(
+    peer.received.map((m) => [codeToString(m.code), m.token[0]]),
+    [["7.01", undefined], ["5.00", 1], ["5.00", 2]],
+  );
+  assertEquals(logs, ["error Cannot send the response to /broken"]);
+  assertEquals(peer.closeCode(), undefined);
+  peer.near.close();
+});
+
+Deno.test("CoapServer aborts the connection holding the most unread bytes when all of them together hold more than maxHeldBytes", async () => {
+  const logs: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  // (The held messages are taken up on the flow's timers once the GETs are
+  // answered; flow_test.ts shows that with a clock it moves.)
+  const server = new CoapServer({
+    "/slow": { GET: () => gate.then(() => ({ payload: "late" })) },
+    "/echo": { POST: (request) => ({ payload: request.payload }) },
+  }, {
+    log: recorder(logs),
+    limits: { maxConcurrentRequests: 1, maxHeldBytes: 4_000 },
+  });
+  const slowGet = (token: number) => [0x01, 0x01, token, 0xb4, ...utf8("slow")];
+  const post = (token: number, size: number) => [
+    0x01,
+    0x02,
+    token,
+    0xb4,
+    ...utf8("echo"),
+    0xff,
+    ...new Uint8Array(size),
+  ];
+  const csm = [0x00, 0xe1];
+  // Each has a GET being answered and a POST in hand; what comes after is
+  // held. The first holds 2 POSTs of 509 bytes; the second's third POST of
+  // 1,009 bytes takes the total past 4,000, and the second (the most) goes.
+  const small = await rawFrames(
+    server,
+    csm,
+    slowGet(1),
+    ...[2, 3, 4].map((t) => post(t, 500)),
+  );
+  assertEquals(server.heldBytes, 2 * 509);
+  const large = await rawFrames(
+    server,
+    csm,
+    slowGet(1),
+    ...[2, 3, 4, 5, 6].map((t) => post(t, 1000)),
+  );
+  assertEquals(large.closeCode(), 1000);
+  assertEquals(large.received.at(-1)?.code, Code.ABORT);
+  assertEquals(
+    text(large.received.at(-1)!.payload),
+    "Holding 3027 bytes of messages not yet taken up, the most of any connection, while the server held 4045 (limit 4000, maxHeldBytes)",
+  );
+  assertEquals(server.heldBytes, 2 * 509);
+  assertEquals([small.closeCode(), server.connections], [undefined, 1]);
+  assertEquals(logs, [
+    "warn Aborting the CoAP connection: Holding 3027 bytes of messages not yet taken up, the most of any connection, while the server held 4045 (limit 4000, maxHeldBytes)",
+    "warn A CoAP connection closed; while it was open the server paused reading 1 times (at most 3 messages held) while responses were not read, 1 were being answered, or a burst used its 4 ms slice",
+  ]);
+  // What a connection holds is let go when it closes.
+  small.near.close();
+  await flush();
+  assertEquals([server.heldBytes, server.connections], [0, 0]);
+  release();
+});
+
+Deno.test("CoapServer.admit() refuses a connection past maxConnections, and past maxConnectionsPerAddress for one address, until one closes", async () => {
+  const server = new CoapServer({}, {
+    log: quiet,
+    limits: { maxConnections: 3, maxConnectionsPerAddress: 2 },
+  });
+  const open = (address: string) => {
+    const [near, far] = socketPair();
+    server.accept(far, { address });
+    return near;
+  };
+  assertEquals(server.admit("10.0.0.1"), undefined);
+  const a1 = open("10.0.0.1");
+  open("10.0.0.1");
+  assertEquals(
+    server.admit("10.0.0.1"),
+    "10.0.0.1 has 2 connections open, the limit for one address (maxConnectionsPerAddress)",
+  );
+  assertEquals(server.admit("10.0.0.2"), undefined);
+  open("10.0.0.2");
+  assertEquals(
+    server.admit("10.0.0.3"),
+    "The server has 3 connections open, its limit (maxConnections)",
+  );
+  a1.close();
+  await flush();
+  assertEquals([server.connections, server.admit("10.0.0.1")], [2, undefined]);
 });

@@ -42,6 +42,7 @@ import {
   utf8,
 } from "./message.ts";
 import { Fifo } from "./fifo.ts";
+import { ConnectionLog } from "./peer_log.ts";
 
 /** Where a connection's bytes go: a WebSocket, or a test's array. */
 export interface Transport {
@@ -104,11 +105,21 @@ export interface ConnectionOptions {
    */
   pingTimeout?: number;
   /**
-   * Where trouble is logged.
+   * Where trouble is logged. The connection logs through a
+   * {@linkcode ConnectionLog} of its own: a peer's text escaped and cut,
+   * a repeated event once and then counted, at most `logLinesPerMinute`
+   * lines a minute.
    *
    * @default {console}
    */
   log?: Logger;
+  /**
+   * Lines this connection may log a minute; what is over is counted and
+   * the count logged.
+   *
+   * @default {20}
+   */
+  logLinesPerMinute?: number;
   /**
    * The timers.
    *
@@ -131,6 +142,13 @@ export interface ConnectionOptions {
    * @default {Infinity}
    */
   maxQueued?: number;
+  /**
+   * Told how the bytes of the messages held while paused change: the size
+   * of each message as it is held (a positive number), and minus that as
+   * it is taken up or let go. A server adds them up over its connections
+   * to bound what they hold in total.
+   */
+  onHeld?: (bytes: number) => void;
   /** Called with each request that arrives (the server role). */
   onRequest?: (message: CoapMessage, connection: CoapConnection) => void;
   /** Called once when the connection has closed, with the reason. */
@@ -165,7 +183,8 @@ const CLOSE_NORMAL = 1000,
   CLOSE_PROTOCOL = 1002,
   CLOSE_TEXT = 1003,
   CLOSE_MALFORMED = 1007,
-  CLOSE_TOO_BIG = 1009;
+  CLOSE_TOO_BIG = 1009,
+  CLOSE_INTERNAL = 1011;
 
 interface Exchange {
   readonly key: number | string;
@@ -216,7 +235,7 @@ const noop = (): void => {};
  */
 export class CoapConnection {
   readonly #transport: Transport;
-  readonly #log: Logger;
+  readonly #log: ConnectionLog;
   readonly #clock: Clock;
   readonly #maxMessageSize: number;
   readonly #blockWise: boolean;
@@ -224,6 +243,7 @@ export class CoapConnection {
   readonly #onRequest: ConnectionOptions["onRequest"];
   readonly #onClose: ConnectionOptions["onClose"];
   readonly #onPong: ConnectionOptions["onPong"];
+  readonly #onHeld: ConnectionOptions["onHeld"];
   /** The Ping that pokes are waiting on, so that pokes share one. */
   #pokePing: Promise<unknown> | undefined;
   #state: ConnectionState = "new";
@@ -238,6 +258,8 @@ export class CoapConnection {
   /** Messages that arrived while paused. */
   readonly #held = new Fifo<Uint8Array>();
   #mostHeld = 0;
+  /** Bytes of the messages held. */
+  #heldBytes = 0;
   /** Bytes handed to the transport. */
   #written = 0;
   #pings = new Map<number | string, PendingPing>();
@@ -254,7 +276,8 @@ export class CoapConnection {
    * @param transport Where the connection's bytes go.
    * @param options Settings and the server role's request handler.
    * @throws {RangeError} If `maxMessageSize` is not an integer of at least
-   * 64 or `pingTimeout` is not positive.
+   * 64, `pingTimeout` is not positive, or `maxHeldMessages` or
+   * `logLinesPerMinute` is not a positive integer.
    */
   constructor(transport: Transport, options: ConnectionOptions = {}) {
     const {
@@ -283,7 +306,10 @@ export class CoapConnection {
       );
     }
     this.#transport = transport;
-    this.#log = log;
+    this.#log = new ConnectionLog(log, {
+      linesPerMinute: options.logLinesPerMinute,
+      now: () => clock.now(),
+    });
     this.#clock = clock;
     this.#maxMessageSize = maxMessageSize;
     this.#blockWise = blockWise;
@@ -291,6 +317,7 @@ export class CoapConnection {
     this.#onRequest = options.onRequest;
     this.#onClose = options.onClose;
     this.#onPong = options.onPong;
+    this.#onHeld = options.onHeld;
     this.#ready = new Promise<PeerSettings>((resolve, reject) => {
       this.#settleReady = (value) =>
         value instanceof ConnectionError ? reject(value) : resolve(value);
@@ -353,8 +380,11 @@ export class CoapConnection {
     return this.#written;
   }
 
-  /** Where the connection logs. */
-  get log(): Logger {
+  /**
+   * Where the connection logs: its {@linkcode ConnectionLog}, which escapes
+   * what it is given and keeps to the connection's budget of lines.
+   */
+  get log(): ConnectionLog {
     return this.#log;
   }
 
@@ -385,11 +415,41 @@ export class CoapConnection {
   /**
    * Feeds one message that arrived. A text message, malformed bytes, a
    * message over the advertised size or a missing CSM make this side send
-   * an Abort with a diagnostic payload and close the connection.
+   * an Abort with a diagnostic payload and close the connection. Nothing a
+   * peer sends makes it throw: an error that escapes the handling of a
+   * message (a bug, or a request handler's) is logged once and aborts this
+   * connection alone.
    *
    * @param data The message: bytes, or text (which is a protocol error).
    */
   receive(data: Uint8Array | ArrayBuffer | string): void {
+    try {
+      this.#receive(data);
+    } catch (error) {
+      this.fault(error);
+    }
+  }
+
+  /**
+   * Contains an error that escaped this connection's handling: logs it
+   * once, with its stack, and aborts the connection, which is all the harm
+   * it may do. The server's own timers call it too.
+   *
+   * @param error What was thrown.
+   */
+  fault(error: unknown): void {
+    if (this.#state === "closed") {
+      this.#log.debug("An error after the connection closed", error);
+      return;
+    }
+    this.#log.error(
+      "Aborting a CoAP connection: handling what it sent failed",
+      error,
+    );
+    this.abort("Internal error", CLOSE_INTERNAL);
+  }
+
+  #receive(data: Uint8Array | ArrayBuffer | string): void {
     if (this.#state === "closed") return;
     if (typeof data === "string") {
       this.abort("Text frame received", CLOSE_TEXT);
@@ -412,6 +472,8 @@ export class CoapConnection {
       }
       this.#held.push(bytes);
       if (this.#held.size > this.#mostHeld) this.#mostHeld = this.#held.size;
+      this.#heldBytes += bytes.length;
+      this.#onHeld?.(bytes.length);
       return;
     }
     this.#process(bytes);
@@ -434,10 +496,17 @@ export class CoapConnection {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    while (
-      !this.#paused && this.#state !== "closed" && this.#held.size > 0
-    ) {
-      this.#process(this.#held.shift()!);
+    try {
+      while (
+        !this.#paused && this.#state !== "closed" && this.#held.size > 0
+      ) {
+        const bytes = this.#held.shift()!;
+        this.#heldBytes -= bytes.length;
+        this.#onHeld?.(-bytes.length);
+        this.#process(bytes);
+      }
+    } catch (error) {
+      this.fault(error);
     }
   }
 
@@ -449,6 +518,11 @@ export class CoapConnection {
   /** The most messages that waited at once while it was paused. */
   get mostHeld(): number {
     return this.#mostHeld;
+  }
+
+  /** The bytes of the messages waiting while it is paused. */
+  get heldBytes(): number {
+    return this.#heldBytes;
   }
 
   #process(bytes: Uint8Array): void {
@@ -603,6 +677,60 @@ export class CoapConnection {
   }
 
   /**
+   * Sends a response whatever it holds, shortened to fit the peer. An error
+   * response (4.xx, 5.xx) that is larger than the peer's Max-Message-Size
+   * goes without its payload, the diagnostic; a success response that does
+   * not fit, or one that cannot be encoded, becomes a 5.00. When not even
+   * that fits, the connection is aborted. It never throws.
+   *
+   * @param message The response.
+   * @returns Whether a message went out.
+   */
+  reply(message: OutgoingMessage): boolean {
+    if (this.#state === "closed") return false;
+    const limit = this.#peer.maxMessageSize;
+    let bytes: Uint8Array | undefined;
+    let trouble: string;
+    try {
+      bytes = encodeMessage(message);
+      trouble = `a ${
+        codeToString(message.code)
+      } response of ${bytes.length} bytes`;
+    } catch (error) {
+      trouble = `a response that cannot be encoded (${
+        (error as Error).message
+      })`;
+    }
+    if (bytes === undefined || bytes.length > limit) {
+      const error = bytes !== undefined && message.code >= Code.BAD_REQUEST;
+      const bare: CoapMessage = {
+        code: error ? message.code : Code.INTERNAL_SERVER_ERROR,
+        token: message.token,
+        options: [],
+        payload: new Uint8Array(0),
+      };
+      bytes = encodeMessage(bare);
+      if (bytes.length > limit) {
+        this.abort(
+          `Cannot answer: ${trouble} does not fit the peer's Max-Message-Size of ${limit}`,
+        );
+        return false;
+      }
+      this.#log.repeated(
+        "shortened",
+        "responses shortened to fit the peer",
+        "debug",
+        `Sent ${
+          codeToString(bare.code)
+        } without a payload instead of ${trouble}: the peer accepts at most ${limit} bytes`,
+      );
+    }
+    this.#written += bytes.length;
+    this.#transport.send(bytes);
+    return true;
+  }
+
+  /**
    * The size `message` has on the wire.
    *
    * @param message The message.
@@ -670,7 +798,7 @@ export class CoapConnection {
   ): void {
     if (this.#state === "closed") return;
     this.#log.warn(`Aborting the CoAP connection: ${diagnostic}`);
-    this.#tryWrite({
+    const abort: CoapMessage = {
       code: Code.ABORT,
       token: new Uint8Array(0),
       options: badCsmOption === undefined ? [] : [{
@@ -678,7 +806,18 @@ export class CoapConnection {
         value: uint(badCsmOption),
       }],
       payload: utf8(diagnostic),
-    });
+    };
+    // The diagnostic is cut to what the peer accepts; an Abort that does not
+    // fit even without it is not sent (the close reason still says why).
+    const room = this.#peer.maxMessageSize -
+      encodeMessage({ ...abort, payload: new Uint8Array(0) }).length - 1;
+    if (room >= 0) {
+      this.#tryWrite(
+        abort.payload.length > room
+          ? { ...abort, payload: cutUtf8(abort.payload, room) }
+          : abort,
+      );
+    }
     this.#close(
       new ConnectionError(`Connection aborted by this side: ${diagnostic}`),
       closeCode,
@@ -810,7 +949,10 @@ export class CoapConnection {
     const key = tokenKey(message.token);
     const exchange = this.#exchanges.get(key);
     if (exchange === undefined) {
-      this.#log.warn(
+      this.#log.repeated(
+        "unknown token",
+        "responses with unknown tokens",
+        "warn",
         `Ignoring a ${codeToString(message.code)} response with unknown token ${
           hex(message.token) || "(empty)"
         }`,
@@ -871,6 +1013,11 @@ export class CoapConnection {
     this.#state = "closed";
     this.#closeReason = reason;
     this.#held.clear();
+    if (this.#heldBytes > 0) {
+      const bytes = this.#heldBytes;
+      this.#heldBytes = 0;
+      this.#onHeld?.(-bytes);
+    }
     this.#settleReady(reason);
     const pings = [...this.#pings.values()];
     this.#pings.clear();
@@ -896,6 +1043,7 @@ export class CoapConnection {
     } catch (error) {
       this.#log.error("A connection's close handler failed", error);
     }
+    this.#log.close();
   }
 }
 
@@ -914,6 +1062,14 @@ function endWith(
   } catch {
     queueMicrotask(() => pipe.addException(reason));
   }
+}
+
+/** The first `room` bytes of UTF-8 text, never half a character. */
+function cutUtf8(bytes: Uint8Array, room: number): Uint8Array {
+  let end = room;
+  // Back off over continuation bytes (10xxxxxx) to a character's start.
+  while (end > 0 && end < bytes.length && (bytes[end] & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 function signal(

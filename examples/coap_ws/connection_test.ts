@@ -298,6 +298,199 @@ Deno.test("CoapConnection logs and ignores a response with an unknown token", ()
   assertEquals([trace, connection.state, connection.pending], [[], "open", 1]);
 });
 
+Deno.test("CoapConnection logs the first response with an unknown token and counts the rest, telling the count as it closes", () => {
+  const { connection, feed, logs } = harness();
+  for (let i = 0; i < 5000; i++) feed(response(uint(i + 1), "stray"));
+  assertEquals(logs, ["warn Ignoring a 2.05 response with unknown token 01"]);
+  connection.release();
+  assertEquals(logs, [
+    "warn Ignoring a 2.05 response with unknown token 01",
+    "warn And 4999 more responses with unknown tokens on this connection",
+  ]);
+});
+
+Deno.test("CoapConnection logs a peer's Abort diagnostic escaped and cut, never as lines of its own", () => {
+  const { connection, feed, logs } = harness();
+  const head = "bye\nerror: FORGED \x1b[31mred\x1b[0m\u202e";
+  const forged = head + "x".repeat(400);
+  feed({
+    code: Code.ABORT,
+    token: bytes(),
+    options: [],
+    payload: utf8(forged),
+  });
+  // The line is cut at 300 characters, then escaped.
+  const prefix = "The peer aborted the CoAP connection: ";
+  const xs = 300 - prefix.length - head.length;
+  assertEquals(logs, [
+    `warn ${prefix}bye\\nerror: FORGED \\x1b[31mred\\x1b[0m\\u202e${
+      "x".repeat(xs)
+    }… (${400 - xs} more characters)`,
+  ]);
+  assertEquals(connection.state, "closed");
+});
+
+Deno.test("CoapConnection logs through a budget of lines a minute (logLinesPerMinute), and says how many it left out", () => {
+  const { connection, logs, clock } = harness({ logLinesPerMinute: 3 });
+  for (let i = 0; i < 10; i++) connection.log.warn(`line ${i}`);
+  assertEquals(logs, ["warn line 0", "warn line 1", "warn line 2"]);
+  clock.advance(60_000);
+  connection.log.info("a new minute");
+  assertEquals(logs.slice(3), [
+    "warn Left out 7 more log lines of this connection (at most 3 a minute)",
+    "info a new minute",
+  ]);
+  for (let i = 0; i < 5; i++) connection.log.warn("more");
+  connection.release();
+  assertEquals(logs.slice(5), [
+    "warn more",
+    "warn more",
+    "warn Left out 3 more log lines of this connection (at most 3 a minute)",
+  ]);
+});
+
+Deno.test("CoapConnection contains an error thrown while it handles a message: one log line with the error, an Abort, this connection closed", () => {
+  const logs: unknown[][] = [];
+  const sent: CoapMessage[] = [];
+  const closes: [number, string][] = [];
+  const bug = new Error("handler bug");
+  const connection = new CoapConnection({
+    send: (b) => sent.push(decodeMessage(b)),
+    close: (code, reason) => closes.push([code, reason]),
+  }, {
+    log: {
+      debug: (...data) => logs.push(["debug", ...data]),
+      info: (...data) => logs.push(["info", ...data]),
+      warn: (...data) => logs.push(["warn", ...data]),
+      error: (...data) => logs.push(["error", ...data]),
+    },
+    onRequest: () => {
+      throw bug;
+    },
+  });
+  connection.start();
+  const { pipe, trace } = tracedPipe(get("a"));
+  connection.receive(encodeMessage(csm()));
+  connection.request(pipe);
+  connection.receive(encodeMessage({ ...get("b"), token: bytes(9) }));
+  assertEquals(logs, [
+    ["error", "Aborting a CoAP connection: handling what it sent failed", bug],
+    ["warn", "Aborting the CoAP connection: Internal error"],
+  ]);
+  assertEquals(sent.map((m) => [m.code, text(m.payload)]).slice(-1), [
+    [Code.ABORT, "Internal error"],
+  ]);
+  assertEquals(closes, [[
+    1011,
+    "Connection aborted by this side: Internal error",
+  ]]);
+  assertEquals(trace, [
+    "exception Connection aborted by this side: Internal error",
+  ]);
+  // Whatever arrives afterwards is dropped without a word.
+  connection.receive(encodeMessage(get("c")));
+  assertEquals(logs.length, 2);
+});
+
+Deno.test("CoapConnection.reply() sends an error response without its diagnostic when the whole does not fit the peer", () => {
+  const { connection, sent, feed, closes } = harness({ peerCsm: csm(64) });
+  const diagnostic = "Bad Option: the request has a critical unknown option 9";
+  const token = bytes(0, 0, 0, 0, 0, 0, 0, 0);
+  assertEquals(
+    connection.reply({
+      code: Code.BAD_OPTION,
+      token,
+      options: [],
+      payload: diagnostic,
+    }),
+    true,
+  );
+  // 2 + 8 + 1 + 56 = 67 bytes would not fit 64: sent bare.
+  assertEquals(
+    sent.slice(1).map((m) => [m.code, hex(m.token), m.payload.length]),
+    [
+      [Code.BAD_OPTION, "0000000000000000", 0],
+    ],
+  );
+  // A success response that does not fit becomes a bare 5.00.
+  assertEquals(
+    connection.reply({
+      code: Code.CONTENT,
+      token,
+      options: [],
+      payload: "x".repeat(100),
+    }),
+    true,
+  );
+  assertEquals(sent.slice(2).map((m) => [m.code, m.payload.length]), [[
+    Code.INTERNAL_SERVER_ERROR,
+    0,
+  ]]);
+  // So does one that cannot be encoded at all.
+  assertEquals(
+    connection.reply({
+      code: Code.CONTENT,
+      token,
+      options: [{ number: 12, value: new Uint8Array(70_000) }],
+      payload: "",
+    }),
+    true,
+  );
+  assertEquals(sent.slice(3).map((m) => m.code), [Code.INTERNAL_SERVER_ERROR]);
+  assertEquals([connection.state, closes], ["open", []]);
+  feed(response(bytes(1), "-")); // still serving
+  assertEquals(connection.state, "open");
+});
+
+Deno.test("CoapConnection.reply() aborts the connection when not even a bare response fits the peer, and sends no Abort that does not fit either", () => {
+  // A CSM whose Max-Message-Size option is empty: 0 (RFC 7252 §3.2).
+  const { connection, sent, closes, logs } = harness({
+    peerCsm: {
+      code: Code.CSM,
+      token: bytes(),
+      options: [{ number: 2, value: bytes() }],
+      payload: bytes(),
+    },
+  });
+  assertEquals(connection.peer.maxMessageSize, 0);
+  assertEquals(
+    connection.reply({
+      code: Code.CONTENT,
+      token: bytes(),
+      options: [],
+      payload: "hi",
+    }),
+    false,
+  );
+  const diagnostic =
+    "Cannot answer: a 2.05 response of 5 bytes does not fit the peer's Max-Message-Size of 0";
+  assertEquals(sent.length, 1, "only the CSM went out");
+  assertEquals(closes, [[
+    1002,
+    `Connection aborted by this side: ${diagnostic}`,
+  ]]);
+  assertEquals(logs, [`warn Aborting the CoAP connection: ${diagnostic}`]);
+  assertEquals(
+    connection.reply({
+      code: Code.CONTENT,
+      token: bytes(),
+      options: [],
+      payload: "",
+    }),
+    false,
+  );
+});
+
+Deno.test("CoapConnection.abort() cuts its diagnostic to what the peer accepts, on a character boundary", () => {
+  const { connection, sent, closes } = harness({ peerCsm: csm(10) });
+  connection.abort("é".repeat(20));
+  // An Abort is 2 bytes, the payload marker 1: 7 bytes of room, 3 whole é.
+  assertEquals(sent.slice(1).map((m) => [m.code, text(m.payload)]), [
+    [Code.ABORT, "ééé"],
+  ]);
+  assertEquals(closes.length, 1);
+});
+
 Deno.test("CoapConnection.request() ends the pipe with an exception when the request exceeds the peer's Max-Message-Size", () => {
   const { connection, sent, feed } = harness();
   feed(csm(100));

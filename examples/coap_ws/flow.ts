@@ -82,6 +82,28 @@ export interface FlowLimits {
    * @default {4}
    */
   sliceMs?: number;
+  /**
+   * Bytes of messages held unread over all of the server's connections
+   * (`maxHeldMessages` bounds each one's count). Past it, the connection
+   * holding the most is aborted, and what it held let go.
+   *
+   * @default {33554432} (32 MiB)
+   */
+  maxHeldBytes?: number;
+  /**
+   * Connections the server serves at once; an adapter refuses the upgrade
+   * of one more with 503.
+   *
+   * @default {4096}
+   */
+  maxConnections?: number;
+  /**
+   * Connections from one address at once, where the adapter knows the
+   * address (Deno's does); past it, 503.
+   *
+   * @default {256}
+   */
+  maxConnectionsPerAddress?: number;
 }
 
 /** The limits with every default filled in. */
@@ -97,6 +119,9 @@ export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
   maxObservationsPerConnection: 100,
   maxObservations: 20_000,
   sliceMs: 4,
+  maxHeldBytes: 33_554_432,
+  maxConnections: 4_096,
+  maxConnectionsPerAddress: 256,
 });
 
 /**
@@ -152,6 +177,11 @@ export interface FlowLink {
   readonly mostHeld: number;
   /** Aborts the connection with a diagnostic. */
   abort(diagnostic: string): void;
+  /**
+   * Contains an error that escaped the flow's work on a timer: logs it and
+   * aborts the connection.
+   */
+  fault(error: unknown): void;
   /** Takes up a request (it was held, or may be taken at once). */
   process(message: CoapMessage): void;
   /** Stops taking up what arrives: it is held, undecoded. */
@@ -339,6 +369,15 @@ export class Flow {
   readonly #run = (): void => {
     this.#scheduled = false;
     if (this.#closed || this.#link.closed) return;
+    // A timer's callback: whatever escapes would reach the process.
+    try {
+      this.#work();
+    } catch (error) {
+      this.#link.fault(error);
+    }
+  };
+
+  #work(): void {
     const now = this.#clock.now();
     this.#burstStart = this.#lastWork = now;
     if (!this.#checkLimit(now)) return;
@@ -363,7 +402,7 @@ export class Flow {
     const more = this.#outbox.size > 0 ||
       (this.#inHand !== undefined && this.#active < maxConcurrentRequests);
     if (more || this.congested) this.#schedule();
-  };
+  }
 
   /** Aborts a connection whose queue stayed above the limit too long. */
   #checkLimit(now: number): boolean {

@@ -631,6 +631,9 @@ Deno.test("resolveLimits() fills in the defaults and refuses unknown names and v
     maxObservationsPerConnection: 100,
     maxObservations: 20_000,
     sliceMs: 4,
+    maxHeldBytes: 33_554_432,
+    maxConnections: 4_096,
+    maxConnectionsPerAddress: 256,
   });
   assertEquals(resolveLimits({ sliceMs: 0.5 }).sliceMs, 0.5);
   assertEquals(
@@ -669,6 +672,7 @@ Deno.test("Flow reads the transport's queue only when what was queued at the las
     closed: false,
     mostHeld: 0,
     abort() {},
+    fault() {},
     process() {},
     pause() {},
     resume() {},
@@ -696,4 +700,51 @@ Deno.test("Flow reads the transport's queue only when what was queued at the las
   const plain = new Flow(bare, resolveLimits({ highWaterMark: 100 }), clock);
   reads = 0;
   assertEquals([plain.congested, plain.congested, reads], [false, false, 2]);
+});
+
+Deno.test("Flow contains an error thrown by work it does on a timer: the link's fault() gets it, and the flow goes on no further", () => {
+  const faults: unknown[] = [];
+  const processed: string[] = [];
+  const bug = new Error("process failed");
+  const timers: (() => void)[] = [];
+  const clock = {
+    now: () => 0,
+    setTimeout: (fn: () => void) => timers.push(fn),
+    clearTimeout() {},
+  };
+  let closed = false;
+  const link = {
+    queued: 0,
+    get closed() {
+      return closed;
+    },
+    mostHeld: 0,
+    abort() {},
+    fault(error: unknown) {
+      faults.push(error);
+      closed = true;
+    },
+    process(message: CoapMessage) {
+      processed.push(text(message.payload));
+      if (processed.length === 2) throw bug;
+    },
+    pause() {},
+    resume() {},
+  };
+  const flow = new Flow(
+    link,
+    resolveLimits({ maxConcurrentRequests: 1 }),
+    clock,
+  );
+  const message = (payload: string): CoapMessage => ({
+    ...get(1, "x"),
+    payload: new TextEncoder().encode(payload),
+  });
+  flow.request(message("first"));
+  flow.started();
+  flow.request(message("second")); // held: one is being answered
+  flow.finished();
+  assertEquals([processed, timers.length], [["first"], 1]);
+  timers.shift()!(); // the flow's timer: must not throw
+  assertEquals([processed, faults], [["first", "second"], [bug]]);
 });

@@ -48,6 +48,7 @@ import {
   type CoapOption,
   encodeBlock,
   Option,
+  type OutgoingMessage,
   tokenKey,
   uint,
   utf8,
@@ -167,7 +168,6 @@ const MAX_SZX = 6;
 export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #log: Logger;
-  readonly #render: ErrorToMessageOptions<ResponseInit>;
   /** Resources for every path under a prefix (`"/shared/*"`), longest first. */
   readonly #prefixes: [string, Resource][] = [];
   readonly #maxMessageSize: number | undefined;
@@ -178,6 +178,12 @@ export class CoapServer {
     drivers: 0,
     observations: 0,
   };
+  /** The open connections, for the one holding most when over budget. */
+  readonly #open = new Set<CoapConnection>();
+  /** Open connections by the peer's address, where the adapter knows it. */
+  readonly #byAddress = new Map<string, number>();
+  /** Bytes held unread over all connections. */
+  #heldBytes = 0;
 
   /**
    * Creates a server for `resources`. Unless one is given,
@@ -193,19 +199,6 @@ export class CoapServer {
    */
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
-    const log = this.#log;
-    // An error response the resource chose (a 4.04, a 4.00) is an expected
-    // event: renderException logs it at info, and the server at debug.
-    // Unexpected errors (a handler that throws anything else) stay errors.
-    this.#render = {
-      internalServerError,
-      log: {
-        debug: (...data) => log.debug(...data),
-        info: (...data) => log.debug(...data),
-        warn: (...data) => log.warn(...data),
-        error: (...data) => log.error(...data),
-      },
-    };
     this.#maxMessageSize = options.maxMessageSize;
     this.#limits = resolveLimits(options.limits);
     this.#resources = new Map();
@@ -279,19 +272,56 @@ export class CoapServer {
     return this.#limits;
   }
 
+  /** Where the server logs (each connection through a guard of its own). */
+  get log(): Logger {
+    return this.#log;
+  }
+
+  /** Bytes of messages held unread now, over all connections. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /**
+   * Whether one more connection may be accepted, from `address` if the
+   * adapter knows it: an adapter asks before it upgrades, and refuses with
+   * 503 and the reason when there is one.
+   *
+   * @param address The peer's IP address, if known.
+   * @returns `undefined` to accept, or why not.
+   */
+  admit(address?: string): string | undefined {
+    const { maxConnections, maxConnectionsPerAddress } = this.#limits;
+    if (this.#counts.connections >= maxConnections) {
+      return `The server has ${this.#counts.connections} connections open, its limit (maxConnections)`;
+    }
+    if (
+      address !== undefined &&
+      (this.#byAddress.get(address) ?? 0) >= maxConnectionsPerAddress
+    ) {
+      return `${address} has ${maxConnectionsPerAddress} connections open, the limit for one address (maxConnectionsPerAddress)`;
+    }
+    return undefined;
+  }
+
   /**
    * Serves a WebSocket that was accepted with the `coap` subprotocol.
    *
    * @param socket The socket (open, or opening).
-   * @param options Connection options (`onRequest` is the server's own).
+   * @param options Connection options (`onRequest` is the server's own),
+   * and the peer's `address`, counted against `maxConnectionsPerAddress`.
    * @returns The connection.
    */
   accept(
     socket: WebSocketLike,
-    options: Omit<ConnectionOptions, "onRequest"> = {},
+    options: Omit<ConnectionOptions, "onRequest"> & { address?: string } = {},
   ): CoapConnection {
     const served = new Map<number | string, Served>();
+    const { address } = options;
     this.#counts.connections++;
+    if (address !== undefined) {
+      this.#byAddress.set(address, (this.#byAddress.get(address) ?? 0) + 1);
+    }
     const flow: Flow = new Flow(
       {
         get queued() {
@@ -307,6 +337,7 @@ export class CoapServer {
           return connection.mostHeld;
         },
         abort: (diagnostic) => connection.abort(diagnostic),
+        fault: (error) => connection.fault(error),
         process: (message) => this.#handle(link, message),
         pause: () => connection.pause(),
         resume: () => connection.resume(),
@@ -321,8 +352,21 @@ export class CoapServer {
       maxQueued: this.#limits.queueLimit,
       ...options,
       onRequest: (message) => flow.request(message),
+      onHeld: (bytes) => {
+        this.#heldBytes += bytes;
+        if (bytes > 0 && this.#heldBytes > this.#limits.maxHeldBytes) {
+          this.#shed();
+        }
+        options.onHeld?.(bytes);
+      },
       onClose: (reason) => {
         this.#counts.connections--;
+        this.#open.delete(connection);
+        if (address !== undefined) {
+          const left = this.#byAddress.get(address)! - 1;
+          if (left === 0) this.#byAddress.delete(address);
+          else this.#byAddress.set(address, left);
+        }
         flow.close();
         for (const exchange of [...served.values()]) exchange.stop();
         served.clear();
@@ -330,14 +374,45 @@ export class CoapServer {
         options.onClose?.(reason);
       },
     });
+    this.#open.add(connection);
+    const log = connection.log;
     const link: Link = {
       counts: this.#counts,
       connection,
       served,
       flow,
-      render: this.#render,
+      // An error response the resource chose (a 4.04, a 4.00) is an
+      // expected event: renderException logs it at info, and the server at
+      // debug. Unexpected errors (a handler that throws anything else) stay
+      // errors. Through the connection's log: the lines may hold the
+      // peer's text (a path), and count against its budget.
+      render: {
+        internalServerError,
+        log: {
+          debug: (...data) => log.debug(...data),
+          info: (...data) => log.debug(...data),
+          warn: (...data) => log.warn(...data),
+          error: (...data) => log.error(...data),
+        },
+      },
     };
     return connection;
+  }
+
+  /**
+   * The server holds more unread bytes than `maxHeldBytes`: the connection
+   * holding most is aborted, which lets go of what it held.
+   */
+  #shed(): void {
+    let largest: CoapConnection | undefined;
+    for (const connection of this.#open) {
+      if (largest === undefined || connection.heldBytes > largest.heldBytes) {
+        largest = connection;
+      }
+    }
+    largest?.abort(
+      `Holding ${largest.heldBytes} bytes of messages not yet taken up, the most of any connection, while the server held ${this.#heldBytes} (limit ${this.#limits.maxHeldBytes}, maxHeldBytes)`,
+    );
   }
 
   /** The resource of a `"/prefix/*"` key that `path` is under, if any. */
@@ -368,7 +443,7 @@ export class CoapServer {
         : { code: "4.00", payload: "Bad Request" };
       flow.offer({
         flush: () =>
-          send(connection, message.token, undefined, init, undefined),
+          connection.reply(responseMessage(init, message.token, undefined)),
       });
       return;
     }
@@ -390,7 +465,10 @@ export class CoapServer {
       flow.report.unobserved++;
     }
     if (observing) request = forObservation(request);
-    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, this.#log);
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(
+      request,
+      connection.log,
+    );
     const exchange = new Served(link, key, request, observing, pipe);
     served.set(key, exchange);
     const method = request.method as typeof METHOD_NAMES[number];
@@ -721,15 +799,21 @@ class Served implements Outgoing {
     this.#pending = undefined;
     const observe = final ? undefined : this.#sequence++ & 0xffffff;
     const { link: { connection }, request } = this;
+    let message: OutgoingMessage | undefined;
     try {
-      send(connection, request.token, request, init, observe);
+      message = responseMessage(init, request.token, observe);
     } catch (error) {
+      // What the resource answered is not a response (an unknown code, a
+      // content format out of range): its bug, answered as a 5.00.
       connection.log.error(
         `Cannot send the response to ${request.path}`,
         error,
       );
-      send(connection, request.token, request, { code: "5.00" }, undefined);
+      connection.reply(
+        responseMessage({ code: "5.00" }, request.token, undefined),
+      );
     }
+    if (message !== undefined) send(connection, request, message);
     if (final) this.#settle();
   }
 
@@ -778,58 +862,70 @@ class Served implements Outgoing {
 }
 
 /**
- * Sends a resource's answer on `token`, block-wise (RFC 7959) when the
- * request asked for a block or the whole would not fit the peer's
- * Max-Message-Size: then Block2 and, on the first block, Size2.
+ * Sends a resource's answer, block-wise (RFC 7959) when the request asked
+ * for a block or the whole would not fit the peer's Max-Message-Size: then
+ * Block2 and, on the first block, Size2. It never throws: what cannot go
+ * out as it is goes through {@linkcode CoapConnection.prototype.reply}
+ * (an error without its diagnostic, a 5.00, or the connection aborted).
  */
 function send(
   connection: CoapConnection,
-  token: Uint8Array,
-  request: IncomingRequest | undefined,
-  init: ResponseInit,
-  observe: number | undefined,
+  request: IncomingRequest,
+  message: OutgoingMessage,
 ): void {
   if (connection.state === "closed") return;
-  const message = responseMessage(init, token, observe);
   const limit = connection.peer.maxMessageSize;
-  const wanted = request?.block2;
+  const wanted = request.block2;
   const success = message.code >> 5 === 2;
   if (!success) {
-    connection.send(message);
+    connection.reply(message);
     return;
   }
-  if (wanted === undefined && connection.trySend(message)) return;
+  let size: number;
+  try {
+    if (wanted === undefined && connection.trySend(message)) return;
+    size = connection.sizeOf({ ...message, payload: new Uint8Array(0) });
+  } catch {
+    // It cannot be encoded (an option too long): reply() says so.
+    connection.reply(message);
+    return;
+  }
   // Block-wise, the payload's bytes are cut into blocks.
   const payload = typeof message.payload === "string"
     ? utf8(message.payload)
     : message.payload;
   let szx = Math.min(wanted?.szx ?? MAX_SZX, MAX_SZX);
-  const head = connection.sizeOf({ ...message, payload: new Uint8Array(0) }) +
-    12; // room for the marker, Block2 and Size2
+  const head = size + 12; // room for the marker, Block2 and Size2
   while (szx > 0 && head + (16 << szx) > limit) szx--;
-  const size = 16 << szx;
-  // A client asking with a larger block size gets the same bytes in
-  // smaller blocks: its block number counts in its own block size.
-  const offset = (wanted?.num ?? 0) * (16 << Math.min(wanted?.szx ?? szx, 7));
-  if (offset >= payload.length && offset > 0) {
-    connection.send(responseMessage({
-      code: "4.02",
-      payload: `Block ${wanted?.num} is past the end of the resource`,
-    }, token));
+  const blockSize = 16 << szx;
+  if (head + blockSize > limit) {
+    // Not even the smallest block fits: reply() makes it a 5.00.
+    connection.reply(message);
     return;
   }
-  const more = offset + size < payload.length;
+  // A client asking with a larger block size gets the same bytes in
+  // smaller blocks: its block number counts in its own block size.
+  const offset = (wanted?.num ?? 0) *
+    (16 << Math.min(wanted?.szx ?? szx, 7));
+  if (offset >= payload.length && offset > 0) {
+    connection.reply(responseMessage({
+      code: "4.02",
+      payload: `Block ${wanted?.num} is past the end of the resource`,
+    }, request.token));
+    return;
+  }
+  const more = offset + blockSize < payload.length;
   const options: CoapOption[] = [...message.options, {
     number: Option.BLOCK2,
-    value: encodeBlock({ num: offset / size, more, szx }),
+    value: encodeBlock({ num: offset / blockSize, more, szx }),
   }];
   if (offset === 0) {
     options.push({ number: Option.SIZE2, value: uint(payload.length) });
   }
-  connection.send({
+  connection.reply({
     ...message,
     options,
-    payload: payload.subarray(offset, offset + size),
+    payload: payload.subarray(offset, offset + blockSize),
   });
 }
 
