@@ -6,10 +6,14 @@
  * @module
  */
 
+import type { Logger } from "../../mod.ts";
+import { escapeText } from "./peer_log.ts";
 import { CoapServer, type Resources } from "./server.ts";
 import {
   authorizeUpgrade,
-  rejectUpgrade,
+  type Refusal,
+  refusalResponse,
+  refuseUpgrade,
   type UpgradeOptions,
 } from "./upgrade.ts";
 
@@ -42,13 +46,47 @@ export interface ServeCoapOptions extends UpgradeOptions {
   reusePort?: boolean;
 }
 
+/** How many kinds of refusal are logged, each once, before no more are. */
+const REFUSALS_LOGGED = 100;
+
 /**
- * A `Deno.serve` handler for CoAP over WebSocket.
+ * Logs each kind of refused upgrade once, at info: a page from an origin
+ * not allowed, a Host the server does not answer to, a malformed
+ * handshake. The kinds are bounded, so no client can flood the log by
+ * varying what it sends.
+ *
+ * @param log Where the lines go.
+ * @returns The function to call with each refusal.
+ */
+export function refusalLog(log: Logger): (refusal: Refusal) => void {
+  const seen = new Set<string>();
+  return (refusal) => {
+    if (seen.has(refusal.key) || seen.size > REFUSALS_LOGGED) return;
+    seen.add(refusal.key);
+    try {
+      log.info(
+        seen.size > REFUSALS_LOGGED
+          ? `Refused CoAP upgrades of ${REFUSALS_LOGGED} kinds; more are not logged`
+          : `Refused a CoAP upgrade with ${refusal.status}: ${
+            escapeText(refusal.reason)
+          }`,
+      );
+    } catch { /* a logger's failure changes nothing */ }
+  };
+}
+
+/**
+ * A `Deno.serve` handler for CoAP over WebSocket. It refuses what
+ * {@linkcode refuseUpgrade} refuses, logging each kind of refusal once at
+ * info; past the server's connection limits it answers 503
+ * ({@linkcode CoapServer.prototype.admit}); an upgrade that Deno cannot
+ * make is a 400 with the reason, never a 500.
  *
  * @param server The server that serves each accepted socket.
- * @param options The origins allowed besides the server's own, and an
- * `authorize` hook.
- * @returns The handler.
+ * @param options The hosts and origins allowed besides the server's own,
+ * and an `authorize` hook.
+ * @returns The handler; give it the `info` Deno.serve passes, so that it
+ * can count connections by address.
  *
  * @example
  * ```ts
@@ -57,27 +95,58 @@ export interface ServeCoapOptions extends UpgradeOptions {
  * import { assertEquals } from "@std/assert";
  *
  * const handler = coapHandler(new CoapServer({}));
- * assertEquals((await handler(new Request("http://x/"))).status, 404);
+ * assertEquals((await handler(new Request("http://127.0.0.1/"))).status, 404);
  * ```
  */
 export function coapHandler(
   server: CoapServer,
   options: UpgradeOptions = {},
-): (request: Request) => Response | Promise<Response> {
-  const upgrade = (request: Request): Response => {
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      protocol: "coap",
-      idleTimeout: 0,
-    });
-    server.accept(socket);
-    return response;
+): (
+  request: Request,
+  info?: Deno.ServeHandlerInfo<Deno.Addr>,
+) => Response | Promise<Response> {
+  const refused = refusalLog(server.log);
+  const refuse = (refusal: Refusal): Response => {
+    refused(refusal);
+    return refusalResponse(refusal);
   };
-  return (request) => {
-    const rejected = rejectUpgrade(request, options);
-    if (rejected !== undefined) return rejected;
-    if (options.authorize === undefined) return upgrade(request);
-    return authorizeUpgrade(request, options).then((refused) =>
-      refused ?? upgrade(request)
+  const upgrade = (request: Request, address?: string): Response => {
+    const full = server.admit(address);
+    if (full !== undefined) {
+      const response = refuse({
+        status: 503,
+        key: full,
+        reason: `${full}; try again later`,
+      });
+      response.headers.set("retry-after", "10");
+      return response;
+    }
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request, {
+        protocol: "coap",
+        idleTimeout: 0,
+      });
+    } catch (error) {
+      return refuse({
+        status: 400,
+        key: "upgrade failed",
+        reason: `Cannot upgrade to a WebSocket: ${(error as Error).message}`,
+      });
+    }
+    server.accept(upgraded.socket, { address });
+    return upgraded.response;
+  };
+  return (request, info) => {
+    const refusal = refuseUpgrade(request, options);
+    if (refusal !== undefined) return refuse(refusal);
+    const remote = info?.remoteAddr;
+    const address = remote !== undefined && "hostname" in remote
+      ? remote.hostname
+      : undefined;
+    if (options.authorize === undefined) return upgrade(request, address);
+    return authorizeUpgrade(request, options).then((no) =>
+      no ?? upgrade(request, address)
     );
   };
 }
@@ -113,12 +182,29 @@ export function serveCoap(
       "Cannot serve CoAP over TLS: give both cert and key, or neither",
     );
   }
+  const hostname = options.hostname ?? "127.0.0.1";
+  // The name it listens on is one it answers to.
+  const allowedHosts = options.allowedHosts === true
+    ? true
+    : [...(options.allowedHosts ?? []), hostname];
   const http = Deno.serve({
     port: options.port,
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname,
     onListen: ({ port }) => options.onListen?.(port),
+    // What escapes the handler (nothing should) is one line, not a stack
+    // for each request.
+    onError: (error) => {
+      try {
+        coap.log.error(
+          `A CoAP upgrade request failed: ${
+            escapeText(String((error as Error)?.message ?? error))
+          }`,
+        );
+      } catch { /* a logger's failure changes nothing */ }
+      return new Response("Internal Server Error\n", { status: 500 });
+    },
     ...(options.reusePort === true ? { reusePort: true } : {}),
     ...(cert === undefined ? {} : { cert, key }),
-  }, coapHandler(coap, options));
+  }, coapHandler(coap, { ...options, allowedHosts }));
   return { http, coap };
 }

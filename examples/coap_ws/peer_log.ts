@@ -107,6 +107,9 @@ export interface ConnectionLogOptions {
   /**
    * Lines one connection may log a minute; past it lines are counted, and
    * the count is logged when the minute is over (or the connection closes).
+   * Debug lines have a budget of the same size of their own, and their
+   * count is a debug line: lines an operator does not see never use up the
+   * budget of those they do.
    *
    * @default {20}
    */
@@ -126,8 +129,8 @@ type Level = "debug" | "info" | "warn" | "error";
  * One connection's logger: what it logs goes to `log` escaped and cut, at
  * most `linesPerMinute` lines a minute, and a repeated event
  * ({@linkcode ConnectionLog.prototype.repeated}) once with a count at the
- * end. Lines of every level count against the budget; a connection can
- * only use up its own.
+ * end. Debug lines have a budget of their own; a connection can only use up
+ * its own.
  *
  * @example A flood of one event is one line, and a count at the end
  * ```ts
@@ -151,9 +154,12 @@ export class ConnectionLog implements Logger {
   readonly #log: Logger;
   readonly #budget: number;
   readonly #now: () => number;
+  /** The minute under way, and what was logged and left out in it. */
   #windowStart = -Infinity;
   #lines = 0;
   #suppressed = 0;
+  #debugLines = 0;
+  #debugSuppressed = 0;
   /** Repeated events: how often each was seen after its first line. */
   readonly #repeats = new Map<
     string,
@@ -241,23 +247,34 @@ export class ConnectionLog implements Logger {
     if (now - this.#windowStart >= MINUTE) {
       this.#tellSuppressed();
       this.#windowStart = now;
-      this.#lines = 0;
+      this.#lines = this.#debugLines = 0;
     }
-    if (this.#lines >= this.#budget) {
-      this.#suppressed++;
-      return;
+    if (level === "debug") {
+      if (this.#debugLines >= this.#budget) {
+        this.#debugSuppressed++;
+        return;
+      }
+      this.#debugLines++;
+    } else {
+      if (this.#lines >= this.#budget) {
+        this.#suppressed++;
+        return;
+      }
+      this.#lines++;
     }
-    this.#lines++;
     this.#write(level, data.map(safeValue));
   }
 
   #tellSuppressed(): void {
-    if (this.#suppressed === 0) return;
-    const count = this.#suppressed;
-    this.#suppressed = 0;
-    this.#write("warn", [
-      `Left out ${count} more log lines of this connection (at most ${this.#budget} a minute)`,
-    ]);
+    const tell = (level: Level, count: number, what: string) => {
+      if (count === 0) return;
+      this.#write(level, [
+        `Left out ${count} more ${what} of this connection (at most ${this.#budget} a minute)`,
+      ]);
+    };
+    tell("warn", this.#suppressed, "log lines");
+    tell("debug", this.#debugSuppressed, "debug lines");
+    this.#suppressed = this.#debugSuppressed = 0;
   }
 
   #write(level: Level, data: unknown[]): void {

@@ -70,26 +70,33 @@ Deno.test("ConnectionLog.repeated() logs each kind of event once and tells each 
   ]);
 });
 
-Deno.test("ConnectionLog keeps to linesPerMinute and starts a new minute with the count of what it left out", () => {
+Deno.test("ConnectionLog keeps to linesPerMinute and starts a new minute with the count of what it left out; debug lines have a budget of their own", () => {
   const { lines, log } = sink();
   let now = 0;
   const connectionLog = new ConnectionLog(log, {
     linesPerMinute: 2,
     now: () => now,
   });
+  for (let i = 0; i < 5; i++) connectionLog.debug(`detail ${i}`);
   for (let i = 0; i < 5; i++) connectionLog.info(`line ${i}`);
   now = 59_999;
-  connectionLog.info("still the first minute");
+  connectionLog.warn("still the first minute");
   now = 60_000;
-  connectionLog.debug("the second minute");
+  connectionLog.error("the second minute");
   assertEquals(lines, [
+    ["debug", "detail 0"],
+    ["debug", "detail 1"],
     ["info", "line 0"],
     ["info", "line 1"],
     [
       "warn",
       "Left out 4 more log lines of this connection (at most 2 a minute)",
     ],
-    ["debug", "the second minute"],
+    [
+      "debug",
+      "Left out 3 more debug lines of this connection (at most 2 a minute)",
+    ],
+    ["error", "the second minute"],
   ]);
 });
 

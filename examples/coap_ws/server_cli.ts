@@ -1,7 +1,9 @@
 // The demo server on 127.0.0.1, with the aiocoap peer's resources:
 //   deno task coap:server [--port 8683] [--origin URL ...] [--token TOKEN]
-//     [--limit NAME=VALUE ...]
+//     [--allowed-host NAME ...] [--limit NAME=VALUE ...]
 // Browsers are let in from the server's own origin and each --origin;
+// requests must name it by an IP address, a localhost name, the name it
+// listens on or an --allowed-host (no DNS rebinding);
 // with --token, every client must present it as a bearer token; with
 // --cert and --key (PEM files) it serves TLS, for coaps+ws:// clients.
 // Prints "listening on PORT" once it accepts connections, "observers: N"
@@ -15,9 +17,10 @@ import { CoapServer, type Resources } from "./server.ts";
 import type { SharedStore } from "./cluster/shared.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
+const allowedHosts: string[] = [];
 const limits: Record<string, number> = {};
 let token: string | undefined;
 let certFile: string | undefined, keyFile: string | undefined;
@@ -36,6 +39,12 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --port N                the port (default 8683)
   --origin URL            also let web pages from URL in (repeatable; the
                           server's own origin is always allowed)
+  --allowed-host NAME     also answer requests that name the server NAME
+                          (repeatable; .example.com allows every name
+                          under it). IP addresses, localhost names and the
+                          --hostname are always answered; other names are
+                          refused with 403, which keeps DNS-rebinding pages
+                          out
   --token TOKEN           require this bearer token of every client
   --cert FILE --key FILE  serve TLS (PEM files), for coaps+ws:// clients
   --limit NAME=VALUE      change a flow limit (repeatable), for example
@@ -56,6 +65,8 @@ while (args.length > 0) {
     port = Number(args.shift());
   } else if (arg === "--origin" && args[0] !== undefined) {
     origins.push(args.shift()!);
+  } else if (arg === "--allowed-host" && args[0]) {
+    allowedHosts.push(args.shift()!);
   } else if (arg === "--token" && args[0]) {
     token = args.shift()!;
   } else if (arg === "--cert" && args[0]) {
@@ -81,7 +92,7 @@ while (args.length > 0) {
 
 const log = {
   debug() {},
-  info() {},
+  info: (...data: unknown[]) => console.error("info:", ...data),
   warn: (...data: unknown[]) => console.error("warn:", ...data),
   error: (...data: unknown[]) => console.error("error:", ...data),
 };
@@ -144,17 +155,54 @@ if (shared !== undefined && !await shared.ready()) {
     `warn: the engine at ${engine} is unreachable; /shared answers 5.03 until it is back`,
   );
 }
-serveCoap(server, {
-  port,
-  hostname,
-  reusePort,
-  allowedOrigins: origins,
-  ...(token === undefined ? {} : { authorize: bearerToken(token) }),
-  ...(tls ?? {}),
-  onListen: (port) =>
-    console.log(
-      `listening on ${port}${
-        name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
-      }`,
-    ),
-});
+try {
+  serveCoap(server, {
+    port,
+    hostname,
+    reusePort,
+    allowedOrigins: origins,
+    allowedHosts,
+    ...(token === undefined ? {} : { authorize: bearerToken(token) }),
+    ...(tls ?? {}),
+    onListen: (port) =>
+      console.log(
+        `listening on ${port}${
+          name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
+        }`,
+      ),
+  });
+} catch (error) {
+  // One line naming the cause, not a stack: the start failed.
+  console.error(startError(error));
+  Deno.exit(2);
+}
+
+/** Why serving could not start, in one line. */
+function startError(error: unknown): string {
+  const where = `${
+    hostname.includes(":") ? `[${hostname}]` : hostname
+  }:${port}`;
+  const message = String((error as Error)?.message ?? error);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `Cannot listen on ${where}: the port is already in use`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `Cannot listen on ${where}: no interface of this machine has that address`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `Cannot listen on ${where}: permission denied (${message})`;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return `Cannot listen on ${where}: Deno was not given --allow-net for it (${message})`;
+  }
+  if (/KeyMismatch|not be consistent/.test(message)) {
+    return `Cannot serve TLS: the key does not match the certificate (--cert ${certFile}, --key ${keyFile})`;
+  }
+  if (tls !== undefined && error instanceof Deno.errors.InvalidData) {
+    return `Cannot serve TLS: ${message} (--cert ${certFile}, --key ${keyFile} must be PEM)`;
+  }
+  if (/lookup address/.test(message)) {
+    return `Cannot listen on ${where}: ${message}`;
+  }
+  return `Cannot start the server on ${where}: ${message}`;
+}

@@ -26,6 +26,20 @@ export interface UpgradeOptions {
    */
   allowedOrigins?: readonly string[];
   /**
+   * Host names the server answers to besides those it always does: IP
+   * addresses, `localhost` and names under `.localhost`, and (in the Deno
+   * adapter) the name it listens on. A request whose Host header names
+   * another is refused with 403 before anything else is looked at: a page
+   * whose own name an attacker rebinds to this machine's address (DNS
+   * rebinding) sends its own name as Host and its own origin as Origin, so
+   * without this check the Origin check would let it in. An entry starting
+   * with `.` allows that name and every name under it (`.example.com`);
+   * `true` allows every name, for a server behind a proxy that checks it.
+   *
+   * @default {[]}
+   */
+  allowedHosts?: readonly string[] | true;
+  /**
    * Looks at the HTTP request before it is upgraded (a cookie, an
    * `Authorization` header, a token in the query) and returns `undefined`
    * to accept it or the response to refuse it with, such as a 401 or 403
@@ -39,17 +53,143 @@ export interface UpgradeOptions {
   ) => Response | undefined | Promise<Response | undefined>;
 }
 
+/** Why an upgrade is refused: the status, and the reason in words. */
+export interface Refusal {
+  /** The HTTP status: 400, 403, 404 or 426. */
+  readonly status: number;
+  /** One sentence, without a newline; it may quote the request's text. */
+  readonly reason: string;
+  /** What was refused, for logging each kind once (`host evil.example`). */
+  readonly key: string;
+  /** Headers the response carries (`Upgrade`, `Sec-WebSocket-Version`). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
 /**
- * Checks that `request` asks for a WebSocket with the `coap` subprotocol on
- * the right path from an allowed origin.
+ * Why `request` may not become a CoAP WebSocket, or `undefined` if it may:
+ * a Host the server does not answer to (403), another path (404), no
+ * WebSocket upgrade (426), a handshake that RFC 6455 §4.2.1 does not allow
+ * (400; 426 for another WebSocket version), no `coap` subprotocol (400), or
+ * an Origin that is neither the server's own nor allowed (403).
  *
  * @param request The HTTP request.
- * @param options The allowed origins.
+ * @param options The allowed hosts and origins.
+ * @returns The refusal, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { refuseUpgrade } from "./upgrade.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const refusal = refuseUpgrade(new Request("http://evil.example:8683/.well-known/coap"));
+ * assertEquals(refusal?.status, 403);
+ * assertEquals(refusal?.key, "host evil.example");
+ * ```
+ */
+export function refuseUpgrade(
+  request: Request,
+  options: UpgradeOptions = {},
+): Refusal | undefined {
+  const url = new URL(request.url);
+  // The URL's host is what the own origin is made of; a runtime builds it
+  // from the Host header, and both must name the server.
+  const header = request.headers.get("host");
+  const names = [hostName(url.host)];
+  if (header !== null) names.push(hostName(header));
+  const name = names.find((n) => !hostAllowed(n, options.allowedHosts ?? []));
+  if (name !== undefined) {
+    const shown = JSON.stringify(name.slice(0, 100));
+    return {
+      status: 403,
+      key: `host ${name.slice(0, 100)}`,
+      reason:
+        `Host ${shown} is not one this server answers to (start the server with --allowed-host ${shown}, or pass it in allowedHosts, to serve that name)`,
+    };
+  }
+  if (url.pathname !== COAP_WS_PATH) {
+    return {
+      status: 404,
+      key: "path",
+      reason: `CoAP over WebSocket is served at ${COAP_WS_PATH}`,
+    };
+  }
+  const headers = request.headers;
+  if (headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return {
+      status: 426,
+      key: "no upgrade",
+      reason: "This endpoint speaks CoAP over WebSocket only",
+      headers: { upgrade: "websocket" },
+    };
+  }
+  if (request.method !== "GET") {
+    return {
+      status: 400,
+      key: "method",
+      reason: `A WebSocket upgrade is a GET, not a ${
+        JSON.stringify(request.method.slice(0, 20))
+      }`,
+    };
+  }
+  if (!tokens(headers.get("connection")).includes("upgrade")) {
+    return {
+      status: 400,
+      key: "connection",
+      reason: "A WebSocket upgrade needs Connection: Upgrade",
+    };
+  }
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(headers.get("sec-websocket-key") ?? "")) {
+    return {
+      status: 400,
+      key: "key",
+      reason:
+        "A WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64",
+    };
+  }
+  if (headers.get("sec-websocket-version")?.trim() !== "13") {
+    return {
+      status: 426,
+      key: "version",
+      reason: "This server speaks WebSocket version 13 (RFC 6455)",
+      headers: { "sec-websocket-version": "13" },
+    };
+  }
+  if (!tokens(headers.get("sec-websocket-protocol")).includes("coap")) {
+    return {
+      status: 400,
+      key: "subprotocol",
+      reason: "The coap subprotocol is required",
+    };
+  }
+  const origin = headers.get("origin");
+  if (
+    origin !== null && origin !== ownOrigin(url) &&
+    !(options.allowedOrigins ?? []).includes(origin)
+  ) {
+    const shown = origin.slice(0, 200);
+    return {
+      status: 403,
+      key: `origin ${shown}`,
+      reason:
+        `Origin ${shown} is not allowed (start the server with --origin ${shown}, or pass it in allowedOrigins, to let that page in)`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Checks that `request` asks for a WebSocket with the `coap` subprotocol on
+ * the right path, with a Host the server answers to, from an allowed
+ * origin: {@linkcode refuseUpgrade} as a response.
+ *
+ * @param request The HTTP request.
+ * @param options The allowed hosts and origins.
  * @returns `undefined` if it may be upgraded, otherwise the response to
- * send: 404 for another path, 426 for a request that is not a WebSocket
- * upgrade, 400 for one without the `coap` subprotocol, 403 for an Origin
- * that is neither the server's own (the scheme, host and port the request
- * was made to) nor in `allowedOrigins`.
+ * send: 403 for a Host the server does not answer to, 404 for another
+ * path, 426 for a request that is not a WebSocket upgrade (or of another
+ * version), 400 for a malformed handshake or one without the `coap`
+ * subprotocol, 403 for an Origin that is neither the server's own (the
+ * scheme, host and port the request was made to) nor in `allowedOrigins`.
  *
  * @example
  * ```ts
@@ -57,49 +197,79 @@ export interface UpgradeOptions {
  * import { assertEquals } from "@std/assert";
  *
  * const response = rejectUpgrade(new Request("http://x/.well-known/coap"));
- * assertEquals(response?.status, 426);
+ * assertEquals(response?.status, 403); // x is not a name it answers to
+ * const plain = rejectUpgrade(new Request("http://localhost/.well-known/coap"));
+ * assertEquals(plain?.status, 426);
  * ```
  */
 export function rejectUpgrade(
   request: Request,
   options: UpgradeOptions = {},
 ): Response | undefined {
-  const { pathname } = new URL(request.url);
-  if (pathname !== COAP_WS_PATH) {
-    return new Response(`CoAP over WebSocket is served at ${COAP_WS_PATH}\n`, {
-      status: 404,
-    });
+  const refusal = refuseUpgrade(request, options);
+  return refusal === undefined ? undefined : refusalResponse(refusal);
+}
+
+/**
+ * The response that refuses an upgrade.
+ *
+ * @param refusal Why.
+ * @returns A plain-text response with the reason.
+ */
+export function refusalResponse(refusal: Refusal): Response {
+  return new Response(`${refusal.reason}\n`, {
+    status: refusal.status,
+    headers: refusal.headers,
+  });
+}
+
+/** The comma-separated tokens of a header, trimmed and in lower case. */
+function tokens(header: string | null): string[] {
+  return (header ?? "").split(",").map((t) => t.trim().toLowerCase());
+}
+
+/** The name in a Host header: no port, lower case, no trailing dot. */
+function hostName(host: string): string {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith("[")) {
+    const end = name.indexOf("]");
+    return end < 0 ? name : name.slice(0, end + 1);
   }
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return new Response("This endpoint speaks CoAP over WebSocket only\n", {
-      status: 426,
-      headers: { upgrade: "websocket" },
-    });
+  const colon = name.lastIndexOf(":");
+  if (colon >= 0) name = name.slice(0, colon);
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+const IPV6 = /^\[[0-9a-f:.]+(%[\w.~-]+)?\]$/;
+
+/**
+ * Whether the server answers to `name`: an IP address (no DNS name, so
+ * nothing to rebind), `localhost` and names under it (RFC 6761 §6.3: they
+ * never leave the machine), or one `allowed`.
+ */
+function hostAllowed(
+  name: string,
+  allowed: readonly string[] | true,
+): boolean {
+  if (allowed === true) return true;
+  if (IPV4.test(name) || IPV6.test(name)) return true;
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  for (const entry of allowed) {
+    const wanted = entry.toLowerCase().replace(/\.$/, "");
+    if (wanted.startsWith(".")) {
+      if (name === wanted.slice(1) || name.endsWith(wanted)) return true;
+    } else if (name === wanted) return true;
   }
-  const protocols = (request.headers.get("sec-websocket-protocol") ?? "")
-    .split(",").map((p) => p.trim());
-  if (!protocols.includes("coap")) {
-    return new Response("The coap subprotocol is required\n", { status: 400 });
-  }
-  const origin = request.headers.get("origin");
-  if (
-    origin !== null && origin !== ownOrigin(request) &&
-    !(options.allowedOrigins ?? []).includes(origin)
-  ) {
-    return new Response(
-      `Origin ${origin} is not allowed (start the server with --origin ${origin}, or pass it in allowedOrigins, to let that page in)\n`,
-      { status: 403 },
-    );
-  }
-  return undefined;
+  return false;
 }
 
 /**
  * The origin a page served by this server would have: the request's
- * scheme (http for ws, https for wss), host and port.
+ * scheme (http for ws, https for wss), host and port, which the caller has
+ * checked name the server.
  */
-function ownOrigin(request: Request): string {
-  const url = new URL(request.url);
+function ownOrigin(url: URL): string {
   const scheme = url.protocol === "wss:" || url.protocol === "https:"
     ? "https:"
     : "http:";

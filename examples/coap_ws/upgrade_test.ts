@@ -2,6 +2,7 @@ import { assertEquals, assertThrows } from "@std/assert";
 import { parseCoapUri } from "./client.ts";
 import { coapHandler } from "./deno_server.ts";
 import { CoapServer } from "./server.ts";
+import { socketPair } from "./testing/socket_pair.ts";
 import { authorizeUpgrade, bearerToken, rejectUpgrade } from "./upgrade.ts";
 
 function request(
@@ -11,7 +12,14 @@ function request(
   return new Request(`http://127.0.0.1:8683${path}`, { headers });
 }
 
-const upgrade = { upgrade: "websocket", "sec-websocket-protocol": "coap" };
+/** What a browser or a WebSocket library sends to open a `coap` socket. */
+const upgrade = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+  "sec-websocket-protocol": "coap",
+};
 
 Deno.test("rejectUpgrade() lets through a WebSocket upgrade with the coap subprotocol at /.well-known/coap", () => {
   assertEquals(rejectUpgrade(request("/.well-known/coap", upgrade)), undefined);
@@ -37,7 +45,10 @@ Deno.test("rejectUpgrade() answers 404 elsewhere, 426 without an upgrade, 400 wi
       "This endpoint speaks CoAP over WebSocket only",
     ],
     [
-      request("/.well-known/coap", { upgrade: "websocket" }),
+      request("/.well-known/coap", {
+        ...upgrade,
+        "sec-websocket-protocol": "",
+      }),
       400,
       "The coap subprotocol is required",
     ],
@@ -116,10 +127,122 @@ Deno.test("rejectUpgrade() lets in a browser only from the server's own origin u
       new Request("https://coap.example/.well-known/coap", {
         headers: { ...upgrade, origin: "https://coap.example" },
       }),
+      { allowedHosts: ["coap.example"] },
     ),
     undefined,
   );
   assertEquals(rejectUpgrade(request("/.well-known/coap", upgrade)), undefined);
+});
+
+Deno.test("rejectUpgrade() refuses a handshake RFC 6455 does not allow with 400 and the reason, another WebSocket version with 426", async () => {
+  const without = (name: string, value?: string) => {
+    const headers: Record<string, string> = { ...upgrade };
+    if (value === undefined) delete headers[name];
+    else headers[name] = value;
+    return request("/.well-known/coap", headers);
+  };
+  const cases: [Request, number, string][] = [
+    [
+      without("connection"),
+      400,
+      "A WebSocket upgrade needs Connection: Upgrade",
+    ],
+    [
+      without("connection", "keep-alive"),
+      400,
+      "A WebSocket upgrade needs Connection: Upgrade",
+    ],
+    [
+      without("sec-websocket-key"),
+      400,
+      "A WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64",
+    ],
+    [
+      without("sec-websocket-key", "short=="),
+      400,
+      "A WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64",
+    ],
+    [
+      without("sec-websocket-version"),
+      426,
+      "This server speaks WebSocket version 13 (RFC 6455)",
+    ],
+    [
+      without("sec-websocket-version", "8"),
+      426,
+      "This server speaks WebSocket version 13 (RFC 6455)",
+    ],
+    [
+      new Request("http://127.0.0.1:8683/.well-known/coap", {
+        method: "POST",
+        headers: upgrade,
+      }),
+      400,
+      'A WebSocket upgrade is a GET, not a "POST"',
+    ],
+  ];
+  const got = [];
+  for (const [req] of cases) {
+    const response = rejectUpgrade(req)!;
+    got.push([response.status, (await response.text()).trim()]);
+  }
+  assertEquals(got, cases.map(([, status, body]) => [status, body]));
+  assertEquals(
+    rejectUpgrade(without("sec-websocket-version", "8"))!.headers.get(
+      "sec-websocket-version",
+    ),
+    "13",
+  );
+  // Header values are compared as the RFC says: case and lists.
+  assertEquals(
+    rejectUpgrade(without("connection", "keep-alive, UPGRADE")),
+    undefined,
+  );
+});
+
+Deno.test("rejectUpgrade() answers only to IP addresses, localhost names and allowedHosts, with 403 before anything else: a DNS-rebinding page is refused", async () => {
+  const at = (host: string, options = {}) =>
+    rejectUpgrade(
+      new Request(`http://${host}/.well-known/coap`, {
+        headers: { ...upgrade, host, origin: `http://${host}` },
+      }),
+      options,
+    )?.status;
+  for (
+    const host of [
+      "127.0.0.1:8683",
+      "10.1.2.3",
+      "[::1]:8683",
+      "[fe80::1]",
+      "localhost:8683",
+      "localhost.",
+      "dev.localhost:8683",
+    ]
+  ) {
+    assertEquals(at(host), undefined, host);
+  }
+  assertEquals(at("evil.example:8683"), 403);
+  assertEquals(at("localhost.evil.example"), 403);
+  assertEquals(at("127.0.0.1.nip.io"), 403);
+  assertEquals(
+    at("coap.example", { allowedHosts: ["coap.example"] }),
+    undefined,
+  );
+  assertEquals(at("a.b.example", { allowedHosts: [".b.example"] }), undefined);
+  assertEquals(at("b.example", { allowedHosts: [".b.example"] }), undefined);
+  assertEquals(at("ab.example", { allowedHosts: [".b.example"] }), 403);
+  assertEquals(at("anything.example", { allowedHosts: true }), undefined);
+  // A rebound page: its URL and Origin are its own name, and so is Host;
+  // the Host header alone naming it is refused too.
+  const rebound = rejectUpgrade(
+    new Request("http://127.0.0.1:8683/", {
+      headers: { ...upgrade, host: "evil.example:8683" },
+    }),
+  )!;
+  assertEquals([rebound.status, (await rebound.text()).trim()], [
+    403,
+    'Host "evil.example" is not one this server answers to (start the server with --allowed-host "evil.example", or pass it in allowedHosts, to serve that name)',
+  ]);
 });
 
 Deno.test("bearerToken() answers 401 without a token, 403 with another one, and lets in the token from the header or the access_token query", async () => {
@@ -235,4 +358,43 @@ Deno.test("parseCoapUri() maps coap+ws and coaps+ws to ws and wss at /.well-know
   ) {
     assertThrows(() => parseCoapUri(bad), TypeError, "Cannot connect to");
   }
+});
+
+Deno.test("coapHandler() logs each kind of refused upgrade once at info, escaped, and answers 503 past the server's connection limits", async () => {
+  const lines: string[] = [];
+  const server = new CoapServer({}, {
+    log: {
+      debug() {},
+      info: (line: string) => lines.push(line),
+      warn() {},
+      error() {},
+    },
+    limits: { maxConnections: 1 },
+  });
+  const handler = coapHandler(server);
+  const url = "http://127.0.0.1:8683/.well-known/coap";
+  for (let i = 0; i < 3; i++) {
+    await handler(
+      new Request(url, {
+        headers: { ...upgrade, origin: "http://evil.example\x1b[2J" },
+      }),
+    );
+    await handler(new Request("http://127.0.0.1:8683/favicon.ico"));
+  }
+  assertEquals(lines, [
+    "Refused a CoAP upgrade with 403: Origin http://evil.example\\x1b[2J is not allowed (start the server with --origin http://evil.example\\x1b[2J, or pass it in allowedOrigins, to let that page in)",
+    "Refused a CoAP upgrade with 404: CoAP over WebSocket is served at /.well-known/coap",
+  ]);
+  const [, far] = socketPair();
+  server.accept(far);
+  const full = await handler(new Request(url, { headers: upgrade }));
+  assertEquals(
+    [full.status, full.headers.get("retry-after"), (await full.text()).trim()],
+    [
+      503,
+      "10",
+      "The server has 1 connections open, its limit (maxConnections); try again later",
+    ],
+  );
+  far.close();
 });

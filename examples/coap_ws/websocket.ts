@@ -94,7 +94,10 @@ export function webSocketTransport(socket: WebSocketLike): Transport {
 /**
  * Runs a {@linkcode CoapConnection} over a WebSocket: starts it (sending the
  * CSM) once the socket is open, feeds it every message, and tells it when
- * the socket closes.
+ * the socket closes. Its listeners are the last safety net: whatever
+ * escapes the connection's own handling is contained there
+ * ({@linkcode CoapConnection.prototype.fault}), never passed to the
+ * platform, where it would end the process.
  *
  * @param socket An open or opening WebSocket with the `coap` subprotocol.
  * @param options The connection's options.
@@ -123,24 +126,37 @@ export function attachWebSocket(
   } catch { /* a platform that only has ArrayBuffers */ }
   const connection = new CoapConnection(webSocketTransport(socket), options);
   socket.addEventListener("message", (event) => {
-    const data = (event as MessageEvent).data;
-    if (typeof data === "string" || data instanceof ArrayBuffer) {
-      connection.receive(data);
-    } else if (ArrayBuffer.isView(data)) {
-      connection.receive(
-        new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      );
-    } else {
-      connection.abort("Unsupported WebSocket message type");
+    try {
+      const data = (event as MessageEvent).data;
+      if (typeof data === "string" || data instanceof ArrayBuffer) {
+        connection.receive(data);
+      } else if (ArrayBuffer.isView(data)) {
+        connection.receive(
+          new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+        );
+      } else {
+        connection.abort("Unsupported WebSocket message type");
+      }
+    } catch (error) {
+      connection.fault(error);
     }
   });
   socket.addEventListener("close", (event) => {
-    const { code, reason } = event as CloseEvent;
-    connection.transportClosed(code, reason);
+    try {
+      const { code, reason } = event as CloseEvent;
+      connection.transportClosed(code, reason);
+    } catch (error) {
+      connection.fault(error);
+    }
   });
-  if (socket.readyState === OPEN) connection.start();
-  else {socket.addEventListener("open", () => connection.start(), {
-      once: true,
-    });}
+  const start = () => {
+    try {
+      connection.start();
+    } catch (error) {
+      connection.fault(error);
+    }
+  };
+  if (socket.readyState === OPEN) start();
+  else socket.addEventListener("open", start, { once: true });
   return connection;
 }

@@ -11,6 +11,7 @@
 import type { CoapServer } from "./server.ts";
 import {
   authorizeUpgrade,
+  refusalResponse,
   rejectUpgrade,
   type UpgradeOptions,
 } from "./upgrade.ts";
@@ -26,10 +27,13 @@ interface WorkerSocket extends WebSocketLike {
  *
  * @param request The HTTP request.
  * @param server The server that serves the accepted socket.
- * @param options The origins allowed besides the server's own, and an
- * `authorize` hook.
+ * @param options The hosts and origins allowed besides the server's own,
+ * and an `authorize` hook. A worker on a name of its own gives that name
+ * in `allowedHosts` (or `true` where its platform routes only its names to
+ * it).
  * @returns The 101 response carrying the client end, or a rejection (a
- * promise of it when there is an `authorize` hook).
+ * promise of it when there is an `authorize` hook): as the Deno adapter's,
+ * and 503 past the server's `maxConnections`.
  *
  * @example Rejecting a plain GET (no WebSocketPair needed)
  * ```ts
@@ -37,7 +41,7 @@ interface WorkerSocket extends WebSocketLike {
  * import { CoapServer } from "./server.ts";
  * import { assertEquals } from "@std/assert";
  *
- * const response = await coapFetch(new Request("http://x/.well-known/coap"), new CoapServer({}));
+ * const response = await coapFetch(new Request("http://127.0.0.1/.well-known/coap"), new CoapServer({}));
  * assertEquals(response.status, 426);
  * ```
  */
@@ -55,6 +59,16 @@ export function coapFetch(
 }
 
 function upgrade(server: CoapServer): Response {
+  const full = server.admit();
+  if (full !== undefined) {
+    const response = refusalResponse({
+      status: 503,
+      key: full,
+      reason: `${full}; try again later`,
+    });
+    response.headers.set("retry-after", "10");
+    return response;
+  }
   const Pair = (globalThis as {
     WebSocketPair?: new () => Record<0 | 1, WorkerSocket>;
   }).WebSocketPair;

@@ -19,7 +19,13 @@
 
 import { parseArgs } from "./args.ts";
 import { CSM, frames, get, RawWebSocket, read } from "./raw_ws.ts";
-import { freePort, PEERS, requirePeer, spawn } from "./peers.ts";
+import {
+  freePort,
+  ourServerCommand,
+  PEERS,
+  requirePeer,
+  spawn,
+} from "./peers.ts";
 import { rss } from "./proc.ts";
 import { text } from "../message.ts";
 
@@ -43,28 +49,9 @@ interface Server {
   stop(): Promise<void>;
 }
 
-/**
- * The command of `deno task coap:server`, as deno.json has it, so that the
- * probe runs the server exactly as a user does (its V8 flags included).
- */
-async function serverCommand(): Promise<string[]> {
-  const config = JSON.parse(
-    await Deno.readTextFile(new URL("../../../deno.json", import.meta.url)),
-  );
-  const [deno, ...args] = (config.tasks["coap:server"] as string).split(" ");
-  if (deno !== "deno") throw new Error("coap:server is not a deno command");
-  return args.map((arg) =>
-    arg.endsWith(".ts")
-      ? new URL(`../../../${arg}`, import.meta.url).pathname
-      : arg.startsWith("--allow-net")
-      ? `${arg},127.0.0.1`
-      : arg
-  );
-}
-
 async function startOurs(): Promise<Server> {
   const port = freePort();
-  const args = await serverCommand();
+  const args = await ourServerCommand();
   const limits = options.limits.split(",").filter(Boolean);
   const child = spawn(Deno.execPath(), [
     ...args,

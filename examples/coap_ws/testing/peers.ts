@@ -44,6 +44,47 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * The command of `deno task coap:server`, as deno.json has it, less the
+ * `deno` itself, so that a check runs the server exactly as a user does
+ * (its permissions and V8 flags included).
+ *
+ * @returns The arguments to give `Deno.execPath()`.
+ */
+export async function ourServerCommand(): Promise<string[]> {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../../../deno.json", import.meta.url)),
+  );
+  const [deno, ...args] = (config.tasks["coap:server"] as string).split(" ");
+  if (deno !== "deno") throw new Error("coap:server is not a deno command");
+  return args.map((arg) =>
+    arg.endsWith(".ts")
+      ? new URL(`../../../${arg}`, import.meta.url).pathname
+      : arg.startsWith("--allow-net")
+      ? `${arg},127.0.0.1`
+      : arg
+  );
+}
+
+/**
+ * Starts `deno task coap:server` on a free port with `args`, and waits
+ * until it listens.
+ *
+ * @param args More arguments for the server.
+ * @returns The running server.
+ */
+export async function startOurServer(args: string[] = []): Promise<Running> {
+  const port = freePort();
+  const child = spawn(Deno.execPath(), [
+    ...await ourServerCommand(),
+    "--port",
+    String(port),
+    ...args,
+  ], port);
+  await child.waitFor(/^listening on/);
+  return child;
+}
+
 /** A running process whose output lines are kept. */
 export interface Running {
   readonly port: number;

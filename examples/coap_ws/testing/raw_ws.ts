@@ -21,11 +21,20 @@ export class RawWebSocket {
   bytes = 0;
   /** Set when the server closed the TCP connection. */
   readonly ended: Promise<void>;
+  /** The code and reason of the server's close frame, once it sent one. */
+  closeFrame: { code: number; reason: string } | undefined;
   #onMessage: ((payload: Uint8Array) => void) | undefined;
 
-  private constructor(conn: Deno.TcpConn, rest: Uint8Array) {
+  private constructor(
+    conn: Deno.TcpConn,
+    rest: Uint8Array,
+    onMessage: ((payload: Uint8Array) => void) | undefined,
+  ) {
     this.#conn = conn;
     this.#buffer = rest;
+    // Set before the first read: frames that came with the 101 are parsed
+    // at once.
+    this.#onMessage = onMessage;
     this.ended = this.#read();
   }
 
@@ -34,7 +43,8 @@ export class RawWebSocket {
    *
    * @param port The server's port.
    * @param onMessage Called with every binary message while reading.
-   * @param headers More request headers (an Origin, say), and the path.
+   * @param headers More request headers (an Origin, a Host of its own).
+   * @param path The request's path.
    * @returns The socket.
    */
   static async connect(
@@ -48,11 +58,16 @@ export class RawWebSocket {
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(
       new Uint8Array(16),
     )));
+    // A Host among `headers` replaces the usual one.
+    const host =
+      Object.entries(headers).find(([k]) => k.toLowerCase() === "host")?.[1] ??
+        `127.0.0.1:${port}`;
     await writeAll(
       conn,
       new TextEncoder().encode(
-        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
-          Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
+        `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n` +
+          Object.entries(headers).filter(([k]) => k.toLowerCase() !== "host")
+            .map(([k, v]) => `${k}: ${v}\r\n`).join("") +
           `Upgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
           `Sec-WebSocket-Protocol: coap\r\n\r\n`,
@@ -71,9 +86,7 @@ export class RawWebSocket {
         conn.close();
         throw new Error(`Upgrade refused: ${status.split("\r\n")[0]}`);
       }
-      const socket = new RawWebSocket(conn, head.slice(end + 4));
-      socket.#onMessage = onMessage;
-      return socket;
+      return new RawWebSocket(conn, head.slice(end + 4), onMessage);
     }
   }
 
@@ -161,6 +174,12 @@ export class RawWebSocket {
       if (opcode === 2) {
         this.received++;
         this.#onMessage?.(b.subarray(at + header, at + header + length));
+      } else if (opcode === 8 && this.closeFrame === undefined) {
+        const body = b.subarray(at + header, at + header + length);
+        this.closeFrame = {
+          code: body.length >= 2 ? (body[0] << 8) | body[1] : 1005,
+          reason: new TextDecoder().decode(body.subarray(2)),
+        };
       }
       at += header + length;
     }
