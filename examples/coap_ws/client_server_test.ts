@@ -1496,3 +1496,19 @@ Deno.test("CoapServer.admit() refuses a connection past maxConnections, and past
   await flush();
   assertEquals([server.connections, server.admit("10.0.0.1")], [2, undefined]);
 });
+
+Deno.test("CoapClient against a server whose CSM says Max-Message-Size 0: the request ends with an exception event naming the limit; nothing is thrown and the connection stays usable for what fits", async () => {
+  const [near, far] = socketPair();
+  // The hostile server: its CSM, then nothing else.
+  far.send(new Uint8Array([0x00, 0xe1, 0x21, 0x00]));
+  const connection = attachWebSocket(near, { log: quiet });
+  await connection.ready;
+  const client = new CoapClient(connection);
+  const events = await collect(client.request({ method: "GET", path: "/" }));
+  // A GET with a 1-byte token: 3 bytes.
+  assertEquals(events, [
+    "exception Cannot send a message of 3 bytes: the peer accepts at most 0",
+  ]);
+  assertEquals([connection.state, client.openRequests], ["open", 0]);
+  client.close();
+});

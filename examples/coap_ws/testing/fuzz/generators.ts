@@ -1,0 +1,337 @@
+// Structure-aware generators of what a CoAP-over-WebSocket peer may send
+// (fast-check arbitraries), and byte-level mutations of valid frames.
+// Each generated message is a frame's bytes: most are encoded from a
+// structure (codes, tokens, options at the length boundaries of the
+// option encoding, Block1/Block2 with every SZX, Observe register and
+// cancel, CSM with odd Max-Message-Size values, Ping, Release, Abort), the
+// rest are those bytes mutated (flipped, cut, extended, spliced).
+
+import fc from "fast-check";
+import {
+  type CoapMessage,
+  type CoapOption,
+  Code,
+  encodeBlock,
+  encodeMessage,
+  Option,
+  SignalingOption,
+  uint,
+  utf8,
+} from "../../message.ts";
+
+/** Paths the fuzzing servers serve, and a few they do not. */
+export const PATHS = [
+  "",
+  "echo",
+  "big",
+  "obs",
+  "task",
+  "fail",
+  "bad",
+  "async",
+  ".well-known/core",
+  "missing",
+] as const;
+
+/** The lengths at which the option encoding changes form (RFC 7252 §3.1). */
+const BOUNDARY_LENGTHS = [0, 1, 12, 13, 14, 268, 269, 270, 1024, 65804];
+
+/** Option numbers: the known ones, their neighbours, and any. */
+const optionNumber = fc.oneof(
+  fc.constantFrom(
+    Option.IF_MATCH,
+    Option.URI_HOST,
+    Option.ETAG,
+    Option.IF_NONE_MATCH,
+    Option.OBSERVE,
+    Option.URI_PORT,
+    Option.LOCATION_PATH,
+    Option.URI_PATH,
+    Option.CONTENT_FORMAT,
+    Option.MAX_AGE,
+    Option.URI_QUERY,
+    Option.ACCEPT,
+    Option.BLOCK2,
+    Option.BLOCK1,
+    Option.SIZE2,
+    Option.PROXY_URI,
+    Option.PROXY_SCHEME,
+    Option.SIZE1,
+    2,
+    9,
+    13,
+    268,
+    269,
+    2048,
+    2049,
+    65535,
+  ),
+  fc.integer({ min: 0, max: 65535 }),
+);
+
+/** An option value: short, at a length boundary, or a number. */
+const optionValue = fc.oneof(
+  { weight: 4, arbitrary: fc.uint8Array({ maxLength: 8 }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(...BOUNDARY_LENGTHS).map((n) =>
+      new Uint8Array(n).fill(0x61)
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.integer({ min: 0, max: 0xffffffff }).map((n) => uint(n)),
+  },
+);
+
+/** Block1 or Block2: any number, either More, every SZX (7 is BERT). */
+const block = fc.record({
+  number: fc.constantFrom(Option.BLOCK1, Option.BLOCK2),
+  num: fc.oneof(
+    fc.integer({ min: 0, max: 4 }),
+    fc.integer({ min: 0, max: 0xfffff }),
+  ),
+  more: fc.boolean(),
+  szx: fc.integer({ min: 0, max: 7 }),
+}).map(({ number, num, more, szx }): CoapOption => ({
+  number,
+  value: encodeBlock({ num, more, szx }),
+}));
+
+const anyOption = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({ number: optionNumber, value: optionValue }),
+  },
+  { weight: 2, arbitrary: block },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(0, 1, 2, 0xffffff).map((n): CoapOption => ({
+      number: Option.OBSERVE,
+      value: uint(n),
+    })),
+  },
+);
+
+/** A token: from a small set, so that tokens are reused, or any. */
+const token = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(0, 1, 2, 3).map((n) => uint(n)) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }) },
+);
+
+const payload = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(new Uint8Array(0)) },
+  { weight: 3, arbitrary: fc.uint8Array({ maxLength: 64 }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(1024, 1100, 1152, 2000).map((n) =>
+      new Uint8Array(n).fill(0x78)
+    ),
+  },
+);
+
+/** A request to one of the fuzzing servers' paths, with options added. */
+const request = fc.record({
+  code: fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.constantFrom(Code.GET, Code.POST, Code.PUT, Code.DELETE),
+    },
+    { weight: 1, arbitrary: fc.integer({ min: 1, max: 31 }) },
+  ),
+  token,
+  path: fc.constantFrom(...PATHS),
+  query: fc.option(fc.constantFrom("a=1", "", "x".repeat(300)), {
+    nil: undefined,
+  }),
+  extra: fc.array(anyOption, { maxLength: 4 }),
+  payload,
+}).map(({ code, token, path, query, extra, payload }): CoapMessage => ({
+  code,
+  token,
+  options: [
+    ...path.split("/").filter((s) => s !== "").map((s) => ({
+      number: Option.URI_PATH,
+      value: utf8(s),
+    })),
+    ...(query === undefined
+      ? []
+      : [{ number: Option.URI_QUERY, value: utf8(query) }]),
+    ...extra,
+  ],
+  payload,
+}));
+
+/** A GET that registers (Observe 0) or cancels (Observe 1) an observation. */
+const observe = fc.record({
+  token,
+  path: fc.constantFrom("obs", "task", "", "missing"),
+  register: fc.boolean(),
+}).map(({ token, path, register }): CoapMessage => ({
+  code: Code.GET,
+  token,
+  options: [
+    { number: Option.OBSERVE, value: uint(register ? 0 : 1) },
+    ...(path === "" ? [] : [{ number: Option.URI_PATH, value: utf8(path) }]),
+  ],
+  payload: new Uint8Array(0),
+}));
+
+/** Max-Message-Size values a peer may announce, sensible or not. */
+const MAX_MESSAGE_SIZES = [0, 1, 2, 11, 63, 64, 65, 100, 1152, 0xffffffff];
+
+/** A CSM, at the start or in the middle of a connection. */
+export const csm: fc.Arbitrary<CoapMessage> = fc.record({
+  size: fc.option(
+    fc.oneof(
+      fc.constantFrom(...MAX_MESSAGE_SIZES).map((n) => uint(n)),
+      fc.uint8Array({ maxLength: 6 }),
+    ),
+    { nil: undefined },
+  ),
+  blockWise: fc.boolean(),
+  other: fc.array(fc.record({ number: optionNumber, value: optionValue }), {
+    maxLength: 2,
+  }),
+}).map(({ size, blockWise, other }): CoapMessage => ({
+  code: Code.CSM,
+  token: new Uint8Array(0),
+  options: [
+    ...(size === undefined
+      ? []
+      : [{ number: SignalingOption.MAX_MESSAGE_SIZE, value: size }]),
+    ...(blockWise
+      ? [{
+        number: SignalingOption.BLOCK_WISE_TRANSFER,
+        value: new Uint8Array(0),
+      }]
+      : []),
+    ...other,
+  ],
+  payload: new Uint8Array(0),
+}));
+
+/** Ping, Pong, Release, Abort, an unknown signal, or a stray response. */
+const other = fc.record({
+  code: fc.oneof(
+    fc.constantFrom(
+      Code.PING,
+      Code.PONG,
+      Code.RELEASE,
+      Code.ABORT,
+      0xe6,
+      0xe0,
+      Code.EMPTY,
+    ),
+    fc.constantFrom(
+      Code.CONTENT,
+      Code.CHANGED,
+      Code.NOT_FOUND,
+      0x20,
+      0x3f,
+      0xff,
+    ),
+  ),
+  token,
+  options: fc.array(anyOption, { maxLength: 2 }),
+  payload: fc.oneof(
+    payload,
+    fc.constant(utf8("bye\nerror: FORGED \x1b[31mred\x1b[0m")),
+  ),
+}).map((m): CoapMessage => m);
+
+/** One structured message, encoded; `undefined` if it cannot be encoded. */
+const structured = fc.oneof(
+  { weight: 6, arbitrary: request },
+  { weight: 2, arbitrary: observe },
+  { weight: 1, arbitrary: csm },
+  { weight: 2, arbitrary: other },
+).map((message) => {
+  try {
+    return encodeMessage(message);
+  } catch {
+    return undefined;
+  }
+}).filter((bytes): bytes is Uint8Array => bytes !== undefined);
+
+/** A byte-level change to a valid frame. */
+const mutation = fc.oneof(
+  fc.record({
+    kind: fc.constant("flip" as const),
+    at: fc.nat(),
+    bit: fc.integer({ min: 0, max: 7 }),
+  }),
+  fc.record({
+    kind: fc.constant("set" as const),
+    at: fc.nat(),
+    byte: fc.integer({ min: 0, max: 255 }),
+  }),
+  fc.record({ kind: fc.constant("cut" as const), at: fc.nat() }),
+  fc.record({
+    kind: fc.constant("append" as const),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+  }),
+  fc.record({
+    kind: fc.constant("insert" as const),
+    at: fc.nat(),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 4 }),
+  }),
+);
+
+type Mutation = typeof mutation extends fc.Arbitrary<infer T> ? T : never;
+
+/** Applies `change` to a copy of `bytes`. */
+export function mutate(bytes: Uint8Array, change: Mutation): Uint8Array {
+  const out = bytes.slice();
+  const at = (n: number) => out.length === 0 ? 0 : n % out.length;
+  switch (change.kind) {
+    case "flip":
+      if (out.length > 0) out[at(change.at)] ^= 1 << change.bit;
+      return out;
+    case "set":
+      if (out.length > 0) out[at(change.at)] = change.byte;
+      return out;
+    case "cut":
+      return out.subarray(0, at(change.at));
+    case "append": {
+      const longer = new Uint8Array(out.length + change.bytes.length);
+      longer.set(out);
+      longer.set(change.bytes, out.length);
+      return longer;
+    }
+    case "insert": {
+      const i = at(change.at);
+      const longer = new Uint8Array(out.length + change.bytes.length);
+      longer.set(out.subarray(0, i));
+      longer.set(change.bytes, i);
+      longer.set(out.subarray(i), i + change.bytes.length);
+      return longer;
+    }
+  }
+}
+
+/** One frame a peer sends: structured, or structured and then mutated. */
+export const frame: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { weight: 4, arbitrary: structured },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(
+      structured,
+      fc.array(mutation, { minLength: 1, maxLength: 3 }),
+    )
+      .map(([bytes, changes]) => changes.reduce(mutate, bytes)),
+  },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 24 }) },
+);
+
+/**
+ * What one connection sends: usually a CSM first (as RFC 8323 requires;
+ * sometimes not, or a malformed one), then frames.
+ */
+export const session: fc.Arbitrary<Uint8Array[]> = fc.tuple(
+  fc.oneof(
+    { weight: 6, arbitrary: csm.map((m) => [encodeMessage(m)]) },
+    { weight: 1, arbitrary: fc.constant([] as Uint8Array[]) },
+  ),
+  fc.array(frame, { minLength: 1, maxLength: 24 }),
+).map(([first, rest]) => [...first, ...rest]);
