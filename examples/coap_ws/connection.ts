@@ -143,6 +143,17 @@ export interface ConnectionOptions {
    */
   maxQueued?: number;
   /**
+   * Messages that do no work a peer may send in one second: empty
+   * messages, responses to no open request, CSMs after the first, and
+   * Pings. One more aborts the connection, as HTTP/2 servers close a
+   * connection that floods them with control frames (CVE-2019-9512, -9515,
+   * -9518): each is cheap, but a flood of them holds the event loop that
+   * other connections share.
+   *
+   * @default {1000}
+   */
+  maxIdleMessagesPerSecond?: number;
+  /**
    * Told how the bytes of the messages held while paused change: the size
    * of each message as it is held (a positive number), and minus that as
    * it is taken up or let go. A server adds them up over its connections
@@ -244,6 +255,10 @@ export class CoapConnection {
   readonly #onClose: ConnectionOptions["onClose"];
   readonly #onPong: ConnectionOptions["onPong"];
   readonly #onHeld: ConnectionOptions["onHeld"];
+  readonly #maxIdle: number;
+  /** When the current second of idle messages began, and how many came. */
+  #idleSince = -Infinity;
+  #idleCount = 0;
   /** The Ping that pokes are waiting on, so that pokes share one. */
   #pokePing: Promise<unknown> | undefined;
   #state: ConnectionState = "new";
@@ -276,8 +291,9 @@ export class CoapConnection {
    * @param transport Where the connection's bytes go.
    * @param options Settings and the server role's request handler.
    * @throws {RangeError} If `maxMessageSize` is not an integer of at least
-   * 64, `pingTimeout` is not positive, or `maxHeldMessages` or
-   * `logLinesPerMinute` is not a positive integer.
+   * 64, `pingTimeout` is not positive, or `maxHeldMessages`,
+   * `maxIdleMessagesPerSecond` or `logLinesPerMinute` is not a positive
+   * integer.
    */
   constructor(transport: Transport, options: ConnectionOptions = {}) {
     const {
@@ -294,6 +310,16 @@ export class CoapConnection {
       );
     }
     this.#maxHeld = maxHeldMessages;
+    const { maxIdleMessagesPerSecond = 1000 } = options;
+    if (
+      !Number.isInteger(maxIdleMessagesPerSecond) ||
+      maxIdleMessagesPerSecond < 1
+    ) {
+      throw new RangeError(
+        `Cannot create a connection: maxIdleMessagesPerSecond must be a positive integer, got ${maxIdleMessagesPerSecond}`,
+      );
+    }
+    this.#maxIdle = maxIdleMessagesPerSecond;
     this.#maxQueued = options.maxQueued ?? Infinity;
     if (!Number.isInteger(maxMessageSize) || maxMessageSize < 64) {
       throw new RangeError(
@@ -553,7 +579,8 @@ export class CoapConnection {
         this.#request(message);
         return;
       case "empty":
-        return; // RFC 8323 §3.4: always ignored.
+        this.#idle(); // RFC 8323 §3.4: always ignored.
+        return;
       default:
         this.abort(`Reserved code ${codeToString(message.code)} received`);
     }
@@ -858,8 +885,28 @@ export class CoapConnection {
     }
   }
 
+  /**
+   * Counts a message that does no work; past `maxIdleMessagesPerSecond`
+   * within a second, the connection is aborted.
+   *
+   * @returns Whether the connection goes on.
+   */
+  #idle(): boolean {
+    const now = this.#clock.now();
+    if (now - this.#idleSince >= 1000) {
+      this.#idleSince = now;
+      this.#idleCount = 0;
+    }
+    if (++this.#idleCount <= this.#maxIdle) return true;
+    this.abort(
+      `More than ${this.#maxIdle} messages that do no work (empty messages, responses to no request, repeated CSMs, Pings) within a second`,
+    );
+    return false;
+  }
+
   #signaling(message: CoapMessage): void {
     if (message.code === Code.CSM) {
+      if (this.#state === "open" && !this.#idle()) return;
       let { maxMessageSize, blockWise } = this.#peer;
       for (const option of message.options) {
         if (option.number === SignalingOption.MAX_MESSAGE_SIZE) {
@@ -898,6 +945,7 @@ export class CoapConnection {
     }
     switch (message.code) {
       case Code.PING:
+        if (!this.#idle()) return;
         if (this.queued >= this.#maxQueued) {
           this.abort(
             `Ping while ${this.queued} bytes were not read (limit ${this.#maxQueued})`,
@@ -909,7 +957,10 @@ export class CoapConnection {
       case Code.PONG: {
         const key = tokenKey(message.token);
         const ping = this.#pings.get(key);
-        if (ping === undefined) return;
+        if (ping === undefined) {
+          this.#idle();
+          return;
+        }
         this.#pings.delete(key);
         this.#clock.clearTimeout(ping.timer);
         const rtt = this.#clock.now() - ping.sent;
@@ -949,6 +1000,7 @@ export class CoapConnection {
     const key = tokenKey(message.token);
     const exchange = this.#exchanges.get(key);
     if (exchange === undefined) {
+      if (!this.#idle()) return;
       this.#log.repeated(
         "unknown token",
         "responses with unknown tokens",

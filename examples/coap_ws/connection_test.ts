@@ -299,14 +299,52 @@ Deno.test("CoapConnection logs and ignores a response with an unknown token", ()
 });
 
 Deno.test("CoapConnection logs the first response with an unknown token and counts the rest, telling the count as it closes", () => {
-  const { connection, feed, logs } = harness();
-  for (let i = 0; i < 5000; i++) feed(response(uint(i + 1), "stray"));
+  const { connection, feed, logs, clock } = harness();
+  // 1,000 a second: the most maxIdleMessagesPerSecond lets through.
+  for (let i = 0; i < 3000; i++) {
+    if (i % 1000 === 0) clock.advance(1000);
+    feed(response(uint(i + 1), "stray"));
+  }
   assertEquals(logs, ["warn Ignoring a 2.05 response with unknown token 01"]);
   connection.release();
   assertEquals(logs, [
     "warn Ignoring a 2.05 response with unknown token 01",
-    "warn And 4999 more responses with unknown tokens on this connection",
+    "warn And 2999 more responses with unknown tokens on this connection",
   ]);
+});
+
+Deno.test("CoapConnection aborts a peer that sends more than maxIdleMessagesPerSecond messages that do no work within a second: empty messages, stray responses and Pongs, repeated CSMs, Pings", () => {
+  const { connection, feed, sent, logs, clock } = harness({
+    maxIdleMessagesPerSecond: 5,
+  });
+  const signal = (code: number): CoapMessage => ({
+    code,
+    token: bytes(),
+    options: [],
+    payload: bytes(),
+  });
+  feed(signal(Code.EMPTY));
+  feed(response(bytes(7), "stray"));
+  feed(signal(Code.PONG));
+  feed(csm(2000));
+  feed(signal(Code.PING));
+  assertEquals(connection.state, "open");
+  clock.advance(1000); // a new second
+  for (let i = 0; i < 5; i++) feed(signal(Code.EMPTY));
+  assertEquals(connection.state, "open");
+  feed(signal(Code.PING));
+  const diagnostic =
+    "More than 5 messages that do no work (empty messages, responses to no request, repeated CSMs, Pings) within a second";
+  assertEquals(connection.state, "closed");
+  assertEquals(
+    sent.slice(1).map((m) => [m.code, text(m.payload)]),
+    [[Code.PONG, ""], [Code.ABORT, diagnostic]],
+  );
+  assertEquals(logs, [
+    "warn Ignoring a 2.05 response with unknown token 07",
+    `warn Aborting the CoAP connection: ${diagnostic}`,
+  ]);
+  assertEquals(connection.peer.maxMessageSize, 2000);
 });
 
 Deno.test("CoapConnection logs a peer's Abort diagnostic escaped and cut, never as lines of its own", () => {
@@ -722,9 +760,15 @@ Deno.test("CoapConnection logs an onPong handler that throws and goes on", async
 Deno.test("CoapConnection rejects bad options at construction", () => {
   const transport = { send() {}, close() {} };
   for (
-    const options of [{ maxMessageSize: 10 }, { maxMessageSize: 1.5 }, {
-      pingTimeout: 0,
-    }]
+    const options of [
+      { maxMessageSize: 10 },
+      { maxMessageSize: 1.5 },
+      { pingTimeout: 0 },
+      { maxHeldMessages: 0 },
+      { maxIdleMessagesPerSecond: 0 },
+      { maxIdleMessagesPerSecond: 2.5 },
+      { logLinesPerMinute: 0 },
+    ]
   ) {
     let error: unknown;
     try {

@@ -187,11 +187,13 @@ Deno.test({
         );
       }
 
-      // 4. 200,000 responses with an unknown token on one connection: one
-      // line and a count, and a bystander answered meanwhile.
+      // 4. 200,000 responses with an unknown token on one connection:
+      // past 1,000 within a second (maxIdleMessagesPerSecond) that
+      // connection is aborted; three lines in all, and bystanders answered
+      // meanwhile.
       {
         const from = server.lines.length;
-        const { socket } = await open(port);
+        const { socket, got } = await open(port);
         const flood = join([
           frame(new Uint8Array([0x00, 0xe1])),
           ...Array.from(
@@ -199,29 +201,34 @@ Deno.test({
             () => frame(new Uint8Array([0x00, 0x45])),
           ),
         ]);
-        const sending = socket.sendBytes(flood);
+        let sent = false;
+        const sending = socket.sendBytes(flood).catch(() => {})
+          .finally(() => sent = true);
         const waits: number[] = [];
         const deadline = Date.now() + 10_000;
-        let sent = false;
-        sending.then(() => sent = true);
-        while (!sent && Date.now() < deadline) {
-          waits.push(await bystander(port));
-        }
+        do waits.push(await bystander(port)); while (
+          !sent && Date.now() < deadline
+        );
         await sending;
+        await until("the Abort", () => got.at(-1)?.code === Code.ABORT);
         socket.close();
         await until(
           "the flood's count",
           () => since(server, from).some((l) => l.includes("more responses")),
         );
+        const diagnostic =
+          "More than 1000 messages that do no work (empty messages, responses to no request, repeated CSMs, Pings) within a second";
+        assertEquals(text(got.at(-1)!.payload), diagnostic);
         assertEquals(since(server, from), [
           "warn: Ignoring a 2.05 response with unknown token (empty)",
-          "warn: And 199999 more responses with unknown tokens on this connection",
+          `warn: Aborting the CoAP connection: ${diagnostic}`,
+          "warn: And 999 more responses with unknown tokens on this connection",
         ]);
         waits.push(await bystander(port));
         const most = Math.max(...waits);
         report(
           "200,000 responses with unknown tokens",
-          `2 log lines; ${waits.length} bystanders meanwhile, the slowest answered in ${
+          `aborted after 1,000 within a second, 3 log lines; ${waits.length} bystanders meanwhile, the slowest answered in ${
             most.toFixed(1)
           } ms`,
         );
