@@ -34,6 +34,14 @@ export type Driver = (signal: AbortSignal) => unknown;
  * registers {@linkcode Pipe.prototype.onInterestEnd} and adds responses when
  * it has them costs a hook instead.
  *
+ * A driver that waits for the end of interest must look at
+ * `signal.aborted` before it adds an `abort` listener, or wait with
+ * {@linkcode Pipe.prototype.onInterestEnd}, which runs at once when interest
+ * has already ended: interest can end while the driver runs (its own first
+ * response may end the connection that carries it), an `AbortSignal` fires
+ * its event only once, and a listener added after that never runs, so the
+ * driver would wait for ever.
+ *
  * @typeParam Req The type of the request.
  * @typeParam Res The type of response messages.
  * @param pipe The pipe the driver fills.
