@@ -32,7 +32,13 @@ import {
 } from "./client_checks.ts";
 import { chromiumArgs } from "../../../testing/chromium.ts";
 import { workerdConfig } from "../../../testing/workerd_config.ts";
-import { CSM, get as rawGet, RawWebSocket, read } from "./raw_ws.ts";
+import {
+  CSM,
+  frame as rawFrame,
+  get as rawGet,
+  RawWebSocket,
+  read,
+} from "./raw_ws.ts";
 import {
   aiocoapClient,
   aiocoapLoad,
@@ -564,6 +570,63 @@ Deno.test({
           ],
         );
       });
+      // Hostile frames against the worker: Max-Message-Size 0 then a GET
+      // (nothing fits: the connection is closed), and Max-Message-Size 64
+      // then a GET with an 8-byte token and a critical unknown option (a
+      // 4.02 without its diagnostic). The worker serves on.
+      const codes: number[][] = [];
+      for (
+        const frames of [
+          [[0x00, 0xe1, 0x21, 0x00], [0x00, 0x01]],
+          [[0x00, 0xe1, 0x21, 0x40], [
+            0x08,
+            0x01,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x90,
+          ]],
+        ]
+      ) {
+        const got: number[] = [];
+        const socket = await RawWebSocket.connect(
+          worker.port,
+          (payload) => got.push(read(payload.slice())?.code ?? -1),
+        );
+        for (const frame of frames) {
+          await socket.sendBytes(rawFrame(new Uint8Array(frame)));
+        }
+        await eventually(
+          "the worker's answer",
+          () => got.length >= 2 || socket.closeFrame !== undefined,
+        );
+        codes.push(got);
+        socket.close();
+      }
+      assertEquals(codes, [[Code.CSM], [Code.CSM, Code.BAD_OPTION]]);
+      const client = await CoapClient.connect(
+        `coap+ws://127.0.0.1:${worker.port}`,
+        { log: quiet },
+      );
+      for await (const event of client.request({ method: "GET", path: "/" })) {
+        assertEquals(
+          event.kind === "response" && text(event.message.payload),
+          "Welcome to the demo server",
+        );
+      }
+      client.close();
+      assertEquals(
+        worker.lines.filter((l) => /Uncaught|^\s+at /.test(l)),
+        [],
+      );
+      console.log(
+        "  ok   [hostile -> workerd] Max-Message-Size 0 then GET: closed; 64 then GET with option 9: 4.02 without a diagnostic; the worker serves on",
+      );
     } finally {
       await worker.stop();
     }
