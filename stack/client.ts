@@ -1,0 +1,722 @@
+// This module is browser compatible.
+
+/**
+ * A CoAP-over-WebSocket client that uses only web-standard globals, so it
+ * runs in browsers, Deno and edge workers. Each request is an
+ * {@linkcode IterablePipe}: a one-shot request yields its response and
+ * completes; an observation yields every notification until the loop is
+ * left, and leaving it deregisters at the server.
+ *
+ * @module
+ */
+
+import { IterablePipe, type Logger, Pipe, type PipeEvent } from "@coap/pipe";
+import {
+  type CoapConnection,
+  ConnectionError,
+  type ConnectionOptions,
+  type PeerSettings,
+} from "./connection.ts";
+import {
+  type CoapRequest,
+  type CoapResponse,
+  readResponse,
+  requestMessage,
+} from "./exchange.ts";
+import {
+  type CoapMessage,
+  decodeBlock,
+  encodeBlock,
+  getOption,
+  hex,
+  Option,
+} from "./message.ts";
+import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
+
+/** Options for {@linkcode CoapClient.connect}. */
+export interface ClientOptions {
+  /**
+   * Where trouble is logged.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * The largest message this client accepts (its CSM says so). With the
+   * default, large responses arrive block-wise.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
+  /**
+   * How long a Ping may wait for its Pong, in milliseconds.
+   *
+   * @default {5000}
+   */
+  pingTimeout?: number;
+  /**
+   * How long connecting may take, up to the server's CSM, in milliseconds.
+   *
+   * @default {10000}
+   */
+  connectTimeout?: number;
+  /**
+   * The largest body a block-wise response may reassemble to, in bytes.
+   *
+   * @default {16777216}
+   */
+  maxBodySize?: number;
+  /**
+   * How many notifications of an observation may wait for a consumer that
+   * reads more slowly than they arrive: past it, the oldest waiting one is
+   * dropped (the newest state wins, as RFC 7641 §4.5.1 intends) and the
+   * pipe's `dropped` counts it. The final response is never dropped. A
+   * one-shot request is never coalesced. `Infinity` keeps every one.
+   *
+   * @default {1}
+   */
+  maxBufferedNotifications?: number;
+  /**
+   * Called with the round-trip time of every Pong, including those of the
+   * Pings that `poke()` on a request's pipe sends (the connection's
+   * `onPong`).
+   */
+  onPong?: (rtt: number) => void;
+  /**
+   * A bearer token for a server that asks for one (RFC 6750), sent as the
+   * `access_token` query parameter of the WebSocket URL: browsers cannot
+   * set an `Authorization` header on a WebSocket, so every platform sends
+   * it the one way that works everywhere.
+   */
+  accessToken?: string;
+  /**
+   * The WebSocket class.
+   *
+   * @default {globalThis.WebSocket}
+   */
+  WebSocket?: new (url: string, protocols: string) => WebSocketLike;
+  /**
+   * Reconnect when the connection is lost (the server went away), and
+   * register every open observation again on the new connection, as RFC
+   * 7641 §3.3.1 expects of a client: its pipe goes on, with the current
+   * state first. One-shot requests in flight end with an exception event
+   * (the client cannot know whether a request that changes something took
+   * effect), and so do requests made while the client reconnects. `true`
+   * takes the defaults of {@linkcode ReconnectOptions}.
+   *
+   * @default {false}
+   */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+/** How {@linkcode ClientOptions.reconnect} tries again. */
+export interface ReconnectOptions {
+  /**
+   * Attempts after each loss before the client gives up; then open
+   * observations end with an exception event and the client is closed.
+   *
+   * @default {10}
+   */
+  maxAttempts?: number;
+  /**
+   * The delay before the first attempt, in milliseconds; it doubles after
+   * each failed one, up to `maxDelay`.
+   *
+   * @default {100}
+   */
+  delay?: number;
+  /**
+   * The longest delay between attempts, in milliseconds.
+   *
+   * @default {5000}
+   */
+  maxDelay?: number;
+  /** Called after each successful reconnection, with the attempt number. */
+  onReconnect?: (attempt: number) => void;
+}
+
+/** The exception a block-wise transfer ends with when it goes wrong. */
+export class BlockwiseError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "BlockwiseError";
+  }
+}
+
+/**
+ * Turns a `coap+ws://` or `coaps+ws://` URI into the WebSocket URL of RFC
+ * 8323 §8.2 (`ws://host:port/.well-known/coap`), and the resource path and
+ * query it names.
+ *
+ * @param uri A CoAP-over-WebSocket URI.
+ * @returns The WebSocket URL, path and query.
+ * @throws {TypeError} If `uri` is not such a URI.
+ *
+ * @example
+ * ```ts
+ * import { parseCoapUri } from "./client.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(parseCoapUri("coap+ws://127.0.0.1:8683/slow?ms=5"), {
+ *   url: "ws://127.0.0.1:8683/.well-known/coap",
+ *   path: "/slow",
+ *   query: ["ms=5"],
+ * });
+ * ```
+ */
+export function parseCoapUri(
+  uri: string,
+): { url: string; path: string; query: string[] } {
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    throw new TypeError(
+      `Cannot connect to ${
+        JSON.stringify(uri)
+      }: not a URI (expected coap+ws://host:port/)`,
+    );
+  }
+  const scheme = { "coap+ws:": "ws:", "coaps+ws:": "wss:" }[parsed.protocol];
+  if (scheme === undefined || parsed.host === "") {
+    throw new TypeError(
+      `Cannot connect to ${
+        JSON.stringify(uri)
+      }: the scheme must be coap+ws:// or coaps+ws:// with a host`,
+    );
+  }
+  const query = parsed.search.length > 1
+    ? parsed.search.slice(1).split("&")
+    : [];
+  return {
+    url: `${scheme}//${parsed.host}/.well-known/coap`,
+    path: parsed.pathname || "/",
+    query,
+  };
+}
+
+/**
+ * A client for one CoAP-over-WebSocket server.
+ *
+ * @example Talking to a server (run one with `deno task coap:server`)
+ * ```ts ignore
+ * import { CoapClient, text } from "./mod.ts";
+ *
+ * const client = await CoapClient.connect("coap+ws://127.0.0.1:8683");
+ * for await (const event of client.request({ method: "GET", path: "/" })) {
+ *   if (event.kind === "response") console.log(text(event.message.payload));
+ * }
+ * client.close();
+ * ```
+ */
+export class CoapClient {
+  #connection: CoapConnection;
+  readonly #log: Logger;
+  /** Set by connect() when asked to reconnect. */
+  #reconnect:
+    | (Required<Omit<ReconnectOptions, "onReconnect">> & {
+      uri: string;
+      options: ClientOptions;
+      onReconnect?: (attempt: number) => void;
+    })
+    | undefined;
+  /** The reconnection under way, resolving with whether it succeeded. */
+  #reconnecting: Promise<boolean> | undefined;
+  /** Set by close(): a loss after it is no reason to reconnect. */
+  #closedByUser = false;
+  readonly #finallyClosed: Promise<ConnectionError>;
+  #closeFinally!: (reason: ConnectionError) => void;
+  readonly #maxBodySize: number;
+  readonly #maxBufferedNotifications: number;
+  #open = 0;
+
+  /**
+   * Wraps a connection (from {@linkcode attachWebSocket}, or any other
+   * transport); {@linkcode CoapClient.connect} is the usual way in.
+   *
+   * @param connection A started connection.
+   * @param options `log` and `maxBodySize` apply.
+   */
+  constructor(connection: CoapConnection, options: ClientOptions = {}) {
+    this.#connection = connection;
+    this.#finallyClosed = new Promise((resolve) => {
+      this.#closeFinally = resolve;
+    });
+    this.#watch(connection);
+    this.#log = options.log ?? connection.log;
+    this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
+    this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
+    checkBuffered(
+      this.#maxBufferedNotifications,
+      "Cannot create a CoapClient: maxBufferedNotifications",
+    );
+  }
+
+  /**
+   * Opens a WebSocket to the server of `uri` with the `coap` subprotocol,
+   * exchanges CSMs, and resolves once the server's CSM has arrived.
+   *
+   * @param uri `coap+ws://host:port` or `coaps+ws://host:port`.
+   * @param options Settings; all optional.
+   * @returns The client.
+   * @throws {TypeError} If `uri` is not a CoAP-over-WebSocket URI, or there
+   * is no WebSocket class.
+   * @throws {ConnectionError} If the connection fails, the server does not
+   * speak `coap`, or its CSM does not arrive in time.
+   */
+  static async connect(
+    uri: string,
+    options: ClientOptions = {},
+  ): Promise<CoapClient> {
+    const client = new CoapClient(await open(uri, options), options);
+    if (options.reconnect !== undefined && options.reconnect !== false) {
+      const r = options.reconnect === true ? {} : options.reconnect;
+      client.#reconnect = {
+        uri,
+        options,
+        maxAttempts: r.maxAttempts ?? 10,
+        delay: r.delay ?? 100,
+        maxDelay: r.maxDelay ?? 5000,
+        onReconnect: r.onReconnect,
+      };
+      for (const [what, value] of Object.entries(client.#reconnect)) {
+        if (typeof value === "number" && !(value >= 0)) {
+          throw new RangeError(
+            `Cannot connect: reconnect.${what} must be a number from 0, got ${value}`,
+          );
+        }
+      }
+    }
+    return client;
+  }
+
+  /** The server's settings, from its CSM. */
+  get peer(): PeerSettings {
+    return this.#connection.peer;
+  }
+
+  /** The connection underneath. */
+  get connection(): CoapConnection {
+    return this.#connection;
+  }
+
+  /** Requests whose pipes have not ended yet. */
+  get openRequests(): number {
+    return this.#open;
+  }
+
+  /**
+   * Resolves with the reason once the client has closed: its connection
+   * closed, or, with `reconnect`, it was closed or gave up reconnecting.
+   */
+  get closed(): Promise<ConnectionError> {
+    return this.#finallyClosed;
+  }
+
+  /**
+   * Sends a request. The returned pipe yields the response (reassembled
+   * when it came block-wise) and completes; with `observe`, it yields every
+   * notification until the loop is left, which deregisters at the server.
+   * Error responses (4.xx, 5.xx) are responses; a connection that fails, a
+   * response with an unknown critical option, or a broken block-wise
+   * transfer end the pipe with an exception event. `poke()` on the pipe
+   * sends a Ping.
+   *
+   * An observation's consumer that falls behind gets the latest
+   * notifications: at most `maxBuffered` wait (the client's
+   * `maxBufferedNotifications`, 1 unless set), older ones are dropped and
+   * counted in the pipe's `dropped`.
+   *
+   * @example An observation read slowly keeps only the latest notification
+   * ```ts ignore
+   * const pipe = client.request({ method: "GET", path: "/counter", observe: true });
+   * for await (const event of pipe) {
+   *   await new Promise((resolve) => setTimeout(resolve, 1000)); // slow work
+   *   console.log(event.message?.payload, "skipped so far:", pipe.dropped);
+   * }
+   * ```
+   *
+   * @param request The request.
+   * @param options `maxBuffered` overrides the client's
+   * `maxBufferedNotifications` for this observation.
+   * @returns The pipe to iterate.
+   * @throws {TypeError} If the request is not of the documented form.
+   * @throws {RangeError} If a content format or accept is out of range, or
+   * `maxBuffered` is not a positive integer or `Infinity`.
+   */
+  request(
+    request: CoapRequest,
+    options: { maxBuffered?: number } = {},
+  ): IterablePipe<CoapRequest, CoapResponse> {
+    const message = requestMessage(request, new Uint8Array(0));
+    const maxBuffered = options.maxBuffered ?? this.#maxBufferedNotifications;
+    checkBuffered(maxBuffered, "Cannot make a CoAP request: maxBuffered");
+    const pipe = new IterablePipe<CoapRequest, CoapResponse>(request, {
+      log: this.#log,
+      // A one-shot request has one response: nothing to coalesce.
+      maxBuffered: request.observe === true ? maxBuffered : Infinity,
+    });
+    this.#open++;
+    pipe.onInterestEnd(() => this.#open--);
+    if (this.#reconnecting !== undefined) {
+      pipe.addException(
+        new ConnectionError("Not connected: the client is reconnecting"),
+      );
+      return pipe;
+    }
+    this.#drive(pipe, message);
+    return pipe;
+  }
+
+  /**
+   * Sends a Ping and waits for the Pong.
+   *
+   * @returns The round-trip time in milliseconds.
+   */
+  ping(): Promise<number> {
+    return this.#connection.ping();
+  }
+
+  /**
+   * Closes the connection with a Release. Requests still open end with an
+   * exception event.
+   */
+  close(): void {
+    this.#closedByUser = true;
+    this.#connection.release();
+  }
+
+  /** Follows a connection until it closes: then reconnect, or be closed. */
+  #watch(connection: CoapConnection): void {
+    connection.closed.then((reason) => {
+      if (connection !== this.#connection) return;
+      if (this.#reconnect === undefined || this.#closedByUser) {
+        this.#closeFinally(reason);
+      } else this.#lost(connection);
+    });
+  }
+
+  /**
+   * The connection was lost: reconnect (once, however many pipes ask),
+   * and resolve with whether it worked.
+   */
+  #lost(connection: CoapConnection): Promise<boolean> {
+    if (this.#reconnecting !== undefined) return this.#reconnecting;
+    if (connection !== this.#connection) return Promise.resolve(true);
+    const settings = this.#reconnect!;
+    this.#reconnecting = (async () => {
+      let delay = settings.delay;
+      let why = "";
+      for (let attempt = 1; attempt <= settings.maxAttempts; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, settings.maxDelay);
+        if (this.#closedByUser) break;
+        try {
+          const next = await open(settings.uri, settings.options);
+          if (this.#closedByUser) {
+            next.release();
+            break;
+          }
+          this.#connection = next;
+          this.#reconnecting = undefined;
+          this.#watch(next);
+          this.#log.info(
+            `Reconnected to ${settings.uri} (attempt ${attempt})`,
+          );
+          settings.onReconnect?.(attempt);
+          return true;
+        } catch (error) {
+          why = (error as Error).message;
+          this.#log.debug(
+            `Reconnecting to ${settings.uri}, attempt ${attempt} failed: ${why}`,
+          );
+        }
+      }
+      const reason = new ConnectionError(
+        this.#closedByUser
+          ? "The client was closed while reconnecting"
+          : `Cannot reconnect to ${settings.uri} after ${settings.maxAttempts} attempts${
+            why === "" ? "" : ` (${why})`
+          }`,
+      );
+      this.#closeFinally(reason);
+      return false;
+    })();
+    return this.#reconnecting;
+  }
+
+  /**
+   * Connects the requester's pipe to the wire, the way aiocoap stacks its
+   * layers: a raw pipe per message sent, this layer its requester and the
+   * connection its responder. Responses are read, block-wise bodies
+   * fetched and reassembled, and handed on in order.
+   */
+  #drive(
+    pipe: IterablePipe<CoapRequest, CoapResponse>,
+    message: CoapMessage,
+  ): void {
+    const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
+    // Responses are handed on in arrival order. One that needs block-wise
+    // follow-ups first waits in `tail`, and so does everything after it
+    // until the chain drains; the rest go on at once, inside the delivery.
+    let busy = 0;
+    let tail: Promise<void> = Promise.resolve();
+    const fetches = new Set<() => void>();
+    const fail = (exception: unknown) => {
+      if (!pipe.ended) pipe.addException(exception);
+      stop();
+    };
+    const later = (work: () => void | Promise<void>) => {
+      busy++;
+      tail = tail.then(work).catch(fail).finally(() => busy--);
+    };
+    const connection = this.#connection;
+    const stop = raw.onEvent((event: PipeEvent<CoapMessage>) => {
+      if (event.kind === "exception") {
+        const exception = event.exception;
+        if (
+          this.#reconnect !== undefined && !this.#closedByUser &&
+          pipe.request.observe === true &&
+          exception instanceof ConnectionError && busy === 0
+        ) {
+          // RFC 7641 §3.3.1: register again once reconnected; the pipe
+          // goes on.
+          this.#lost(connection).then((ok) => {
+            if (pipe.ended) return;
+            if (ok) this.#drive(pipe, message);
+            else pipe.addException(exception);
+          });
+          return false;
+        }
+        if (busy === 0) fail(exception);
+        else later(() => fail(exception));
+        return false;
+      }
+      if (event.kind !== "response") return false;
+      const isLast = event.isLast;
+      let response: CoapResponse;
+      try {
+        response = readResponse(event.message);
+      } catch (error) {
+        if (busy === 0) fail(error);
+        else later(() => fail(error));
+        return false;
+      }
+      if (busy === 0 && !moreBlocks(response)) {
+        pipe.addResponse(response, isLast);
+      } else {
+        later(async () => {
+          if (pipe.ended) return;
+          const whole = await this.#reassemble(message, response, fetches);
+          if (!pipe.ended) pipe.addResponse(whole, isLast);
+        });
+      }
+      return !isLast;
+    });
+    pipe.onInterestEnd(() => {
+      stop();
+      for (const cancel of fetches) cancel();
+    });
+    pipe.onPoke(() => raw.poke());
+    this.#connection.request(raw);
+  }
+
+  /**
+   * Fetches the remaining blocks of a response whose Block2 option says more
+   * follow (RFC 7959 §2.4), with the request's options and no Observe.
+   */
+  async #reassemble(
+    request: CoapMessage,
+    first: CoapResponse,
+    fetches: Set<() => void>,
+  ): Promise<CoapResponse> {
+    if (!moreBlocks(first)) return first;
+    let block = decodeBlock(getOption(first, Option.BLOCK2)!);
+    if (block.num !== 0) {
+      throw new BlockwiseError(
+        `Block-wise transfer failed: the first response is block ${block.num}`,
+      );
+    }
+    const etag = getOption(first, Option.ETAG);
+    const parts = [first.payload];
+    let size = first.payload.length;
+    while (block.more) {
+      const blockSize = 16 << Math.min(block.szx, 6);
+      if (size % blockSize !== 0) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: ${size} bytes so far is not a multiple of the block size ${blockSize}`,
+        );
+      }
+      const num = size / blockSize;
+      const next = await this.#fetch({
+        ...request,
+        options: [
+          ...request.options.filter((o) =>
+            o.number !== Option.OBSERVE && o.number !== Option.BLOCK2
+          ),
+          {
+            number: Option.BLOCK2,
+            value: encodeBlock({ num, more: false, szx: block.szx }),
+          },
+        ],
+      }, fetches);
+      const response = readResponse(next);
+      const got = getOption(response, Option.BLOCK2);
+      if (response.code[0] !== "2" || got === undefined) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: block ${num} was answered ${response.code}${
+            got === undefined ? " without a Block2 option" : ""
+          }`,
+        );
+      }
+      block = decodeBlock(got);
+      if (block.num * (16 << Math.min(block.szx, 6)) !== size) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: asked for block ${num}, got block ${block.num}`,
+        );
+      }
+      const tag = getOption(response, Option.ETAG);
+      if (
+        (etag === undefined) !== (tag === undefined) ||
+        (etag !== undefined && hex(etag) !== hex(tag!))
+      ) {
+        throw new BlockwiseError(
+          "Block-wise transfer failed: the resource changed (ETag) while it was fetched",
+        );
+      }
+      size += response.payload.length;
+      if (size > this.#maxBodySize) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: the body exceeds ${this.#maxBodySize} bytes`,
+        );
+      }
+      if (response.payload.length === 0 && block.more) {
+        throw new BlockwiseError(
+          `Block-wise transfer failed: block ${block.num} is empty but more are announced`,
+        );
+      }
+      parts.push(response.payload);
+    }
+    const payload = new Uint8Array(size);
+    let at = 0;
+    for (const part of parts) {
+      payload.set(part, at);
+      at += part.length;
+    }
+    return { ...first, payload };
+  }
+
+  /** Sends one message and resolves with its one response. */
+  #fetch(
+    message: CoapMessage,
+    fetches: Set<() => void>,
+  ): Promise<CoapMessage> {
+    return new Promise((resolve, reject) => {
+      const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
+      const stop = raw.onEvent((event) => {
+        fetches.delete(cancel);
+        if (event.kind === "response") resolve(event.message);
+        else reject(event.exception ?? new BlockwiseError("Cancelled"));
+        return false;
+      });
+      const cancel = () => {
+        stop();
+        reject(new BlockwiseError("Block-wise transfer cancelled"));
+      };
+      fetches.add(cancel);
+      this.#connection.request(raw);
+    });
+  }
+}
+
+/**
+ * Opens a WebSocket to the server of `uri` with the `coap` subprotocol and
+ * resolves with the connection once the server's CSM has arrived.
+ */
+async function open(
+  uri: string,
+  options: ClientOptions,
+): Promise<CoapConnection> {
+  let { url } = parseCoapUri(uri);
+  if (options.accessToken !== undefined) {
+    url += `?access_token=${encodeURIComponent(options.accessToken)}`;
+  }
+  const WebSocketClass = options.WebSocket ??
+    (globalThis as { WebSocket?: ClientOptions["WebSocket"] }).WebSocket;
+  if (typeof WebSocketClass !== "function") {
+    throw new TypeError(
+      "Cannot connect: this platform has no WebSocket (pass options.WebSocket)",
+    );
+  }
+  const socket = new WebSocketClass(url, "coap");
+  const connectionOptions: ConnectionOptions = {
+    log: options.log,
+    maxMessageSize: options.maxMessageSize,
+    pingTimeout: options.pingTimeout,
+    onPong: options.onPong,
+  };
+  const connection = attachWebSocket(socket, connectionOptions);
+  // Deno says why a connection failed (an untrusted certificate, say) in
+  // the error event; browsers say nothing, on purpose.
+  let why = "";
+  socket.addEventListener("error", (event) => {
+    const message = (event as ErrorEvent).message;
+    if (typeof message === "string" && message !== "") why = message;
+  }, { once: true });
+  socket.addEventListener("open", () => {
+    // A server that ignores the subprotocol leaves it empty.
+    if (socket.protocol !== "coap") {
+      connection.abort(
+        `The server did not select the coap subprotocol (got ${
+          JSON.stringify(socket.protocol)
+        })`,
+      );
+    }
+  }, { once: true });
+  const timeout = options.connectTimeout ?? 10_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      connection.ready,
+      connection.closed.then((reason) => Promise.reject(reason)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
+          timeout,
+        );
+      }),
+    ]);
+  } catch (error) {
+    const reason = (error as Error).message;
+    connection.abort(reason);
+    throw new ConnectionError(
+      `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  return connection;
+}
+
+function checkBuffered(value: number, what: string): void {
+  if (
+    typeof value !== "number" || !(value >= 1) ||
+    (value !== Infinity && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `${what} must be a positive integer or Infinity, got ${String(value)}`,
+    );
+  }
+}
+
+/** Whether a response is the first of several Block2 blocks. */
+function moreBlocks(response: CoapResponse): boolean {
+  const option = getOption(response, Option.BLOCK2);
+  return option !== undefined && response.code[0] === "2" &&
+    decodeBlock(option).more;
+}

@@ -1,0 +1,983 @@
+// This module is browser compatible.
+
+/**
+ * A CoAP-over-WebSocket server on the pipes, built the way aiocoap's server
+ * is: each request is a {@linkcode Pipe} whose requester is the connection
+ * (it sends what the pipe carries) and whose responder is the resource,
+ * run under {@linkcode runDrivingPipe}. A resource's thrown error with
+ * `toMessage()` becomes its 4.xx/5.xx response, any other error a 5.00
+ * ({@linkcode renderException}: what `errorToMessage()` does, without a
+ * second pipe); an observation sends notifications until the client
+ * deregisters or goes away, and then the driver's signal aborts.
+ *
+ * @module
+ */
+
+import {
+  type ErrorToMessageOptions,
+  type Logger,
+  Pipe,
+  type PipeEvent,
+  renderException,
+  type ResponderPipe,
+  runDrivingPipe,
+} from "@coap/pipe";
+import {
+  type CoapConnection,
+  type ConnectionOptions,
+  systemClock,
+} from "./connection.ts";
+import {
+  Flow,
+  type FlowLimits,
+  type Outgoing,
+  type ResolvedLimits,
+  resolveLimits,
+} from "./flow.ts";
+import {
+  forObservation,
+  type IncomingRequest,
+  readRequest,
+  RequestError,
+  type ResponseInit,
+  responseMessage,
+  withoutObserve,
+} from "./exchange.ts";
+import {
+  type CoapMessage,
+  type CoapOption,
+  encodeBlock,
+  Option,
+  type OutgoingMessage,
+  tokenKey,
+  uint,
+  utf8,
+} from "./message.ts";
+import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
+
+/**
+ * Answers one method of a resource. Return the response, or add responses
+ * to `pipe` yourself (an observation adds one per notification until
+ * `signal` aborts). Throw a value with `toMessage()` (such as
+ * {@linkcode CoapError}) for an error response; anything else thrown
+ * becomes a 5.00.
+ */
+export type Handler = (
+  request: IncomingRequest,
+  pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  signal: AbortSignal,
+) => ResponseInit | void | Promise<ResponseInit | void>;
+
+/** A resource: a handler per method, and what discovery says of it. */
+export interface Resource {
+  /** Answers GET (and observations, when `observable`). */
+  GET?: Handler;
+  /** Answers POST. */
+  POST?: Handler;
+  /** Answers PUT. */
+  PUT?: Handler;
+  /** Answers DELETE. */
+  DELETE?: Handler;
+  /**
+   * Whether GET with Observe 0 starts an observation. With `true`, the GET
+   * handler serves each observation as a task of its own, adding a response
+   * per notification until its signal aborts. With an
+   * {@linkcode Observers}, the server keeps the observations and the GET
+   * handler only renders the current state: once when an observation
+   * starts, and again for each observation whenever
+   * {@linkcode Observers.prototype.updated} is called.
+   */
+  observable?: boolean | Observers;
+  /** Link attributes for `/.well-known/core` (RFC 6690): `title`, `rt`, … */
+  link?: Readonly<Record<string, string | true>>;
+}
+
+/**
+ * Resources by path: `"/"`, `"/counter"`, `"/other/block"`. A key ending in
+ * `/*` (`"/shared/*"`) serves every path under it that no other key names;
+ * its handlers read `request.segments`. Discovery lists only exact paths.
+ */
+export type Resources = Readonly<Record<string, Resource>>;
+
+/** An error a handler throws to answer with a code and a diagnostic. */
+export class CoapError extends RequestError {
+  /**
+   * Creates the error.
+   *
+   * @param code The response code, such as `"4.04"`.
+   * @param message The diagnostic payload.
+   */
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = "CoapError";
+  }
+}
+
+/** Options for {@linkcode CoapServer}. */
+export interface ServerOptions {
+  /**
+   * Where the server logs what resources report and what goes wrong.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * The largest message the server accepts; larger ones get an Abort.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
+  /**
+   * Queue bounds, concurrency and observation limits, and the slice of
+   * work a connection gets before others; see {@linkcode FlowLimits} for
+   * each default.
+   */
+  limits?: FlowLimits;
+}
+
+const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
+/** The largest block this server sends (SZX 6, 1024 bytes). */
+const MAX_SZX = 6;
+
+/**
+ * Serves resources on any number of connections, and counts what is open.
+ *
+ * @example A server and a client over an in-memory socket pair
+ * ```ts
+ * import { CoapServer } from "./server.ts";
+ * import { CoapClient } from "./client.ts";
+ * import { attachWebSocket } from "./websocket.ts";
+ * import { socketPair } from "./testing/socket_pair.ts";
+ * import { text } from "./message.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = new CoapServer({ "/hello": { GET: () => ({ payload: "hi" }) } });
+ * const [near, far] = socketPair();
+ * server.accept(far);
+ * const connection = attachWebSocket(near);
+ * await connection.ready;
+ * const client = new CoapClient(connection);
+ * const got: string[] = [];
+ * for await (const event of client.request({ method: "GET", path: "/hello" })) {
+ *   if (event.kind === "response") got.push(`${event.message.code} ${text(event.message.payload)}`);
+ * }
+ * assertEquals(got, ["2.05 hi"]);
+ * client.close();
+ * ```
+ */
+export class CoapServer {
+  readonly #resources: Map<string, Resource>;
+  readonly #log: Logger;
+  /** Resources for every path under a prefix (`"/shared/*"`), longest first. */
+  readonly #prefixes: [string, Resource][] = [];
+  readonly #maxMessageSize: number | undefined;
+  readonly #limits: ResolvedLimits;
+  readonly #counts: Counts = {
+    connections: 0,
+    exchanges: 0,
+    drivers: 0,
+    observations: 0,
+  };
+  /** The open connections, for the one holding most when over budget. */
+  readonly #open = new Set<CoapConnection>();
+  /** Open connections by the peer's address, where the adapter knows it. */
+  readonly #byAddress = new Map<string, number>();
+  /** Bytes held unread over all connections. */
+  #heldBytes = 0;
+
+  /**
+   * Creates a server for `resources`. Unless one is given,
+   * `/.well-known/core` lists them in link format.
+   *
+   * @param resources The resources by path.
+   * @param options Logging and the size limit.
+   * @throws {TypeError} If a path does not start with `/` or holds what a
+   * percent-encoded path cannot (whitespace, `<`, `>`, `"`), a resource has
+   * a handler that is not a function, or a `link` parameter name is not a
+   * token, or a limit is unknown.
+   * @throws {RangeError} If a limit is not a positive number.
+   */
+  constructor(resources: Resources, options: ServerOptions = {}) {
+    this.#log = options.log ?? console;
+    this.#maxMessageSize = options.maxMessageSize;
+    this.#limits = resolveLimits(options.limits);
+    this.#resources = new Map();
+    for (const [path, resource] of Object.entries(resources)) {
+      if (!path.startsWith("/")) {
+        throw new TypeError(
+          `Cannot serve ${JSON.stringify(path)}: a path starts with "/"`,
+        );
+      }
+      if (/[\s<>"]/.test(path)) {
+        throw new TypeError(
+          `Cannot serve ${
+            JSON.stringify(path)
+          }: a path is percent-encoded (no whitespace, "<", ">" or quotes)`,
+        );
+      }
+      for (const name of Object.keys(resource.link ?? {})) {
+        if (!LINK_PARAM_NAME.test(name)) {
+          throw new TypeError(
+            `Cannot serve ${path}: ${
+              JSON.stringify(name)
+            } is not a link parameter name (RFC 6690 parmname)`,
+          );
+        }
+      }
+      for (const method of METHOD_NAMES) {
+        const handler = resource[method];
+        if (handler !== undefined && typeof handler !== "function") {
+          throw new TypeError(
+            `Cannot serve ${path}: its ${method} handler is not a function`,
+          );
+        }
+      }
+      if (path.endsWith("/*")) {
+        this.#prefixes.push([path.slice(0, -1), resource]);
+      } else this.#resources.set(path, resource);
+    }
+    // The longest prefix wins.
+    this.#prefixes.sort((a, b) => b[0].length - a[0].length);
+    if (!this.#resources.has("/.well-known/core")) {
+      const links = linkFormat(this.#resources);
+      this.#resources.set("/.well-known/core", {
+        GET: () => ({ payload: links(), contentFormat: 40 }),
+        link: { ct: "40" },
+      });
+    }
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#counts.connections;
+  }
+
+  /** Requests being answered now (observations included). */
+  get exchanges(): number {
+    return this.#counts.exchanges;
+  }
+
+  /** Resource drivers that have not settled yet. */
+  get drivers(): number {
+    return this.#counts.drivers;
+  }
+
+  /** Observations being served now, over all connections. */
+  get observations(): number {
+    return this.#counts.observations;
+  }
+
+  /** The limits in force, defaults filled in. */
+  get limits(): ResolvedLimits {
+    return this.#limits;
+  }
+
+  /** Where the server logs (each connection through a guard of its own). */
+  get log(): Logger {
+    return this.#log;
+  }
+
+  /** Bytes of messages held unread now, over all connections. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /**
+   * Whether one more connection may be accepted, from `address` if the
+   * adapter knows it: an adapter asks before it upgrades, and refuses with
+   * 503 and the reason when there is one.
+   *
+   * @param address The peer's IP address, if known.
+   * @returns `undefined` to accept, or why not.
+   */
+  admit(address?: string): string | undefined {
+    const { maxConnections, maxConnectionsPerAddress } = this.#limits;
+    if (this.#counts.connections >= maxConnections) {
+      return `The server has ${this.#counts.connections} connections open, its limit (maxConnections)`;
+    }
+    if (
+      address !== undefined &&
+      (this.#byAddress.get(address) ?? 0) >= maxConnectionsPerAddress
+    ) {
+      return `${address} has ${maxConnectionsPerAddress} connections open, the limit for one address (maxConnectionsPerAddress)`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Serves a WebSocket that was accepted with the `coap` subprotocol.
+   *
+   * @param socket The socket (open, or opening).
+   * @param options Connection options (`onRequest` is the server's own),
+   * and the peer's `address`, counted against `maxConnectionsPerAddress`.
+   * @returns The connection.
+   */
+  accept(
+    socket: WebSocketLike,
+    options: Omit<ConnectionOptions, "onRequest"> & { address?: string } = {},
+  ): CoapConnection {
+    const served = new Map<number | string, Served>();
+    const { address } = options;
+    this.#counts.connections++;
+    if (address !== undefined) {
+      this.#byAddress.set(address, (this.#byAddress.get(address) ?? 0) + 1);
+    }
+    const flow: Flow = new Flow(
+      {
+        get queued() {
+          return connection.queued;
+        },
+        get written() {
+          return connection.written;
+        },
+        get closed() {
+          return connection.state === "closed";
+        },
+        get mostHeld() {
+          return connection.mostHeld;
+        },
+        abort: (diagnostic) => connection.abort(diagnostic),
+        fault: (error) => connection.fault(error),
+        process: (message) => this.#handle(link, message),
+        pause: () => connection.pause(),
+        resume: () => connection.resume(),
+      },
+      this.#limits,
+      options.clock ?? systemClock,
+    );
+    const connection: CoapConnection = attachWebSocket(socket, {
+      log: this.#log,
+      maxMessageSize: this.#maxMessageSize,
+      maxHeldMessages: this.#limits.maxHeldMessages,
+      maxQueued: this.#limits.queueLimit,
+      ...options,
+      onRequest: (message) => flow.request(message),
+      onHeld: (bytes) => {
+        this.#heldBytes += bytes;
+        if (bytes > 0 && this.#heldBytes > this.#limits.maxHeldBytes) {
+          this.#shed();
+        }
+        options.onHeld?.(bytes);
+      },
+      onClose: (reason) => {
+        this.#counts.connections--;
+        this.#open.delete(connection);
+        if (address !== undefined) {
+          const left = this.#byAddress.get(address)! - 1;
+          if (left === 0) this.#byAddress.delete(address);
+          else this.#byAddress.set(address, left);
+        }
+        flow.close();
+        for (const exchange of [...served.values()]) exchange.stop();
+        served.clear();
+        tellOnce(this.#log, flow, this.#limits);
+        options.onClose?.(reason);
+      },
+    });
+    this.#open.add(connection);
+    const log = connection.log;
+    const link: Link = {
+      counts: this.#counts,
+      connection,
+      served,
+      flow,
+      // An error response the resource chose (a 4.04, a 4.00) is an
+      // expected event: renderException logs it at info, and the server at
+      // debug. Unexpected errors (a handler that throws anything else) stay
+      // errors. Through the connection's log: the lines may hold the
+      // peer's text (a path), and count against its budget.
+      render: {
+        internalServerError,
+        log: {
+          debug: (...data) => log.debug(...data),
+          info: (...data) => log.debug(...data),
+          warn: (...data) => log.warn(...data),
+          error: (...data) => log.error(...data),
+        },
+      },
+    };
+    return connection;
+  }
+
+  /**
+   * The server holds more unread bytes than `maxHeldBytes`: the connection
+   * holding most is aborted, which lets go of what it held.
+   */
+  #shed(): void {
+    let largest: CoapConnection | undefined;
+    for (const connection of this.#open) {
+      if (largest === undefined || connection.heldBytes > largest.heldBytes) {
+        largest = connection;
+      }
+    }
+    largest?.abort(
+      `Holding ${largest.heldBytes} bytes of messages not yet taken up, the most of any connection, while the server held ${this.#heldBytes} (limit ${this.#limits.maxHeldBytes}, maxHeldBytes)`,
+    );
+  }
+
+  /** The resource of a `"/prefix/*"` key that `path` is under, if any. */
+  #under(path: string): Resource | undefined {
+    for (const [prefix, resource] of this.#prefixes) {
+      if (path.length > prefix.length && path.startsWith(prefix)) {
+        return resource;
+      }
+    }
+    return undefined;
+  }
+
+  #handle(
+    link: Link,
+    message: CoapMessage,
+  ): void {
+    const { connection, served, flow } = link;
+    const key = tokenKey(message.token);
+    // A new request on a token replaces the old one: a GET with Observe 1
+    // (RFC 7641 §3.6) ends the observation it names this way.
+    served.get(key)?.stop();
+    let request: IncomingRequest;
+    try {
+      request = readRequest(message);
+    } catch (error) {
+      const init = error instanceof RequestError
+        ? error.toMessage()
+        : { code: "4.00", payload: "Bad Request" };
+      flow.offer({
+        flush: () =>
+          connection.reply(responseMessage(init, message.token, undefined)),
+      });
+      return;
+    }
+    const resource = this.#resources.get(request.path) ??
+      this.#under(request.path);
+    // `observable` is true or an Observers table.
+    let observing = request.method === "GET" && request.observe === 0 &&
+      !!resource?.observable;
+    if (
+      observing && (
+        flow.observations >= this.#limits.maxObservationsPerConnection ||
+        this.#counts.observations >= this.#limits.maxObservations
+      )
+    ) {
+      // RFC 7641 §4.1: a server that cannot add an observer answers the
+      // registration as a plain GET, without the Observe option.
+      observing = false;
+      request = withoutObserve(request);
+      flow.report.unobserved++;
+    }
+    if (observing) request = forObservation(request);
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(
+      request,
+      connection.log,
+    );
+    const exchange = new Served(link, key, request, observing, pipe);
+    served.set(key, exchange);
+    const method = request.method as typeof METHOD_NAMES[number];
+    const handler = METHOD_NAMES.includes(method)
+      ? resource?.[method]
+      : undefined;
+    const observers = resource?.observable;
+    if (observing && handler !== undefined && observers instanceof Observers) {
+      // No task: the resource's table keeps the observation.
+      observers[OBSERVE](pipe, handler);
+      return;
+    }
+    // One pipe an exchange: the Served requester renders exception events
+    // itself (renderException), where errorToMessage() would add a second
+    // pipe with its callbacks.
+    runDrivingPipe(
+      pipe,
+      drive(this.#counts, resource, handler, request, pipe),
+      `${request.method} ${request.path}`,
+    );
+  }
+}
+
+/** The server's way in to {@linkcode Observers}; not for resources. */
+const OBSERVE = Symbol("observe");
+
+/**
+ * The observations of one observable resource, kept the way aiocoap's
+ * `ObservableResource` keeps them: a table of pipes, not a task each. Give
+ * it as the resource's `observable`. The resource's GET handler then only
+ * renders the current state: once as an observation starts, and for every
+ * observation whenever {@linkcode Observers.prototype.updated} is called
+ * (aiocoap's `updated_state()`). An idle observation costs its pipe, its
+ * exchange and its request: no driver, no promise, no `AbortSignal`.
+ *
+ * A render may be asynchronous; its signal aborts if the observation ends
+ * first, and an update while it runs renders once more after it. A render
+ * that throws, or answers with an error code, ends the observation with
+ * that error response.
+ *
+ * @example A value that notifies its observers when it changes
+ * ```ts
+ * import { CoapServer, Observers } from "./server.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let value = 0;
+ * const observers = new Observers();
+ * const server = new CoapServer({
+ *   "/value": { observable: observers, GET: () => ({ payload: String(value) }) },
+ * });
+ * value++;
+ * observers.updated(); // nobody observes yet: renders nothing
+ * assertEquals([observers.count, server.observations], [0, 0]);
+ * ```
+ */
+export class Observers {
+  /** The handler of each observation, by its pipe. */
+  readonly #observations = new Map<ObservedPipe, Handler>();
+  /** Renders under way (asynchronous ones), by pipe. */
+  readonly #rendering = new Map<ObservedPipe, AbortController>();
+  /** Pipes updated while their render was under way. */
+  readonly #stale = new Set<ObservedPipe>();
+  readonly #onCount: ((count: number) => void) | undefined;
+  readonly #onEnd: (() => void) | undefined;
+
+  /**
+   * Creates an empty table.
+   *
+   * @param hooks `onCount` hears the number of observations whenever it
+   * changes; `onEnd`, each observation's end.
+   */
+  constructor(
+    hooks: { onCount?(count: number): void; onEnd?(): void } = {},
+  ) {
+    this.#onCount = hooks.onCount?.bind(hooks);
+    this.#onEnd = hooks.onEnd?.bind(hooks);
+  }
+
+  /** The observations being served now. */
+  get count(): number {
+    return this.#observations.size;
+  }
+
+  /**
+   * Tells every observation that the state changed: each gets its GET
+   * handler's answer as a notification (aiocoap's `updated_state()`).
+   */
+  updated(): void {
+    // A live iteration: an observation that a render ends is skipped.
+    for (const [pipe, handler] of this.#observations) {
+      this.#render(pipe, handler);
+    }
+  }
+
+  /**
+   * Takes an observation: the server calls this, not resources.
+   *
+   * @ignore
+   */
+  [OBSERVE](pipe: ObservedPipe, handler: Handler): void {
+    this.#observations.set(pipe, handler);
+    this.#onCount?.(this.#observations.size);
+    // The pipe tells the responder of the end, as to any other responder.
+    pipe.onInterestEnd(this.#end.bind(this, pipe));
+    // The first answer comes a microtask later, as a driver's would.
+    queueMicrotask(this.#render.bind(this, pipe, handler));
+  }
+
+  #end(pipe: ObservedPipe): void {
+    if (!this.#observations.delete(pipe)) return;
+    this.#stale.delete(pipe);
+    const controller = this.#rendering.get(pipe);
+    if (controller !== undefined) {
+      this.#rendering.delete(pipe);
+      controller.abort(
+        new DOMException(
+          `Interest in the observation of ${pipe.request.path} ended`,
+          "AbortError",
+        ),
+      );
+    }
+    this.#onCount?.(this.#observations.size);
+    this.#onEnd?.();
+  }
+
+  #render(pipe: ObservedPipe, handler: Handler): void {
+    if (!this.#observations.has(pipe)) return;
+    if (this.#rendering.has(pipe)) {
+      this.#stale.add(pipe);
+      return;
+    }
+    const controller = new AbortController();
+    let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
+    try {
+      result = handler(pipe.request, pipe, controller.signal);
+    } catch (error) {
+      pipe.addException(error);
+      return;
+    }
+    if (!isThenable(result)) {
+      // Unless the handler ended the observation itself (a final response
+      // of its own).
+      if (result !== undefined && this.#observations.has(pipe)) {
+        pipe.addResponse(result);
+      }
+      return;
+    }
+    this.#rendering.set(pipe, controller);
+    result.then((value) => {
+      if (controller.signal.aborted) return;
+      this.#rendering.delete(pipe);
+      if (value !== undefined) pipe.addResponse(value);
+      if (this.#stale.delete(pipe)) this.#render(pipe, handler);
+    }, (error) => {
+      if (controller.signal.aborted) return;
+      this.#rendering.delete(pipe);
+      this.#stale.delete(pipe);
+      pipe.addException(error);
+    });
+  }
+}
+
+type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
+
+/** What a connection's exchanges share: one object, not four fields each. */
+interface Link {
+  counts: Counts;
+  connection: CoapConnection;
+  served: Map<number | string, Served>;
+  flow: Flow;
+  /** How exceptions become responses, and where they are logged. */
+  render: ErrorToMessageOptions<ResponseInit>;
+}
+
+/** Bits of `Served.#flags`. */
+const OBSERVING = 1, ENDED = 2, FINAL = 4, QUEUED = 8, DONE = 16;
+
+/** The counters a server keeps; its exchanges update them. */
+interface Counts {
+  connections: number;
+  exchanges: number;
+  drivers: number;
+  observations: number;
+}
+
+/**
+ * Logs, once per connection as it closes, each limit that engaged there,
+ * with its figures: never once per message.
+ */
+function tellOnce(log: Logger, flow: Flow, limits: ResolvedLimits): void {
+  const { skipped, unobserved, pauses, mostHeld, mostQueued } = flow.report;
+  const lines: string[] = [];
+  if (skipped > 0) {
+    lines.push(
+      `skipped ${skipped} stale notifications while responses were not read (up to ${mostQueued} bytes queued; RFC 7641 §4.5.1: the latest state went out)`,
+    );
+  }
+  if (unobserved > 0) {
+    lines.push(
+      `answered ${unobserved} registrations without Observe (limits: ${limits.maxObservationsPerConnection} a connection, ${limits.maxObservations} a server)`,
+    );
+  }
+  if (pauses > 0) {
+    lines.push(
+      `paused reading ${pauses} times (at most ${mostHeld} messages held) while responses were not read, ${limits.maxConcurrentRequests} were being answered, or a burst used its ${limits.sliceMs} ms slice`,
+    );
+  }
+  if (lines.length === 0) return;
+  try {
+    log.warn(
+      `A CoAP connection closed; while it was open the server ${
+        lines.join("; ")
+      }`,
+    );
+  } catch { /* a logger's failure changes nothing */ }
+}
+
+/**
+ * The driver of one exchange. Made outside `#handle`, whose scope holds the
+ * decoded message: a closure keeps its whole scope alive, and an
+ * observation's driver lives as long as the observation.
+ */
+function drive(
+  counts: Counts,
+  resource: Resource | undefined,
+  handler: Handler | undefined,
+  request: IncomingRequest,
+  pipe: Pipe<IncomingRequest, ResponseInit>,
+): (signal: AbortSignal) => unknown {
+  return (signal) => {
+    // Counted here rather than with a .then() on runDrivingPipe's promise:
+    // one promise reaction less for every exchange's life.
+    counts.drivers++;
+    let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
+    try {
+      if (resource === undefined) {
+        throw new CoapError("4.04", `Not Found: ${request.path}`);
+      }
+      if (handler === undefined) {
+        throw new CoapError("4.05", "Method Not Allowed");
+      }
+      result = handler(request, pipe, signal);
+    } catch (error) {
+      counts.drivers--;
+      throw error;
+    }
+    // Not an async function: a suspended one costs a frame per request.
+    if (isThenable(result)) {
+      return result.then((value) => {
+        counts.drivers--;
+        finish(pipe, value, signal);
+      }, (error) => {
+        counts.drivers--;
+        throw error;
+      });
+    }
+    counts.drivers--;
+    finish(pipe, result, signal);
+  };
+}
+
+/** The responder's answer, unless it added its own or interest ended. */
+function finish(
+  pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  result: ResponseInit | void,
+  signal: AbortSignal,
+): void {
+  if (result !== undefined && !signal.aborted) pipe.addResponse(result, true);
+}
+
+function isThenable(value: unknown): value is PromiseLike<ResponseInit | void> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
+}
+
+const internalServerError = (): ResponseInit => ({
+  code: "5.00",
+  payload: "Internal Server Error",
+});
+
+/**
+ * One request being answered: the requester's side of its pipe. It hands
+ * what the pipe carries to the connection's flow (with Observe numbers
+ * while it is an observation) and keeps the counts; `stop()` ends the
+ * requester's interest.
+ *
+ * While the connection does not drain, it holds one response: a newer
+ * notification replaces an older one that has not gone out (RFC 7641
+ * §4.5.1 lets a server skip notifications; the client wants the current
+ * state), and a final response replaces a notification too. A final
+ * response is never dropped, except when the requester's interest ended
+ * first (`stop()`: a new request on the token, or the connection closed).
+ */
+class Served implements Outgoing {
+  #sequence = 0;
+  /** `OBSERVING`, `ENDED`, `FINAL` (of the pending response), `QUEUED`, `DONE`. */
+  #flags: number;
+  /** The response waiting for the flow. */
+  #pending: ResponseInit | undefined;
+  readonly #off: () => void;
+
+  constructor(
+    readonly link: Link,
+    readonly key: number | string,
+    readonly request: IncomingRequest,
+    observing: boolean,
+    pipe: Pipe<IncomingRequest, ResponseInit>,
+  ) {
+    this.#flags = observing ? OBSERVING : 0;
+    link.counts.exchanges++;
+    if (observing) {
+      link.counts.observations++;
+      link.flow.observations++;
+    } else link.flow.started();
+    // Bound rather than a closure: no context kept for the exchange's life.
+    this.#off = pipe.onEvent(this.#deliver.bind(this));
+  }
+
+  /** Ends the requester's interest: the resource's driver aborts. */
+  stop(): void {
+    this.#off();
+    this.#end();
+    this.#pending = undefined;
+    this.#settle();
+  }
+
+  /** Sends the response waiting, if any (the flow calls it). */
+  flush(): void {
+    this.#flags &= ~QUEUED;
+    const init = this.#pending;
+    if (init === undefined) return;
+    const final = (this.#flags & FINAL) !== 0;
+    this.#pending = undefined;
+    const observe = final ? undefined : this.#sequence++ & 0xffffff;
+    const { link: { connection }, request } = this;
+    let message: OutgoingMessage | undefined;
+    try {
+      message = responseMessage(init, request.token, observe);
+    } catch (error) {
+      // What the resource answered is not a response (an unknown code, a
+      // content format out of range): its bug, answered as a 5.00.
+      connection.log.error(
+        `Cannot send the response to ${request.path}`,
+        error,
+      );
+      connection.reply(
+        responseMessage({ code: "5.00" }, request.token, undefined),
+      );
+    }
+    if (message !== undefined) send(connection, request, message);
+    if (final) this.#settle();
+  }
+
+  #end(): void {
+    if (this.#flags & ENDED) return;
+    this.#flags |= ENDED;
+    const { counts, flow, served } = this.link;
+    counts.exchanges--;
+    if (this.#flags & OBSERVING) {
+      counts.observations--;
+      flow.observations--;
+    }
+    if (served.get(this.key) === this) served.delete(this.key);
+  }
+
+  /** The final response went out, or will not: the flow may take more. */
+  #settle(): void {
+    if (this.#flags & DONE) return;
+    this.#flags |= DONE;
+    if (!(this.#flags & OBSERVING)) this.link.flow.finished();
+  }
+
+  /** The error response for a resource's exception (logged there). */
+  #render(exception: unknown): ResponseInit {
+    return renderException(exception, this.link.render);
+  }
+
+  #deliver(event: PipeEvent<ResponseInit>): boolean {
+    const init: ResponseInit = event.kind === "response"
+      ? event.message
+      : event.kind === "exception"
+      ? this.#render(event.exception)
+      : { code: "5.00" };
+    const success = (init.code ?? "2.05").startsWith("2.");
+    const final = event.isLast || !(this.#flags & OBSERVING) || !success;
+    const { flow } = this.link;
+    if (this.#pending !== undefined) flow.report.skipped++;
+    this.#pending = init;
+    if (final) {
+      this.#flags |= FINAL;
+      this.#end();
+    } else this.#flags &= ~FINAL;
+    if (!(this.#flags & QUEUED) && !flow.offer(this)) this.#flags |= QUEUED;
+    return !final;
+  }
+}
+
+/**
+ * Sends a resource's answer, block-wise (RFC 7959) when the request asked
+ * for a block or the whole would not fit the peer's Max-Message-Size: then
+ * Block2 and, on the first block, Size2. It never throws: what cannot go
+ * out as it is goes through {@linkcode CoapConnection.prototype.reply}
+ * (an error without its diagnostic, a 5.00, or the connection aborted).
+ */
+function send(
+  connection: CoapConnection,
+  request: IncomingRequest,
+  message: OutgoingMessage,
+): void {
+  if (connection.state === "closed") return;
+  const limit = connection.peer.maxMessageSize;
+  const wanted = request.block2;
+  const success = message.code >> 5 === 2;
+  if (!success) {
+    connection.reply(message);
+    return;
+  }
+  let size: number;
+  try {
+    if (wanted === undefined && connection.trySend(message)) return;
+    size = connection.sizeOf({ ...message, payload: new Uint8Array(0) });
+  } catch {
+    // It cannot be encoded (an option too long): reply() says so.
+    connection.reply(message);
+    return;
+  }
+  // Block-wise, the payload's bytes are cut into blocks.
+  const payload = typeof message.payload === "string"
+    ? utf8(message.payload)
+    : message.payload;
+  let szx = Math.min(wanted?.szx ?? MAX_SZX, MAX_SZX);
+  const head = size + 12; // room for the marker, Block2 and Size2
+  while (szx > 0 && head + (16 << szx) > limit) szx--;
+  const blockSize = 16 << szx;
+  if (head + blockSize > limit) {
+    // Not even the smallest block fits: reply() makes it a 5.00.
+    connection.reply(message);
+    return;
+  }
+  // A client asking with a larger block size gets the same bytes in
+  // smaller blocks: its block number counts in its own block size.
+  const offset = (wanted?.num ?? 0) *
+    (16 << Math.min(wanted?.szx ?? szx, 7));
+  if (offset >= payload.length && offset > 0) {
+    connection.reply(responseMessage({
+      code: "4.02",
+      payload: `Block ${wanted?.num} is past the end of the resource`,
+    }, request.token));
+    return;
+  }
+  const more = offset + blockSize < payload.length;
+  const options: CoapOption[] = [...message.options, {
+    number: Option.BLOCK2,
+    value: encodeBlock({ num: offset / blockSize, more, szx }),
+  }];
+  if (offset === 0) {
+    options.push({ number: Option.SIZE2, value: uint(payload.length) });
+  }
+  connection.reply({
+    ...message,
+    options,
+    payload: payload.subarray(offset, offset + blockSize),
+  });
+}
+
+const LINK_PARAM_NAME = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;
+
+/** Lists resources in the CoRE link format (RFC 6690). */
+function linkFormat(resources: Map<string, Resource>): () => string {
+  return () =>
+    [...resources].map(([path, resource]) => {
+      let link = `<${path}>`;
+      if (resource.observable) link += ";obs";
+      for (const [name, value] of Object.entries(resource.link ?? {})) {
+        // A quoted-string: backslash and double quote are escaped.
+        link += value === true
+          ? `;${name}`
+          : `;${name}="${String(value).replace(/["\\]/g, "\\$&")}"`;
+      }
+      return link;
+    }).join(",");
+}
+
+/**
+ * Serves `resources` on a WebSocket accepted with the `coap` subprotocol:
+ * a {@linkcode CoapServer} of its own for this one socket. Pass a
+ * `CoapServer` instead to share resources and counters across sockets.
+ *
+ * @param socket The socket.
+ * @param resources The resources, or a server.
+ * @returns The connection.
+ *
+ * @example
+ * ```ts
+ * import { handleCoapWebSocket } from "./server.ts";
+ * import { socketPair } from "./testing/socket_pair.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const [, far] = socketPair();
+ * const connection = handleCoapWebSocket(far, { "/": { GET: () => ({ payload: "hi" }) } });
+ * assertEquals(connection.state, "opening");
+ * connection.release();
+ * ```
+ */
+export function handleCoapWebSocket(
+  socket: WebSocketLike,
+  resources: Resources | CoapServer,
+): CoapConnection {
+  const server = resources instanceof CoapServer
+    ? resources
+    : new CoapServer(resources);
+  return server.accept(socket);
+}

@@ -1,0 +1,327 @@
+// What the fuzzer drives: the codec, a client connection fed by a hostile
+// server, and the whole server over an in-memory socket pair (no network,
+// no real timers). Each target returns the defects it saw in one input,
+// in words; an empty list is a pass.
+
+import type { Logger } from "@coap/pipe";
+import { CoapConnection } from "../../connection.ts";
+import {
+  CoapFormatError,
+  type CoapMessage,
+  codeKind,
+  decodeMessage,
+  encodeMessage,
+  hex,
+  tokenKey,
+} from "../../message.ts";
+import { Pipe } from "@coap/pipe";
+import {
+  CoapError,
+  CoapServer,
+  Observers,
+  type Resources,
+} from "../../server.ts";
+import { socketPair } from "../socket_pair.ts";
+
+/** A logger that keeps nothing: the fuzzer judges behaviour, not lines. */
+export const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Errors that reached the platform (uncaught, or rejections unhandled). */
+export const escaped: unknown[] = [];
+let watching = false;
+
+/** Starts collecting what escapes, instead of letting it end the process. */
+export function watchEscapes(): void {
+  if (watching) return;
+  watching = true;
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    escaped.push((event as ErrorEvent).error);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    escaped.push(event.reason);
+  });
+}
+
+/**
+ * The codec: any bytes decode or fail with a CoapFormatError, never
+ * anything else; what decodes encodes back to bytes that decode to the
+ * same message.
+ */
+export function codec(bytes: Uint8Array): string[] {
+  let message: CoapMessage;
+  try {
+    message = decodeMessage(bytes);
+  } catch (error) {
+    return error instanceof CoapFormatError
+      ? []
+      : [`decodeMessage threw ${error} for ${hex(bytes)}`];
+  }
+  let again: CoapMessage;
+  try {
+    again = decodeMessage(encodeMessage(message));
+  } catch (error) {
+    return [`${hex(bytes)} decoded, but did not encode back: ${error}`];
+  }
+  const same = (a: CoapMessage, b: CoapMessage) =>
+    a.code === b.code && hex(a.token) === hex(b.token) &&
+    hex(a.payload) === hex(b.payload) &&
+    JSON.stringify(a.options.map((o) => [o.number, hex(o.value)])) ===
+      JSON.stringify(
+        [...b.options].sort((x, y) => x.number - y.number).map((
+          o,
+        ) => [o.number, hex(o.value)]),
+      );
+  return same(again, message) ? [] : [`${hex(bytes)} did not round-trip`];
+}
+
+/** A clock whose timers run when the fuzzer says. */
+class StepClock {
+  time = 0;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now = (): number => this.time;
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.time + ms, fn });
+    return id;
+  };
+  clearTimeout = (handle: unknown): void => {
+    this.#timers.delete(handle as number);
+  };
+  get pending(): number {
+    return this.#timers.size;
+  }
+  /** Moves time on, running what is due, at most `rounds` times. */
+  async advance(ms: number, rounds = 50): Promise<void> {
+    for (let i = 0; i < rounds; i++) {
+      this.time += ms;
+      const due = [...this.#timers].filter(([, t]) => t.at <= this.time);
+      if (due.length === 0 && i > 0) break;
+      for (const [id, timer] of due) {
+        this.#timers.delete(id);
+        timer.fn();
+      }
+      await settle();
+    }
+  }
+}
+
+async function settle(rounds = 40): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+}
+
+/**
+ * A client connection against a hostile server: it has three requests
+ * open (one an observation) and takes whatever `frames` hold. Nothing
+ * thrown; every frame it sends decodes and fits what the server
+ * announced; when its transport closes, every pipe has ended.
+ */
+export function client(frames: Uint8Array[]): string[] {
+  const defects: string[] = [];
+  // The transport is called only after the connection below exists.
+  const transport = {
+    send(bytes: Uint8Array) {
+      try {
+        decodeMessage(bytes);
+      } catch (error) {
+        defects.push(`the client sent bytes that do not decode: ${error}`);
+      }
+      const limit = connection.peer.maxMessageSize;
+      if (bytes.length > limit && connection.state !== "new") {
+        // An Abort is cut to fit; nothing else may be over.
+        defects.push(
+          `the client sent ${bytes.length} bytes to a peer that accepts ${limit}`,
+        );
+      }
+    },
+    close() {},
+  };
+  const connection: CoapConnection = new CoapConnection(transport, {
+    log: quiet,
+  });
+  connection.start();
+  const ended: boolean[] = [];
+  const open = (options: CoapMessage["options"]) => {
+    const pipe = new Pipe<CoapMessage, CoapMessage>({
+      code: 1,
+      token: new Uint8Array(0),
+      options,
+      payload: new Uint8Array(0),
+    }, quiet);
+    const index = ended.push(false) - 1;
+    pipe.onEvent((event) => {
+      if (event.isLast) ended[index] = true;
+      return !event.isLast;
+    });
+    return pipe;
+  };
+  const pipes = [
+    open([]),
+    open([{ number: 6, value: new Uint8Array(0) }]),
+    open([{ number: 11, value: new TextEncoder().encode("x") }]),
+  ];
+  for (const bytes of frames) {
+    // The first request goes out once the peer could have said its size.
+    try {
+      connection.receive(bytes);
+    } catch (error) {
+      defects.push(`receive() threw ${error}`);
+    }
+    if (pipes.length > 0 && connection.state === "open") {
+      for (const pipe of pipes.splice(0)) connection.request(pipe);
+    }
+  }
+  connection.transportClosed(1006);
+  // Pipes never requested end here too: the test opened them.
+  for (const pipe of pipes) pipe.addException(new Error("never sent"));
+  if (ended.some((e) => !e)) {
+    defects.push(`pipes still open after the connection closed: ${ended}`);
+  }
+  return defects;
+}
+
+/** The resources the fuzzed server serves: every kind of handler. */
+export function fuzzResources(): Resources {
+  const table = new Observers();
+  let value = 0;
+  return {
+    "/": { GET: () => ({ payload: "hello" }) },
+    "/echo": {
+      POST: (request) => ({ payload: request.payload }),
+      PUT: (request) => ({ code: "2.04", payload: request.payload }),
+    },
+    "/big": { GET: () => ({ payload: "0123456789abcdef".repeat(300) }) },
+    "/obs": {
+      observable: table,
+      GET: () => ({ payload: String(value) }),
+      PUT: () => {
+        value++;
+        table.updated();
+        return { code: "2.04" };
+      },
+    },
+    "/task": {
+      observable: true,
+      GET: async (request, pipe, signal) => {
+        if (request.observe !== 0) return { payload: "once" };
+        pipe.addResponse({ payload: "first" });
+        await Promise.resolve();
+        if (!signal.aborted) pipe.addResponse({ payload: "second" });
+        // The signal may have aborted already (the first notification can
+        // end the connection): then there is no abort event to wait for.
+        if (!signal.aborted) {
+          await new Promise((resolve) =>
+            signal.addEventListener("abort", resolve, { once: true })
+          );
+        }
+      },
+    },
+    "/fail": {
+      GET: () => {
+        throw new Error("resource failed");
+      },
+    },
+    "/bad": { GET: () => ({ code: "9.99" }) },
+    "/async": {
+      GET: async () => {
+        await Promise.resolve();
+        throw new CoapError("4.03", "Forbidden");
+      },
+    },
+  };
+}
+
+/**
+ * The whole server over an in-memory socket pair: `frames` go to it in
+ * order, with the flow's timers run between them. Nothing escapes; every
+ * frame the server sends decodes and fits the peer's Max-Message-Size (an
+ * Abort aside, which is cut to fit or not sent); unless the connection
+ * closed, every request got an answer; once the peer goes, nothing of the
+ * connection is left (exchanges, observations, drivers, held bytes).
+ */
+export async function server(frames: Uint8Array[]): Promise<string[]> {
+  const defects: string[] = [];
+  const before = escaped.length;
+  const clock = new StepClock();
+  const coap = new CoapServer(fuzzResources(), { log: quiet });
+  const [near, far] = socketPair();
+  const send = far.send.bind(far);
+  const connection = coap.accept(far, { clock });
+  far.send = (data: Uint8Array | string) => {
+    if (typeof data === "string") {
+      defects.push("the server sent a text frame");
+    } else {
+      let message: CoapMessage | undefined;
+      try {
+        message = decodeMessage(data);
+      } catch (error) {
+        defects.push(`the server sent bytes that do not decode: ${error}`);
+      }
+      const limit = connection.peer.maxMessageSize;
+      if (data.length > limit && message?.code !== 0xe1) {
+        defects.push(
+          `the server sent a ${
+            message?.code.toString(16)
+          } of ${data.length} bytes to a peer that accepts ${limit}`,
+        );
+      }
+    }
+    send(data);
+  };
+  const unanswered = new Set<number | string>();
+  near.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    if (!(data instanceof ArrayBuffer)) return;
+    try {
+      const message = decodeMessage(new Uint8Array(data));
+      if (codeKind(message.code) === "response") {
+        unanswered.delete(tokenKey(message.token));
+      }
+    } catch { /* reported by the sender's check */ }
+  });
+  for (const bytes of frames) {
+    try {
+      const message = decodeMessage(bytes);
+      if (codeKind(message.code) === "request") {
+        unanswered.add(tokenKey(message.token));
+      }
+    } catch { /* malformed: the server aborts */ }
+    if (near.readyState !== 1) break;
+    near.send(bytes);
+    await settle();
+    await clock.advance(5, 5);
+  }
+  await clock.advance(10);
+  if (connection.state !== "closed" && unanswered.size > 0) {
+    defects.push(
+      `requests on tokens ${
+        [...unanswered].join(", ")
+      } were not answered and the connection is open`,
+    );
+  }
+  near.close();
+  await settle();
+  await clock.advance(10);
+  const left = [
+    coap.connections,
+    coap.exchanges,
+    coap.observations,
+    coap.drivers,
+    coap.heldBytes,
+  ];
+  if (left.some((n) => n !== 0)) {
+    defects.push(
+      `left after the peer went (connections, exchanges, observations, drivers, held bytes): ${left}`,
+    );
+  }
+  if (escaped.length > before) {
+    defects.push(
+      ...escaped.slice(before).map((e) =>
+        `escaped to the platform: ${(e as Error)?.stack ?? e}`
+      ),
+    );
+  }
+  return defects;
+}

@@ -1,0 +1,321 @@
+// Starting and talking to the aiocoap peer (../shared/peers, or where
+// COAP_PEERS says) for the interop checks. Installs nothing: when the peer
+// or Debian's python3-websockets is missing, it says which and stops.
+
+const here = new URL(".", import.meta.url);
+
+/** The folder with aiocoap_peer.py and aiocoap-client. */
+export const PEERS: string = Deno.env.get("COAP_PEERS") ??
+  new URL("../../../shared/peers", here).pathname;
+const PYTHON = Deno.env.get("COAP_PYTHON") ?? "/usr/bin/python3";
+
+/** Throws, naming what is missing, unless the peer can run here. */
+export async function requirePeer(): Promise<void> {
+  try {
+    await Deno.stat(`${PEERS}/aiocoap_peer.py`);
+  } catch {
+    throw new Error(
+      `The aiocoap peer is missing: no ${PEERS}/aiocoap_peer.py (set COAP_PEERS to its folder)`,
+    );
+  }
+  let ok = false;
+  try {
+    const { code } = await new Deno.Command(PYTHON, {
+      args: ["-c", "import websockets"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    ok = code === 0;
+  } catch {
+    throw new Error(`${PYTHON} is missing (the aiocoap peer runs on it)`);
+  }
+  if (!ok) {
+    throw new Error(
+      `python3-websockets is missing: ${PYTHON} cannot import websockets (apt-get install python3-websockets)`,
+    );
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (bound, noted, let go). */
+export function freePort(): number {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+/**
+ * The command of `deno task coap:server`, as deno.json has it, less the
+ * `deno` itself, so that a check runs the server exactly as a user does
+ * (its permissions and V8 flags included).
+ *
+ * @returns The arguments to give `Deno.execPath()`.
+ */
+export async function ourServerCommand(): Promise<string[]> {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+  );
+  const [deno, ...args] = (config.tasks["coap:server"] as string).split(" ");
+  if (deno !== "deno") throw new Error("coap:server is not a deno command");
+  return args.map((arg) =>
+    arg.endsWith(".ts")
+      ? new URL(`../../${arg}`, import.meta.url).pathname
+      : arg.startsWith("--allow-net")
+      ? `${arg},127.0.0.1`
+      : arg
+  );
+}
+
+/**
+ * Starts `deno task coap:server` on a free port with `args`, and waits
+ * until it listens.
+ *
+ * @param args More arguments for the server.
+ * @returns The running server.
+ */
+export async function startOurServer(args: string[] = []): Promise<Running> {
+  const port = freePort();
+  const child = spawn(Deno.execPath(), [
+    ...await ourServerCommand(),
+    "--port",
+    String(port),
+    ...args,
+  ], port);
+  await child.waitFor(/^listening on/);
+  return child;
+}
+
+/** A running process whose output lines are kept. */
+export interface Running {
+  readonly port: number;
+  /** The process id. */
+  readonly pid: number;
+  readonly lines: string[];
+  /** Resolves with the first line matching, within `ms`. */
+  waitFor(pattern: RegExp, ms?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Starts a command and keeps its stdout and stderr lines. */
+export function spawn(
+  command: string,
+  args: string[],
+  port: number,
+  env: Record<string, string> = {},
+): Running {
+  const child = new Deno.Command(command, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  const read = async (stream: ReadableStream<Uint8Array>) => {
+    let buffer = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const parts = buffer.split("\n");
+      buffer = parts.pop()!;
+      lines.push(...parts);
+      for (const wake of waiters) wake();
+    }
+    if (buffer) lines.push(buffer);
+  };
+  const done = Promise.all([read(child.stdout), read(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    for (const wake of waiters) wake();
+    return s;
+  });
+  return {
+    port,
+    pid: child.pid,
+    lines,
+    waitFor(pattern, ms = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const line = lines.find((l) => pattern.test(l));
+          if (line !== undefined) finish(() => resolve(line));
+          else if (exited) {
+            finish(() =>
+              reject(
+                new Error(
+                  `${command} exited before printing ${pattern}:\n${
+                    lines.join("\n")
+                  }`,
+                ),
+              )
+            );
+          }
+        };
+        const timer = setTimeout(() =>
+          finish(() =>
+            reject(
+              new Error(
+                `${command} did not print ${pattern} in ${ms} ms:\n${
+                  lines.join("\n")
+                }`,
+              ),
+            )
+          ), ms);
+        const finish = (settle: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          settle();
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      if (!exited) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+      }
+      await status;
+      await done;
+    },
+  };
+}
+
+/** Starts the aiocoap peer on a free port and waits for "ready on PORT". */
+export async function startPeer(): Promise<Running> {
+  await requirePeer();
+  const port = freePort();
+  const peer = spawn(
+    PYTHON,
+    [`${PEERS}/aiocoap_peer.py`, "--port", String(port)],
+    port,
+    {
+      PYTHONUNBUFFERED: "1",
+    },
+  );
+  await peer.waitFor(new RegExp(`^ready on ${port}$`));
+  return peer;
+}
+
+/** What aiocoap-client printed and how it exited. */
+export interface ClientRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs aiocoap's command line client, optionally stopped with SIGINT after `ms`. */
+export async function aiocoapClient(
+  args: string[],
+  interruptAfter?: number,
+): Promise<ClientRun> {
+  const child = new Deno.Command(`${PEERS}/aiocoap-client`, {
+    args,
+    env: { PYTHONUNBUFFERED: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  if (interruptAfter !== undefined) {
+    timer = setTimeout(() => {
+      try {
+        child.kill("SIGINT");
+      } catch { /* gone */ }
+    }, interruptAfter);
+  }
+  const output = await child.output();
+  clearTimeout(timer);
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Runs the aiocoap library load script (100 concurrent requests). */
+export async function aiocoapLoad(
+  uri: string,
+  count: number,
+): Promise<ClientRun> {
+  const output = await new Deno.Command(PYTHON, {
+    args: [new URL("aiocoap_load.py", here).pathname, uri, String(count)],
+    env: { PYTHONPATH: PEERS, PYTHONUNBUFFERED: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** The Redis server the cluster's checks and benchmark start. */
+export const REDIS: string = Deno.env.get("REDIS_SERVER") ?? "redis-server";
+
+/**
+ * Starts Redis on 127.0.0.1:`port` with its data in `dir` (appended to a
+ * file with `appendonly`, so that a restart keeps it) and waits until it
+ * accepts connections.
+ */
+export async function startRedis(
+  port: number,
+  dir: string,
+  appendonly = false,
+): Promise<Running> {
+  const redis = spawn(REDIS, [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--appendonly",
+    appendonly ? "yes" : "no",
+    "--save",
+    "",
+  ], port);
+  await redis.waitFor(/Ready to accept connections/);
+  return redis;
+}
+
+/**
+ * Starts `deno task coap:cluster` with `processes` servers on `port`,
+ * sharing through `engine`, and waits until each one listens.
+ *
+ * @returns The cluster command, and each server's pid.
+ */
+export async function startCluster(
+  port: number,
+  processes: number,
+  engine: string,
+): Promise<{ cluster: Running; pids: number[] }> {
+  const cluster = spawn(Deno.execPath(), [
+    "run",
+    "--allow-run",
+    "--allow-read",
+    new URL("../cluster/cluster_cli.ts", import.meta.url).pathname,
+    "--port",
+    String(port),
+    "--processes",
+    String(processes),
+    "--engine",
+    engine,
+  ], port);
+  const pids: number[] = [];
+  try {
+    for (let n = 1; n <= processes; n++) {
+      const line = await cluster.waitFor(new RegExp(`^\\[${n}\\] listening`));
+      pids.push(Number(line.match(/pid (\d+)/)![1]));
+    }
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return { cluster, pids };
+}
