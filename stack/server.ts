@@ -25,6 +25,7 @@ import {
 import {
   type CoapConnection,
   type ConnectionOptions,
+  DEFAULT_MAX_MESSAGE_SIZE,
   systemClock,
 } from "./connection.ts";
 import {
@@ -270,6 +271,11 @@ export class CoapServer {
   /** The limits in force, defaults filled in. */
   get limits(): ResolvedLimits {
     return this.#limits;
+  }
+
+  /** The largest message the server accepts, advertised in its CSM. */
+  get maxMessageSize(): number {
+    return this.#maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   }
 
   /** Where the server logs (each connection through a guard of its own). */

@@ -17,7 +17,7 @@ import { CoapServer, type Resources } from "./server.ts";
 import type { SharedStore } from "./cluster/shared.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--transport ws|deno] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -27,6 +27,7 @@ let certFile: string | undefined, keyFile: string | undefined;
 let engine: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
+let transport: string | undefined;
 let name: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -55,6 +56,13 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --hostname H            the address to listen on (default 127.0.0.1)
   --reuse-port            share the port with other servers (Linux; run
                           with --unstable-net), as coap:cluster does
+  --transport ws|deno     the WebSocket server: ws (the default without
+                          --cert), Node's library over node:http, refuses
+                          a frame larger than the Max-Message-Size as its
+                          header arrives; deno (Deno.upgradeWebSocket, the
+                          default with --cert) costs less CPU a request but
+                          buffers a message of up to 64 MiB before the
+                          server sees it
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
@@ -79,6 +87,10 @@ while (args.length > 0) {
     hostname = args.shift()!;
   } else if (arg === "--name" && args[0]) {
     name = args.shift()!;
+  } else if (
+    arg === "--transport" && (args[0] === "ws" || args[0] === "deno")
+  ) {
+    transport = args.shift()!;
   } else if (arg === "--reuse-port") {
     reusePort = true;
   } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
@@ -155,22 +167,47 @@ if (shared !== undefined && !await shared.ready()) {
     `warn: the engine at ${engine} is unreachable; /shared answers 5.03 until it is back`,
   );
 }
+const listening = (port: number) =>
+  console.log(
+    `listening on ${port}${
+      name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
+    }`,
+  );
+const serving = {
+  port,
+  hostname,
+  reusePort,
+  allowedOrigins: origins,
+  allowedHosts,
+  ...(token === undefined ? {} : { authorize: bearerToken(token) }),
+  ...(tls ?? {}),
+};
+// Over TLS, Deno.serve: ws_server.ts says why.
+transport ??= tls === undefined ? "ws" : "deno";
+if (transport === "ws" && tls !== undefined) {
+  console.error(
+    `--transport ws serves no TLS (Deno's node:https refuses clients that offer ALPN); leave out --transport, or put a TLS proxy in front\n${usage}`,
+  );
+  Deno.exit(2);
+}
 try {
-  serveCoap(server, {
-    port,
-    hostname,
-    reusePort,
-    allowedOrigins: origins,
-    allowedHosts,
-    ...(token === undefined ? {} : { authorize: bearerToken(token) }),
-    ...(tls ?? {}),
-    onListen: (port) =>
-      console.log(
-        `listening on ${port}${
-          name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
-        }`,
-      ),
-  });
+  if (transport === "deno") {
+    serveCoap(server, { ...serving, onListen: listening });
+  } else {
+    // Loaded only when used, and only under stack/ws/deno.json, whose lock
+    // file has ws (coap:server runs with it): ws reads two environment
+    // variables as it loads, which --transport deno, --help and a usage
+    // error do without. A specifier in a variable: the workspace's own
+    // checks do not follow it into npm.
+    const adapter = "./ws/ws_server.ts";
+    const { serveCoapWs } = await import(adapter) as {
+      serveCoapWs(
+        coap: CoapServer,
+        options: typeof serving,
+      ): Promise<{ port: number }>;
+    };
+    listening((await serveCoapWs(server, serving)).port);
+  }
 } catch (error) {
   // One line naming the cause, not a stack: the start failed.
   console.error(startError(error));
@@ -183,13 +220,17 @@ function startError(error: unknown): string {
     hostname.includes(":") ? `[${hostname}]` : hostname
   }:${port}`;
   const message = String((error as Error)?.message ?? error);
-  if (error instanceof Deno.errors.AddrInUse) {
+  // Deno's own errors, and node:net's codes for the ws transport.
+  const code = (error as { code?: unknown })?.code;
+  if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
     return `Cannot listen on ${where}: the port is already in use`;
   }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
+  if (
+    error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL"
+  ) {
     return `Cannot listen on ${where}: no interface of this machine has that address`;
   }
-  if (error instanceof Deno.errors.PermissionDenied) {
+  if (error instanceof Deno.errors.PermissionDenied || code === "EACCES") {
     return `Cannot listen on ${where}: permission denied (${message})`;
   }
   if (error instanceof Deno.errors.NotCapable) {

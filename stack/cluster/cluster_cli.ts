@@ -32,7 +32,8 @@ PUT through one process is read and observed through every other.
 
 On several machines, run the same command on each with one engine URL. A
 process manager can run the servers instead: P instances of
-  deno run --unstable-net --allow-net --allow-read \\
+  deno run --config=stack/ws/deno.json --unstable-net --allow-net \\
+    --allow-read --allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE \\
     stack/server_cli.ts --reuse-port --port N --engine URL`);
   Deno.exit(0);
 }
@@ -64,6 +65,8 @@ try {
 }
 
 const server = new URL("../server_cli.ts", import.meta.url).pathname;
+/** The configuration coap:server runs with: its ws transport's lock file. */
+const config = new URL("../ws/deno.json", import.meta.url).pathname;
 const children = new Map<number, Deno.ChildProcess>();
 const exits: number[] = [];
 let stopping = false;
@@ -87,9 +90,14 @@ function start(n: number): void {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      // --quiet: Deno would warn at each start that this configuration is
+      // not a member of the workspace, which is what it is for.
+      "--quiet",
+      `--config=${config}`,
       "--unstable-net",
       `--allow-net=${hostname},127.0.0.1,${engineHost}`,
       "--allow-read",
+      "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
       "--v8-flags=--optimize-for-size",
       server,
       "--port",
