@@ -12,6 +12,7 @@ import { escapeText } from "./peer_log.ts";
 import { CoapServer, type Resources } from "./server.ts";
 import {
   authorizeUpgrade,
+  fullRefusal,
   type Refusal,
   refusalResponse,
   refuseUpgrade,
@@ -113,15 +114,7 @@ export function coapHandler(
   };
   const upgrade = (request: Request, address?: string): Response => {
     const full = server.admit(address);
-    if (full !== undefined) {
-      const response = refuse({
-        status: 503,
-        key: full,
-        reason: `${full}; try again later`,
-      });
-      response.headers.set("retry-after", "10");
-      return response;
-    }
+    if (full !== undefined) return refuse(fullRefusal(full));
     let upgraded: { socket: WebSocket; response: Response };
     try {
       upgraded = Deno.upgradeWebSocket(request, {

@@ -223,6 +223,31 @@ export function refusalResponse(refusal: Refusal): Response {
   });
 }
 
+/**
+ * The refusal of one connection more than the server takes
+ * ({@linkcode CoapServer.prototype.admit}'s reason): 503, with
+ * `Retry-After`.
+ *
+ * @param why Which limit, in words.
+ * @returns The refusal.
+ *
+ * @example
+ * ```ts
+ * import { fullRefusal } from "./upgrade.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(fullRefusal("Too many").headers, { "retry-after": "10" });
+ * ```
+ */
+export function fullRefusal(why: string): Refusal {
+  return {
+    status: 503,
+    key: why,
+    reason: `${why}; try again later`,
+    headers: { "retry-after": "10" },
+  };
+}
+
 /** The comma-separated tokens of a header, trimmed and in lower case. */
 function tokens(header: string | null): string[] {
   return (header ?? "").split(",").map((t) => t.trim().toLowerCase());

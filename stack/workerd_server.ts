@@ -11,6 +11,7 @@
 import type { CoapServer } from "./server.ts";
 import {
   authorizeUpgrade,
+  fullRefusal,
   refusalResponse,
   rejectUpgrade,
   type UpgradeOptions,
@@ -60,15 +61,7 @@ export function coapFetch(
 
 function upgrade(server: CoapServer): Response {
   const full = server.admit();
-  if (full !== undefined) {
-    const response = refusalResponse({
-      status: 503,
-      key: full,
-      reason: `${full}; try again later`,
-    });
-    response.headers.set("retry-after", "10");
-    return response;
-  }
+  if (full !== undefined) return refusalResponse(fullRefusal(full));
   const Pair = (globalThis as {
     WebSocketPair?: new () => Record<0 | 1, WorkerSocket>;
   }).WebSocketPair;

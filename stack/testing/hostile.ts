@@ -8,7 +8,7 @@
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { Code, text, utf8 } from "../message.ts";
-import { CSM, frame, get, RawWebSocket, read } from "./raw_ws.ts";
+import { CSM, frame, get, join, RawWebSocket, read } from "./raw_ws.ts";
 import { ourServerCommand, type Running, startOurServer } from "./peers.ts";
 import { rss } from "./proc.ts";
 
@@ -17,16 +17,6 @@ const network = { sanitizeOps: false, sanitizeResources: false };
 /** Frames of raw bytes, each one WebSocket message. */
 const raw = (...messages: number[][]) =>
   messages.map((m) => frame(new Uint8Array(m)));
-
-function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A raw connection that keeps what it receives, decoded. */
 async function open(

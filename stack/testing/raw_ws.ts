@@ -257,7 +257,8 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return join(parts);
 }
 
-function join(parts: Uint8Array[]): Uint8Array {
+/** The parts one after another, in one buffer. */
+export function join(parts: Uint8Array[]): Uint8Array {
   let size = 0;
   for (const p of parts) size += p.length;
   const out = new Uint8Array(size);

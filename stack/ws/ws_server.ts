@@ -34,6 +34,7 @@ import { refusalLog } from "../deno_server.ts";
 import { CoapServer, type Resources } from "../server.ts";
 import {
   authorizeUpgrade,
+  fullRefusal,
   type Refusal,
   refuseUpgrade,
   type UpgradeOptions,
@@ -75,6 +76,13 @@ export interface CoapWsServer {
   /** Stops listening and closes every connection. */
   shutdown(): Promise<void>;
 }
+
+/** A request whose Host or path no URL can hold. */
+const MALFORMED: Refusal = Object.freeze({
+  status: 400,
+  key: "malformed request",
+  reason: "The request's Host or path is not one a URL can hold",
+});
 
 /** How long a closed connection's socket waits for the peer's close. */
 const CLOSE_GRACE_MS = 1000;
@@ -181,11 +189,9 @@ export async function serveCoapWs(
     response: http.ServerResponse,
   ) => {
     const web = toRequest(request);
-    const refusal: Refusal = (web && refuseUpgrade(web, checks)) ?? {
-      status: 400,
-      key: "malformed request",
-      reason: "The request's Host or path is not one a URL can hold",
-    };
+    const refusal = web === undefined
+      ? MALFORMED
+      : refuseUpgrade(web, checks) ?? MALFORMED;
     refused(refusal);
     const body = new TextEncoder().encode(`${refusal.reason}\n`);
     response.writeHead(refusal.status, {
@@ -200,26 +206,13 @@ export async function serveCoapWs(
     // Whatever happens to the socket from here on is this handler's.
     socket.on("error", () => socket.destroy());
     const web = toRequest(request);
-    if (web === undefined) {
-      return refuse(socket, {
-        status: 400,
-        key: "malformed request",
-        reason: "The request's Host or path is not one a URL can hold",
-      });
-    }
+    if (web === undefined) return refuse(socket, MALFORMED);
     const refusal = refuseUpgrade(web, checks);
     if (refusal !== undefined) return refuse(socket, refusal);
     const address = request.socket.remoteAddress;
     const upgrade = () => {
       const full = coap.admit(address);
-      if (full !== undefined) {
-        return refuse(socket, {
-          status: 503,
-          key: full,
-          reason: `${full}; try again later`,
-          headers: { "retry-after": "10" },
-        });
-      }
+      if (full !== undefined) return refuse(socket, fullRefusal(full));
       wss.handleUpgrade(request, socket, head, (ws) => {
         sockets.add(socket);
         socket.on("close", () => sockets.delete(socket));

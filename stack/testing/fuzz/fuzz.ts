@@ -17,7 +17,7 @@
 import fc from "fast-check";
 import { parseArgs } from "../args.ts";
 import { hex } from "../../message.ts";
-import { frame as wsFrame, RawWebSocket, read } from "../raw_ws.ts";
+import { frame as wsFrame, join, RawWebSocket, read } from "../raw_ws.ts";
 import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
 import { frame, session } from "./generators.ts";
@@ -159,16 +159,6 @@ if (options.only === "" || options.only === "loopback") {
   } finally {
     await process.stop();
   }
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 if (failed) {
