@@ -504,3 +504,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "deno task coap:server lets go of a connection ws closed for a frame over the Max-Message-Size within a second, even when the peer never answers the close: 40 such peers do not use up 20 places (found by the fuzzer)",
+  ...network,
+  async fn() {
+    const server = await startOurServer([
+      "--limit",
+      "maxConnectionsPerAddress=20",
+    ]);
+    try {
+      const header = new Uint8Array(8);
+      header[0] = 0x82;
+      header[1] = 0x80 | 126;
+      header[2] = 2000 >> 8;
+      header[3] = 2000 & 0xff;
+      for (let i = 0; i < 40; i++) {
+        const { socket } = await open(server.port);
+        await socket.sendBytes(header).catch(() => {});
+        await until("the 1009", () => socket.closeFrame !== undefined);
+        assertEquals(socket.closeFrame?.code, 1009);
+        socket.pause(); // it reads no more, and never answers the close
+        await new Promise((resolve) => setTimeout(resolve, 60));
+        socket.close();
+      }
+      await bystander(server.port);
+      console.log(
+        "  ok   [hostile -> coap:server] 40 peers each closed with 1009 and never answering: each let go within a second; a bystander admitted (limit 20 an address)",
+      );
+    } finally {
+      await server.stop();
+    }
+  },
+});
