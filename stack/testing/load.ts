@@ -3,6 +3,7 @@
 // sockets on 127.0.0.1, each server in its own process, reading that
 // process's RSS:
 //   deno task bench:load [--scale F] [--only ours|aiocoap] [--check]
+//     [--scenario N] [--transport ws|deno] [--limits NAME=VALUE,...]
 // 1. one connection registers 20,000 observations of /counter and reads;
 // 2. 2,000 observations, then the reader stops for 30 s;
 // 3. 200,000 pipelined GET / whose responses are never read, 20 s.
@@ -33,6 +34,7 @@ const options = parseArgs(Deno.args, {
   scale: 1,
   only: "",
   scenario: 0,
+  transport: "",
   limits: "",
   check: false,
 });
@@ -58,6 +60,7 @@ async function startOurs(): Promise<Server> {
     "--port",
     String(port),
     ...limits.flatMap((limit) => ["--limit", limit]),
+    ...(options.transport === "" ? [] : ["--transport", options.transport]),
   ], port);
   await child.waitFor(/^listening on/);
   return {
