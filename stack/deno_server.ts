@@ -15,6 +15,7 @@ import {
   fullRefusal,
   type Refusal,
   refusalResponse,
+  refuseHost,
   refuseUpgrade,
   type UpgradeOptions,
 } from "./upgrade.ts";
@@ -132,6 +133,10 @@ export function coapHandler(
     return upgraded.response;
   };
   return (request, info) => {
+    if (options.page !== undefined && !request.headers.has("upgrade")) {
+      const host = refuseHost(request, options);
+      return host === undefined ? options.page(request) : refuse(host);
+    }
     const refusal = refuseUpgrade(request, options);
     if (refusal !== undefined) return refuse(refusal);
     const remote = info?.remoteAddr;

@@ -17,7 +17,7 @@ import { CoapServer, type Resources } from "./server.ts";
 import type { SharedStore } from "./cluster/shared.ts";
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--transport ws|deno] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -28,6 +28,7 @@ let engine: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
 let transport: string | undefined;
+let explorer = true;
 let name: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -56,6 +57,10 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --hostname H            the address to listen on (default 127.0.0.1)
   --reuse-port            share the port with other servers (Linux; run
                           with --unstable-net), as coap:cluster does
+  --no-explorer           do not serve the CoAP explorer page at / (it is
+                          served by default, with its server field set to
+                          this server, so a browser on the page's own
+                          origin connects without --origin)
   --transport ws|deno     the WebSocket server: ws (the default without
                           --cert), Node's library over node:http, refuses
                           a frame larger than the Max-Message-Size as its
@@ -91,6 +96,8 @@ while (args.length > 0) {
     arg === "--transport" && (args[0] === "ws" || args[0] === "deno")
   ) {
     transport = args.shift()!;
+  } else if (arg === "--no-explorer") {
+    explorer = false;
   } else if (arg === "--reuse-port") {
     reusePort = true;
   } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
@@ -174,6 +181,14 @@ const listening = (port: number) =>
     }`,
   );
 const serving = {
+  // The explorer page at /, on the server's own origin.
+  ...(explorer
+    ? {
+      page: (await import("./explorer/serve.ts")).explorerOnServer(
+        tls === undefined ? "coap+ws" : "coaps+ws",
+      ),
+    }
+    : {}),
   port,
   hostname,
   reusePort,

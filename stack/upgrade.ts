@@ -40,6 +40,13 @@ export interface UpgradeOptions {
    */
   allowedHosts?: readonly string[] | true;
   /**
+   * Answers the requests that are not WebSocket upgrades (no `Upgrade`
+   * header) once their Host has passed the check, such as the explorer page
+   * `coap:server` serves at `/`; without it they are refused as
+   * {@linkcode refuseUpgrade} says (404 elsewhere, 426 at the path).
+   */
+  page?: (request: Request) => Response | Promise<Response>;
+  /**
    * Looks at the HTTP request before it is upgraded (a cookie, an
    * `Authorization` header, a token in the query) and returns `undefined`
    * to accept it or the response to refuse it with, such as a 401 or 403
@@ -90,22 +97,9 @@ export function refuseUpgrade(
   request: Request,
   options: UpgradeOptions = {},
 ): Refusal | undefined {
+  const host = refuseHost(request, options);
+  if (host !== undefined) return host;
   const url = new URL(request.url);
-  // The URL's host is what the own origin is made of; a runtime builds it
-  // from the Host header, and both must name the server.
-  const header = request.headers.get("host");
-  const names = [hostName(url.host)];
-  if (header !== null) names.push(hostName(header));
-  const name = names.find((n) => !hostAllowed(n, options.allowedHosts ?? []));
-  if (name !== undefined) {
-    const shown = JSON.stringify(name.slice(0, 100));
-    return {
-      status: 403,
-      key: `host ${name.slice(0, 100)}`,
-      reason:
-        `Host ${shown} is not one this server answers to (start the server with --allowed-host ${shown}, or pass it in allowedHosts, to serve that name)`,
-    };
-  }
   if (url.pathname !== COAP_WS_PATH) {
     return {
       status: 404,
@@ -175,6 +169,46 @@ export function refuseUpgrade(
     };
   }
   return undefined;
+}
+
+/**
+ * Why the server does not answer a request for the name in its Host header
+ * (403), or `undefined` if it does: the first of
+ * {@linkcode refuseUpgrade}'s checks, and the one a page served beside the
+ * WebSocket (the explorer) must pass too.
+ *
+ * @param request The HTTP request.
+ * @param options The allowed hosts.
+ * @returns The refusal, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { refuseHost } from "./upgrade.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(refuseHost(new Request("http://localhost:8683/")), undefined);
+ * assertEquals(refuseHost(new Request("http://evil.example/"))?.status, 403);
+ * ```
+ */
+export function refuseHost(
+  request: Request,
+  options: UpgradeOptions = {},
+): Refusal | undefined {
+  const url = new URL(request.url);
+  // The URL's host is what the own origin is made of; a runtime builds it
+  // from the Host header, and both must name the server.
+  const header = request.headers.get("host");
+  const names = [hostName(url.host)];
+  if (header !== null) names.push(hostName(header));
+  const name = names.find((n) => !hostAllowed(n, options.allowedHosts ?? []));
+  if (name === undefined) return undefined;
+  const shown = JSON.stringify(name.slice(0, 100));
+  return {
+    status: 403,
+    key: `host ${name.slice(0, 100)}`,
+    reason:
+      `Host ${shown} is not one this server answers to (start the server with --allowed-host ${shown}, or pass it in allowedHosts, to serve that name)`,
+  };
 }
 
 /**

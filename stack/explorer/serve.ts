@@ -113,6 +113,51 @@ export function explorerHandler(
 }
 
 /**
+ * The explorer as a CoAP server's own page (`UpgradeOptions.page`): its
+ * files, and `/` without a `?server=` sent on to `/?server=` the server's
+ * own address, which fills in the page's field. On the server's own origin
+ * the page needs no `allowedOrigins`.
+ *
+ * @param scheme The server's scheme: `coaps+ws` over TLS.
+ * @param files Where the files are.
+ * @returns The page handler.
+ *
+ * @example
+ * ```ts
+ * import { explorerOnServer } from "./serve.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const page = explorerOnServer("coap+ws");
+ * const response = await page(new Request("http://127.0.0.1:8683/"));
+ * assertEquals(response.status, 302);
+ * assertEquals(
+ *   response.headers.get("location"),
+ *   "/?server=coap%2Bws%3A%2F%2F127.0.0.1%3A8683",
+ * );
+ * ```
+ */
+export function explorerOnServer(
+  scheme: "coap+ws" | "coaps+ws",
+  files: ExplorerFiles = DEFAULT_FILES,
+): (request: Request) => Promise<Response> {
+  const serve = explorerHandler(files);
+  return (request) => {
+    const url = new URL(request.url);
+    if (url.pathname === "/" && !url.searchParams.has("server")) {
+      const to = new URL("/", url);
+      to.searchParams.set("server", `${scheme}://${url.host}`);
+      return Promise.resolve(
+        new Response(null, {
+          status: 302,
+          headers: { ...HEADERS, location: `${to.pathname}${to.search}` },
+        }),
+      );
+    }
+    return serve(request);
+  };
+}
+
+/**
  * Serves the explorer on 127.0.0.1.
  *
  * @param options The port (0 picks a free one), the files, and what to do

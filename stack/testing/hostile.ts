@@ -538,3 +538,53 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "deno task coap:server serves the explorer at / on its own origin, its field set to the server, to the names it answers to only; --no-explorer does not",
+  ...network,
+  async fn() {
+    const server = await startOurServer();
+    const bare = await startOurServer(["--no-explorer"]);
+    try {
+      const own = `coap+ws://127.0.0.1:${server.port}`;
+      const root = await fetch(`http://127.0.0.1:${server.port}/`, {
+        redirect: "manual",
+      });
+      await root.body?.cancel();
+      assertEquals(
+        [root.status, root.headers.get("location")],
+        [302, `/?server=${encodeURIComponent(own)}`],
+      );
+      const page = await fetch(
+        `http://127.0.0.1:${server.port}/?server=${encodeURIComponent(own)}`,
+      );
+      assertEquals(
+        [page.status, page.headers.get("content-type")],
+        [200, "text/html; charset=utf-8"],
+      );
+      assertMatch(
+        page.headers.get("content-security-policy") ?? "",
+        /^default-src 'none'; script-src 'self'/,
+      );
+      assertMatch(await page.text(), /<title>CoAP explorer<\/title>/);
+      const rebound = await http(
+        server.port,
+        `GET / HTTP/1.1\r\nHost: evil.example:${server.port}\r\nConnection: close\r\n\r\n`,
+      );
+      assertMatch(rebound, /^HTTP\/1\.1 403 /);
+      const none = await fetch(`http://127.0.0.1:${bare.port}/`);
+      assertEquals(
+        [none.status, (await none.text()).trim()],
+        [404, "CoAP over WebSocket is served at /.well-known/coap"],
+      );
+      await bystander(server.port);
+      console.log(
+        "  ok   [explorer] coap:server: / goes to /?server=its own address, the page under its policy, 403 for a rebound name; --no-explorer: 404",
+      );
+    } finally {
+      await server.stop();
+      await bare.stop();
+    }
+  },
+});

@@ -55,7 +55,10 @@ export async function ourServerCommand(): Promise<string[]> {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
   );
-  const [deno, ...args] = (config.tasks["coap:server"] as string).split(" ");
+  // The task bundles the explorer's script first; the server is the last
+  // command.
+  const command = (config.tasks["coap:server"] as string).split(" && ").at(-1)!;
+  const [deno, ...args] = command.split(" ");
   if (deno !== "deno") throw new Error("coap:server is not a deno command");
   return args.map((arg) =>
     arg.endsWith(".ts")

@@ -36,6 +36,7 @@ import {
   authorizeUpgrade,
   fullRefusal,
   type Refusal,
+  refuseHost,
   refuseUpgrade,
   type UpgradeOptions,
 } from "../upgrade.ts";
@@ -189,6 +190,28 @@ export async function serveCoapWs(
     response: http.ServerResponse,
   ) => {
     const web = toRequest(request);
+    if (
+      options.page !== undefined && web !== undefined &&
+      !web.headers.has("upgrade")
+    ) {
+      const host = refuseHost(web, checks);
+      if (host === undefined) {
+        Promise.resolve(options.page(web)).then(async (page) => {
+          const body = new Uint8Array(await page.arrayBuffer());
+          response.writeHead(page.status, {
+            ...Object.fromEntries(page.headers),
+            "content-length": String(body.length),
+          });
+          response.end(body);
+        }).catch((error) => {
+          coap.log.error(
+            `The page failed: ${escapeText(String(error?.message ?? error))}`,
+          );
+          response.destroy();
+        });
+        return;
+      }
+    }
     const refusal = web === undefined
       ? MALFORMED
       : refuseUpgrade(web, checks) ?? MALFORMED;

@@ -21,7 +21,7 @@ import { chromium } from "npm:playwright-core@1.65.1";
 import puppeteer from "npm:puppeteer-core@24.43.1";
 import { chromiumArgs } from "../../../testing/chromium.ts";
 import { serveCoap } from "../../deno_server.ts";
-import { serveExplorer } from "../../explorer/serve.ts";
+import { explorerOnServer, serveExplorer } from "../../explorer/serve.ts";
 import { demoResources } from "../../resources.ts";
 import type { Resources } from "../../server.ts";
 import { type Running, startPeer } from "../peers.ts";
@@ -914,6 +914,45 @@ async function againstUnusualServer(driver: Driver): Promise<void> {
   });
 }
 
+/**
+ * The explorer as our server serves it, on the server's own origin (as
+ * `deno task coap:server` does): `/` fills in the server field with the
+ * server's own address, and Connect works under the default Origin policy.
+ */
+async function onItsOwnOrigin(driver: Driver): Promise<void> {
+  const coap = serveCoap(demoResources(), {
+    port: 0,
+    page: explorerOnServer("coap+ws"),
+  });
+  try {
+    const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
+    await driver.goto(`http://127.0.0.1:${coap.http.addr.port}/`);
+    assertEquals(
+      await driver.evaluate("document.querySelector('#server').value"),
+      server,
+    );
+    await driver.click("#connect");
+    await until(driver, "the connection", state("connected"));
+    await until(
+      driver,
+      "the resource list",
+      "document.querySelectorAll('#resource-list li').length > 0",
+    );
+    await driver.click(item("/", "target"));
+    await until(driver, "GET /", code("2.05 Content"));
+    assertEquals(
+      await text(driver, "#response-payload"),
+      "Welcome to the demo server",
+    );
+    await shot(driver, "13-served-by-the-server.png");
+    await driver.click("#disconnect");
+    await until(driver, "the released connection", state("closed"));
+    assertEquals(driver.problems, []);
+  } finally {
+    await coap.http.shutdown();
+  }
+}
+
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
   chromium: chromiumDriver,
   firefox: firefoxDriver,
@@ -933,6 +972,10 @@ for (const browser of ["chromium", "firefox"] as const) {
       [
         "a server with a broken listing, CBOR, bytes and observations that do not fit",
         againstUnusualServer,
+      ],
+      [
+        "our own server, served by it on its own origin: the server field filled in, Connect, GET /",
+        onItsOwnOrigin,
       ],
     ] as const
   ) {
