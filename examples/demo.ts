@@ -37,8 +37,8 @@ function say(who: string, text: string): void {
 /** The server's logger: prints what errorToMessage() reports. */
 const serverLog: Logger = {
   debug: () => {},
-  info: (message: unknown, error: unknown) =>
-    say("server", `(log info) ${message}: ${error}`),
+  // The library logs one argument or two; print what it gave.
+  info: (...data: unknown[]) => say("server", `(log info) ${data.join(": ")}`),
   warn: (message: unknown) => say("server", `(log warn) ${message}`),
   error: (message: unknown, error: unknown) =>
     say("server", `(log error) ${message}: ${error}`),

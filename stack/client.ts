@@ -694,6 +694,14 @@ async function open(
   } catch (error) {
     const reason = (error as Error).message;
     connection.abort(reason);
+    // Deno's words for a port where nothing listens, said plainly.
+    if (/tcp connect error|connection refused/i.test(why)) {
+      throw new ConnectionError(
+        `Cannot connect to ${uri}: nothing is listening at ${
+          new URL(url).host
+        } (${why.replace(/^NetworkError: /, "")})`,
+      );
+    }
     throw new ConnectionError(
       `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
     );

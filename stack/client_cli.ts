@@ -47,28 +47,53 @@ Example: deno task coap:client --observe --count 3 coap+ws://127.0.0.1:8683/coun
 const number = (name: string): number => {
   const value = args.shift();
   if (value === undefined || !/^\d+$/.test(value)) {
-    fail(`${name} needs a number\n${usage}`);
+    fail(
+      `${name} needs a number${
+        value === undefined ? "" : `, got ${JSON.stringify(value)}`
+      }\n${usage}`,
+    );
   }
   return Number(value);
 };
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "-m" || arg === "--method") {
-    const name = args.shift()?.toUpperCase() ?? "";
-    const known = Object.keys(METHODS).find((m) => m.toUpperCase() === name);
-    if (known === undefined) fail(`unknown method ${name}\n${usage}`);
+    const methods = Object.keys(METHODS).join(", ");
+    const given = args.shift();
+    if (given === undefined) {
+      fail(`${arg} needs a method: ${methods}\n${usage}`);
+    }
+    const known = Object.keys(METHODS).find((m) =>
+      m.toUpperCase() === given.toUpperCase()
+    );
+    if (known === undefined) {
+      fail(`unknown method ${JSON.stringify(given)}: ${methods}\n${usage}`);
+    }
     method = known as Method;
   } else if (arg === "--payload") {
-    payload = args.shift() ?? fail(usage);
+    payload = args.shift() ?? fail(`--payload needs a value\n${usage}`);
   } else if (arg === "--content-format") contentFormat = number(arg);
   else if (arg === "--accept") accept = number(arg);
   else if (arg === "--observe") observe = true;
   else if (arg === "--count") count = number(arg);
-  else if (arg === "--token") accessToken = args.shift() || fail(usage);
-  else if (arg.startsWith("-") || uri !== undefined) fail(usage);
-  else uri = arg;
+  else if (arg === "--token") {
+    accessToken = args.shift() || fail(`--token needs a token\n${usage}`);
+  } else if (arg.startsWith("-")) {
+    fail(`unknown option ${JSON.stringify(arg)}\n${usage}`);
+  } else if (uri !== undefined) {
+    fail(
+      `one URI only: ${JSON.stringify(uri)}, then ${
+        JSON.stringify(arg)
+      }\n${usage}`,
+    );
+  } else uri = arg;
 }
-if (uri === undefined) fail(usage);
+if (uri === undefined) {
+  fail(`a URI is needed (coap+ws://HOST:PORT/PATH)\n${usage}`);
+}
+if (count !== Infinity && !observe) {
+  fail(`--count goes with --observe: it counts notifications\n${usage}`);
+}
 
 let target: ReturnType<typeof parseCoapUri>;
 try {

@@ -72,41 +72,58 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
 }
+/** Ends with the reason and the usage line, exit code 2. */
+function fail(message: string): never {
+  console.error(`${message}\n${usage}`);
+  Deno.exit(2);
+}
+/** The value after a flag, or a message saying which flag needs what. */
+function value(flag: string, what: string, valid = (v: string) => v !== "") {
+  const next = args.shift();
+  if (next === undefined || next.startsWith("--") || !valid(next)) {
+    fail(
+      next === undefined || next.startsWith("--")
+        ? `${flag} needs ${what}`
+        : `${flag} needs ${what}, got ${JSON.stringify(next)}`,
+    );
+  }
+  return next;
+}
+// scheme://host[:port], nothing more: what a browser sends as Origin.
+const ORIGIN =
+  /^[a-z][a-z0-9+.-]*:\/\/(\[[0-9a-f:.]+\]|[^\s/:?#@[\]]+)(:\d{1,5})?$/i;
 while (args.length > 0) {
   const arg = args.shift()!;
-  if (arg === "--port" && /^\d+$/.test(args[0] ?? "")) {
-    port = Number(args.shift());
-  } else if (arg === "--origin" && args[0] !== undefined) {
-    origins.push(args.shift()!);
-  } else if (arg === "--allowed-host" && args[0]) {
-    allowedHosts.push(args.shift()!);
-  } else if (arg === "--token" && args[0]) {
-    token = args.shift()!;
-  } else if (arg === "--cert" && args[0]) {
-    certFile = args.shift()!;
-  } else if (arg === "--key" && args[0]) {
-    keyFile = args.shift()!;
-  } else if (arg === "--engine" && args[0]) {
-    engine = args.shift()!;
-  } else if (arg === "--hostname" && args[0]) {
-    hostname = args.shift()!;
-  } else if (arg === "--name" && args[0]) {
-    name = args.shift()!;
-  } else if (
-    arg === "--transport" && (args[0] === "ws" || args[0] === "deno")
-  ) {
-    transport = args.shift()!;
-  } else if (arg === "--no-explorer") {
-    explorer = false;
-  } else if (arg === "--reuse-port") {
-    reusePort = true;
-  } else if (arg === "--limit" && /^\w+=[\d.]+$/.test(args[0] ?? "")) {
-    const [name, value] = args.shift()!.split("=");
-    limits[name] = Number(value);
-  } else {
-    console.error(usage);
-    Deno.exit(2);
-  }
+  if (arg === "--port") {
+    port = Number(value(arg, "a port number", (v) => /^\d{1,5}$/.test(v)));
+  } else if (arg === "--origin") {
+    origins.push(
+      value(
+        arg,
+        "an origin, scheme://host[:port] (http://127.0.0.1:8000)",
+        (v) => ORIGIN.test(v),
+      ),
+    );
+  } else if (arg === "--allowed-host") {
+    allowedHosts.push(value(arg, "a host name"));
+  } else if (arg === "--token") token = value(arg, "a token");
+  else if (arg === "--cert") certFile = value(arg, "a PEM file");
+  else if (arg === "--key") keyFile = value(arg, "a PEM file");
+  else if (arg === "--engine") engine = value(arg, "a URL (redis://HOST:PORT)");
+  else if (arg === "--hostname") hostname = value(arg, "an address");
+  else if (arg === "--name") name = value(arg, "a name");
+  else if (arg === "--transport") {
+    transport = value(arg, "ws or deno", (v) => v === "ws" || v === "deno");
+  } else if (arg === "--no-explorer") explorer = false;
+  else if (arg === "--reuse-port") reusePort = true;
+  else if (arg === "--limit") {
+    const [name, number] = value(
+      arg,
+      "NAME=VALUE (maxObservationsPerConnection=1000)",
+      (v) => /^\w+=[\d.]+$/.test(v),
+    ).split("=");
+    limits[name] = Number(number);
+  } else fail(`unknown option ${JSON.stringify(arg)}`);
 }
 
 const log = {

@@ -125,7 +125,14 @@ function describeTarget(
 }
 
 function reasonOf(exception: unknown): string {
-  return exception instanceof Error ? exception.message : String(exception);
+  const reason = exception instanceof Error
+    ? exception.message
+    : String(exception);
+  // A browser says nothing of why: a refused upgrade and a port where
+  // nothing listens look the same.
+  return /Connection failed before it opened/.test(reason)
+    ? `${reason}. Nothing may be listening there, or the server refused this page: a CoAP server checks a page's Origin (start ours with --origin ${location.origin} to let this page in)`
+    : reason;
 }
 
 // --- Connection ---------------------------------------------------------
@@ -156,8 +163,10 @@ async function connect(uri: string): Promise<void> {
   const { maxMessageSize, blockWise } = connected.peer;
   setState(
     "connected",
-    `Connected to ${uri}. The server's CSM: Max-Message-Size ${maxMessageSize} bytes, block-wise transfer with BERT ${
-      blockWise ? "supported" : "not offered"
+    `Connected to ${uri}. The server's CSM: Max-Message-Size ${maxMessageSize} bytes; ${
+      blockWise
+        ? "Block-Wise-Transfer offered: blocks, and BERT"
+        : "no Block-Wise-Transfer option: blocks, but no BERT"
     }.`,
   );
   connected.closed.then((reason) => {

@@ -109,7 +109,7 @@ await requireTools();
 
 Deno.test({
   name:
-    "the command line tools print their usage on --help and exit 0; a wrong argument prints it to stderr and exits 2",
+    "the command line tools print their usage on --help and exit 0; a wrong argument is named on stderr, the usage after it, exit 2",
   async fn() {
     const run = async (file: string, args: string[]) => {
       const out = await new Deno.Command(Deno.execPath(), {
@@ -121,9 +121,16 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
-      const text = (bytes: Uint8Array) =>
-        new TextDecoder().decode(bytes).split("\n")[0];
-      return [out.code, text(out.stdout), text(out.stderr)];
+      const lines = (bytes: Uint8Array) =>
+        new TextDecoder().decode(bytes).split("\n");
+      // The usage line: the first on stdout; on stderr, after the reason.
+      const err = lines(out.stderr);
+      return [
+        out.code,
+        lines(out.stdout)[0],
+        err.find((l) => l.startsWith("usage:")) ?? err[0],
+        err[0],
+      ];
     };
     const client = "usage: deno task coap:client [-m METHOD]";
     const server = "usage: deno task coap:server [--port N]";
@@ -147,6 +154,10 @@ Deno.test({
       [0, server, ""],
       [2, "", client],
       [2, "", server],
+    ]);
+    assertEquals(got.slice(3).map((run) => run[3]), [
+      'unknown option "--bogus"',
+      'unknown option "--bogus"',
     ]);
   },
 });

@@ -382,7 +382,7 @@ async function againstAiocoap(driver: Driver): Promise<void> {
     await until(driver, "the connection", state("connected"));
     assertEquals(
       await text(driver, "#state"),
-      `Connected to ${server}. The server's CSM: Max-Message-Size 1048576 bytes, block-wise transfer with BERT supported.`,
+      `Connected to ${server}. The server's CSM: Max-Message-Size 1048576 bytes; Block-Wise-Transfer offered: blocks, and BERT.`,
     );
     // Disconnect releases the connection; Connect opens a new one.
     await driver.click("#disconnect");
@@ -648,7 +648,7 @@ async function againstAiocoap(driver: Driver): Promise<void> {
       new RegExp(
         `^Cannot connect to ${
           server.replaceAll("+", "\\+")
-        }: Connection failed before it opened \\(\\d+\\)$`,
+        }: Connection failed before it opened \\(\\d+\\)\\. Nothing may be listening there, or the server refused this page: a CoAP server checks a page's Origin \\(start ours with --origin http://127\\.0\\.0\\.1:\\d+ to let this page in\\)$`,
       ),
     );
     await driver.click(".observation button.stop");
@@ -719,7 +719,7 @@ async function againstOurServer(driver: Driver): Promise<void> {
   await connectedTo(driver, resources, async (server) => {
     assertEquals(
       await text(driver, "#state"),
-      `Connected to ${server}. The server's CSM: Max-Message-Size 1152 bytes, block-wise transfer with BERT not offered.`,
+      `Connected to ${server}. The server's CSM: Max-Message-Size 1152 bytes; no Block-Wise-Transfer option: blocks, but no BERT.`,
     );
     await until(
       driver,
