@@ -10,7 +10,7 @@ import { CoapClient, parseCoapUri } from "./client.ts";
 import { type Method, METHODS, text } from "./message.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--token TOKEN] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -25,6 +25,7 @@ let observe = false;
 let count = Infinity;
 let uri: string | undefined;
 let accessToken: string | undefined;
+let reconnect = false;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -38,6 +39,8 @@ response's payload; an error response prints its code and exits 1.
   --accept N              the Accept option
   --observe               observe (RFC 7641): one line per notification
   --count N               with --observe, stop after N notifications
+  --reconnect             when the server goes away, connect again (up to 10
+                          attempts) and register the observation again
   --token TOKEN           a bearer token for a server started with --token
   URI                     coap+ws://HOST:PORT/PATH?QUERY, or coaps+ws://
 
@@ -75,6 +78,7 @@ while (args.length > 0) {
   } else if (arg === "--content-format") contentFormat = number(arg);
   else if (arg === "--accept") accept = number(arg);
   else if (arg === "--observe") observe = true;
+  else if (arg === "--reconnect") reconnect = true;
   else if (arg === "--count") count = number(arg);
   else if (arg === "--token") {
     accessToken = args.shift() || fail(`--token needs a token\n${usage}`);
@@ -104,7 +108,20 @@ try {
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
-  client = await CoapClient.connect(uri, { log: quiet, accessToken });
+  client = await CoapClient.connect(uri, {
+    log: quiet,
+    accessToken,
+    // The observation goes on across a lost connection: registered again
+    // on the new one (RFC 7641 §3.3.1).
+    ...(reconnect
+      ? {
+        reconnect: {
+          onReconnect: (attempt: number) =>
+            console.error(`reconnected (attempt ${attempt})`),
+        },
+      }
+      : {}),
+  });
 } catch (error) {
   fail((error as Error).message, 1);
 }

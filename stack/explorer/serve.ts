@@ -196,12 +196,12 @@ if (import.meta.main) {
     onListen: (listening) => {
       console.log(`CoAP explorer on http://127.0.0.1:${listening}/`);
       console.log(
-        "Run a CoAP-over-WebSocket server too, such as the aiocoap peer " +
-          "(../shared/peers/aiocoap_peer.py --port 8683) or " +
-          `\`deno task coap:server --port 8683 --origin http://127.0.0.1:${listening}\`` +
-          " (our server lets a browser in only from its own origin and those " +
-          "named with --origin; this page is another), and connect to it " +
-          "from the page.",
+        "Point it at any CoAP-over-WebSocket server (aiocoap's, say). Ours " +
+          "serves this page itself, on its own origin, where it needs " +
+          "nothing more: `deno task coap:server`, then " +
+          "http://127.0.0.1:8683/. To use this page with ours instead, " +
+          "let its origin in: `deno task coap:server --origin " +
+          `http://127.0.0.1:${listening}\`.`,
       );
     },
   });

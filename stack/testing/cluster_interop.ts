@@ -17,6 +17,7 @@ import { EngineUnavailable, Redis } from "../cluster/redis.ts";
 import {
   freePort,
   PEERS,
+  requirePeer,
   type Running,
   spawn,
   startCluster,
@@ -59,6 +60,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
+    // Named up front, as interop.ts names its tools, rather than a NotFound
+    // from deep inside the check.
+    await requirePeer();
     const dir = await Deno.makeTempDir({ prefix: "coap-cluster-" });
     const redisPort = freePort();
     let redis = await startRedis(redisPort, dir, true);

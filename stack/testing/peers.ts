@@ -63,7 +63,7 @@ export async function ourServerCommand(): Promise<string[]> {
   return args.map((arg) =>
     arg.endsWith(".ts")
       ? new URL(`../../${arg}`, import.meta.url).pathname
-      : arg.startsWith("--allow-net")
+      : arg.startsWith("--allow-net=")
       ? `${arg},127.0.0.1`
       : arg
   );
