@@ -826,8 +826,14 @@ Deno.test("CoapClient.request() rejects a malformed request at the call", async 
   client.close();
 });
 
-/** A raw connection to a server: sends hand-made messages, records replies. */
-async function rawPeer(server: CoapServer) {
+/**
+ * A raw connection to a server: sends hand-made frames from its first
+ * message on (a CSM unless told otherwise), records replies.
+ */
+async function rawPeer(
+  server: CoapServer,
+  frames: number[][] = [[0x00, 0xe1]],
+) {
   const [near, far] = socketPair();
   server.accept(far);
   const received: CoapMessage[] = [];
@@ -837,19 +843,16 @@ async function rawPeer(server: CoapServer) {
       received.push(decodeMessage(new Uint8Array(data)));
     }
   });
+  let closeCode: number | undefined;
   const closed = new Promise<number>((resolve) =>
-    near.addEventListener("close", (e) => resolve((e as CloseEvent).code))
+    near.addEventListener("close", (e) => {
+      closeCode = (e as CloseEvent).code;
+      resolve(closeCode);
+    })
   );
-  near.send(
-    encodeMessage({
-      code: Code.CSM,
-      token: new Uint8Array(0),
-      options: [],
-      payload: new Uint8Array(0),
-    }),
-  );
+  for (const frame of frames) near.send(new Uint8Array(frame));
   await flush();
-  return { near, received, closed };
+  return { near, received, closed, closeCode: () => closeCode };
 }
 
 Deno.test("CoapServer answers 4.02 to a request with an unknown critical option, and ignores an unknown elective one", async () => {
@@ -1321,34 +1324,13 @@ Deno.test("CoapClient with reconnect gives up after maxAttempts: observations en
   );
 });
 
-/**
- * A raw connection that sends hand-made frames from its first message on:
- * no CSM of its own unless one of the frames is.
- */
-async function rawFrames(server: CoapServer, ...frames: number[][]) {
-  const [near, far] = socketPair();
-  server.accept(far);
-  const received: CoapMessage[] = [];
-  near.addEventListener("message", (event) => {
-    const data = (event as MessageEvent).data;
-    if (data instanceof ArrayBuffer) {
-      received.push(decodeMessage(new Uint8Array(data)));
-    }
-  });
-  let closeCode: number | undefined;
-  near.addEventListener("close", (e) => closeCode = (e as CloseEvent).code);
-  for (const frame of frames) near.send(new Uint8Array(frame));
-  await flush();
-  return { near, received, closeCode: () => closeCode };
-}
-
 Deno.test("CoapServer survives a peer whose CSM says Max-Message-Size 0 (or is empty): that connection is aborted with one log line, without an Abort that would not fit, and others go on", async () => {
   for (const csm of [[0x00, 0xe1, 0x21, 0x00], [0x00, 0xe1, 0x20]]) {
     const logs: string[] = [];
     const server = new CoapServer({
       "/": { GET: () => ({ payload: "Welcome" }) },
     }, { log: recorder(logs) });
-    const hostile = await rawFrames(server, csm, [0x00, 0x01]);
+    const hostile = await rawPeer(server, [csm, [0x00, 0x01]]);
     assertEquals(
       hostile.received.map((m) => codeToString(m.code)),
       ["7.01"], // the server's CSM, and no Abort: it would not fit in 0 bytes
@@ -1370,12 +1352,19 @@ Deno.test("CoapServer answers a 4.02 without its diagnostic when the peer's Max-
     "/": { GET: () => ({ payload: "Welcome" }) },
   }, { log: quiet });
   // Max-Message-Size 64; a GET with an 8-byte token and critical option 9.
-  const peer = await rawFrames(
-    server,
-    [0x00, 0xe1, 0x21, 0x40],
-    [0x08, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x90],
-    [0x01, 0x01, 0x07],
-  );
+  const peer = await rawPeer(server, [[0x00, 0xe1, 0x21, 0x40], [
+    0x08,
+    0x01,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0x90,
+  ], [0x01, 0x01, 0x07]]);
   assertEquals(
     peer.received.map((m) => [codeToString(m.code), text(m.payload)]),
     [["7.01", ""], ["4.02", ""], ["2.05", "Welcome"]],
@@ -1395,12 +1384,13 @@ Deno.test("CoapServer answers 5.00 when a resource's answer does not fit the pee
     },
     "/broken": { GET: () => ({ code: "9.99" }) },
   }, { log: recorder(logs) });
-  const peer = await rawFrames(
-    server,
-    [0x00, 0xe1, 0x21, 0x40],
-    [0x01, 0x01, 0x01, 0xb4, ...utf8("wide")],
-    [0x01, 0x01, 0x02, 0xb6, ...utf8("broken")],
-  );
+  const peer = await rawPeer(server, [[0x00, 0xe1, 0x21, 0x40], [
+    0x01,
+    0x01,
+    0x01,
+    0xb4,
+    ...utf8("wide"),
+  ], [0x01, 0x01, 0x02, 0xb6, ...utf8("broken")]]);
   assertEquals(
     peer.received.map((m) => [codeToString(m.code), m.token[0]]),
     [["7.01", undefined], ["5.00", 1], ["5.00", 2]],
@@ -1437,19 +1427,17 @@ Deno.test("CoapServer aborts the connection holding the most unread bytes when a
   // Each has a GET being answered and a POST in hand; what comes after is
   // held. The first holds 2 POSTs of 509 bytes; the second's third POST of
   // 1,009 bytes takes the total past 4,000, and the second (the most) goes.
-  const small = await rawFrames(
-    server,
+  const small = await rawPeer(server, [
     csm,
     slowGet(1),
     ...[2, 3, 4].map((t) => post(t, 500)),
-  );
+  ]);
   assertEquals(server.heldBytes, 2 * 509);
-  const large = await rawFrames(
-    server,
+  const large = await rawPeer(server, [
     csm,
     slowGet(1),
     ...[2, 3, 4, 5, 6].map((t) => post(t, 1000)),
-  );
+  ]);
   assertEquals(large.closeCode(), 1000);
   assertEquals(large.received.at(-1)?.code, Code.ABORT);
   assertEquals(
