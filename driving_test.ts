@@ -255,6 +255,7 @@ test("runDrivingPipe() resolves only after the outcome reached the pipe, and nev
     const failing = {
       request: "GET /r",
       log: new RecordingLogger(),
+      ended: false,
       addResponse() {},
       addException(e: unknown) {
         trace.push(`exception reached: ${(e as Error).message}`);

@@ -9,6 +9,7 @@ import { IterablePipe } from "./iterable_pipe.ts";
 import type { PipeEvent, ResponderPipe } from "./pipe.ts";
 import { lacking, test } from "./testing/suite.ts";
 import {
+  awaitingResponder,
   captureReported,
   flush,
   type NodeInspect,
@@ -50,11 +51,48 @@ test("IterablePipe is a ResponderPipe", () => {
     { log: new RecordingLogger() },
   );
   assertEquals(
-    ["addResponse", "addException", "onInterestEnd", "onPoke"].map((m) =>
-      typeof (pipe as unknown as Record<string, unknown>)[m]
-    ),
-    ["function", "function", "function", "function"],
+    ["addResponse", "addException", "onInterestEnd", "onPoke", "ended"].map((
+      m,
+    ) => typeof (pipe as unknown as Record<string, unknown>)[m]),
+    ["function", "function", "function", "function", "boolean"],
   );
+});
+
+test("IterablePipe seen as a ResponderPipe tells whether it ended: a responder that awaited sees the loop left in the meantime and does nothing more", async () => {
+  const { pipe, trace, log } = setup();
+  let release!: () => void;
+  const engine = new Promise<void>((resolve) => release = resolve);
+  const responding = awaitingResponder(pipe, engine, trace);
+  const iterator = pipe[Symbol.asyncIterator]();
+  const next = iterator.next();
+  await iterator.return!(); // the requester leaves the loop
+  trace.push(`pending next: done ${(await next).done}`);
+  release();
+  await responding;
+  assertEquals(trace, [
+    "before the engine: ended false",
+    "pending next: done true",
+    "after the engine: ended true",
+  ]);
+  assertEquals(log.entries, []);
+});
+
+test("IterablePipe seen as a ResponderPipe stays open while the loop runs, and ends with a final response", async () => {
+  const { pipe, trace, log } = setup();
+  await awaitingResponder(pipe, Promise.resolve(), trace);
+  const responder: ResponderPipe<string, string> = pipe;
+  assertEquals(responder.ended, false);
+  responder.addResponse("last", true);
+  assertEquals(responder.ended, true);
+  for await (const event of pipe) trace.push(show(event));
+  assertEquals(trace, [
+    "before the engine: ended false",
+    "after the engine: ended false",
+    "hook: interest ended",
+    "response value",
+    "response last last",
+  ]);
+  assertEquals(log.entries, []);
 });
 
 test("IterablePipe yields events added before and during iteration, in order", async () => {

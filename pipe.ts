@@ -58,6 +58,14 @@ export interface ResponderPipe<Req, Res> {
   readonly request: Req;
   /** Where the pipe logs dropped events and similar trouble. */
   readonly log: Logger;
+  /**
+   * Whether the pipe has ended: a final event was added, or interest in
+   * responses ended. A responder that awaited something (an engine round
+   * trip, say) asks this before it registers an interest-end hook or adds
+   * more: events added after the end are dropped, and a hook registered
+   * then runs at once.
+   */
+  readonly ended: boolean;
   /** Adds a response; `isLast` marks it final. */
   addResponse(response: Res, isLast?: boolean): void;
   /** Adds an exception, which is always final. */

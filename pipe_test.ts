@@ -1,7 +1,8 @@
 import { assertEquals, assertStrictEquals, assertThrows } from "@std/assert";
-import { Pipe, type PipeEvent } from "./pipe.ts";
+import { Pipe, type PipeEvent, type ResponderPipe } from "./pipe.ts";
 import { lacking, test } from "./testing/suite.ts";
 import {
+  awaitingResponder,
   captureReported,
   gc,
   type NodeInspect,
@@ -266,6 +267,40 @@ test("Pipe.onEvent() unregistering the last interest ends the pipe", () => {
     "responder: interest ended",
   ]);
   assertEquals(pipe.ended, true);
+});
+
+test("Pipe seen as a ResponderPipe tells whether it ended: a responder that awaited sees interest end in the meantime and does nothing more", async () => {
+  const { pipe, trace, record, log } = setup();
+  const off = pipe.onEvent(record("requester"));
+  let release!: () => void;
+  const engine = new Promise<void>((resolve) => release = resolve);
+  const responding = awaitingResponder(pipe, engine, trace);
+  off(); // the requester loses interest while the engine works
+  release();
+  await responding;
+  assertEquals(trace, [
+    "before the engine: ended false",
+    "after the engine: ended true",
+  ]);
+  assertEquals(log.entries, []);
+});
+
+test("Pipe seen as a ResponderPipe stays open while interest lasts, and ends with a final response", async () => {
+  const { pipe, trace, record, log } = setup();
+  pipe.onEvent(record("requester"));
+  await awaitingResponder(pipe, Promise.resolve(), trace);
+  const responder: ResponderPipe<string, string> = pipe;
+  assertEquals(responder.ended, false);
+  responder.addResponse("last", true);
+  assertEquals(responder.ended, true);
+  assertEquals(trace, [
+    "before the engine: ended false",
+    "after the engine: ended false",
+    "requester: response value",
+    "requester: response last last",
+    "hook: interest ended",
+  ]);
+  assertEquals(log.entries, []);
 });
 
 test("Pipe.onEvent() unregister is idempotent and a no-op after the end", () => {

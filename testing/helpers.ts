@@ -1,7 +1,7 @@
 // Helpers used only by the tests: a recording logger, a capture of errors
 // reported by callbacks, microtask flushing and a seeded random generator.
 
-import type { Logger } from "../pipe.ts";
+import type { Logger, ResponderPipe } from "../pipe.ts";
 
 /** One call to a {@linkcode RecordingLogger} method. */
 export type LogEntry = [
@@ -232,3 +232,22 @@ export type NodeInspect = (
   options: unknown,
   inspect?: (value: unknown, options?: unknown) => string,
 ) => string;
+
+/**
+ * A responder as the contract describes one that awaits an engine: it
+ * reads `ended` through the `ResponderPipe` interface only, once before and
+ * once after awaiting `engine`, and registers its interest-end hook and adds
+ * a response only if interest is still there. Every step goes to `trace`.
+ */
+export async function awaitingResponder(
+  pipe: ResponderPipe<string, string>,
+  engine: Promise<void>,
+  trace: string[],
+): Promise<void> {
+  trace.push(`before the engine: ended ${pipe.ended}`);
+  await engine;
+  trace.push(`after the engine: ended ${pipe.ended}`);
+  if (pipe.ended) return;
+  pipe.onInterestEnd(() => trace.push("hook: interest ended"));
+  pipe.addResponse("value");
+}

@@ -231,7 +231,7 @@ export class SharedStore {
   get resource(): Resource {
     return {
       observable: true,
-      GET: (request, pipe, signal) => this.#get(request, pipe, signal),
+      GET: (request, pipe) => this.#get(request, pipe),
       PUT: (request) => this.#put(request),
       DELETE: (request) => this.#delete(request),
     };
@@ -388,7 +388,6 @@ export class SharedStore {
   async #get(
     request: IncomingRequest,
     pipe: ResponderPipe<IncomingRequest, ResponseInit>,
-    signal: AbortSignal,
   ): Promise<ResponseInit | void> {
     const name = this.#name(request);
     if (request.observe !== 0) return answer(await this.#read(name));
@@ -415,9 +414,8 @@ export class SharedStore {
       this.#unwatch(name, observer);
       return answer(current);
     }
-    // Interest may have ended while the engine answered. A ResponderPipe
-    // cannot say so itself; the driver's signal can.
-    if (signal.aborted) {
+    // Interest may have ended while the engine answered.
+    if (pipe.ended) {
       this.#unwatch(name, observer);
       return;
     }
