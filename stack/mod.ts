@@ -5,8 +5,9 @@
  * WebSocket, and the resources of the aiocoap test peer. Everything here
  * runs in browsers, Deno and workerd alike; the platform adapters are
  * `@coap/stack/deno` (`Deno.serve`) and `@coap/stack/workerd`
- * (`WebSocketPair`), and shared resources over Redis are
- * `@coap/stack/cluster`.
+ * (`WebSocketPair`). Shared resources over Redis (`coap:cluster`) are part
+ * of the demo server, not of this package, since they depend on an engine
+ * client from npm.
  *
  * @example A client and a server over an in-memory socket pair
  * ```ts

@@ -14,10 +14,23 @@ import { serveCoap } from "./deno_server.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
-import type { SharedStore } from "./cluster/shared.ts";
+
+/**
+ * What this server uses of `cluster/shared.ts`'s `SharedStore`, which is
+ * loaded through a specifier in a variable (see below); shared.ts checks
+ * that it has all of it.
+ */
+export interface SharedStoreLike {
+  readonly resource: Resources[string];
+  readonly observations: number;
+  readonly subscriptions: number;
+  readonly engine: string;
+  readonly up: boolean;
+  ready(): Promise<boolean>;
+}
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine redis://HOST:PORT] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -25,6 +38,7 @@ const limits: Record<string, number> = {};
 let token: string | undefined;
 let certFile: string | undefined, keyFile: string | undefined;
 let engine: string | undefined;
+let engineCa: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
 let transport: string | undefined;
@@ -51,9 +65,18 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --cert FILE --key FILE  serve TLS (PEM files), for coaps+ws:// clients
   --limit NAME=VALUE      change a flow limit (repeatable), for example
                           --limit maxObservationsPerConnection=1000
-  --engine URL            serve /shared/{name} from Redis at URL
-                          (redis://HOST:PORT): PUT, GET, Observe, DELETE,
-                          shared by every server on that engine
+  --engine URL            serve /shared/{name} from Redis at URL: PUT,
+                          GET, Observe, DELETE, shared by every server on
+                          that engine. URL is redis://HOST[:PORT][/DB],
+                          with USER:PASSWORD@ or :PASSWORD@ before the host
+                          for an engine that requires one, and rediss://
+                          for TLS. The environment variable
+                          COAP_ENGINE_URL is read when --engine is not
+                          given: a password there is not shown by ps.
+                          Log lines and /process name the engine without
+                          its credentials
+  --engine-ca FILE        trust the CA certificates in FILE (PEM) for a
+                          rediss:// engine, instead of the system's
   --hostname H            the address to listen on (default 127.0.0.1)
   --reuse-port            share the port with other servers (Linux; run
                           with --unstable-net), as coap:cluster does
@@ -71,6 +94,11 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
+}
+/** Whether the environment variable may be read (no prompt, no throw). */
+function envAllowed(variable: string): boolean {
+  return Deno.permissions.querySync({ name: "env", variable }).state ===
+    "granted";
 }
 /** Ends with the reason and the usage line, exit code 2. */
 function fail(message: string): never {
@@ -109,7 +137,9 @@ while (args.length > 0) {
   } else if (arg === "--token") token = value(arg, "a token");
   else if (arg === "--cert") certFile = value(arg, "a PEM file");
   else if (arg === "--key") keyFile = value(arg, "a PEM file");
-  else if (arg === "--engine") engine = value(arg, "a URL (redis://HOST:PORT)");
+  else if (arg === "--engine") {
+    engine = value(arg, "a URL (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+  } else if (arg === "--engine-ca") engineCa = value(arg, "a PEM file");
   else if (arg === "--hostname") hostname = value(arg, "an address");
   else if (arg === "--name") name = value(arg, "a name");
   else if (arg === "--transport") {
@@ -148,18 +178,39 @@ try {
   );
   Deno.exit(2);
 }
-let shared: SharedStore | undefined;
+let shared: SharedStoreLike | undefined;
 const resources: Record<string, Resources[string]> = {
   ...demoResources(printingHooks(console.log)),
 };
+if (engine === undefined && envAllowed("COAP_ENGINE_URL")) {
+  engine = Deno.env.get("COAP_ENGINE_URL") || undefined;
+}
+if (engineCa !== undefined && engine === undefined) {
+  fail("--engine-ca goes with --engine (or COAP_ENGINE_URL)");
+}
 if (engine !== undefined) {
+  let ca: string | undefined;
   try {
-    // Loaded only when asked for: a server without --engine does without.
-    const { SharedStore } = await import("./cluster/shared.ts");
-    shared = new SharedStore(engine, { log });
+    ca = engineCa === undefined ? undefined : Deno.readTextFileSync(engineCa);
   } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    Deno.exit(2);
+    fail(`--engine-ca: cannot read ${engineCa}: ${(error as Error).message}`);
+  }
+  try {
+    // Loaded only when asked for, and only under stack/ws/deno.json, whose
+    // lock file has the engine's client (node-redis): a server without an
+    // engine does without it. A specifier in a variable: the workspace's
+    // own checks do not follow it into npm.
+    const store = "./cluster/shared.ts";
+    const { SharedStore } = await import(store) as {
+      SharedStore: new (
+        url: string,
+        options: { log: typeof log; ca?: string },
+      ) => SharedStoreLike;
+    };
+    shared = new SharedStore(engine, { log, ca });
+  } catch (error) {
+    // A TypeError that does not repeat the URL, which may hold a password.
+    fail((error as Error).message);
   }
   resources["/shared/*"] = shared.resource;
 }
@@ -173,6 +224,10 @@ if (name !== undefined) {
         pid: Deno.pid,
         sharedObservations: shared?.observations ?? 0,
         subscriptions: shared?.subscriptions ?? 0,
+        ...(shared === undefined ? {} : {
+          engine: shared.engine,
+          engineUp: shared.up,
+        }),
         heapUsed: Deno.memoryUsage().heapUsed,
       }),
       contentFormat: 50,
@@ -186,11 +241,9 @@ try {
   console.error(`${(error as Error).message}\n${usage}`);
   Deno.exit(2);
 }
-if (shared !== undefined && !await shared.ready()) {
-  console.error(
-    `warn: the engine at ${engine} is unreachable; /shared answers 5.03 until it is back`,
-  );
-}
+// The engine's connections log their own trouble; the server starts
+// either way, and /shared answers 5.03 until the engine is there.
+await shared?.ready();
 const listening = (port: number) =>
   console.log(
     `listening on ${port}${

@@ -1,19 +1,25 @@
 // Several ordinary CoAP servers on one port, sharing /shared/{name} through
 // Redis:
 //   deno task coap:cluster [--port 8683] [--processes 2]
-//     [--engine redis://127.0.0.1:6379] [--hostname H] [server options ...]
-// Starts P copies of `deno task coap:server --reuse-port --engine URL`: the
-// kernel spreads connections between them (Linux SO_REUSEPORT), and Redis
-// carries the shared values and their changes. Each process's lines are
+//     [--engine URL [--engine-ca FILE]] [--hostname H] [-- server options]
+// Starts P copies of `deno task coap:server --reuse-port`, each given the
+// engine's URL in its environment (COAP_ENGINE_URL), never on its command
+// line, where ps would show a password: the kernel spreads connections
+// between them (Linux SO_REUSEPORT), and Redis carries the shared values
+// and their changes. The URL comes from --engine, or from COAP_ENGINE_URL
+// when --engine is not given. Each process's lines are
 // prefixed with its number. A process that exits is started again after a
 // second; five exits within a minute stop the cluster. Ctrl-C stops them
 // all.
 
+import { describeEngine, parseEngineUrl } from "./engine_url.ts";
+
 const usage =
-  "usage: deno task coap:cluster [--port N] [--processes P] [--engine redis://HOST:PORT] [--hostname H] [-- coap:server options ...]";
+  "usage: deno task coap:cluster [--port N] [--processes P] [--engine URL [--engine-ca FILE]] [--hostname H] [-- coap:server options ...]";
 let port = 8683;
 let processes = 2;
-let engine = "redis://127.0.0.1:6379";
+let engine: string | undefined;
+let engineCa: string | undefined;
 let hostname = "127.0.0.1";
 const passThrough: string[] = [];
 const args = [...Deno.args];
@@ -25,16 +31,22 @@ with the demo resources and /shared/{name} kept in Redis, so that a value
 PUT through one process is read and observed through every other.
   --port N          the port they share (default 8683)
   --processes P     how many (default 2)
-  --engine URL      the Redis to share through (default redis://127.0.0.1:6379)
+  --engine URL      the Redis to share through (default: COAP_ENGINE_URL
+                    from the environment, else redis://127.0.0.1:6379):
+                    redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or
+                    rediss://… for TLS. Prefer COAP_ENGINE_URL for a URL
+                    with a password: a flag is shown by ps
+  --engine-ca FILE  trust the CA certificates in FILE (PEM) for rediss://
   --hostname H      the address to listen on (default 127.0.0.1; 0.0.0.0
                     for other machines)
   -- ...            further options for each coap:server (--origin, --limit)
 
 On several machines, run the same command on each with one engine URL. A
 process manager can run the servers instead: P instances of
-  deno run --config=stack/ws/deno.json --unstable-net --allow-net \\
-    --allow-read --allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE \\
-    stack/server_cli.ts --reuse-port --port N --engine URL`);
+  COAP_ENGINE_URL=URL deno run --config=stack/ws/deno.json \\
+    --unstable-net --allow-net --allow-read \\
+    --allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE,COAP_ENGINE_URL,REDIS_DEBUG_MAINTENANCE \\
+    stack/server_cli.ts --reuse-port --port N`);
   Deno.exit(0);
 }
 while (args.length > 0) {
@@ -45,6 +57,8 @@ while (args.length > 0) {
     processes = Number(args.shift());
   } else if (arg === "--engine" && args[0]) {
     engine = args.shift()!;
+  } else if (arg === "--engine-ca" && args[0]) {
+    engineCa = args.shift()!;
   } else if (arg === "--hostname" && args[0]) {
     hostname = args.shift()!;
   } else if (arg === "--") {
@@ -54,13 +68,26 @@ while (args.length > 0) {
     Deno.exit(2);
   }
 }
+const engineUrl: string = engine ?? fromEnvironment();
+function fromEnvironment(): string {
+  const allowed = Deno.permissions.querySync({
+    name: "env",
+    variable: "COAP_ENGINE_URL",
+  }).state === "granted";
+  return (allowed ? Deno.env.get("COAP_ENGINE_URL") : undefined) ||
+    "redis://127.0.0.1:6379";
+}
 let engineHost: string;
+let engineName: string;
 try {
-  const url = new URL(engine);
-  if (url.protocol !== "redis:") throw new Error("not redis://");
-  engineHost = `${url.hostname || "127.0.0.1"}:${url.port || "6379"}`;
-} catch {
-  console.error(`--engine must be redis://HOST:PORT\n${usage}`);
+  const address = parseEngineUrl(engineUrl);
+  engineHost = `${
+    address.host.includes(":") ? `[${address.host}]` : address.host
+  }:${address.port}`;
+  engineName = describeEngine(address);
+} catch (error) {
+  // The message does not repeat the URL, which may hold a password.
+  console.error(`--engine: ${(error as Error).message}\n${usage}`);
   Deno.exit(2);
 }
 
@@ -97,7 +124,7 @@ function start(n: number): void {
       "--unstable-net",
       `--allow-net=${hostname},127.0.0.1,${engineHost}`,
       "--allow-read",
-      "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+      "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE,COAP_ENGINE_URL,REDIS_DEBUG_MAINTENANCE",
       "--v8-flags=--optimize-for-size",
       server,
       "--port",
@@ -105,12 +132,13 @@ function start(n: number): void {
       "--hostname",
       hostname,
       "--reuse-port",
-      "--engine",
-      engine,
+      ...(engineCa === undefined ? [] : ["--engine-ca", engineCa]),
       "--name",
       `process ${n}`,
       ...passThrough,
     ],
+    // The URL, with any password, in the environment only.
+    env: { COAP_ENGINE_URL: engineUrl },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -158,6 +186,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => stop(0));
 }
 console.log(
-  `cluster of ${processes} on ${hostname}:${port}, sharing through ${engine}`,
+  `cluster of ${processes} on ${hostname}:${port}, sharing through ${engineName}`,
 );
 for (let n = 1; n <= processes; n++) start(n);

@@ -8,12 +8,11 @@
 // (service resumes, observers get the current value). Needs redis-server
 // (or REDIS_SERVER); interop.ts names it when it is missing.
 
-import { assertEquals, assertInstanceOf } from "@std/assert";
+import { assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
 import { text } from "../message.ts";
-import { EngineUnavailable, Redis } from "../cluster/redis.ts";
 import {
   freePort,
   PEERS,
@@ -252,29 +251,5 @@ Deno.test({
       await redis.stop();
       await Deno.remove(dir, { recursive: true });
     }
-  },
-});
-
-Deno.test({
-  name:
-    "Redis fails a command at once while the engine is unreachable, and a subscription too",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    // A port nothing listens on (bound, noted, let go).
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
-    const redis = new Redis(`redis://127.0.0.1:${port}`, {
-      log: { debug() {}, info() {}, warn() {}, error() {} },
-    });
-    assertEquals(await redis.ready, false);
-    const started = performance.now();
-    const failure = await redis.command("GET", "k").catch((error) => error);
-    assertInstanceOf(failure, EngineUnavailable);
-    const subscribed = await redis.subscribe("ch").catch((error) => error);
-    assertInstanceOf(subscribed, EngineUnavailable);
-    assertEquals(performance.now() - started < 100, true);
-    redis.close();
   },
 });

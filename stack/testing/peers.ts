@@ -270,6 +270,7 @@ export async function startRedis(
   port: number,
   dir: string,
   appendonly = false,
+  extra: string[] = [],
 ): Promise<Running> {
   const redis = spawn(REDIS, [
     "--port",
@@ -282,6 +283,7 @@ export async function startRedis(
     appendonly ? "yes" : "no",
     "--save",
     "",
+    ...extra,
   ], port);
   await redis.waitFor(/Ready to accept connections/);
   return redis;
@@ -297,19 +299,26 @@ export async function startCluster(
   port: number,
   processes: number,
   engine: string,
+  extra: string[] = [],
 ): Promise<{ cluster: Running; pids: number[] }> {
-  const cluster = spawn(Deno.execPath(), [
-    "run",
-    "--allow-run",
-    "--allow-read",
-    new URL("../cluster/cluster_cli.ts", import.meta.url).pathname,
-    "--port",
-    String(port),
-    "--processes",
-    String(processes),
-    "--engine",
-    engine,
-  ], port);
+  const cluster = spawn(
+    Deno.execPath(),
+    [
+      "run",
+      "--allow-run",
+      "--allow-read",
+      "--allow-env=COAP_ENGINE_URL",
+      new URL("../cluster/cluster_cli.ts", import.meta.url).pathname,
+      "--port",
+      String(port),
+      "--processes",
+      String(processes),
+      ...extra,
+    ],
+    port,
+    // In the environment, as an operator with a password would pass it.
+    { COAP_ENGINE_URL: engine },
+  );
   const pids: number[] = [];
   try {
     for (let n = 1; n <= processes; n++) {
