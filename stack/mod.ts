@@ -5,7 +5,9 @@
  * WebSocket, and the resources of the aiocoap test peer. Everything here
  * runs in browsers, Deno and workerd alike; the platform adapters are
  * `@coap/stack/deno` (`Deno.serve`) and `@coap/stack/workerd`
- * (`WebSocketPair`). Shared resources over Redis (`coap:cluster`) are part
+ * (`WebSocketPair`). CoAP over UDP (RFC 7252) is here too, sans-I/O
+ * (`CoapUdpEndpoint`); `@coap/stack/udp` puts it on a socket (`node:dgram`,
+ * or `Deno.listenDatagram`). Shared resources over Redis (`coap:cluster`) are part
  * of the demo server, not of this package, since they depend on an engine
  * client from npm.
  *
@@ -56,4 +58,5 @@ export * from "./server.ts";
 export * from "./upgrade.ts";
 export * from "./flow.ts";
 export * from "./peer_log.ts";
+export * from "./udp.ts";
 export { type DemoHooks, demoResources } from "./resources.ts";

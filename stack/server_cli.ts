@@ -11,6 +11,7 @@
 // of those observations' drivers ended.
 
 import { serveCoap } from "./deno_server.ts";
+import { serveCoapUdp } from "./udp_node.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
@@ -30,7 +31,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -41,6 +42,7 @@ let engine: string | undefined;
 let engineCa: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
+let udpPort: number | undefined;
 let transport: string | undefined;
 let explorer = true;
 let name: string | undefined;
@@ -78,6 +80,9 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --engine-ca FILE        trust the CA certificates in FILE (PEM) for a
                           rediss:// engine, instead of the system's
   --hostname H            the address to listen on (default 127.0.0.1)
+  --udp-port N            also serve the same resources over CoAP over UDP
+                          (RFC 7252, coap://) on port N of --hostname;
+                          prints "udp on N" once it listens
   --reuse-port            share the port with other servers (Linux; run
                           with --unstable-net), as coap:cluster does
   --no-explorer           do not serve the CoAP explorer page at / (it is
@@ -146,7 +151,15 @@ while (args.length > 0) {
     transport = value(arg, "ws or deno", (v) => v === "ws" || v === "deno");
   } else if (arg === "--no-explorer") explorer = false;
   else if (arg === "--reuse-port") reusePort = true;
-  else if (arg === "--limit") {
+  else if (arg === "--udp-port") {
+    udpPort = Number(
+      value(
+        arg,
+        "a port number",
+        (v) => /^\d{1,5}$/.test(v) && Number(v) < 65536,
+      ),
+    );
+  } else if (arg === "--limit") {
     const [name, number] = value(
       arg,
       "NAME=VALUE (maxObservationsPerConnection=1000)",
@@ -298,12 +311,21 @@ try {
   console.error(startError(error));
   Deno.exit(2);
 }
+if (udpPort !== undefined) {
+  try {
+    const udp = await serveCoapUdp(server, { hostname, port: udpPort });
+    console.log(`udp on ${udp.port}`);
+  } catch (error) {
+    console.error(startError(error, true));
+    Deno.exit(2);
+  }
+}
 
 /** Why serving could not start, in one line. */
-function startError(error: unknown): string {
-  const where = `${
+function startError(error: unknown, udp = false): string {
+  const where = `${udp ? "UDP " : ""}${
     hostname.includes(":") ? `[${hostname}]` : hostname
-  }:${port}`;
+  }:${udp ? udpPort : port}`;
   const message = String((error as Error)?.message ?? error);
   // Deno's own errors, and node:net's codes for the ws transport.
   const code = (error as { code?: unknown })?.code;

@@ -1,0 +1,1001 @@
+// This module is browser compatible.
+
+/**
+ * CoAP over UDP (RFC 7252's message layer), sans-I/O: a state machine fed
+ * datagrams and a clock, under the same connections, pipes, exchanges and
+ * resources as CoAP over WebSocket.
+ *
+ * Each remote endpoint (address and port) is a {@linkcode UdpPeerSocket}, a
+ * `WebSocketLike` that the server accepts (`CoapServer.accept`) or a client
+ * attaches (`attachWebSocket`, then `new CoapClient`), just as it would a
+ * WebSocket. The connection above speaks RFC 8323's reliable framing; this
+ * layer turns it into RFC 7252's:
+ *
+ * - Requests go out confirmable (CON, or NON if asked), at most `nstart` a
+ *   peer unacknowledged, retransmitted after ACK_TIMEOUT × a random factor,
+ *   doubling, MAX_RETRANSMIT times. A peer that never acknowledges ends
+ *   like a WebSocket that closed: the exchanges on it end with an error.
+ * - A response to a CON request rides in its ACK when it is ready within
+ *   `emptyAckDelay`; otherwise an empty ACK goes first and the response
+ *   follows as a CON of its own (a separate response).
+ * - Duplicates (the same message ID from the same peer within
+ *   EXCHANGE_LIFETIME) are answered with what was sent the first time and
+ *   are not handled again.
+ * - Observe (RFC 7641): notifications go out NON, every `conEvery`-th one
+ *   CON; an RST to one, or a CON notification never acknowledged, ends the
+ *   observation. A notification for a token this side no longer wants gets
+ *   an RST.
+ * - The peer's "CSM" is made up: Max-Message-Size 1152 and no BERT, so the
+ *   connection above uses block-wise transfer (RFC 7959) for anything
+ *   larger, as over WebSocket. Ping (7.02) becomes a CoAP ping (an empty
+ *   CON, answered by an RST).
+ *
+ * Everything is bounded: peers (`maxPeers`), remembered message IDs per
+ * peer (`maxRemembered`), requests waiting for `nstart` (`maxWaiting`).
+ *
+ * @module
+ */
+
+import type { Logger } from "@coap/pipe";
+import type { Clock } from "./connection.ts";
+import { systemClock } from "./connection.ts";
+import {
+  CoapFormatError,
+  type CoapMessage,
+  Code,
+  decodeMessage,
+  encodeMessage,
+  getOption,
+  Option,
+  SignalingOption,
+  tokenKey,
+  uint,
+} from "./message.ts";
+import type { WebSocketLike } from "./websocket.ts";
+
+/** RFC 7252 message types. */
+export const Type = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
+/** A message type: 0 CON, 1 NON, 2 ACK, 3 RST. */
+export type MessageType = 0 | 1 | 2 | 3;
+
+/** Where a datagram comes from or goes to. */
+export interface PeerAddress {
+  /** An IP address. */
+  readonly hostname: string;
+  /** A UDP port. */
+  readonly port: number;
+}
+
+/** A datagram's header, and the message in RFC 8323 form. */
+export interface Datagram {
+  /** CON, NON, ACK or RST. */
+  readonly type: MessageType;
+  /** The message ID, 0 to 65535. */
+  readonly messageId: number;
+  /** The message as the connection above reads it (no type, no ID). */
+  readonly message: CoapMessage;
+  /** The same message encoded in RFC 8323 form, for the connection. */
+  readonly frame: Uint8Array;
+}
+
+/**
+ * Reads a CoAP-over-UDP datagram (RFC 7252 §3).
+ *
+ * @param bytes The datagram.
+ * @returns Its type, message ID and message.
+ * @throws {CoapFormatError} If it is not a well-formed CoAP message; the
+ * message says what is wrong.
+ */
+export function decodeDatagram(bytes: Uint8Array): Datagram {
+  if (bytes.length < 4) {
+    throw new CoapFormatError(
+      `Malformed datagram: ${bytes.length} bytes, a CoAP header has 4`,
+    );
+  }
+  const version = bytes[0] >> 6;
+  if (version !== 1) {
+    throw new CoapFormatError(
+      `Malformed datagram: version ${version}, only 1 is defined`,
+    );
+  }
+  const type = ((bytes[0] >> 4) & 3) as MessageType;
+  const tkl = bytes[0] & 0x0f;
+  const code = bytes[1];
+  const messageId = (bytes[2] << 8) | bytes[3];
+  if (code === Code.EMPTY && (tkl !== 0 || bytes.length !== 4)) {
+    throw new CoapFormatError(
+      "Malformed datagram: an empty message has no token and nothing after its ID",
+    );
+  }
+  const frame = new Uint8Array(bytes.length - 2);
+  frame[0] = tkl;
+  frame[1] = code;
+  frame.set(bytes.subarray(4), 2);
+  return { type, messageId, message: decodeMessage(frame), frame };
+}
+
+/**
+ * Writes a CoAP-over-UDP datagram from a message in RFC 8323 form.
+ *
+ * @param type The message type.
+ * @param messageId The message ID (0 to 65535).
+ * @param frame The message, RFC 8323 framed (as a connection sends it), or
+ * `undefined` for an empty message.
+ * @returns The datagram.
+ */
+export function encodeDatagram(
+  type: MessageType,
+  messageId: number,
+  frame?: Uint8Array,
+): Uint8Array {
+  if (frame === undefined) {
+    return new Uint8Array([
+      0x40 | (type << 4),
+      Code.EMPTY,
+      messageId >> 8,
+      messageId & 0xff,
+    ]);
+  }
+  const out = new Uint8Array(frame.length + 2);
+  out[0] = 0x40 | (type << 4) | (frame[0] & 0x0f);
+  out[1] = frame[1];
+  out[2] = messageId >> 8;
+  out[3] = messageId & 0xff;
+  out.set(frame.subarray(2), 4);
+  return out;
+}
+
+/** Options for {@linkcode CoapUdpEndpoint}. */
+export interface UdpOptions {
+  /**
+   * ACK_TIMEOUT: the first wait for an ACK, in milliseconds.
+   *
+   * @default {2000}
+   */
+  ackTimeout?: number;
+  /**
+   * ACK_RANDOM_FACTOR: the first wait is ACK_TIMEOUT times a random
+   * number from 1 to this.
+   *
+   * @default {1.5}
+   */
+  ackRandomFactor?: number;
+  /**
+   * MAX_RETRANSMIT: how often a CON is sent again before the peer is taken
+   * for gone.
+   *
+   * @default {4}
+   */
+  maxRetransmit?: number;
+  /**
+   * NSTART: requests to one peer awaiting their ACK at once; more wait.
+   *
+   * @default {1}
+   */
+  nstart?: number;
+  /**
+   * How long a request's message ID is remembered to spot duplicates
+   * (EXCHANGE_LIFETIME), in milliseconds.
+   *
+   * @default {247000}
+   */
+  exchangeLifetime?: number;
+  /**
+   * How long a response to a CON request may take to ride in its ACK; past
+   * it an empty ACK goes first, in milliseconds.
+   *
+   * @default {100}
+   */
+  emptyAckDelay?: number;
+  /**
+   * Every how many notifications one goes out CON (RFC 7641 §4.5).
+   *
+   * @default {16}
+   */
+  conEvery?: number;
+  /**
+   * Whether requests go out NON instead of CON.
+   *
+   * @default {false}
+   */
+  nonConfirmable?: boolean;
+  /**
+   * Peers (address and port) known at once; a request from one more is
+   * answered with an RST (CON) or dropped (NON).
+   *
+   * @default {4096}
+   */
+  maxPeers?: number;
+  /**
+   * Message IDs remembered per peer for duplicate detection; the oldest
+   * is forgotten first.
+   *
+   * @default {1024}
+   */
+  maxRemembered?: number;
+  /**
+   * Requests waiting for `nstart`, per peer; one more closes the peer.
+   *
+   * @default {1000}
+   */
+  maxWaiting?: number;
+  /**
+   * How long a peer with nothing open is kept, in milliseconds.
+   *
+   * @default {exchangeLifetime}
+   */
+  idleTimeout?: number;
+  /** The timers. @default {systemClock} */
+  clock?: Clock;
+  /** A random number in [0, 1), for the first timeout and message IDs. */
+  random?: () => number;
+  /**
+   * Where trouble is logged (never a peer's bytes unescaped).
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * Called with a new peer that sent a request (the server role): accept
+   * it (`server.accept(socket, { address })`), or close it to refuse.
+   * Without it, requests from unknown peers get an RST.
+   */
+  onPeer?: (socket: UdpPeerSocket, address: PeerAddress) => void;
+}
+
+/** A CON of ours awaiting its ACK. */
+interface Unacked {
+  datagram: Uint8Array;
+  what: "request" | "response" | "ping";
+  token?: number | string;
+  pingToken?: Uint8Array;
+  timer: unknown;
+  timeout: number;
+  retransmits: number;
+}
+
+/** A request from the peer, until its final response went out. */
+interface Incoming {
+  messageId: number;
+  type: MessageType;
+  acked: boolean;
+  timer: unknown;
+  /** The request, kept for an observation: an RST deregisters it. */
+  request?: CoapMessage;
+  notifications: number;
+  /** Set when the client reset the observation: its final goes nowhere. */
+  cancelled: boolean;
+}
+
+/** A message ID seen from the peer, and what answered it. */
+interface Seen {
+  at: number;
+  reply?: Uint8Array;
+}
+
+function randomId(random: () => number): number {
+  return Math.floor(random() * 0x10000) & 0xffff;
+}
+
+/**
+ * One CoAP-over-UDP endpoint: one socket's datagrams, for any number of
+ * peers. The platform adapter hands it every datagram ({@linkcode receive})
+ * and sends what it gives to `send`.
+ */
+export class CoapUdpEndpoint {
+  readonly #send: (datagram: Uint8Array, to: PeerAddress) => void;
+  readonly #options: Required<
+    Omit<UdpOptions, "onPeer" | "log" | "clock" | "random" | "idleTimeout">
+  >;
+  readonly #idleTimeout: number;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #log: Logger;
+  readonly #onPeer?: (socket: UdpPeerSocket, address: PeerAddress) => void;
+  readonly #peers = new Map<string, UdpPeerSocket>();
+  #messageId: number;
+  #sweep: unknown;
+  #closed = false;
+
+  /**
+   * Creates the endpoint.
+   *
+   * @param send Sends one datagram.
+   * @param options See {@linkcode UdpOptions}.
+   */
+  constructor(
+    send: (datagram: Uint8Array, to: PeerAddress) => void,
+    options: UdpOptions = {},
+  ) {
+    this.#send = send;
+    this.#options = {
+      ackTimeout: options.ackTimeout ?? 2000,
+      ackRandomFactor: options.ackRandomFactor ?? 1.5,
+      maxRetransmit: options.maxRetransmit ?? 4,
+      nstart: options.nstart ?? 1,
+      exchangeLifetime: options.exchangeLifetime ?? 247_000,
+      emptyAckDelay: options.emptyAckDelay ?? 100,
+      conEvery: options.conEvery ?? 16,
+      nonConfirmable: options.nonConfirmable ?? false,
+      maxPeers: options.maxPeers ?? 4096,
+      maxRemembered: options.maxRemembered ?? 1024,
+      maxWaiting: options.maxWaiting ?? 1000,
+    };
+    for (const [name, value] of Object.entries(this.#options)) {
+      if (typeof value === "number" && !(value >= 0)) {
+        throw new RangeError(
+          `Cannot create a CoAP-over-UDP endpoint: ${name} must be a number from 0, got ${value}`,
+        );
+      }
+    }
+    if (this.#options.nstart < 1 || this.#options.ackRandomFactor < 1) {
+      throw new RangeError(
+        "Cannot create a CoAP-over-UDP endpoint: nstart and ackRandomFactor must be at least 1",
+      );
+    }
+    this.#idleTimeout = options.idleTimeout ?? this.#options.exchangeLifetime;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#log = options.log ?? console;
+    this.#onPeer = options.onPeer;
+    this.#messageId = randomId(this.#random);
+  }
+
+  /** The options in force. */
+  get options(): Readonly<
+    Required<
+      Omit<UdpOptions, "onPeer" | "log" | "clock" | "random" | "idleTimeout">
+    >
+  > {
+    return this.#options;
+  }
+
+  /** Peers known now. */
+  get peers(): number {
+    return this.#peers.size;
+  }
+
+  /**
+   * The socket for a peer, made if there is none: the client role.
+   *
+   * @param address The peer.
+   * @returns Its socket, open.
+   */
+  connect(address: PeerAddress): UdpPeerSocket {
+    if (this.#closed) throw new Error("Cannot connect: the endpoint is closed");
+    return this.#peer(address) ?? this.#create(address);
+  }
+
+  /**
+   * Handles one datagram from the network. Nothing a peer sends throws:
+   * malformed datagrams are answered with an RST (CON) or dropped.
+   *
+   * @param bytes The datagram.
+   * @param from Where it came from.
+   */
+  receive(bytes: Uint8Array, from: PeerAddress): void {
+    if (this.#closed) return;
+    let datagram: Datagram;
+    try {
+      datagram = decodeDatagram(bytes);
+    } catch {
+      // RFC 7252 §4.2/4.3: a malformed CON is rejected, anything else
+      // ignored; a datagram too short for an ID is ignored.
+      if (
+        bytes.length >= 4 && bytes[0] >> 6 === 1 &&
+        ((bytes[0] >> 4) & 3) === Type.CON
+      ) {
+        this.#send(
+          encodeDatagram(Type.RST, (bytes[2] << 8) | bytes[3]),
+          from,
+        );
+      }
+      return;
+    }
+    const { type, message } = datagram;
+    const peer = this.#peer(from);
+    if (message.code === Code.EMPTY) {
+      if (type === Type.CON) {
+        // A CoAP ping: an RST answers it.
+        this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+      } else if (peer !== undefined) peer._empty(datagram);
+      return;
+    }
+    if (peer !== undefined) {
+      peer._datagram(datagram);
+      return;
+    }
+    const isRequest = message.code >> 5 === 0;
+    if (isRequest && (type === Type.CON || type === Type.NON)) {
+      if (
+        this.#onPeer === undefined || this.#peers.size >= this.#options.maxPeers
+      ) {
+        if (type === Type.CON) {
+          this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+        }
+        return;
+      }
+      const created = this.#create(from);
+      this.#onPeer(created, from);
+      // After the peer's made-up CSM, which the connection waits for first
+      // (it is queued as the connection starts).
+      queueMicrotask(() => {
+        if (created.readyState === 1) created._datagram(datagram);
+      });
+      return;
+    }
+    // A response or notification nobody here waits for.
+    if (type === Type.CON || type === Type.NON) {
+      this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+    }
+  }
+
+  /** Closes every peer and forgets them. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const peer of [...this.#peers.values()]) {
+      peer._end(1001, "The endpoint closed");
+    }
+    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+  }
+
+  #key(address: PeerAddress): string {
+    return `${address.hostname}|${address.port}`;
+  }
+
+  #peer(address: PeerAddress): UdpPeerSocket | undefined {
+    return this.#peers.get(this.#key(address));
+  }
+
+  #create(address: PeerAddress): UdpPeerSocket {
+    const key = this.#key(address);
+    const peer = new UdpPeerSocket(this, address, () => {
+      if (this.#peers.get(key) === peer) this.#peers.delete(key);
+    });
+    this.#peers.set(key, peer);
+    this.#armSweep();
+    return peer;
+  }
+
+  /** Forgets idle peers now and then, while there are any. */
+  #armSweep(): void {
+    if (this.#sweep !== undefined || this.#closed) return;
+    const every = Math.max(1000, Math.min(this.#idleTimeout / 4, 30_000));
+    this.#sweep = this.#clock.setTimeout(() => {
+      this.#sweep = undefined;
+      const now = this.#clock.now();
+      for (const peer of [...this.#peers.values()]) {
+        if (
+          peer._idleSince !== undefined &&
+          now - peer._idleSince >= this.#idleTimeout
+        ) {
+          peer._end(1000, "Idle");
+        }
+      }
+      if (this.#peers.size > 0) this.#armSweep();
+    }, every);
+  }
+
+  /** @internal */
+  _nextId(): number {
+    this.#messageId = (this.#messageId + 1) & 0xffff;
+    return this.#messageId;
+  }
+
+  /** @internal */
+  _send(datagram: Uint8Array, to: PeerAddress): void {
+    try {
+      this.#send(datagram, to);
+    } catch (error) {
+      this.#log.warn(
+        `Cannot send a datagram to ${to.hostname}:${to.port}: ${
+          (error as Error)?.message ?? error
+        }`,
+      );
+    }
+  }
+
+  /** @internal */
+  get _clock(): Clock {
+    return this.#clock;
+  }
+
+  /** @internal */
+  get _random(): () => number {
+    return this.#random;
+  }
+
+  /** @internal */
+  get _log(): Logger {
+    return this.#log;
+  }
+}
+
+/** The made-up CSM of a UDP peer: Max-Message-Size 1152, no BERT. */
+const PEER_CSM = encodeMessage({
+  code: Code.CSM,
+  token: new Uint8Array(0),
+  options: [{ number: SignalingOption.MAX_MESSAGE_SIZE, value: uint(1152) }],
+  payload: new Uint8Array(0),
+});
+
+/**
+ * One remote endpoint, seen by the connection above as a WebSocket that is
+ * open from the start: `send` takes RFC 8323 frames, `message` events
+ * deliver them, and `close` forgets the peer's state.
+ */
+export class UdpPeerSocket implements WebSocketLike {
+  /** Where the peer is. */
+  readonly address: PeerAddress;
+  readonly protocol = "coap";
+  binaryType = "arraybuffer";
+  #readyState = 1;
+  readonly #endpoint: CoapUdpEndpoint;
+  readonly #forget: () => void;
+  /** Requests from the peer, by token. */
+  readonly #incoming = new Map<number | string, Incoming>();
+  /** Message IDs seen from the peer, oldest first. */
+  readonly #seen = new Map<number, Seen>();
+  /** Our CONs awaiting their ACK, by message ID. */
+  readonly #unacked = new Map<number, Unacked>();
+  /** Tokens of our requests that may still get responses. */
+  readonly #tokens = new Set<number | string>();
+  /** Message IDs of recent NON notifications, so an RST finds its token. */
+  readonly #recentNon = new Map<number, number | string>();
+  /** Our requests waiting for a free NSTART slot. */
+  readonly #waiting: Uint8Array[] = [];
+  #requestsUnacked = 0;
+  /** When the peer last had nothing open; `undefined` while it has. */
+  _idleSince: number | undefined;
+
+  /** @internal */
+  constructor(
+    endpoint: CoapUdpEndpoint,
+    address: PeerAddress,
+    forget: () => void,
+  ) {
+    this.#endpoint = endpoint;
+    this.address = address;
+    this.#forget = forget;
+    this._idleSince = endpoint._clock.now();
+  }
+
+  /** Listeners by event type. */
+  readonly #listeners = new Map<
+    string,
+    Set<{ listener: (event: Event) => void; once: boolean }>
+  >();
+
+  /**
+   * Listens for `message` and `close` (`open` never fires: the socket is
+   * open from the start).
+   *
+   * @param type The event type.
+   * @param listener Called with each event.
+   * @param options `once` is honoured.
+   */
+  addEventListener(
+    type: string,
+    listener: (event: Event) => void,
+    options?: AddEventListenerOptions,
+  ): void {
+    let set = this.#listeners.get(type);
+    if (set === undefined) this.#listeners.set(type, set = new Set());
+    set.add({ listener, once: options?.once === true });
+  }
+
+  #dispatch(event: Event): void {
+    for (const entry of [...(this.#listeners.get(event.type) ?? [])]) {
+      if (entry.once) this.#listeners.get(event.type)!.delete(entry);
+      try {
+        entry.listener(event);
+      } catch (error) {
+        this.#endpoint._log.error("A UDP peer's event listener threw", error);
+      }
+    }
+  }
+
+  /** 1 while the peer is known, 3 once it was closed. */
+  get readyState(): number {
+    return this.#readyState;
+  }
+
+  /** Nothing is buffered: a datagram goes out as it is sent. */
+  get bufferedAmount(): number {
+    return 0;
+  }
+
+  /**
+   * Takes one RFC 8323 frame from the connection above and sends it the
+   * RFC 7252 way.
+   *
+   * @param data The frame.
+   */
+  send(data: Uint8Array): void {
+    if (this.#readyState !== 1) return;
+    let message: CoapMessage;
+    try {
+      message = decodeMessage(data);
+    } catch {
+      return; // the connection above never sends such a frame
+    }
+    const kind = message.code >> 5;
+    if (kind === 7) this.#signaling(message);
+    else if (kind === 0) this.#request(data, message);
+    else this.#response(data, message);
+    this.#touch();
+  }
+
+  /**
+   * Forgets the peer: what it had open ends, and a later datagram from it
+   * starts afresh.
+   *
+   * @param code A WebSocket close code.
+   * @param reason Why.
+   */
+  close(code = 1000, reason = ""): void {
+    this._end(code, reason);
+  }
+
+  /** @internal */
+  _end(code: number, reason: string): void {
+    if (this.#readyState === 3) return;
+    this.#readyState = 3;
+    for (const entry of this.#unacked.values()) {
+      this.#endpoint._clock.clearTimeout(entry.timer);
+    }
+    for (const entry of this.#incoming.values()) {
+      if (entry.timer !== undefined) {
+        this.#endpoint._clock.clearTimeout(entry.timer);
+      }
+    }
+    this.#unacked.clear();
+    this.#recentNon.clear();
+    this.#incoming.clear();
+    this.#seen.clear();
+    this.#waiting.length = 0;
+    this.#forget();
+    this.#dispatch(
+      Object.assign(new Event("close"), { code, reason, wasClean: true }),
+    );
+  }
+
+  #deliver(frame: Uint8Array): void {
+    const data =
+      frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength
+        ? frame.buffer
+        : frame.slice().buffer;
+    this.#dispatch(new MessageEvent("message", { data }));
+  }
+
+  #touch(): void {
+    const open = this.#incoming.size + this.#unacked.size + this.#tokens.size +
+      this.#waiting.length;
+    this._idleSince = open === 0 ? this.#endpoint._clock.now() : undefined;
+  }
+
+  // --- Outgoing ----------------------------------------------------------
+
+  #signaling(message: CoapMessage): void {
+    switch (message.code) {
+      case Code.CSM:
+        // The connection's own CSM goes nowhere; the peer's is made up, a
+        // moment later (the connection listens once it has sent its own).
+        queueMicrotask(() => {
+          if (this.#readyState === 1) this.#deliver(PEER_CSM);
+        });
+        return;
+      case Code.PING: {
+        const messageId = this.#endpoint._nextId();
+        this.#confirmable(encodeDatagram(Type.CON, messageId), messageId, {
+          what: "ping",
+          pingToken: message.token,
+        });
+        return;
+      }
+      case Code.RELEASE:
+      case Code.ABORT:
+        this._end(1000, "Released");
+        return;
+      default:
+        return; // Pong: this side never delivers a Ping to answer
+    }
+  }
+
+  #request(frame: Uint8Array, message: CoapMessage): void {
+    this.#tokens.add(tokenKey(message.token));
+    const { nstart, nonConfirmable, maxWaiting } = this.#endpoint.options;
+    if (nonConfirmable) {
+      this.#endpoint._send(
+        encodeDatagram(Type.NON, this.#endpoint._nextId(), frame),
+        this.address,
+      );
+      return;
+    }
+    if (this.#requestsUnacked >= nstart) {
+      if (this.#waiting.length >= maxWaiting) {
+        this._end(
+          4000,
+          `${maxWaiting} requests are waiting for the peer to acknowledge earlier ones (maxWaiting)`,
+        );
+        return;
+      }
+      this.#waiting.push(frame);
+      return;
+    }
+    this.#sendRequest(frame, message);
+  }
+
+  #sendRequest(frame: Uint8Array, message?: CoapMessage): void {
+    const messageId = this.#endpoint._nextId();
+    this.#requestsUnacked++;
+    this.#confirmable(encodeDatagram(Type.CON, messageId, frame), messageId, {
+      what: "request",
+      token: tokenKey((message ?? decodeMessage(frame)).token),
+    });
+  }
+
+  #requestAcked(): void {
+    this.#requestsUnacked--;
+    const next = this.#waiting.shift();
+    if (next !== undefined) this.#sendRequest(next);
+  }
+
+  #response(frame: Uint8Array, message: CoapMessage): void {
+    const key = tokenKey(message.token);
+    const incoming = this.#incoming.get(key);
+    const final = getOption(message, Option.OBSERVE) === undefined ||
+      message.code >> 5 !== 2;
+    if (incoming === undefined) {
+      // Not a request of the peer's (it went away): NON, best effort.
+      this.#endpoint._send(
+        encodeDatagram(Type.NON, this.#endpoint._nextId(), frame),
+        this.address,
+      );
+      return;
+    }
+    if (final) {
+      this.#incoming.delete(key);
+      if (incoming.timer !== undefined) {
+        this.#endpoint._clock.clearTimeout(incoming.timer);
+      }
+    }
+    if (incoming.cancelled) return;
+    if (incoming.type === Type.CON && !incoming.acked) {
+      // Piggybacked on the ACK.
+      incoming.acked = true;
+      if (incoming.timer !== undefined) {
+        this.#endpoint._clock.clearTimeout(incoming.timer);
+        incoming.timer = undefined;
+      }
+      const datagram = encodeDatagram(Type.ACK, incoming.messageId, frame);
+      const seen = this.#seen.get(incoming.messageId);
+      if (seen !== undefined) seen.reply = datagram;
+      this.#endpoint._send(datagram, this.address);
+      return;
+    }
+    const messageId = this.#endpoint._nextId();
+    const notification = !final || incoming.notifications > 0;
+    let confirmable: boolean;
+    if (notification) {
+      incoming.notifications++;
+      confirmable = final ||
+        incoming.notifications % this.#endpoint.options.conEvery === 0;
+    } else confirmable = incoming.type === Type.CON;
+    if (!confirmable) {
+      if (notification) {
+        this.#recentNon.set(messageId, key);
+        if (this.#recentNon.size > 64) {
+          this.#recentNon.delete(this.#recentNon.keys().next().value!);
+        }
+      }
+      this.#endpoint._send(
+        encodeDatagram(Type.NON, messageId, frame),
+        this.address,
+      );
+      return;
+    }
+    this.#confirmable(encodeDatagram(Type.CON, messageId, frame), messageId, {
+      what: "response",
+      token: key,
+    });
+  }
+
+  #confirmable(
+    datagram: Uint8Array,
+    messageId: number,
+    about: Pick<Unacked, "what" | "token" | "pingToken">,
+  ): void {
+    const { ackTimeout, ackRandomFactor } = this.#endpoint.options;
+    const timeout = ackTimeout *
+      (1 + (ackRandomFactor - 1) * this.#endpoint._random());
+    const entry: Unacked = {
+      datagram,
+      ...about,
+      timer: undefined,
+      timeout,
+      retransmits: 0,
+    };
+    this.#unacked.set(messageId, entry);
+    this.#endpoint._send(datagram, this.address);
+    this.#retransmitLater(messageId, entry);
+  }
+
+  #retransmitLater(messageId: number, entry: Unacked): void {
+    entry.timer = this.#endpoint._clock.setTimeout(() => {
+      if (this.#unacked.get(messageId) !== entry) return;
+      if (entry.retransmits >= this.#endpoint.options.maxRetransmit) {
+        this.#unacked.delete(messageId);
+        this._end(
+          4000,
+          `No acknowledgement from ${this.address.hostname}:${this.address.port} after ${entry.retransmits} retransmissions of a ${entry.what}`,
+        );
+        return;
+      }
+      entry.retransmits++;
+      entry.timeout *= 2;
+      this.#endpoint._send(entry.datagram, this.address);
+      this.#retransmitLater(messageId, entry);
+    }, entry.timeout);
+  }
+
+  // --- Incoming ----------------------------------------------------------
+
+  /** @internal An empty ACK or RST. */
+  _empty(datagram: Datagram): void {
+    const entry = this.#unacked.get(datagram.messageId);
+    if (entry === undefined) {
+      // An RST to a NON notification ends its observation too.
+      const key = this.#recentNon.get(datagram.messageId);
+      if (key !== undefined && datagram.type === Type.RST) {
+        this.#recentNon.delete(datagram.messageId);
+        this.#reset(key);
+      }
+      return;
+    }
+    this.#unacked.delete(datagram.messageId);
+    this.#endpoint._clock.clearTimeout(entry.timer);
+    if (entry.what === "request") this.#requestAcked();
+    if (datagram.type === Type.RST) {
+      if (entry.what === "ping") {
+        this.#deliver(encodeMessage({
+          code: Code.PONG,
+          token: entry.pingToken!,
+          options: [],
+          payload: new Uint8Array(0),
+        }));
+      } else if (entry.what === "response") this.#reset(entry.token!);
+      else {
+        this.#tokens.delete(entry.token!);
+        this._end(
+          4000,
+          `${this.address.hostname}:${this.address.port} reset a request`,
+        );
+        return;
+      }
+    }
+    this.#touch();
+  }
+
+  /** The peer reset a notification: the observation ends. */
+  #reset(key: number | string): void {
+    const incoming = this.#incoming.get(key);
+    if (incoming?.request === undefined) return;
+    // RFC 7641 §3.6's deregistration, as the connection above knows it: a
+    // GET on the token with Observe 1, whose final response goes nowhere.
+    incoming.cancelled = true;
+    const request = incoming.request;
+    this.#deliver(encodeMessage({
+      ...request,
+      options: request.options.map((option) =>
+        option.number === Option.OBSERVE
+          ? { number: Option.OBSERVE, value: uint(1) }
+          : option
+      ),
+    }));
+  }
+
+  /** @internal A message with a code, from the peer. */
+  _datagram(datagram: Datagram): void {
+    const { type, messageId, message, frame } = datagram;
+    const isRequest = message.code >> 5 === 0;
+    if (type === Type.ACK || type === Type.RST) {
+      const entry = this.#unacked.get(messageId);
+      if (entry === undefined || entry.what !== "request") return;
+      this.#unacked.delete(messageId);
+      this.#endpoint._clock.clearTimeout(entry.timer);
+      this.#requestAcked();
+      if (type === Type.ACK && !isRequest) {
+        this.#responseArrived(frame, message);
+      }
+      this.#touch();
+      return;
+    }
+    // CON or NON.
+    const seen = this.#seen.get(messageId);
+    if (seen !== undefined) {
+      // A duplicate: the same answer again, and nothing handled twice.
+      if (seen.reply !== undefined) {
+        this.#endpoint._send(seen.reply, this.address);
+      }
+      return;
+    }
+    if (isRequest) this.#requestArrived(datagram);
+    else {
+      const key = tokenKey(message.token);
+      if (!this.#tokens.has(key)) {
+        this.#endpoint._send(
+          encodeDatagram(Type.RST, messageId),
+          this.address,
+        );
+        return;
+      }
+      const record = this.#remember(messageId);
+      if (type === Type.CON) {
+        record.reply = encodeDatagram(Type.ACK, messageId);
+        this.#endpoint._send(record.reply, this.address);
+      }
+      this.#responseArrived(frame, message);
+    }
+    this.#touch();
+  }
+
+  #responseArrived(frame: Uint8Array, message: CoapMessage): void {
+    if (
+      getOption(message, Option.OBSERVE) === undefined ||
+      message.code >> 5 !== 2
+    ) {
+      this.#tokens.delete(tokenKey(message.token));
+    }
+    this.#deliver(frame);
+  }
+
+  #requestArrived(datagram: Datagram): void {
+    const { type, messageId, message, frame } = datagram;
+    const record = this.#remember(messageId);
+    const key = tokenKey(message.token);
+    const previous = this.#incoming.get(key);
+    if (previous?.timer !== undefined) {
+      this.#endpoint._clock.clearTimeout(previous.timer);
+    }
+    const observe = getOption(message, Option.OBSERVE);
+    const incoming: Incoming = {
+      messageId,
+      type,
+      acked: false,
+      timer: undefined,
+      notifications: 0,
+      cancelled: false,
+      ...(observe !== undefined && observe.length === 0
+        ? { request: message }
+        : {}),
+    };
+    this.#incoming.set(key, incoming);
+    if (type === Type.CON) {
+      incoming.timer = this.#endpoint._clock.setTimeout(() => {
+        incoming.timer = undefined;
+        if (incoming.acked || this.#readyState !== 1) return;
+        incoming.acked = true;
+        record.reply = encodeDatagram(Type.ACK, messageId);
+        this.#endpoint._send(record.reply, this.address);
+      }, this.#endpoint.options.emptyAckDelay);
+    }
+    this.#deliver(frame);
+  }
+
+  /** Remembers a message ID for duplicate detection, within its bounds. */
+  #remember(messageId: number): Seen {
+    const now = this.#endpoint._clock.now();
+    const { exchangeLifetime, maxRemembered } = this.#endpoint.options;
+    for (const [id, seen] of this.#seen) {
+      if (now - seen.at < exchangeLifetime && this.#seen.size < maxRemembered) {
+        break;
+      }
+      this.#seen.delete(id);
+    }
+    const record: Seen = { at: now };
+    this.#seen.set(messageId, record);
+    return record;
+  }
+}

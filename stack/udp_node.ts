@@ -1,0 +1,305 @@
+/**
+ * CoAP over UDP on a socket: `node:dgram` (Node.js, Deno and Bun have it),
+ * or Deno's own `Deno.listenDatagram` where Deno runs with
+ * `--unstable-net`. {@linkcode serveCoapUdp} serves a `CoapServer`'s
+ * resources over UDP; {@linkcode connectCoapUdp} makes a `CoapClient` for
+ * one `coap://` server.
+ *
+ * @module
+ */
+
+import dgram from "node:dgram";
+import { Buffer } from "node:buffer";
+import { type ClientOptions, CoapClient } from "./client.ts";
+import { attachWebSocket } from "./websocket.ts";
+import type { CoapServer } from "./server.ts";
+import { CoapUdpEndpoint, type PeerAddress, type UdpOptions } from "./udp.ts";
+
+/** A bound UDP socket, whichever platform API made it. */
+export interface BoundUdp {
+  /** The port it is bound to. */
+  readonly port: number;
+  /** Sends one datagram. */
+  send(bytes: Uint8Array, to: PeerAddress): void;
+  /** Closes the socket. */
+  close(): void;
+}
+
+/** Options for binding a UDP socket. */
+export interface BindOptions {
+  /**
+   * The address to bind to.
+   *
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * The port; 0 for any free one.
+   *
+   * @default {0}
+   */
+  port?: number;
+  /**
+   * Which API: `node:dgram`, or Deno's `Deno.listenDatagram` (needs
+   * `--unstable-net`).
+   *
+   * @default {"node"}
+   */
+  api?: "node" | "deno";
+}
+
+/**
+ * Binds a UDP socket and hands every datagram to `onDatagram`.
+ *
+ * @param onDatagram Called with each datagram and its sender.
+ * @param options Where to bind, and with which API.
+ * @returns The socket, once bound.
+ * @throws {Error} If the address cannot be bound (in use, say).
+ */
+export function bindUdp(
+  onDatagram: (bytes: Uint8Array, from: PeerAddress) => void,
+  options: BindOptions = {},
+): Promise<BoundUdp> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? 0;
+  if (options.api === "deno") return bindDeno(onDatagram, hostname, port);
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket(hostname.includes(":") ? "udp6" : "udp4");
+    socket.once("error", reject);
+    socket.on("message", (message: Uint8Array, rinfo) => {
+      onDatagram(
+        new Uint8Array(message.buffer, message.byteOffset, message.byteLength),
+        { hostname: rinfo.address, port: rinfo.port },
+      );
+    });
+    socket.bind(port, hostname, () => {
+      socket.off("error", reject);
+      // Later socket errors (an ICMP unreachable on some platforms) are no
+      // reason to stop.
+      socket.on("error", () => {});
+      resolve({
+        port: socket.address().port,
+        send(bytes, to) {
+          socket.send(
+            Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+            to.port,
+            to.hostname,
+          );
+        },
+        close() {
+          try {
+            socket.close();
+          } catch { /* closed already */ }
+        },
+      });
+    });
+  });
+}
+
+interface DenoDatagramConn {
+  readonly addr: { port: number };
+  send(data: Uint8Array, addr: unknown): Promise<number>;
+  close(): void;
+  [Symbol.asyncIterator](): AsyncIterator<
+    [Uint8Array, { hostname: string; port: number }]
+  >;
+}
+
+function bindDeno(
+  onDatagram: (bytes: Uint8Array, from: PeerAddress) => void,
+  hostname: string,
+  port: number,
+): Promise<BoundUdp> {
+  const listen = (globalThis as {
+    Deno?: { listenDatagram?: (options: unknown) => DenoDatagramConn };
+  }).Deno?.listenDatagram;
+  if (listen === undefined) {
+    return Promise.reject(
+      new Error(
+        "Deno.listenDatagram is missing: run Deno with --unstable-net, or use the node:dgram API",
+      ),
+    );
+  }
+  let conn: DenoDatagramConn;
+  try {
+    conn = listen({ transport: "udp", hostname, port });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  let closed = false;
+  (async () => {
+    try {
+      for await (const [bytes, from] of conn) {
+        onDatagram(bytes, { hostname: from.hostname, port: from.port });
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return Promise.resolve({
+    port: conn.addr.port,
+    send(bytes, to) {
+      if (closed) return;
+      conn.send(bytes, { transport: "udp", ...to }).catch(() => {});
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    },
+  });
+}
+
+/** Options for {@linkcode serveCoapUdp}. */
+export interface ServeUdpOptions extends BindOptions, UdpOptions {
+  /**
+   * The port to serve on.
+   *
+   * @default {5683}
+   */
+  port?: number;
+}
+
+/** A server's UDP side, as {@linkcode serveCoapUdp} returns it. */
+export interface UdpServing {
+  /** The port it serves on. */
+  readonly port: number;
+  /** The endpoint: its peers and options. */
+  readonly endpoint: CoapUdpEndpoint;
+  /** Stops serving over UDP; what was open ends. */
+  close(): void;
+}
+
+/**
+ * Serves `server`'s resources over CoAP over UDP (RFC 7252): every peer
+ * (address and port) that sends a request is accepted as a connection of
+ * the server, counted against its `maxConnections` and
+ * `maxConnectionsPerAddress`.
+ *
+ * @param server The server.
+ * @param options Where to listen, and the message layer's settings.
+ * @returns Once listening.
+ */
+export async function serveCoapUdp(
+  server: CoapServer,
+  options: ServeUdpOptions = {},
+): Promise<UdpServing> {
+  const socket: { bound?: BoundUdp } = {};
+  const endpoint = new CoapUdpEndpoint(
+    (bytes, to) => socket.bound?.send(bytes, to),
+    {
+      log: server.log,
+      ...options,
+      onPeer: (peer, address) => {
+        const refused = server.admit(address.hostname);
+        if (refused !== undefined) {
+          server.log.warn(
+            `Refusing CoAP over UDP from ${address.hostname}:${address.port}: ${refused}`,
+          );
+          peer.close(1013, refused);
+          return;
+        }
+        server.accept(peer, { address: address.hostname });
+      },
+    },
+  );
+  const bound = socket.bound = await bindUdp(
+    (bytes, from) => endpoint.receive(bytes, from),
+    { ...options, port: options.port ?? 5683 },
+  );
+  return {
+    port: bound.port,
+    endpoint,
+    close() {
+      endpoint.close();
+      bound.close();
+    },
+  };
+}
+
+/**
+ * Reads a `coap://host[:port]/path?query` URI.
+ *
+ * @param uri The URI.
+ * @returns The server's address, and the path and query to request.
+ * @throws {TypeError} If it is not a `coap://` URI.
+ */
+export function parseUdpUri(
+  uri: string,
+): { address: PeerAddress; path: string; query: string[] } {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new TypeError(
+      `Cannot use ${JSON.stringify(uri)}: expected coap://HOST[:PORT]/PATH`,
+    );
+  }
+  if (url.protocol !== "coap:") {
+    throw new TypeError(
+      `Cannot use ${JSON.stringify(uri)}: expected coap://HOST[:PORT]/PATH`,
+    );
+  }
+  let hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (hostname === "localhost") hostname = "127.0.0.1";
+  return {
+    address: {
+      hostname,
+      port: url.port === "" ? 5683 : Number(url.port),
+    },
+    path: decodeURIComponent(url.pathname) || "/",
+    query: url.search === ""
+      ? []
+      : url.search.slice(1).split("&").map((part) => decodeURIComponent(part)),
+  };
+}
+
+/** Options for {@linkcode connectCoapUdp}. */
+export interface ConnectUdpOptions extends ClientOptions {
+  /** The message layer's settings (`nonConfirmable` for NON requests). */
+  udp?: UdpOptions;
+  /** Where to bind the client's socket (any free port on 127.0.0.1). */
+  bind?: BindOptions;
+}
+
+/**
+ * A client for one CoAP-over-UDP server: binds a socket of its own, which
+ * `client.close()` closes.
+ *
+ * @param uri `coap://HOST[:PORT]` (a path is ignored here).
+ * @param options Client, message-layer and socket settings.
+ * @returns The client.
+ * @throws {TypeError} If `uri` is not a `coap://` URI.
+ */
+export async function connectCoapUdp(
+  uri: string,
+  options: ConnectUdpOptions = {},
+): Promise<CoapClient> {
+  const { address } = parseUdpUri(uri);
+  const socket: { bound?: BoundUdp } = {};
+  const endpoint = new CoapUdpEndpoint(
+    (bytes, to) => socket.bound?.send(bytes, to),
+    { log: options.log, ...options.udp },
+  );
+  const bound = socket.bound = await bindUdp(
+    (bytes, from) => endpoint.receive(bytes, from),
+    {
+      hostname: address.hostname.includes(":") ? "::1" : "127.0.0.1",
+      ...options.bind,
+    },
+  );
+  const peer = endpoint.connect(address);
+  peer.addEventListener("close", () => {
+    endpoint.close();
+    bound.close();
+  });
+  const connection = attachWebSocket(peer, {
+    log: options.log,
+    maxMessageSize: options.maxMessageSize,
+    onPong: options.onPong,
+  });
+  await connection.ready;
+  return new CoapClient(connection, options);
+}
