@@ -273,6 +273,28 @@ interface Seen {
   reply?: Uint8Array;
 }
 
+/** An Observe option's value (0 to 2^24 - 1). */
+function readObserve(value: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < value.length && i < 3; i++) n = n * 256 + value[i];
+  return n;
+}
+
+/**
+ * Whether a notification with Observe `value`, arriving at `now`, is newer
+ * than the last one passed on (RFC 7641 §3.4).
+ */
+function fresher(
+  last: { value: number; at: number },
+  value: number,
+  now: number,
+): boolean {
+  const v1 = last.value, v2 = value;
+  return (v1 < v2 && v2 - v1 < 2 ** 23) ||
+    (v1 > v2 && v1 - v2 > 2 ** 23) ||
+    now > last.at + 128_000;
+}
+
 function randomId(random: () => number): number {
   return Math.floor(random() * 0x10000) & 0xffff;
 }
@@ -541,6 +563,8 @@ export class UdpPeerSocket implements WebSocketLike {
   readonly #unacked = new Map<number, Unacked>();
   /** Tokens of our requests that may still get responses. */
   readonly #tokens = new Set<number | string>();
+  /** The newest notification passed on, per observed token. */
+  readonly #order = new Map<number | string, { value: number; at: number }>();
   /** Message IDs of recent NON notifications, so an RST finds its token. */
   readonly #recentNon = new Map<number, number | string>();
   /** Our requests waiting for a free NSTART slot. */
@@ -652,6 +676,7 @@ export class UdpPeerSocket implements WebSocketLike {
     }
     this.#unacked.clear();
     this.#recentNon.clear();
+    this.#order.clear();
     this.#incoming.clear();
     this.#seen.clear();
     this.#waiting.length = 0;
@@ -942,11 +967,20 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   #responseArrived(frame: Uint8Array, message: CoapMessage): void {
-    if (
-      getOption(message, Option.OBSERVE) === undefined ||
-      message.code >> 5 !== 2
-    ) {
-      this.#tokens.delete(tokenKey(message.token));
+    const key = tokenKey(message.token);
+    const observe = getOption(message, Option.OBSERVE);
+    if (observe === undefined || message.code >> 5 !== 2) {
+      this.#tokens.delete(key);
+      this.#order.delete(key);
+    } else {
+      // RFC 7641 §3.4: datagrams may overtake each other; a notification
+      // older than one already passed on is dropped, so the connection
+      // above sees them in order, as over WebSocket.
+      const value = readObserve(observe);
+      const now = this.#endpoint._clock.now();
+      const last = this.#order.get(key);
+      if (last !== undefined && !fresher(last, value, now)) return;
+      this.#order.set(key, { value, at: now });
     }
     this.#deliver(frame);
   }

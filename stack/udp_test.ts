@@ -56,6 +56,7 @@ function setup(
 ) {
   const clock = new ManualClock();
   const trace: string[] = [];
+  const datagrams: Uint8Array[] = [];
   const logs: string[] = [];
   /** Decides each datagram's fate: deliver it 0, 1 or 2 times. */
   let fate: (line: string) => number = () => 1;
@@ -65,6 +66,7 @@ function setup(
     (from: string, to: () => CoapUdpEndpoint, address: PeerAddress) =>
     (bytes: Uint8Array) => {
       const line = show(from, bytes);
+      datagrams.push(bytes);
       const copies = fate(line);
       trace.push(
         copies === 1 ? line : `${line} (${copies === 0 ? "lost" : "twice"})`,
@@ -97,6 +99,7 @@ function setup(
   return {
     clock,
     trace,
+    datagrams,
     logs,
     server,
     serverEndpoint,
@@ -346,6 +349,57 @@ Deno.test("CoAP over UDP: notifications go NON with every conEvery-th CON; an RS
   t.serverEndpoint.receive(encodeDatagram(Type.RST, mid), CLIENT);
   await settle();
   assertEquals(t.server.observations, 0);
+  client.close();
+});
+
+Deno.test("CoAP over UDP: a notification that was overtaken is dropped by its Observe number (RFC 7641 §3.4), and still acknowledged", async () => {
+  const t = setup({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "first" });
+        }),
+    },
+  });
+  const client = await t.connect();
+  const { got } = collect(client, {
+    method: "GET",
+    path: "/obs",
+    observe: true,
+  });
+  await settle();
+  const token = decodeDatagram(t.datagrams[0]).message.token;
+  const notification = (
+    type: 0 | 1,
+    id: number,
+    observe: number,
+    payload: string,
+  ) =>
+    encodeDatagram(
+      type,
+      id,
+      encodeMessage({
+        code: 0x45,
+        token,
+        options: [{ number: Option.OBSERVE, value: uint(observe) }],
+        payload: utf8(payload),
+      }),
+    );
+  t.trace.length = 0;
+  // Sent 10, 11, 12; 12 arrives before 11.
+  t.clientEndpoint.receive(notification(Type.NON, 100, 10, "ten"), SERVER);
+  t.clientEndpoint.receive(notification(Type.NON, 102, 12, "twelve"), SERVER);
+  t.clientEndpoint.receive(notification(Type.CON, 101, 11, "eleven"), SERVER);
+  await settle();
+  assertEquals(got, ["2.05 first", "2.05 ten", "2.05 twelve"]);
+  assertEquals(t.trace, ["c→s ACK empty #101"]);
+  // After 128 s without one, any number is fresh again (a restarted server).
+  await t.clock.advance(129_000);
+  t.clientEndpoint.receive(notification(Type.NON, 103, 1, "one"), SERVER);
+  await settle();
+  assertEquals(got.at(-1), "2.05 one");
   client.close();
 });
 

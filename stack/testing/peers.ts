@@ -185,13 +185,21 @@ export function spawn(
   };
 }
 
-/** Starts the aiocoap peer on a free port and waits for "ready on PORT". */
-export async function startPeer(): Promise<Running> {
+/**
+ * Starts the aiocoap peer on a free port and waits for "ready on PORT";
+ * with `udpPort`, it serves CoAP over UDP there too.
+ */
+export async function startPeer(udpPort?: number): Promise<Running> {
   await requirePeer();
   const port = freePort();
   const peer = spawn(
     PYTHON,
-    [`${PEERS}/aiocoap_peer.py`, "--port", String(port)],
+    [
+      `${PEERS}/aiocoap_peer.py`,
+      "--port",
+      String(port),
+      ...(udpPort === undefined ? [] : ["--udp", String(udpPort)]),
+    ],
     port,
     {
       PYTHONUNBUFFERED: "1",
@@ -212,10 +220,11 @@ export interface ClientRun {
 export async function aiocoapClient(
   args: string[],
   interruptAfter?: number,
+  env: Record<string, string> = {},
 ): Promise<ClientRun> {
   const child = new Deno.Command(`${PEERS}/aiocoap-client`, {
     args,
-    env: { PYTHONUNBUFFERED: "1" },
+    env: { PYTHONUNBUFFERED: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
