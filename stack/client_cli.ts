@@ -11,7 +11,7 @@ import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { type Method, METHODS, text } from "./message.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] [--non] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -28,6 +28,7 @@ let uri: string | undefined;
 let accessToken: string | undefined;
 let reconnect = false;
 let nonConfirmable = false;
+let proxy: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -46,6 +47,9 @@ response prints its code and exits 1.
                           attempts) and register the observation again
   --token TOKEN           a bearer token for a server started with --token
   --non                   over UDP, send the request non-confirmable (NON)
+  --proxy URL             send the request through the forward proxy at URL
+                          (coap+ws://HOST:PORT, as coap:proxy serves), which
+                          forwards it to URI (coap:// or coap+ws://)
   URI                     coap+ws://HOST:PORT/PATH?QUERY, coaps+ws://, or
                           coap://HOST[:PORT]/PATH?QUERY (UDP, port 5683)
 
@@ -85,7 +89,10 @@ while (args.length > 0) {
   else if (arg === "--observe") observe = true;
   else if (arg === "--reconnect") reconnect = true;
   else if (arg === "--non") nonConfirmable = true;
-  else if (arg === "--count") count = number(arg);
+  else if (arg === "--proxy") {
+    proxy = args.shift() ||
+      fail(`--proxy needs a URL (coap+ws://HOST:PORT)\n${usage}`);
+  } else if (arg === "--count") count = number(arg);
   else if (arg === "--token") {
     accessToken = args.shift() || fail(`--token needs a token\n${usage}`);
   } else if (arg.startsWith("-")) {
@@ -105,14 +112,29 @@ if (count !== Infinity && !observe) {
   fail(`--count goes with --observe: it counts notifications\n${usage}`);
 }
 
-const udp = uri.startsWith("coap://");
+// Through a proxy, the client speaks WebSocket to the proxy, whatever URI
+// names.
+const udp = proxy === undefined && uri.startsWith("coap://");
+if (proxy !== undefined && !/^coaps?\+ws:\/\//.test(proxy)) {
+  fail(`--proxy needs a coap+ws:// or coaps+ws:// URL\n${usage}`);
+}
 if (nonConfirmable && !udp) fail(`--non goes with a coap:// URI\n${usage}`);
 if (udp && (reconnect || accessToken !== undefined)) {
   fail(`--reconnect and --token go with coap+ws:// URIs\n${usage}`);
 }
 let target: { path: string; query: string[] };
 try {
-  target = udp ? parseUdpUri(uri) : parseCoapUri(uri);
+  if (proxy !== undefined) {
+    // Checked here, sent whole as Proxy-Uri.
+    if (!/^(coap|coap\+ws|coaps\+ws):\/\/[^/]/.test(uri)) {
+      throw new TypeError(
+        `Cannot ask the proxy for ${
+          JSON.stringify(uri)
+        }: expected coap:// or coap+ws://`,
+      );
+    }
+    target = { path: "/", query: [] };
+  } else target = udp ? parseUdpUri(uri) : parseCoapUri(uri);
 } catch (error) {
   fail((error as Error).message);
 }
@@ -121,7 +143,7 @@ let client: CoapClient;
 try {
   client = udp
     ? await connectCoapUdp(uri, { log: quiet, udp: { nonConfirmable } })
-    : await CoapClient.connect(uri, {
+    : await CoapClient.connect(proxy ?? uri, {
       log: quiet,
       accessToken,
       ...(reconnect
@@ -148,6 +170,7 @@ const pipe = client.request({
   method,
   path: target.path,
   query: target.query,
+  ...(proxy === undefined ? {} : { proxyUri: uri }),
   payload,
   contentFormat,
   accept,

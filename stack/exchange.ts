@@ -50,6 +50,12 @@ export interface CoapRequest {
   readonly accept?: number;
   /** Whether to observe the resource (RFC 7641): GET with Observe 0. */
   readonly observe?: boolean;
+  /**
+   * Ask the server, a forward proxy, for this absolute URI instead
+   * (`coap://device:5683/temp`): the request carries it as Proxy-Uri, and
+   * `path` must then be `/` and `query` empty.
+   */
+  readonly proxyUri?: string;
 }
 
 /** A response as a client receives it, or a server's resource produces it. */
@@ -104,6 +110,14 @@ export interface IncomingRequest {
   readonly block2?: Block;
   /** The token, for logs. */
   readonly token: Uint8Array;
+  /**
+   * The absolute URI of the resource a forward proxy is asked for, from
+   * Proxy-Uri, or from Proxy-Scheme with Uri-Host, Uri-Port, Uri-Path and
+   * Uri-Query (RFC 7252 §5.7.2, §6.5); only on a server with a proxy.
+   */
+  readonly proxyUri?: string;
+  /** Which option named the target: Proxy-Uri, or Proxy-Scheme. */
+  readonly proxyVia?: "Proxy-Uri" | "Proxy-Scheme";
 }
 
 /** Method names by code. */
@@ -161,6 +175,8 @@ const FORMATS: ReadonlyMap<number, Format> = new Map([
   [Option.BLOCK2, { min: 0, max: 3, repeatable: false }],
   [Option.SIZE2, { min: 0, max: 4, repeatable: false }],
   [Option.SIZE1, { min: 0, max: 4, repeatable: false }],
+  [Option.PROXY_URI, { min: 1, max: 1034, repeatable: false }],
+  [Option.PROXY_SCHEME, { min: 1, max: 255, repeatable: false }],
 ]);
 
 /**
@@ -174,6 +190,25 @@ const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
   Option.IF_MATCH,
   Option.IF_NONE_MATCH,
 ]);
+
+/** The same, for a server that forwards requests (it has a proxy). */
+const UNSUPPORTED_IN_PROXY_REQUESTS: ReadonlySet<number> = new Set([
+  Option.BLOCK1,
+  Option.IF_MATCH,
+  Option.IF_NONE_MATCH,
+]);
+
+/**
+ * Whether a request names another server with Proxy-Uri or Proxy-Scheme
+ * (RFC 7252 §5.7.2): a request for a forward proxy.
+ *
+ * @param message The request.
+ * @returns Whether it does.
+ */
+export function isProxyRequest(message: CoapMessage): boolean {
+  return getOption(message, Option.PROXY_URI) !== undefined ||
+    getOption(message, Option.PROXY_SCHEME) !== undefined;
+}
 
 /**
  * Checks a message's options against the table of known options: returns
@@ -383,6 +418,20 @@ export function requestMessage(
   for (const item of querySegments(request.query)) {
     options.push({ number: Option.URI_QUERY, value: utf8(item) });
   }
+  if (request.proxyUri !== undefined) {
+    if (typeof request.proxyUri !== "string" || options.length > 0) {
+      throw new TypeError(
+        "Cannot send a request: proxyUri must be a string, with path / and no query (the URI names them)",
+      );
+    }
+    const value = utf8(request.proxyUri);
+    if (value.length < 1 || value.length > 1034) {
+      throw new TypeError(
+        `Cannot send a request: proxyUri has ${value.length} bytes (1 to 1034 allowed)`,
+      );
+    }
+    options.push({ number: Option.PROXY_URI, value });
+  }
   if (request.observe !== undefined && typeof request.observe !== "boolean") {
     throw new TypeError("Cannot send a request: observe must be a boolean");
   }
@@ -490,8 +539,15 @@ function optionalUint(
  * assertEquals([request.method, request.path], ["GET", "/a%20b"]);
  * ```
  */
-export function readRequest(message: CoapMessage): IncomingRequest {
-  const options = checkOptions(message, "request", UNSUPPORTED_IN_REQUESTS);
+export function readRequest(
+  message: CoapMessage,
+  proxying = false,
+): IncomingRequest {
+  const options = checkOptions(
+    message,
+    "request",
+    proxying ? UNSUPPORTED_IN_PROXY_REQUESTS : UNSUPPORTED_IN_REQUESTS,
+  );
   const known = { options };
   // Made only for a request that has them (most have no query).
   let segments: string[] | undefined;
@@ -513,7 +569,7 @@ export function readRequest(message: CoapMessage): IncomingRequest {
   // without use: not the decoded options, and no view of the frame (a typed
   // array, and the frame's buffer with it) for an empty payload. The token's
   // view stays until forObservation() drops it.
-  return new Request(
+  const request = new Request(
     method,
     segments === undefined
       ? "/"
@@ -530,7 +586,53 @@ export function readRequest(message: CoapMessage): IncomingRequest {
     block === undefined ? undefined : decodeBlock(block),
     tokenKey(message.token),
     message.token,
+    proxying ? proxyTarget(known, segments, query) : undefined,
   );
+  if (proxying && getOption(known, Option.PROXY_URI) === undefined) {
+    request.viaScheme();
+  }
+  return request;
+}
+
+/**
+ * The URI a proxy request names (RFC 7252 §6.5): Proxy-Uri as it is, or one
+ * made from Proxy-Scheme, Uri-Host, Uri-Port, Uri-Path and Uri-Query.
+ */
+function proxyTarget(
+  known: { options: readonly CoapOption[] },
+  segments: string[] | undefined,
+  query: string[] | undefined,
+): string | undefined {
+  try {
+    const uri = getOption(known, Option.PROXY_URI);
+    if (uri !== undefined) return strictText(uri, "Proxy-Uri");
+    const scheme = getOption(known, Option.PROXY_SCHEME);
+    if (scheme === undefined) return undefined;
+    const host = getOption(known, Option.URI_HOST);
+    if (host === undefined) {
+      throw new RequestError(
+        "4.00",
+        "Bad Request: Proxy-Scheme needs Uri-Host to name the server",
+      );
+    }
+    const port = optionalUint(known, Option.URI_PORT);
+    const name = strictText(host, "Uri-Host");
+    return `${strictText(scheme, "Proxy-Scheme")}://${
+      name.includes(":") ? `[${name}]` : name
+    }${port === undefined ? "" : `:${port}`}/${
+      (segments ?? []).map(encodeURIComponent).join("/")
+    }${
+      query === undefined
+        ? ""
+        : `?${
+          query.map((item) => encodeURIComponent(item).replace(/%3D/g, "="))
+            .join("&")
+        }`
+    }`;
+  } catch (error) {
+    if (error instanceof RequestError) throw error;
+    throw new RequestError("4.00", (error as CoapFormatError).message);
+  }
 }
 
 /**
@@ -584,8 +686,24 @@ class Request implements IncomingRequest {
     /** The token's {@linkcode tokenKey}. */
     readonly key: number | string,
     view: Uint8Array | undefined,
+    readonly proxyUri?: string,
   ) {
     this.#view = view;
+  }
+
+  /** Which option named the target. */
+  get proxyVia(): "Proxy-Uri" | "Proxy-Scheme" | undefined {
+    if (this.proxyUri === undefined) return undefined;
+    return this.#viaScheme ? "Proxy-Scheme" : "Proxy-Uri";
+  }
+
+  /** @internal Set when Proxy-Scheme named the target. */
+  #viaScheme = false;
+
+  /** @internal */
+  viaScheme(): this {
+    this.#viaScheme = true;
+    return this;
   }
 
   /** The token: its view in the request's frame, or made from the key. */
@@ -599,7 +717,7 @@ class Request implements IncomingRequest {
 
   /** A copy without Observe. */
   without(): Request {
-    return new Request(
+    const copy = new Request(
       this.method,
       this.path,
       this.segments,
@@ -611,7 +729,9 @@ class Request implements IncomingRequest {
       this.block2,
       this.key,
       this.#view,
+      this.proxyUri,
     );
+    return this.#viaScheme ? copy.viaScheme() : copy;
   }
 }
 

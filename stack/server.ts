@@ -38,6 +38,7 @@ import {
 import {
   forObservation,
   type IncomingRequest,
+  isProxyRequest,
   readRequest,
   RequestError,
   type ResponseInit,
@@ -134,6 +135,13 @@ export interface ServerOptions {
    * each default.
    */
   limits?: FlowLimits;
+  /**
+   * Makes this server a forward proxy (RFC 7252 §5.7): requests that name
+   * another server with Proxy-Uri or Proxy-Scheme go to this resource,
+   * with `request.proxyUri` set, instead of being refused with 4.02.
+   * Observations through it work as on any observable resource.
+   */
+  proxy?: Resource;
 }
 
 const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
@@ -168,6 +176,7 @@ const MAX_SZX = 6;
  */
 export class CoapServer {
   readonly #resources: Map<string, Resource>;
+  readonly #proxy: Resource | undefined;
   readonly #log: Logger;
   /** Resources for every path under a prefix (`"/shared/*"`), longest first. */
   readonly #prefixes: [string, Resource][] = [];
@@ -200,6 +209,7 @@ export class CoapServer {
    */
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
+    this.#proxy = options.proxy;
     this.#maxMessageSize = options.maxMessageSize;
     this.#limits = resolveLimits(options.limits);
     this.#resources = new Map();
@@ -441,8 +451,9 @@ export class CoapServer {
     // (RFC 7641 §3.6) ends the observation it names this way.
     served.get(key)?.stop();
     let request: IncomingRequest;
+    const proxying = this.#proxy !== undefined && isProxyRequest(message);
     try {
-      request = readRequest(message);
+      request = readRequest(message, proxying);
     } catch (error) {
       const init = error instanceof RequestError
         ? error.toMessage()
@@ -453,8 +464,9 @@ export class CoapServer {
       });
       return;
     }
-    const resource = this.#resources.get(request.path) ??
-      this.#under(request.path);
+    const resource = proxying
+      ? this.#proxy
+      : this.#resources.get(request.path) ?? this.#under(request.path);
     // `observable` is true or an Observers table.
     let observing = request.method === "GET" && request.observe === 0 &&
       !!resource?.observable;

@@ -51,13 +51,15 @@ export function freePort(): number {
  *
  * @returns The arguments to give `Deno.execPath()`.
  */
-export async function ourServerCommand(): Promise<string[]> {
+export async function ourServerCommand(
+  task = "coap:server",
+): Promise<string[]> {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
   );
   // The task bundles the explorer's script first; the server is the last
   // command.
-  const command = (config.tasks["coap:server"] as string).split(" && ").at(-1)!;
+  const command = (config.tasks[task] as string).split(" && ").at(-1)!;
   const [deno, ...args] = command.split(" ");
   if (deno !== "deno") throw new Error("coap:server is not a deno command");
   return args.map((arg) =>
@@ -85,6 +87,25 @@ export async function startOurServer(args: string[] = []): Promise<Running> {
     ...args,
   ], port);
   await child.waitFor(/^listening on/);
+  return child;
+}
+
+/**
+ * Starts `deno task coap:proxy` on a free port with `args`, and waits
+ * until it listens.
+ *
+ * @param args More arguments for the proxy (`--allow HOST:PORT`).
+ * @returns The running proxy.
+ */
+export async function startOurProxy(args: string[] = []): Promise<Running> {
+  const port = freePort();
+  const child = spawn(Deno.execPath(), [
+    ...await ourServerCommand("coap:proxy"),
+    "--port",
+    String(port),
+    ...args,
+  ], port);
+  await child.waitFor(/^proxy listening on/);
   return child;
 }
 

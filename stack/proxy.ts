@@ -1,0 +1,585 @@
+/**
+ * A CoAP forward cross-proxy (RFC 7252 §5.7, RFC 8323 §7): give
+ * {@linkcode CoapProxy.prototype.resource} to a `CoapServer` as its `proxy`,
+ * and requests that name a `coap://` (UDP) or `coap+ws://` target with
+ * Proxy-Uri, or Proxy-Scheme and Uri-Host, are forwarded there. A browser
+ * page that can only open WebSockets reaches CoAP devices over UDP this way.
+ *
+ * - It forwards only to the targets it is allowed (`allow`, `host:port`;
+ *   none by default): anything else gets 4.03 Forbidden, and a scheme it
+ *   does not speak 5.05 Proxying Not Supported, each with the reason.
+ * - A target it cannot reach, or that fails the exchange, is 5.02 Bad
+ *   Gateway; one that does not answer within `timeout`, 5.04 Gateway
+ *   Timeout.
+ * - One upstream observation serves every downstream observer of the same
+ *   resource (RFC 7641 §5): a new observer gets the latest notification at
+ *   once, and the upstream observation ends when the last observer leaves.
+ * - Block-wise responses are reassembled upstream (up to the upstream
+ *   client's `maxBodySize`) and sent on block-wise as the downstream client
+ *   needs.
+ * - Everything is bounded: upstream connections (`maxUpstreams`), requests
+ *   waiting on one upstream (`maxPendingPerUpstream`), and upstream
+ *   observations (`maxUpstreamObservations`), each a 5.03 past it.
+ *
+ * @module
+ */
+
+import type { Logger, ResponderPipe } from "@coap/pipe";
+import { CoapClient } from "./client.ts";
+import type {
+  CoapRequest,
+  CoapResponse,
+  IncomingRequest,
+  ResponseInit,
+} from "./exchange.ts";
+import { type CoapOption, type Method, Option } from "./message.ts";
+import { CoapError, type Resource } from "./server.ts";
+import { connectCoapUdp } from "./udp_node.ts";
+import type { UdpOptions } from "./udp.ts";
+
+/** Options for {@linkcode CoapProxy}. */
+export interface ProxyOptions {
+  /**
+   * The targets requests may be forwarded to, as `host:port`
+   * (`127.0.0.1:5683`, `[::1]:5683`, `device.local:5683`: any scheme), or
+   * `scheme://host:port` (`coap+ws://127.0.0.1:8683`: that one only). A
+   * forward proxy is an amplifier and a door into the network behind it,
+   * so nothing is allowed by default.
+   */
+  allow: readonly string[];
+  /**
+   * How long a forwarded request may wait for its response, in
+   * milliseconds (5.04 past it).
+   *
+   * @default {15000}
+   */
+  timeout?: number;
+  /**
+   * Upstream connections (one per target origin) kept at once.
+   *
+   * @default {64}
+   */
+  maxUpstreams?: number;
+  /**
+   * Forwarded requests waiting on one upstream at once.
+   *
+   * @default {100}
+   */
+  maxPendingPerUpstream?: number;
+  /**
+   * Upstream observations at once (each serves any number of observers).
+   *
+   * @default {1000}
+   */
+  maxUpstreamObservations?: number;
+  /** Settings for CoAP over UDP upstream. */
+  udp?: UdpOptions;
+  /**
+   * Where trouble is logged.
+   *
+   * @default {console}
+   */
+  log?: Logger;
+  /**
+   * Makes the client for a target origin (`coap://host:port`,
+   * `coap+ws://host:port`); the default speaks UDP or WebSocket.
+   */
+  connect?: (origin: string) => Promise<CoapClient>;
+}
+
+/** One upstream connection. */
+interface Upstream {
+  client: Promise<CoapClient>;
+  pending: number;
+  observations: number;
+}
+
+/** One upstream observation and the downstream pipes it serves. */
+interface Shared {
+  pipes: Set<ResponderPipe<IncomingRequest, ResponseInit>>;
+  /** The latest notification, for observers that join. */
+  last: ResponseInit | undefined;
+  cancel: () => void;
+}
+
+const DEFAULT_PORTS: Record<string, number> = {
+  "coap:": 5683,
+  "coap+ws:": 80,
+  "coaps+ws:": 443,
+};
+
+/** Options a response carries that the downstream server sets itself. */
+const OWN_OPTIONS = new Set<number>([
+  Option.OBSERVE,
+  Option.CONTENT_FORMAT,
+  Option.MAX_AGE,
+  Option.BLOCK2,
+  Option.BLOCK1,
+  Option.SIZE2,
+  Option.SIZE1,
+]);
+
+function toInit(response: CoapResponse): ResponseInit {
+  const options: CoapOption[] = response.options.filter((option) =>
+    !OWN_OPTIONS.has(option.number)
+  );
+  return {
+    code: response.code,
+    payload: response.payload,
+    ...(response.contentFormat === undefined
+      ? {}
+      : { contentFormat: response.contentFormat }),
+    ...(response.maxAge === undefined ? {} : { maxAge: response.maxAge }),
+    ...(options.length === 0 ? {} : { options }),
+  };
+}
+
+/** A forward proxy's resource, its upstream connections and observations. */
+export class CoapProxy {
+  /** Allowed targets: host:port, and the schemes ("*" for any). */
+  readonly #allow: Map<string, Set<string>>;
+  readonly #timeout: number;
+  readonly #maxUpstreams: number;
+  readonly #maxPending: number;
+  readonly #maxObservations: number;
+  readonly #log: Logger;
+  readonly #connect: (origin: string) => Promise<CoapClient>;
+  readonly #upstreams = new Map<string, Upstream>();
+  readonly #shared = new Map<string, Shared>();
+  /** Recent large GET responses, for their later blocks. */
+  readonly #recent = new Map<string, { init: ResponseInit; at: number }>();
+  #closed = false;
+
+  /**
+   * Creates the proxy.
+   *
+   * @param options See {@linkcode ProxyOptions}; `allow` is required.
+   * @throws {TypeError} If an `allow` entry is not `host:port`.
+   */
+  constructor(options: ProxyOptions) {
+    this.#allow = new Map();
+    for (const entry of options.allow ?? []) {
+      const match =
+        /^(?:(coap|coap\+ws|coaps\+ws):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})$/
+          .exec(entry);
+      if (match === null || Number(match[3]) > 65535) {
+        throw new TypeError(
+          `Cannot allow ${
+            JSON.stringify(entry)
+          }: expected HOST:PORT or SCHEME://HOST:PORT, such as 127.0.0.1:5683 or coap+ws://127.0.0.1:8683`,
+        );
+      }
+      const where = `${match[2].toLowerCase()}:${Number(match[3])}`;
+      const schemes = this.#allow.get(where) ?? new Set<string>();
+      schemes.add(match[1] === undefined ? "*" : `${match[1]}:`);
+      this.#allow.set(where, schemes);
+    }
+    this.#timeout = options.timeout ?? 15_000;
+    this.#maxUpstreams = options.maxUpstreams ?? 64;
+    this.#maxPending = options.maxPendingPerUpstream ?? 100;
+    this.#maxObservations = options.maxUpstreamObservations ?? 1000;
+    this.#log = options.log ?? console;
+    const udp = options.udp;
+    this.#connect = options.connect ??
+      ((origin) =>
+        origin.startsWith("coap://")
+          ? connectCoapUdp(origin, { log: this.#log, udp })
+          : CoapClient.connect(origin, { log: this.#log }));
+  }
+
+  /** Upstream connections open or opening. */
+  get upstreams(): number {
+    return this.#upstreams.size;
+  }
+
+  /** Upstream observations, each serving one or more observers. */
+  get upstreamObservations(): number {
+    return this.#shared.size;
+  }
+
+  /** Observers served through upstream observations. */
+  get observers(): number {
+    let count = 0;
+    for (const shared of this.#shared.values()) count += shared.pipes.size;
+    return count;
+  }
+
+  /** The resource to give a `CoapServer` as its `proxy`. */
+  get resource(): Resource {
+    const handler = (
+      request: IncomingRequest,
+      pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+    ) => this.#forward(request, pipe);
+    return {
+      observable: true,
+      GET: handler,
+      POST: handler,
+      PUT: handler,
+      DELETE: handler,
+    };
+  }
+
+  /** Closes every upstream connection; forwarded exchanges end with 5.02. */
+  close(): void {
+    this.#closed = true;
+    for (const shared of [...this.#shared.values()]) shared.cancel();
+    for (const upstream of this.#upstreams.values()) {
+      upstream.client.then((client) => client.close(), () => {});
+    }
+    this.#upstreams.clear();
+  }
+
+  /** Where a request goes: its origin, and the request to send there. */
+  #target(request: IncomingRequest): { origin: string; forward: CoapRequest } {
+    let url: URL;
+    try {
+      url = new URL(request.proxyUri ?? "");
+    } catch {
+      throw new CoapError(
+        "4.00",
+        "Bad Request: Proxy-Uri is not an absolute URI",
+      );
+    }
+    const port = DEFAULT_PORTS[url.protocol];
+    if (port === undefined) {
+      throw new CoapError(
+        "5.05",
+        `Proxying Not Supported: this proxy forwards to coap:// and coap+ws:// only, not ${
+          url.protocol.slice(0, 20)
+        }//`,
+      );
+    }
+    const host = url.hostname.toLowerCase();
+    const where = `${host}:${url.port === "" ? port : Number(url.port)}`;
+    const schemes = this.#allow.get(where);
+    let scheme = url.protocol;
+    if (schemes !== undefined && request.proxyVia === "Proxy-Scheme") {
+      // aiocoap 0.4.11's client sends the scheme it reaches the proxy by
+      // (coap+ws) as Proxy-Scheme, whatever the target speaks; so a
+      // Proxy-Scheme request goes by the scheme its allow entry names, or
+      // to coap:// (the devices a cross-proxy is for) for a bare HOST:PORT.
+      const named = [...schemes].filter((s) => s !== "*");
+      if (!schemes.has(scheme)) {
+        scheme = named.length === 1 ? named[0] : "coap:";
+      }
+    }
+    if (
+      schemes === undefined || !(schemes.has("*") || schemes.has(scheme))
+    ) {
+      throw new CoapError(
+        "4.03",
+        `Forbidden: this proxy does not forward to ${
+          schemes === undefined ? where : `${scheme}//${where}`
+        } (it forwards only to the targets it was started with, --allow HOST:PORT)`,
+      );
+    }
+    const query = url.search.length > 1
+      ? url.search.slice(1).split("&").map((item) => decodeURIComponent(item))
+      : [];
+    return {
+      origin: `${scheme}//${url.host}`,
+      forward: {
+        method: request.method as Method,
+        path: url.pathname || "/",
+        query,
+        payload: request.payload,
+        ...(request.contentFormat === undefined
+          ? {}
+          : { contentFormat: request.contentFormat }),
+        ...(request.accept === undefined ? {} : { accept: request.accept }),
+      },
+    };
+  }
+
+  #upstream(origin: string): Upstream {
+    let upstream = this.#upstreams.get(origin);
+    if (upstream !== undefined) return upstream;
+    if (this.#upstreams.size >= this.#maxUpstreams) {
+      // Let go of one that nothing uses, oldest first.
+      for (const [key, idle] of this.#upstreams) {
+        if (idle.pending === 0 && idle.observations === 0) {
+          this.#upstreams.delete(key);
+          idle.client.then((client) => client.close(), () => {});
+          break;
+        }
+      }
+      if (this.#upstreams.size >= this.#maxUpstreams) {
+        throw new CoapError(
+          "5.03",
+          `Service Unavailable: this proxy has ${this.#maxUpstreams} upstream connections in use (maxUpstreams)`,
+        );
+      }
+    }
+    const client = this.#connect(origin);
+    const created: Upstream = { client, pending: 0, observations: 0 };
+    this.#upstreams.set(origin, created);
+    upstream = created;
+    client.then(
+      (connected) =>
+        connected.closed.then(() => {
+          if (this.#upstreams.get(origin) === created) {
+            this.#upstreams.delete(origin);
+          }
+        }),
+      () => {
+        if (this.#upstreams.get(origin) === created) {
+          this.#upstreams.delete(origin);
+        }
+      },
+    );
+    return upstream;
+  }
+
+  async #client(origin: string, upstream: Upstream): Promise<CoapClient> {
+    try {
+      return await upstream.client;
+    } catch (error) {
+      throw new CoapError(
+        "5.02",
+        `Bad Gateway: cannot reach ${origin} (${(error as Error)?.message})`,
+      );
+    }
+  }
+
+  async #forward(
+    request: IncomingRequest,
+    pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  ): Promise<ResponseInit | void> {
+    if (this.#closed) {
+      throw new CoapError("5.03", "Service Unavailable: the proxy is closing");
+    }
+    const { origin, forward } = this.#target(request);
+    if (request.method === "GET" && request.observe === 0) {
+      return await this.#observe(request, origin, forward, pipe);
+    }
+    const upstream = this.#upstream(origin);
+    if (upstream.pending >= this.#maxPending) {
+      throw new CoapError(
+        "5.03",
+        `Service Unavailable: ${this.#maxPending} requests are waiting on ${origin} (maxPendingPerUpstream)`,
+      );
+    }
+    // The later blocks of a response that goes on block-wise come from the
+    // representation fetched for its first block, not from a fetch each.
+    const key = `${request.method} ${request.proxyUri}|${request.accept ?? ""}`;
+    const later = request.method === "GET" && (request.block2?.num ?? 0) > 0;
+    const kept = this.#recent.get(key);
+    if (later && kept !== undefined && Date.now() - kept.at < 30_000) {
+      return kept.init;
+    }
+    upstream.pending++;
+    try {
+      const client = await this.#client(origin, upstream);
+      const init = await this.#once(client, origin, forward);
+      if (request.method === "GET") this.#keep(key, init);
+      return init;
+    } finally {
+      upstream.pending--;
+    }
+  }
+
+  /**
+   * Keeps a GET's response for its later blocks: at most 64 at once, the
+   * oldest let go first, and only those larger than one block.
+   */
+  #keep(key: string, init: ResponseInit): void {
+    this.#recent.delete(key);
+    if ((init.payload?.length ?? 0) <= 1024) return;
+    this.#recent.set(key, { init, at: Date.now() });
+    if (this.#recent.size > 64) {
+      this.#recent.delete(this.#recent.keys().next().value!);
+    }
+  }
+
+  /** One request and its response, within the timeout. */
+  async #once(
+    client: CoapClient,
+    origin: string,
+    forward: CoapRequest,
+  ): Promise<ResponseInit> {
+    const exchange = client.request(forward)[Symbol.asyncIterator]();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const first = await Promise.race([
+        exchange.next(),
+        new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), this.#timeout);
+        }),
+      ]);
+      if (first === "timeout") {
+        throw new CoapError(
+          "5.04",
+          `Gateway Timeout: no response from ${origin} within ${this.#timeout} ms`,
+        );
+      }
+      if (first.done) {
+        throw new CoapError(
+          "5.02",
+          `Bad Gateway: ${origin} ended the exchange without a response`,
+        );
+      }
+      const event = first.value;
+      if (event.kind !== "response") {
+        throw new CoapError(
+          "5.02",
+          `Bad Gateway: ${origin}: ${
+            (event.kind === "exception"
+              ? (event.exception as Error)?.message
+              : "no response") ?? "the exchange failed"
+          }`,
+        );
+      }
+      return toInit(event.message);
+    } finally {
+      clearTimeout(timer);
+      // Interest ends here: a late response is not waited for.
+      exchange.return?.();
+    }
+  }
+
+  /** An observation, shared with every observer of the same target. */
+  async #observe(
+    request: IncomingRequest,
+    origin: string,
+    forward: CoapRequest,
+    pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  ): Promise<void> {
+    const key = `${request.proxyUri}|${request.accept ?? ""}`;
+    let shared = this.#shared.get(key);
+    if (shared === undefined) {
+      if (this.#shared.size >= this.#maxObservations) {
+        throw new CoapError(
+          "5.03",
+          `Service Unavailable: this proxy has ${this.#maxObservations} upstream observations (maxUpstreamObservations)`,
+        );
+      }
+      const upstream = this.#upstream(origin);
+      const client = await this.#client(origin, upstream);
+      if (pipe.ended) return;
+      shared = this.#shared.get(key);
+      if (shared === undefined) {
+        shared = this.#start(key, client, origin, forward, upstream);
+      }
+    }
+    const joined = shared;
+    joined.pipes.add(pipe);
+    if (joined.last !== undefined) pipe.addResponse(joined.last);
+    if (pipe.ended) {
+      this.#leave(key, joined, pipe);
+      return;
+    }
+    await new Promise<void>((resolve) =>
+      pipe.onInterestEnd(() => {
+        this.#leave(key, joined, pipe);
+        resolve();
+      })
+    );
+  }
+
+  #leave(
+    key: string,
+    shared: Shared,
+    pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+  ): void {
+    shared.pipes.delete(pipe);
+    if (shared.pipes.size === 0 && this.#shared.get(key) === shared) {
+      shared.cancel();
+    }
+  }
+
+  #start(
+    key: string,
+    client: CoapClient,
+    origin: string,
+    forward: CoapRequest,
+    upstream: Upstream,
+  ): Shared {
+    const exchange = client.request({ ...forward, observe: true })[
+      Symbol.asyncIterator
+    ]();
+    let ended = false;
+    const shared: Shared = {
+      pipes: new Set(),
+      last: undefined,
+      cancel: () => {
+        if (ended) return;
+        ended = true;
+        if (this.#shared.get(key) === shared) this.#shared.delete(key);
+        upstream.observations--;
+        // Ends interest upstream: the client deregisters (RFC 7641 §3.6).
+        exchange.return?.();
+        for (const pipe of [...shared.pipes]) {
+          pipe.addResponse(
+            { code: "5.02", payload: "Bad Gateway: the proxy closed" },
+            true,
+          );
+        }
+      },
+    };
+    this.#shared.set(key, shared);
+    upstream.observations++;
+    const finish = (init: ResponseInit) => {
+      if (ended) return;
+      ended = true;
+      if (this.#shared.get(key) === shared) this.#shared.delete(key);
+      upstream.observations--;
+      for (const pipe of [...shared.pipes]) pipe.addResponse(init, true);
+    };
+    const timer = setTimeout(() => {
+      if (shared.last === undefined) {
+        finish({
+          code: "5.04",
+          payload:
+            `Gateway Timeout: no response from ${origin} within ${this.#timeout} ms`,
+        });
+        exchange.return?.();
+      }
+    }, this.#timeout);
+    (async () => {
+      try {
+        for (;;) {
+          const next = await exchange.next();
+          if (ended) return;
+          if (next.done) {
+            finish({
+              code: "5.02",
+              payload: `Bad Gateway: ${origin} ended the observation`,
+            });
+            return;
+          }
+          const event = next.value;
+          if (event.kind !== "response") {
+            finish({
+              code: "5.02",
+              payload: `Bad Gateway: ${origin}: ${
+                event.kind === "exception"
+                  ? (event.exception as Error)?.message
+                  : "the observation ended"
+              }`,
+            });
+            return;
+          }
+          clearTimeout(timer);
+          const init = toInit(event.message);
+          if (
+            event.message.observe === undefined || !init.code?.startsWith("2.")
+          ) {
+            // Not (or no longer) observable: the final response.
+            finish(init);
+            return;
+          }
+          shared.last = init;
+          for (const pipe of [...shared.pipes]) pipe.addResponse(init);
+        }
+      } catch (error) {
+        finish({
+          code: "5.02",
+          payload: `Bad Gateway: ${origin}: ${(error as Error)?.message}`,
+        });
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+    return shared;
+  }
+}

@@ -1,0 +1,154 @@
+// A CoAP forward cross-proxy on 127.0.0.1: coap+ws:// (and coaps+ws://
+// with --cert and --key) in front, coap:// (UDP) and coap+ws:// behind:
+//   deno task coap:proxy --port 8684 --allow 127.0.0.1:5683 [--allow ...]
+// Forwards requests that carry Proxy-Uri (or Proxy-Scheme and Uri-Host) to
+// the targets named with --allow, and only to them; serves the CoAP
+// explorer at its own / so that a browser page can reach UDP devices.
+// Prints "proxy listening on PORT" once it accepts connections.
+
+import { serveCoap } from "./deno_server.ts";
+import { CoapProxy } from "./proxy.ts";
+import { CoapServer } from "./server.ts";
+
+const usage =
+  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--no-explorer]";
+let port = 8684;
+let hostname = "127.0.0.1";
+const allow: string[] = [];
+const origins: string[] = [];
+const allowedHosts: string[] = [];
+let certFile: string | undefined, keyFile: string | undefined;
+let timeout: number | undefined;
+let explorer = true;
+const args = [...Deno.args];
+if (args.includes("-h") || args.includes("--help")) {
+  console.log(`${usage}
+
+A forward cross-proxy (RFC 7252 §5.7, RFC 8323 §7): clients speak CoAP over
+WebSocket to it, and it forwards each request that names a target with
+Proxy-Uri (coap://HOST:PORT/PATH or coap+ws://HOST:PORT/PATH) to that target,
+over UDP or WebSocket. One upstream observation serves every observer of a
+resource. It forwards only to the targets named with --allow: a forward
+proxy is an amplifier and a door into the network behind it.
+  --port N                the port (default 8684)
+  --hostname H            the address to listen on (default 127.0.0.1)
+  --allow HOST:PORT       a target it may forward to (repeatable; none by
+                          default: anything else gets 4.03 Forbidden)
+  --origin URL            also let web pages from URL in (repeatable)
+  --allowed-host NAME     also answer requests that name the proxy NAME
+  --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients
+  --timeout MS            how long a forwarded request may wait for its
+                          response (default 15000; 5.04 past it)
+  --no-explorer           do not serve the CoAP explorer page at /
+
+Example:
+  coap-server-notls -A 127.0.0.1 -p 5683 &
+  deno task coap:proxy --allow 127.0.0.1:5683
+  deno task coap:client --proxy coap+ws://127.0.0.1:8684 coap://127.0.0.1:5683/time`);
+  Deno.exit(0);
+}
+function fail(message: string): never {
+  console.error(`${message}\n${usage}`);
+  Deno.exit(2);
+}
+function value(flag: string, what: string, valid = (v: string) => v !== "") {
+  const next = args.shift();
+  if (next === undefined || next.startsWith("--") || !valid(next)) {
+    fail(
+      next === undefined || next.startsWith("--")
+        ? `${flag} needs ${what}`
+        : `${flag} needs ${what}, got ${JSON.stringify(next)}`,
+    );
+  }
+  return next;
+}
+while (args.length > 0) {
+  const arg = args.shift()!;
+  if (arg === "--port") {
+    port = Number(value(arg, "a port number", (v) => /^\d{1,5}$/.test(v)));
+  } else if (arg === "--hostname") hostname = value(arg, "an address");
+  else if (arg === "--allow") allow.push(value(arg, "HOST:PORT"));
+  else if (arg === "--origin") origins.push(value(arg, "an origin"));
+  else if (arg === "--allowed-host") allowedHosts.push(value(arg, "a host"));
+  else if (arg === "--cert") certFile = value(arg, "a PEM file");
+  else if (arg === "--key") keyFile = value(arg, "a PEM file");
+  else if (arg === "--timeout") {
+    timeout = Number(value(arg, "milliseconds", (v) => /^\d+$/.test(v)));
+  } else if (arg === "--no-explorer") explorer = false;
+  else fail(`unknown option ${JSON.stringify(arg)}`);
+}
+if ((certFile === undefined) !== (keyFile === undefined)) {
+  fail("--cert and --key go together");
+}
+if (allow.length === 0) {
+  console.error(
+    "warn: no --allow HOST:PORT: every forwarded request gets 4.03 Forbidden",
+  );
+}
+
+const log = {
+  debug() {},
+  info: (...data: unknown[]) => console.error("info:", ...data),
+  warn: (...data: unknown[]) => console.error("warn:", ...data),
+  error: (...data: unknown[]) => console.error("error:", ...data),
+};
+let proxy: CoapProxy;
+try {
+  proxy = new CoapProxy({ allow, timeout, log });
+} catch (error) {
+  fail(`--allow: ${(error as Error).message}`);
+}
+let tls: { cert: string; key: string } | undefined;
+try {
+  tls = certFile === undefined ? undefined : {
+    cert: Deno.readTextFileSync(certFile),
+    key: Deno.readTextFileSync(keyFile!),
+  };
+} catch (error) {
+  fail(`Cannot read the certificate or key: ${(error as Error).message}`);
+}
+const server = new CoapServer({
+  "/": {
+    GET: () => ({
+      payload:
+        `A CoAP forward proxy: send requests with Proxy-Uri. It forwards to ${
+          allow.length === 0 ? "no target" : allow.join(", ")
+        }.`,
+    }),
+  },
+  "/proxy": {
+    GET: () => ({
+      payload: JSON.stringify({
+        allow,
+        upstreams: proxy.upstreams,
+        upstreamObservations: proxy.upstreamObservations,
+        observers: proxy.observers,
+      }),
+      contentFormat: 50,
+    }),
+  },
+}, { log, proxy: proxy.resource });
+try {
+  serveCoap(server, {
+    port,
+    hostname,
+    allowedOrigins: origins,
+    allowedHosts,
+    ...(explorer
+      ? {
+        page: (await import("./explorer/serve.ts")).explorerOnServer(
+          tls === undefined ? "coap+ws" : "coaps+ws",
+        ),
+      }
+      : {}),
+    ...(tls ?? {}),
+    onListen: (listening) => console.log(`proxy listening on ${listening}`),
+  });
+} catch (error) {
+  console.error(
+    `Cannot start the proxy on ${hostname}:${port}: ${
+      (error as Error).message
+    }`,
+  );
+  Deno.exit(2);
+}
