@@ -54,6 +54,7 @@ function make<K extends keyof HTMLElementTagNameMap>(
 const ui = {
   connectForm: byId<HTMLFormElement>("connect-form"),
   server: byId<HTMLInputElement>("server"),
+  target: byId<HTMLInputElement>("target"),
   connect: byId<HTMLButtonElement>("connect"),
   disconnect: byId<HTMLButtonElement>("disconnect"),
   ping: byId<HTMLButtonElement>("ping"),
@@ -198,6 +199,32 @@ function ping(): void {
   }
 }
 
+// --- Through a proxy ----------------------------------------------------
+
+/**
+ * The request as it goes out: with a target in the field, to the proxy,
+ * naming the target's resource as Proxy-Uri (RFC 7252 §5.7).
+ */
+function viaProxy(request: CoapRequest): CoapRequest {
+  const through = ui.target.value.trim().replace(/\/+$/, "");
+  if (through === "") return request;
+  const query = typeof request.query === "string"
+    ? request.query
+    : (request.query ?? []).join("&");
+  return {
+    ...request,
+    path: "/",
+    query: [],
+    proxyUri: `${through}${request.path}${query ? `?${query}` : ""}`,
+  };
+}
+
+/** Where requests go, for the page's lines: "" or " on coap://…". */
+function onTarget(): string {
+  const through = ui.target.value.trim();
+  return through === "" ? "" : ` of ${through}, through the proxy`;
+}
+
 // --- Discovery ----------------------------------------------------------
 
 /** One request, one answer: the response, or the exception that ended it. */
@@ -207,7 +234,7 @@ async function once(
   if (client === undefined) {
     return { exception: new Error("Not connected") };
   }
-  for await (const event of client.request(request)) {
+  for await (const event of client.request(viaProxy(request))) {
     if (event.kind === "response") return { response: event.message };
     if (event.kind === "exception") return { exception: event.exception };
   }
@@ -216,7 +243,7 @@ async function once(
 
 async function discover(): Promise<void> {
   ui.discovery.className = "muted";
-  ui.discovery.textContent = "Asking GET /.well-known/core…";
+  ui.discovery.textContent = `Asking GET /.well-known/core${onTarget()}…`;
   ui.resourceList.replaceChildren();
   const asked = client;
   const outcome = await once({ method: "GET", path: "/.well-known/core" });
@@ -445,7 +472,9 @@ class Observation {
   #open = true;
 
   constructor(active: CoapClient, path: string, query: string[]) {
-    const pipe = active.request({ method: "GET", path, query, observe: true });
+    const pipe = active.request(
+      viaProxy({ method: "GET", path, query, observe: true }),
+    );
     this.#events = pipe[Symbol.asyncIterator]();
     this.#poke = () => pipe.poke();
     const where = describeTarget({ path, query });
@@ -616,4 +645,6 @@ ui.path.addEventListener("input", () => highlight(target(ui.path.value).path));
 
 const preset = new URLSearchParams(location.search).get("server");
 if (preset !== null) ui.server.value = preset;
+const presetTarget = new URLSearchParams(location.search).get("target");
+if (presetTarget !== null) ui.target.value = presetTarget;
 setState("idle", "Not connected");

@@ -23,8 +23,9 @@ import { chromiumArgs } from "../../../testing/chromium.ts";
 import { serveCoap } from "../../deno_server.ts";
 import { explorerOnServer, serveExplorer } from "../../explorer/serve.ts";
 import { demoResources } from "../../resources.ts";
-import type { Resources } from "../../server.ts";
-import { type Running, startPeer } from "../peers.ts";
+import { CoapServer, type Resources } from "../../server.ts";
+import { CoapProxy } from "../../proxy.ts";
+import { freePort, type Running, spawn, startPeer } from "../peers.ts";
 
 const root = new URL("../../../", import.meta.url);
 const BINARIES = {
@@ -953,6 +954,119 @@ async function onItsOwnOrigin(driver: Driver): Promise<void> {
   }
 }
 
+/**
+ * The page through the cross-proxy (`coap:proxy` as the server, serving the
+ * page on its own origin) to libcoap's coap-server over UDP: the device's
+ * resources listed from its /.well-known/core, GET /, and /time observed.
+ */
+async function throughTheProxy(driver: Driver): Promise<void> {
+  const devicePort = freePort();
+  const device = spawn(
+    Deno.env.get("LIBCOAP_SERVER") ?? "coap-server-notls",
+    ["-A", "127.0.0.1", "-p", String(devicePort)],
+    devicePort,
+  );
+  const proxy = new CoapProxy({ allow: [`127.0.0.1:${devicePort}`] });
+  const coap = serveCoap(
+    new CoapServer({}, { proxy: proxy.resource }),
+    { port: 0, page: explorerOnServer("coap+ws") },
+  );
+  try {
+    const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
+    const target = `coap://127.0.0.1:${devicePort}`;
+    // The device prints nothing when ready: the page's own discovery is
+    // tried again until it lists something.
+    await driver.goto(
+      `http://127.0.0.1:${coap.http.addr.port}/?server=${
+        encodeURIComponent(server)
+      }&target=${encodeURIComponent(target)}`,
+    );
+    assertEquals(
+      await driver.evaluate("document.querySelector('#target').value"),
+      target,
+    );
+    await driver.click("#connect");
+    await until(driver, "the connection", state("connected"));
+    for (let i = 0; i < 20; i++) {
+      const listed = await driver.evaluate<number>(
+        "document.querySelectorAll('#resource-list li').length",
+      );
+      if (listed > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      await driver.click("#discover");
+    }
+    assertEquals(await listing(driver), [
+      ["/", ["title: General Info", "ct: 0 (text/plain; charset=utf-8)"]],
+      [
+        "/time",
+        [
+          "observable",
+          "title: Internal Clock",
+          "rt: ticks",
+          "if: clock",
+          "ct: 0 (text/plain; charset=utf-8)",
+        ],
+      ],
+      ["/async", ["ct: 0 (text/plain; charset=utf-8)"]],
+      [
+        "/example_data",
+        [
+          "observable",
+          "title: Example Data",
+          "ct: 0 (text/plain; charset=utf-8)",
+        ],
+      ],
+    ]);
+    await driver.click(item("/", "target"));
+    await until(driver, "GET /", code("2.05 Content"));
+    assertMatch(
+      await text(driver, "#response-payload"),
+      /^This is a test server made with libcoap/,
+    );
+    await driver.click(item("/time", "observe"));
+    await until(
+      driver,
+      "three notifications of /time",
+      "Number(document.querySelector('.observation')?.dataset.count) >= 3",
+    );
+    for (
+      const line of await each<string>(
+        driver,
+        ".observation .notifications li",
+        "[...e.children].map((part) => part.textContent).join('|')",
+      )
+    ) {
+      assertMatch(
+        line,
+        /^\d\d:\d\d:\d\d\.\d\d\d\|#\d+\|2\.05\|\w{3} \d\d \d\d:\d\d:\d\d$/,
+      );
+    }
+    assertEquals(proxy.upstreamObservations, 1);
+    await shot(driver, "14-through-the-proxy.png");
+    await driver.click(".observation button.stop");
+    await until(
+      driver,
+      "the card to say it stopped",
+      "document.querySelector('.observation .status').textContent.startsWith('stopped')",
+    );
+    for (let i = 0; i < 40 && proxy.upstreamObservations !== 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assertEquals(
+      proxy.upstreamObservations,
+      0,
+      "the upstream observation ended",
+    );
+    await driver.click("#disconnect");
+    await until(driver, "the released connection", state("closed"));
+    assertEquals(driver.problems, []);
+  } finally {
+    proxy.close();
+    await coap.http.shutdown();
+    await device.stop();
+  }
+}
+
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
   chromium: chromiumDriver,
   firefox: firefoxDriver,
@@ -976,6 +1090,10 @@ for (const browser of ["chromium", "firefox"] as const) {
       [
         "our own server, served by it on its own origin: the server field filled in, Connect, GET /",
         onItsOwnOrigin,
+      ],
+      [
+        "libcoap's coap-server over UDP, through coap:proxy: the device's resources, GET /, Observe /time",
+        throughTheProxy,
       ],
     ] as const
   ) {
