@@ -445,7 +445,7 @@ async function lossyShim(
   const counts = { passed: 0, dropped: 0, duplicated: 0, delayed: 0 };
   let client: PeerAddress | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  let shim!: BoundUdp;
+  const socket: { shim?: BoundUdp } = {};
   const forward = (bytes: Uint8Array, to: PeerAddress) => {
     const roll = random();
     if (roll < rates.drop) {
@@ -461,13 +461,13 @@ async function lossyShim(
         counts.delayed++;
         const timer = setTimeout(() => {
           timers.delete(timer);
-          shim.send(bytes, to);
+          socket.shim?.send(bytes, to);
         }, 5 + random() * 45);
         timers.add(timer);
-      } else shim.send(bytes, to);
+      } else socket.shim?.send(bytes, to);
     }
   };
-  shim = await bindUdp((bytes, from) => {
+  const shim = socket.shim = await bindUdp((bytes, from) => {
     if (from.port === target.port && from.hostname === target.hostname) {
       if (client !== undefined) forward(bytes, client);
     } else {
