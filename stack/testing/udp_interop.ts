@@ -586,6 +586,52 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "CoAP over UDP on node:dgram outside Deno: the same server and client, bundled, answer GET / and GET /big on Node.js (and on Node.js 24 and Bun, where NODE24 and BUN name them)",
+  ...network,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "coap-udp-smoke-" });
+    try {
+      const bundle = `${dir}/udp_smoke.mjs`;
+      const built = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "bundle",
+          "--quiet",
+          "--platform=deno",
+          new URL("udp_smoke.ts", import.meta.url).pathname,
+          "-o",
+          bundle,
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert(built.success, new TextDecoder().decode(built.stderr));
+      const runtimes: [string, string][] = [["node", "node"]];
+      for (const [name, variable] of [["node24", "NODE24"], ["bun", "BUN"]]) {
+        const binary = Deno.env.get(variable);
+        if (binary !== undefined) runtimes.push([name, binary]);
+      }
+      for (const [name, binary] of runtimes) {
+        const run = await new Deno.Command(binary, {
+          args: [bundle],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const printed = new TextDecoder().decode(run.stdout).trim();
+        assertEquals(
+          [run.code, printed],
+          [0, "/ 2.05 26, /big 2.05 4200"],
+          `${name}: ${new TextDecoder().decode(run.stderr)}`,
+        );
+        row("ours", "GET / and /big over node:dgram", `on ${name}`, printed);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "CoAP over UDP: the interop table",
   fn() {
     console.log(
