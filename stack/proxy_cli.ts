@@ -6,6 +6,7 @@
 // explorer at its own / so that a browser page can reach UDP devices.
 // Prints "proxy listening on PORT" once it accepts connections.
 
+import { flagReader } from "./cli_args.ts";
 import { serveCoap } from "./deno_server.ts";
 import { CoapProxy } from "./proxy.ts";
 import { CoapServer } from "./server.ts";
@@ -47,21 +48,12 @@ Example:
   deno task coap:client --proxy coap+ws://127.0.0.1:8684 coap://127.0.0.1:5683/time`);
   Deno.exit(0);
 }
+const cli = flagReader(args, usage);
+/** Ends with the reason and the usage line, exit code 2. */
 function fail(message: string): never {
-  console.error(`${message}\n${usage}`);
-  Deno.exit(2);
+  return cli.fail(message);
 }
-function value(flag: string, what: string, valid = (v: string) => v !== "") {
-  const next = args.shift();
-  if (next === undefined || next.startsWith("--") || !valid(next)) {
-    fail(
-      next === undefined || next.startsWith("--")
-        ? `${flag} needs ${what}`
-        : `${flag} needs ${what}, got ${JSON.stringify(next)}`,
-    );
-  }
-  return next;
-}
+const value = cli.value;
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "--port") {

@@ -11,6 +11,7 @@
 // of those observations' drivers ended.
 
 import { serveCoap } from "./deno_server.ts";
+import { flagReader } from "./cli_args.ts";
 import { serveCoapUdp } from "./udp_node.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
@@ -105,23 +106,12 @@ function envAllowed(variable: string): boolean {
   return Deno.permissions.querySync({ name: "env", variable }).state ===
     "granted";
 }
+const cli = flagReader(args, usage);
 /** Ends with the reason and the usage line, exit code 2. */
 function fail(message: string): never {
-  console.error(`${message}\n${usage}`);
-  Deno.exit(2);
+  return cli.fail(message);
 }
-/** The value after a flag, or a message saying which flag needs what. */
-function value(flag: string, what: string, valid = (v: string) => v !== "") {
-  const next = args.shift();
-  if (next === undefined || next.startsWith("--") || !valid(next)) {
-    fail(
-      next === undefined || next.startsWith("--")
-        ? `${flag} needs ${what}`
-        : `${flag} needs ${what}, got ${JSON.stringify(next)}`,
-    );
-  }
-  return next;
-}
+const value = cli.value;
 // scheme://host[:port], nothing more: what a browser sends as Origin.
 const ORIGIN =
   /^[a-z][a-z0-9+.-]*:\/\/(\[[0-9a-f:.]+\]|[^\s/:?#@[\]]+)(:\d{1,5})?$/i;

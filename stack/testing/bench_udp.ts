@@ -22,8 +22,7 @@ import { parseArgs } from "./args.ts";
 import { cpuMs } from "./proc.ts";
 import {
   freePort,
-  type Running,
-  spawn,
+  startLibcoap,
   startOurProxy,
   startOurServer,
   startPeer,
@@ -36,7 +35,6 @@ const options = parseArgs(Deno.args, {
   requests: 300,
 });
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-const LIBCOAP_SERVER = Deno.env.get("LIBCOAP_SERVER") ?? "coap-server-notls";
 
 interface Load {
   requests: number;
@@ -124,17 +122,6 @@ async function measure(name: string, port: number, pid: number) {
     resent: result.resent,
     requests: result.requests,
   };
-}
-
-async function startLibcoap(): Promise<Running> {
-  const port = freePort();
-  const server = spawn(
-    LIBCOAP_SERVER,
-    ["-A", "127.0.0.1", "-p", String(port)],
-    port,
-  );
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  return server;
 }
 
 const rows: Awaited<ReturnType<typeof measure>>[] = [];

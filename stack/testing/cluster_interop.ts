@@ -11,7 +11,6 @@
 import { assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
-import type { CoapRequest } from "../exchange.ts";
 import { text } from "../message.ts";
 import {
   freePort,
@@ -22,36 +21,9 @@ import {
   startCluster,
   startRedis,
 } from "./peers.ts";
+import { eventually, one } from "./ask.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-async function one(
-  client: CoapClient,
-  request: CoapRequest,
-): Promise<{ code: string; payload: string }> {
-  for await (const event of client.request(request)) {
-    if (event.kind !== "response") throw event.exception;
-    return { code: event.message.code, payload: text(event.message.payload) };
-  }
-  throw new Error("no response");
-}
-
-async function eventually(
-  what: string,
-  probe: () => boolean | Promise<boolean>,
-  ms = 10_000,
-  state: () => unknown = () => "",
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out waiting for ${what} ${JSON.stringify(state())}`.trim(),
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 Deno.test({
   name:

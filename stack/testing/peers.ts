@@ -361,3 +361,83 @@ export async function startCluster(
   }
   return { cluster, pids };
 }
+
+/** libcoap's example server and client (Debian's libcoap3-bin). */
+export const LIBCOAP_SERVER: string = Deno.env.get("LIBCOAP_SERVER") ??
+  "coap-server-notls";
+/** libcoap's command line client. */
+export const LIBCOAP_CLIENT: string = Deno.env.get("LIBCOAP_CLIENT") ??
+  "coap-client-notls";
+
+/** Fails naming what is missing and how to get it, if libcoap is. */
+export async function requireLibcoap(): Promise<void> {
+  for (const tool of [LIBCOAP_SERVER, LIBCOAP_CLIENT]) {
+    try {
+      await new Deno.Command(tool, {
+        args: ["-?"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+    } catch {
+      throw new Error(
+        `${tool} is missing: apt-get install -y libcoap3-bin (or set LIBCOAP_SERVER and LIBCOAP_CLIENT)`,
+      );
+    }
+  }
+}
+
+/**
+ * Runs libcoap's client, killed after `ms`.
+ *
+ * @returns What it printed on stdout.
+ */
+export async function libcoapClient(
+  args: string[],
+  ms = 15_000,
+): Promise<string> {
+  const child = new Deno.Command(LIBCOAP_CLIENT, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, ms);
+  const output = await child.output();
+  clearTimeout(timer);
+  return new TextDecoder().decode(output.stdout);
+}
+
+/**
+ * Starts libcoap's coap-server on a free port (its TCP one too, as it binds
+ * both), resources creatable by PUT, and waits until it answers: it prints
+ * nothing when ready.
+ */
+export async function startLibcoap(): Promise<Running> {
+  await requireLibcoap();
+  const port = freePort();
+  const server = spawn(LIBCOAP_SERVER, [
+    "-A",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-d",
+    "10",
+  ], port);
+  for (let i = 0; i < 50; i++) {
+    const out = await libcoapClient([
+      "-B",
+      "1",
+      "-m",
+      "get",
+      `coap://127.0.0.1:${port}/`,
+    ], 3000);
+    if (out.includes("libcoap")) return server;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await server.stop();
+  throw new Error(`${LIBCOAP_SERVER} did not answer on ${port}`);
+}

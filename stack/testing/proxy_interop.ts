@@ -10,61 +10,18 @@ import { assert, assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
-import { text } from "../message.ts";
 import {
   aiocoapClient,
   freePort,
   requirePeer,
-  type Running,
-  spawn,
+  startLibcoap,
   startOurProxy,
   startOurServer,
 } from "./peers.ts";
+import { ask } from "./ask.ts";
 
-const LIBCOAP_SERVER = Deno.env.get("LIBCOAP_SERVER") ?? "coap-server-notls";
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
-
-async function ask(
-  client: CoapClient,
-  request: CoapRequest,
-  count = 1,
-): Promise<string[]> {
-  const got: string[] = [];
-  for await (const event of client.request(request)) {
-    if (event.kind !== "response") {
-      got.push(`exception ${(event.exception as Error)?.message}`);
-      break;
-    }
-    got.push(`${event.message.code} ${text(event.message.payload)}`);
-    if (got.length >= count) break;
-  }
-  return got;
-}
-
-/** libcoap's coap-server on a free port; waits until it answers. */
-async function startLibcoap(): Promise<Running> {
-  const port = freePort();
-  const server = spawn(LIBCOAP_SERVER, [
-    "-A",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-d",
-    "10",
-  ], port);
-  for (let i = 0; i < 50; i++) {
-    const { stdout } = await new Deno.Command("coap-client-notls", {
-      args: ["-B", "1", "-m", "get", `coap://127.0.0.1:${port}/`],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (new TextDecoder().decode(stdout).includes("libcoap")) return server;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  await server.stop();
-  throw new Error(`${LIBCOAP_SERVER} did not answer on ${port}`);
-}
 
 Deno.test({
   name:

@@ -9,8 +9,6 @@
 
 import { assert, assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
-import type { CoapClient } from "../client.ts";
-import type { CoapRequest } from "../exchange.ts";
 import { text } from "../message.ts";
 import { CoapServer } from "../server.ts";
 import {
@@ -23,15 +21,15 @@ import type { PeerAddress } from "../udp.ts";
 import {
   aiocoapClient,
   freePort,
+  libcoapClient,
+  requireLibcoap,
   requirePeer,
-  type Running,
-  spawn,
+  startLibcoap,
   startOurServer,
   startPeer,
 } from "./peers.ts";
+import { ask } from "./ask.ts";
 
-const LIBCOAP_SERVER = Deno.env.get("LIBCOAP_SERVER") ?? "coap-server-notls";
-const LIBCOAP_CLIENT = Deno.env.get("LIBCOAP_CLIENT") ?? "coap-client-notls";
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
 
@@ -44,68 +42,6 @@ function row(
   outcome: string,
 ) {
   table.push([peer, operation, direction, outcome]);
-}
-
-/**
- * A port free for TCP now (libcoap's server binds TCP beside UDP on its
- * port), and so almost surely for UDP: a UDP socket's close is
- * asynchronous, so a UDP probe's port may still be taken a moment later.
- */
-function freeUdpPort(): Promise<number> {
-  return Promise.resolve(freePort());
-}
-
-async function requireLibcoap(): Promise<void> {
-  for (const tool of [LIBCOAP_SERVER, LIBCOAP_CLIENT]) {
-    try {
-      await new Deno.Command(tool, {
-        args: ["-?"],
-        stdout: "null",
-        stderr: "null",
-      })
-        .output();
-    } catch {
-      throw new Error(
-        `${tool} is missing: apt-get install -y libcoap3-bin (or set LIBCOAP_SERVER and LIBCOAP_CLIENT)`,
-      );
-    }
-  }
-}
-
-/** Everything a request brought: each response's code and payload. */
-async function ask(
-  client: CoapClient,
-  request: CoapRequest,
-  count = 1,
-): Promise<string[]> {
-  const got: string[] = [];
-  for await (const event of client.request(request)) {
-    if (event.kind !== "response") {
-      got.push(`exception ${(event.exception as Error)?.message}`);
-      break;
-    }
-    got.push(`${event.message.code} ${text(event.message.payload)}`);
-    if (got.length >= count) break;
-  }
-  return got;
-}
-
-/** Runs libcoap's client; returns what it printed. */
-async function libcoapClient(args: string[], ms = 15_000): Promise<string> {
-  const child = new Deno.Command(LIBCOAP_CLIENT, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, ms);
-  const output = await child.output();
-  clearTimeout(timer);
-  return new TextDecoder().decode(output.stdout);
 }
 
 /** The consecutive integers whose digits, back to back, are `digits`. */
@@ -124,40 +60,13 @@ function consecutive(digits: string): number[] | undefined {
   return undefined;
 }
 
-/** libcoap's coap-server on a free port, resources creatable by PUT. */
-async function startLibcoapServer(): Promise<Running> {
-  const port = await freeUdpPort();
-  const server = spawn(LIBCOAP_SERVER, [
-    "-A",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-d",
-    "10",
-  ], port);
-  // It prints nothing when ready: ask until it answers.
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const out = await libcoapClient([
-      "-B",
-      "1",
-      "-m",
-      "get",
-      `coap://127.0.0.1:${port}/`,
-    ], 3000);
-    if (out.includes("libcoap")) return server;
-  }
-  await server.stop();
-  throw new Error(`${LIBCOAP_SERVER} did not answer on ${port}`);
-}
-
 Deno.test({
   name:
     "CoAP over UDP: our client against libcoap's coap-server: GET, PUT, DELETE, Observe, Block2, CON and NON",
   ...network,
   async fn() {
     await requireLibcoap();
-    const server = await startLibcoapServer();
+    const server = await startLibcoap();
     const uri = `coap://127.0.0.1:${server.port}`;
     const con = await connectCoapUdp(uri, { log: quiet });
     const non = await connectCoapUdp(uri, {
@@ -231,7 +140,7 @@ Deno.test({
   ...network,
   async fn() {
     await requirePeer();
-    const udpPort = await freeUdpPort();
+    const udpPort = freePort();
     const peer = await startPeer(udpPort);
     const uri = `coap://127.0.0.1:${udpPort}`;
     const con = await connectCoapUdp(uri, { log: quiet });
@@ -324,7 +233,7 @@ Deno.test({
   async fn() {
     await requireLibcoap();
     await requirePeer();
-    const udpPort = await freeUdpPort();
+    const udpPort = freePort();
     const server = await startOurServer([
       "--udp-port",
       String(udpPort),
