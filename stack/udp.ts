@@ -397,6 +397,21 @@ export class CoapUdpEndpoint {
    */
   receive(bytes: Uint8Array, from: PeerAddress): void {
     if (this.#closed) return;
+    try {
+      this.#receive(bytes, from);
+    } catch (error) {
+      // The last guard: a datagram never ends the process; the peer it
+      // came from is forgotten, with one line.
+      this.#log.error(
+        `Dropped a datagram from ${from.hostname}:${from.port} and forgot that peer: ${
+          (error as Error)?.message ?? error
+        }`,
+      );
+      this.#peer(from)?._end(1011, "Internal error");
+    }
+  }
+
+  #receive(bytes: Uint8Array, from: PeerAddress): void {
     let datagram: Datagram;
     try {
       datagram = decodeDatagram(bytes);
@@ -407,7 +422,7 @@ export class CoapUdpEndpoint {
         bytes.length >= 4 && bytes[0] >> 6 === 1 &&
         ((bytes[0] >> 4) & 3) === Type.CON
       ) {
-        this.#send(
+        this._send(
           encodeDatagram(Type.RST, (bytes[2] << 8) | bytes[3]),
           from,
         );
@@ -419,7 +434,7 @@ export class CoapUdpEndpoint {
     if (message.code === Code.EMPTY) {
       if (type === Type.CON) {
         // A CoAP ping: an RST answers it.
-        this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+        this._send(encodeDatagram(Type.RST, datagram.messageId), from);
       } else if (peer !== undefined) peer._empty(datagram);
       return;
     }
@@ -433,7 +448,7 @@ export class CoapUdpEndpoint {
         this.#onPeer === undefined || this.#peers.size >= this.#options.maxPeers
       ) {
         if (type === Type.CON) {
-          this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+          this._send(encodeDatagram(Type.RST, datagram.messageId), from);
         }
         return;
       }
@@ -442,13 +457,26 @@ export class CoapUdpEndpoint {
       // After the peer's made-up CSM, which the connection waits for first
       // (it is queued as the connection starts).
       queueMicrotask(() => {
-        if (created.readyState === 1) created._datagram(datagram);
+        try {
+          if (created.readyState === 1) created._datagram(datagram);
+          else if (type === Type.CON) {
+            // Refused (a server's connection limits): said with an RST.
+            this._send(encodeDatagram(Type.RST, datagram.messageId), from);
+          }
+        } catch (error) {
+          this.#log.error(
+            `Dropped a datagram from ${from.hostname}:${from.port}: ${
+              (error as Error)?.message ?? error
+            }`,
+          );
+          created._end(1011, "Internal error");
+        }
       });
       return;
     }
     // A response or notification nobody here waits for.
     if (type === Type.CON || type === Type.NON) {
-      this.#send(encodeDatagram(Type.RST, datagram.messageId), from);
+      this._send(encodeDatagram(Type.RST, datagram.messageId), from);
     }
   }
 

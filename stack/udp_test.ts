@@ -489,3 +489,107 @@ Deno.test("CoAP over UDP: the endpoint's options are checked at construction", (
     "nstart and ackRandomFactor must be at least 1",
   );
 });
+
+Deno.test("CoAP over UDP: 20,000 random and mutated datagrams from many peers never throw out of receive(); the server answers a well-formed GET afterwards, and every peer is let go when idle", async () => {
+  let state = 20261202;
+  const random = () => {
+    state = (state * 1664525 + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+  const pick = <T>(items: readonly T[]) =>
+    items[Math.floor(random() * items.length)];
+  // No observable resource: an observation a fuzzed peer makes would keep
+  // its peer until a CON notification went unanswered (see the README).
+  const t = setup(hello, { server: { maxPeers: 64, idleTimeout: 5000 } });
+  // Well-formed requests to start from.
+  const seeds = [
+    ["hello"],
+    ["nothing"],
+    [".well-known", "core"],
+  ].map((path, i) =>
+    encodeDatagram(
+      Type.CON,
+      i,
+      encodeMessage({
+        code: Code.GET,
+        token: new Uint8Array([i, 1, 2]),
+        options: [
+          ...path.map((segment) => ({
+            number: Option.URI_PATH,
+            value: utf8(segment),
+          })),
+          ...(path[0] === "obs"
+            ? [{ number: Option.OBSERVE, value: uint(0) }]
+            : []),
+        ],
+        payload: new Uint8Array(0),
+      }),
+    )
+  );
+  let thrown = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let bytes: Uint8Array;
+    const roll = random();
+    if (roll < 0.2) {
+      bytes = Uint8Array.from(
+        { length: Math.floor(random() * 40) },
+        () => random() * 256,
+      );
+    } else {
+      bytes = pick(seeds).slice();
+      // The type, the message ID, then a few bytes flipped, cut or added.
+      bytes[0] = (bytes[0] & 0xcf) | (Math.floor(random() * 4) << 4);
+      bytes[2] = random() * 256;
+      bytes[3] = random() * 256;
+      for (let n = Math.floor(random() * 3); n > 0; n--) {
+        bytes[Math.floor(random() * bytes.length)] ^= 1 <<
+          Math.floor(random() * 8);
+      }
+      if (random() < 0.2) {
+        bytes = bytes.subarray(0, Math.floor(random() * bytes.length));
+      }
+      if (random() < 0.1) {
+        bytes = Uint8Array.from([...bytes, ...[0xff, 0x41, 0x42]]);
+      }
+    }
+    const from = {
+      hostname: `10.9.${Math.floor(random() * 4)}.${
+        Math.floor(random() * 200)
+      }`,
+      port: 5000 + Math.floor(random() * 3),
+    };
+    try {
+      t.serverEndpoint.receive(bytes, from);
+      t.clientEndpoint.receive(bytes, from);
+    } catch {
+      thrown++;
+    }
+    if (i % 500 === 0) await t.clock.advance(100);
+  }
+  await t.clock.advance(1000);
+  assertEquals(thrown, 0);
+  assertEquals(
+    t.serverEndpoint.peers <= 64,
+    true,
+    `${t.serverEndpoint.peers} peers`,
+  );
+  // The fuzzed peers never acknowledge: their separate responses are given
+  // up after MAX_RETRANSMIT (2 + 4 + 8 + 16 + 32 s), and the idle peers are
+  // forgotten.
+  await t.clock.advance(70_000);
+  assertEquals(t.serverEndpoint.peers, 0);
+  assertEquals(t.server.connections, 0);
+  // A well-formed client still gets its answer.
+  t.trace.length = 0;
+  const client = await t.connect();
+  const { got, done } = collect(client, { method: "GET", path: "/hello" });
+  await done;
+  assertEquals(got, ["2.05 hi"], t.trace.join("\n"));
+  client.close();
+  // Nothing stays: retransmissions to the fuzzed peers give up, and idle
+  // peers are forgotten.
+  await t.clock.advance(300_000);
+  assertEquals(t.serverEndpoint.peers, 0);
+  assertEquals(t.server.connections, 0);
+  assertEquals(t.logs.filter((line) => line.startsWith("error")), []);
+});
