@@ -225,6 +225,17 @@ export interface UdpOptions {
    * @default {exchangeLifetime}
    */
   idleTimeout?: number;
+  /**
+   * How long a peer that observes something here may stay silent before it
+   * is sent a CoAP ping (an empty CON, which a live endpoint answers with an
+   * RST), in milliseconds. One that does not answer it after
+   * MAX_RETRANSMIT is taken for gone, and its observations end: an
+   * observer that left without an RST is found out even when nothing it
+   * observes changes (RFC 7641 §4.5).
+   *
+   * @default {120000}
+   */
+  keepAlive?: number;
   /** The timers. @default {systemClock} */
   clock?: Clock;
   /** A random number in [0, 1), for the first timeout and message IDs. */
@@ -307,9 +318,13 @@ function randomId(random: () => number): number {
 export class CoapUdpEndpoint {
   readonly #send: (datagram: Uint8Array, to: PeerAddress) => void;
   readonly #options: Required<
-    Omit<UdpOptions, "onPeer" | "log" | "clock" | "random" | "idleTimeout">
+    Omit<
+      UdpOptions,
+      "onPeer" | "log" | "clock" | "random" | "idleTimeout" | "keepAlive"
+    >
   >;
   readonly #idleTimeout: number;
+  readonly #keepAlive: number;
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #log: Logger;
@@ -356,6 +371,12 @@ export class CoapUdpEndpoint {
       );
     }
     this.#idleTimeout = options.idleTimeout ?? this.#options.exchangeLifetime;
+    this.#keepAlive = options.keepAlive ?? 120_000;
+    if (!(this.#idleTimeout >= 0) || !(this.#keepAlive > 0)) {
+      throw new RangeError(
+        "Cannot create a CoAP-over-UDP endpoint: idleTimeout must be a number from 0, keepAlive above 0",
+      );
+    }
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#log = options.log ?? console;
@@ -366,7 +387,10 @@ export class CoapUdpEndpoint {
   /** The options in force. */
   get options(): Readonly<
     Required<
-      Omit<UdpOptions, "onPeer" | "log" | "clock" | "random" | "idleTimeout">
+      Omit<
+        UdpOptions,
+        "onPeer" | "log" | "clock" | "random" | "idleTimeout" | "keepAlive"
+      >
     >
   > {
     return this.#options;
@@ -511,7 +535,10 @@ export class CoapUdpEndpoint {
   /** Forgets idle peers now and then, while there are any. */
   #armSweep(): void {
     if (this.#sweep !== undefined || this.#closed) return;
-    const every = Math.max(1000, Math.min(this.#idleTimeout / 4, 30_000));
+    const every = Math.max(
+      1000,
+      Math.min(this.#idleTimeout / 4, this.#keepAlive / 4, 30_000),
+    );
     this.#sweep = this.#clock.setTimeout(() => {
       this.#sweep = undefined;
       const now = this.#clock.now();
@@ -521,6 +548,8 @@ export class CoapUdpEndpoint {
           now - peer._idleSince >= this.#idleTimeout
         ) {
           peer._end(1000, "Idle");
+        } else if (now - peer._lastHeard >= this.#keepAlive) {
+          peer._checkAlive();
         }
       }
       if (this.#peers.size > 0) this.#armSweep();
@@ -600,6 +629,8 @@ export class UdpPeerSocket implements WebSocketLike {
   #requestsUnacked = 0;
   /** When the peer last had nothing open; `undefined` while it has. */
   _idleSince: number | undefined;
+  /** When a datagram last came from the peer. */
+  _lastHeard: number;
 
   /** @internal */
   constructor(
@@ -611,6 +642,30 @@ export class UdpPeerSocket implements WebSocketLike {
     this.address = address;
     this.#forget = forget;
     this._idleSince = endpoint._clock.now();
+    this._lastHeard = this._idleSince;
+  }
+
+  /**
+   * @internal For a peer that observes something here and has been silent:
+   * a CoAP ping, unless one is on its way; no answer after MAX_RETRANSMIT
+   * ends the peer.
+   */
+  _checkAlive(): void {
+    let observing = false;
+    for (const incoming of this.#incoming.values()) {
+      if (incoming.request !== undefined && !incoming.cancelled) {
+        observing = true;
+        break;
+      }
+    }
+    if (!observing) return;
+    for (const entry of this.#unacked.values()) {
+      if (entry.what === "ping" || entry.what === "response") return;
+    }
+    const messageId = this.#endpoint._nextId();
+    this.#confirmable(encodeDatagram(Type.CON, messageId), messageId, {
+      what: "ping",
+    });
   }
 
   /** Listeners by event type. */
@@ -897,6 +952,7 @@ export class UdpPeerSocket implements WebSocketLike {
 
   /** @internal An empty ACK or RST. */
   _empty(datagram: Datagram): void {
+    this._lastHeard = this.#endpoint._clock.now();
     const entry = this.#unacked.get(datagram.messageId);
     if (entry === undefined) {
       // An RST to a NON notification ends its observation too.
@@ -911,7 +967,9 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#endpoint._clock.clearTimeout(entry.timer);
     if (entry.what === "request") this.#requestAcked();
     if (datagram.type === Type.RST) {
-      if (entry.what === "ping") {
+      if (entry.what === "ping" && entry.pingToken === undefined) {
+        // The endpoint's own keep-alive: the peer is there.
+      } else if (entry.what === "ping") {
         this.#deliver(encodeMessage({
           code: Code.PONG,
           token: entry.pingToken!,
@@ -951,6 +1009,7 @@ export class UdpPeerSocket implements WebSocketLike {
 
   /** @internal A message with a code, from the peer. */
   _datagram(datagram: Datagram): void {
+    this._lastHeard = this.#endpoint._clock.now();
     const { type, messageId, message, frame } = datagram;
     const isRequest = message.code >> 5 === 0;
     if (type === Type.ACK || type === Type.RST) {

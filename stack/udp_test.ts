@@ -593,3 +593,41 @@ Deno.test("CoAP over UDP: 20,000 random and mutated datagrams from many peers ne
   assertEquals(t.server.connections, 0);
   assertEquals(t.logs.filter((line) => line.startsWith("error")), []);
 });
+
+Deno.test("CoAP over UDP: a silent observer gets a CoAP ping after keepAlive; a live one answers with an RST and keeps its observation, a gone one is given up and its observation ends", async () => {
+  const t = setup({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "still" });
+        }),
+    },
+  }, { server: { keepAlive: 10_000, maxRetransmit: 2 } });
+  const client = await t.connect();
+  const { got } = collect(client, {
+    method: "GET",
+    path: "/obs",
+    observe: true,
+  });
+  await settle();
+  assertEquals(got, ["2.05 still"]);
+  t.trace.length = 0;
+  // Alive: the ping is answered and the observation stays.
+  await t.clock.advance(12_000);
+  assertEquals(t.trace, ["s→c CON empty #1", "c→s RST empty #1"]);
+  assertEquals(t.server.observations, 1);
+  // Gone: nothing comes back any more.
+  t.setFate(() => 0);
+  t.trace.length = 0;
+  await t.clock.advance(12_000 + 2000 + 4000 + 8000);
+  assertEquals(t.trace, [
+    "s→c CON empty #2 (lost)",
+    "s→c CON empty #2 (lost)",
+    "s→c CON empty #2 (lost)",
+  ]);
+  assertEquals(t.server.observations, 0);
+  assertEquals(t.serverEndpoint.peers, 0);
+  client.close();
+});
