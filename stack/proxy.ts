@@ -240,8 +240,7 @@ export class CoapProxy {
         "Bad Request: Proxy-Uri is not an absolute URI",
       );
     }
-    const port = DEFAULT_PORTS[url.protocol];
-    if (port === undefined) {
+    if (DEFAULT_PORTS[url.protocol] === undefined) {
       throw new CoapError(
         "5.05",
         `Proxying Not Supported: this proxy forwards to coap:// and coap+ws:// only, not ${
@@ -250,19 +249,29 @@ export class CoapProxy {
       );
     }
     const host = url.hostname.toLowerCase();
-    const where = `${host}:${url.port === "" ? port : Number(url.port)}`;
-    const schemes = this.#allow.get(where);
     let scheme = url.protocol;
-    if (schemes !== undefined && request.proxyVia === "Proxy-Scheme") {
+    let port = url.port === "" ? DEFAULT_PORTS[scheme] : Number(url.port);
+    let schemes = this.#allow.get(`${host}:${port}`);
+    if (request.proxyVia === "Proxy-Scheme") {
       // aiocoap 0.4.11's client sends the scheme it reaches the proxy by
-      // (coap+ws) as Proxy-Scheme, whatever the target speaks; so a
-      // Proxy-Scheme request goes by the scheme its allow entry names, or
-      // to coap:// (the devices a cross-proxy is for) for a bare HOST:PORT.
-      const named = [...schemes].filter((s) => s !== "*");
-      if (!schemes.has(scheme)) {
+      // (coap+ws) as Proxy-Scheme, whatever the target speaks, and no
+      // Uri-Port for a URI without one; so a Proxy-Scheme request goes by
+      // the scheme its allow entry names, or to coap:// (the devices a
+      // cross-proxy is for) for a bare HOST:PORT, on coap's port 5683 when
+      // none was given.
+      if (
+        schemes === undefined && url.port === "" &&
+        this.#allow.has(`${host}:5683`)
+      ) {
+        port = 5683;
+        schemes = this.#allow.get(`${host}:5683`);
+      }
+      if (schemes !== undefined && !schemes.has(scheme)) {
+        const named = [...schemes].filter((s) => s !== "*");
         scheme = named.length === 1 ? named[0] : "coap:";
       }
     }
+    const where = `${host}:${port}`;
     if (
       schemes === undefined || !(schemes.has("*") || schemes.has(scheme))
     ) {
@@ -277,7 +286,7 @@ export class CoapProxy {
       ? url.search.slice(1).split("&").map((item) => decodeURIComponent(item))
       : [];
     return {
-      origin: `${scheme}//${url.host}`,
+      origin: `${scheme}//${url.hostname}:${port}`,
       forward: {
         method: request.method as Method,
         path: url.pathname || "/",

@@ -1,0 +1,173 @@
+import { assertEquals, assertRejects } from "@std/assert";
+import { Pipe } from "@coap/pipe";
+import { CoapClient } from "./client.ts";
+import {
+  type IncomingRequest,
+  readRequest,
+  type ResponseInit,
+} from "./exchange.ts";
+import { type CoapOption, Code, Option, text, uint, utf8 } from "./message.ts";
+import { CoapProxy } from "./proxy.ts";
+import { CoapError, CoapServer } from "./server.ts";
+import { attachWebSocket } from "./websocket.ts";
+import { socketPair } from "./testing/socket_pair.ts";
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A proxy whose upstreams are in-memory servers; it records each origin. */
+function setup() {
+  const origins: string[] = [];
+  const clients: CoapClient[] = [];
+  const upstream = new CoapServer({
+    "/x": {
+      GET: (request) => ({
+        payload: `x from upstream ${request.query.join("&")}`.trim(),
+      }),
+    },
+  }, { log: quiet });
+  const proxy = new CoapProxy({
+    allow: ["127.0.0.1:5683", "coap+ws://10.0.0.9:8683"],
+    log: quiet,
+    connect: async (origin) => {
+      origins.push(origin);
+      const [near, far] = socketPair();
+      upstream.accept(far);
+      const connection = attachWebSocket(near, { log: quiet });
+      await connection.ready;
+      const client = new CoapClient(connection, { log: quiet });
+      clients.push(client);
+      return client;
+    },
+  });
+  /** Asks the proxy's resource as the server would, with these options. */
+  const ask = async (options: CoapOption[]): Promise<string> => {
+    const request: IncomingRequest = readRequest({
+      code: Code.GET,
+      token: new Uint8Array([1]),
+      options,
+      payload: new Uint8Array(0),
+    }, true);
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, quiet);
+    pipe.onEvent(() => true);
+    try {
+      const init = await proxy.resource.GET!(
+        request,
+        pipe,
+        new AbortController().signal,
+      ) as ResponseInit;
+      return `${init.code} ${text(init.payload as Uint8Array)}`;
+    } catch (error) {
+      if (!(error instanceof CoapError)) throw error;
+      return `${error.code} ${error.message}`;
+    }
+  };
+  const close = () => {
+    proxy.close();
+    for (const client of clients) client.close();
+  };
+  return { origins, ask, close };
+}
+
+const proxyUri = (
+  uri: string,
+) => [{ number: Option.PROXY_URI, value: utf8(uri) }];
+
+Deno.test("CoapProxy forwards a Proxy-Uri to the allowed target, by the URI's scheme and port (5683 when none is given)", async () => {
+  const t = setup();
+  try {
+    assertEquals(
+      await t.ask(proxyUri("coap://127.0.0.1/x?a=1")),
+      "2.05 x from upstream a=1",
+    );
+    assertEquals(
+      await t.ask(proxyUri("coap+ws://10.0.0.9:8683/x")),
+      "2.05 x from upstream",
+    );
+    assertEquals(t.origins, [
+      "coap://127.0.0.1:5683",
+      "coap+ws://10.0.0.9:8683",
+    ]);
+  } finally {
+    t.close();
+  }
+});
+
+Deno.test("CoapProxy refuses what it was not allowed (4.03), a scheme it does not speak (5.05) and a URI it cannot read (4.00), with the reason", async () => {
+  const t = setup();
+  try {
+    assertEquals(
+      await t.ask(proxyUri("coap://127.0.0.2:5683/x")),
+      "4.03 Forbidden: this proxy does not forward to 127.0.0.2:5683 (it forwards only to the targets it was started with, --allow HOST:PORT)",
+    );
+    assertEquals(
+      await t.ask(proxyUri("coap://10.0.0.9:8683/x")),
+      "4.03 Forbidden: this proxy does not forward to coap://10.0.0.9:8683 (it forwards only to the targets it was started with, --allow HOST:PORT)",
+    );
+    assertEquals(
+      await t.ask(proxyUri("http://127.0.0.1:5683/x")),
+      "5.05 Proxying Not Supported: this proxy forwards to coap:// and coap+ws:// only, not http://",
+    );
+    assertEquals(
+      await t.ask(proxyUri("not a uri")),
+      "4.00 Bad Request: Proxy-Uri is not an absolute URI",
+    );
+    assertEquals(t.origins, []);
+  } finally {
+    t.close();
+  }
+});
+
+Deno.test("CoapProxy takes Proxy-Scheme with Uri-Host, and aiocoap 0.4.11's form of it: its own scheme (coap+ws) and no Uri-Port for a coap:// device", async () => {
+  const t = setup();
+  try {
+    const path = [{ number: Option.URI_PATH, value: utf8("x") }];
+    // As aiocoap-client --proxy coap+ws://… sends coap://127.0.0.1/x.
+    assertEquals(
+      await t.ask([
+        { number: Option.URI_HOST, value: utf8("127.0.0.1") },
+        ...path,
+        { number: Option.PROXY_SCHEME, value: utf8("coap+ws") },
+      ]),
+      "2.05 x from upstream",
+    );
+    // With a port, and the scheme its allow entry names.
+    assertEquals(
+      await t.ask([
+        { number: Option.URI_HOST, value: utf8("10.0.0.9") },
+        { number: Option.URI_PORT, value: uint(8683) },
+        ...path,
+        { number: Option.PROXY_SCHEME, value: utf8("coap") },
+      ]),
+      "2.05 x from upstream",
+    );
+    assertEquals(t.origins, [
+      "coap://127.0.0.1:5683",
+      "coap+ws://10.0.0.9:8683",
+    ]);
+    // Proxy-Scheme without Uri-Host names no server.
+    await assertRejects(
+      () =>
+        t.ask([...path, { number: Option.PROXY_SCHEME, value: utf8("coap") }]),
+      Error,
+      "Proxy-Scheme needs Uri-Host",
+    );
+  } finally {
+    t.close();
+  }
+});
+
+Deno.test("CoapProxy checks its allow list at construction", () => {
+  for (const entry of ["127.0.0.1", "http://127.0.0.1:80", "host:99999"]) {
+    try {
+      new CoapProxy({ allow: [entry] });
+      throw new Error(`accepted ${entry}`);
+    } catch (error) {
+      assertEquals(
+        (error as Error).message,
+        `Cannot allow ${
+          JSON.stringify(entry)
+        }: expected HOST:PORT or SCHEME://HOST:PORT, such as 127.0.0.1:5683 or coap+ws://127.0.0.1:8683`,
+      );
+    }
+  }
+});
