@@ -21,6 +21,7 @@ import {
   startCluster,
   startRedis,
 } from "./peers.ts";
+import { testCertificates } from "./certificates.ts";
 import { eventually, one } from "./ask.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -454,60 +455,7 @@ Deno.test({
   ...sanitizers,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "coap-faults-tls-" });
-    const openssl = async (...args: string[]) => {
-      const { success, stderr } = await new Deno.Command("openssl", {
-        args,
-        cwd: dir,
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      if (!success) throw new Error(new TextDecoder().decode(stderr));
-    };
-    await openssl(
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=coap test CA",
-    );
-    await openssl(
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "engine.key",
-      "-out",
-      "engine.csr",
-      "-subj",
-      "/CN=127.0.0.1",
-    );
-    await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
-    await openssl(
-      "x509",
-      "-req",
-      "-in",
-      "engine.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "engine.pem",
-      "-days",
-      "1",
-      "-extfile",
-      "ext.cnf",
-    );
+    const { ca } = await testCertificates(dir);
     await Deno.writeTextFile(
       `${dir}/users.acl`,
       `user default off\nuser coap on >${SECRET} ~coap:shared:* &coap:shared:* +@all\n`,
@@ -519,11 +467,11 @@ Deno.test({
       "--tls-port",
       String(redisPort),
       "--tls-cert-file",
-      `${dir}/engine.pem`,
+      `${dir}/server.pem`,
       "--tls-key-file",
-      `${dir}/engine.key`,
+      `${dir}/server.key`,
       "--tls-ca-cert-file",
-      `${dir}/ca.pem`,
+      ca,
       "--tls-auth-clients",
       "no",
       // An ACL user of its own, with the default user off.
@@ -533,7 +481,7 @@ Deno.test({
     const engine = `rediss://coap:${SECRET}@127.0.0.1:${redisPort}`;
     const trusting = await startCluster(freePort(), 1, engine, [
       "--engine-ca",
-      `${dir}/ca.pem`,
+      ca,
     ]);
     const doubting = await startCluster(freePort(), 1, engine);
     const clients: CoapClient[] = [];
