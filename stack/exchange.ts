@@ -569,7 +569,7 @@ export function readRequest(
   // without use: not the decoded options, and no view of the frame (a typed
   // array, and the frame's buffer with it) for an empty payload. The token's
   // view stays until forObservation() drops it.
-  const request = new Request(
+  return new Request(
     method,
     segments === undefined
       ? "/"
@@ -587,11 +587,12 @@ export function readRequest(
     tokenKey(message.token),
     message.token,
     proxying ? proxyTarget(known, segments, query) : undefined,
+    proxying
+      ? getOption(known, Option.PROXY_URI) === undefined
+        ? "Proxy-Scheme"
+        : "Proxy-Uri"
+      : undefined,
   );
-  if (proxying && getOption(known, Option.PROXY_URI) === undefined) {
-    request.viaScheme();
-  }
-  return request;
 }
 
 /**
@@ -687,23 +688,9 @@ class Request implements IncomingRequest {
     readonly key: number | string,
     view: Uint8Array | undefined,
     readonly proxyUri?: string,
+    readonly proxyVia?: "Proxy-Uri" | "Proxy-Scheme",
   ) {
     this.#view = view;
-  }
-
-  /** Which option named the target. */
-  get proxyVia(): "Proxy-Uri" | "Proxy-Scheme" | undefined {
-    if (this.proxyUri === undefined) return undefined;
-    return this.#viaScheme ? "Proxy-Scheme" : "Proxy-Uri";
-  }
-
-  /** @internal Set when Proxy-Scheme named the target. */
-  #viaScheme = false;
-
-  /** @internal */
-  viaScheme(): this {
-    this.#viaScheme = true;
-    return this;
   }
 
   /** The token: its view in the request's frame, or made from the key. */
@@ -717,7 +704,7 @@ class Request implements IncomingRequest {
 
   /** A copy without Observe. */
   without(): Request {
-    const copy = new Request(
+    return new Request(
       this.method,
       this.path,
       this.segments,
@@ -730,8 +717,8 @@ class Request implements IncomingRequest {
       this.key,
       this.#view,
       this.proxyUri,
+      this.proxyVia,
     );
-    return this.#viaScheme ? copy.viaScheme() : copy;
   }
 }
 
