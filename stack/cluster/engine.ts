@@ -174,14 +174,15 @@ export class EngineStatus {
    */
   failed(role: string, error: unknown): void {
     this.#down.add(role);
-    const kind = isRefusal(error) ? "refused" : "unreachable";
+    const refused = refusal(error);
+    const kind = refused === undefined ? "unreachable" : "refused";
     if (kind === this.#trouble) return;
     this.#trouble = kind;
     const reason = why(error);
-    if (kind === "refused") {
+    if (refused !== undefined) {
       this.#log.error(
         `The engine at ${this.#name} cannot be used: ${
-          /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(reason)
+          refused === "credentials"
             ? "it refused the credentials"
             : "its certificate was not accepted"
         } (${reason}); /shared answers 5.03, and the connection is tried again every ${this.#refusedRetryDelay} ms`,
@@ -225,15 +226,18 @@ function toBuffer(arg: Arg): string | Buffer {
 }
 
 /**
- * Whether the engine refused who we are (a wrong password, no such user),
- * or its certificate could not be verified: faults that another attempt a
- * moment later will not mend.
+ * How the engine refused us, if it did: who we are (a wrong password, no
+ * such user), or its certificate could not be verified. Faults that
+ * another attempt a moment later will not mend.
  */
-function isRefusal(error: unknown): boolean {
+function refusal(error: unknown): "credentials" | "certificate" | undefined {
   const message = (error as Error | undefined)?.message ?? "";
   const code = String((error as { code?: unknown } | undefined)?.code ?? "");
-  return /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message) ||
-    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code);
+  if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) return "credentials";
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+    return "certificate";
+  }
+  return undefined;
 }
 
 /** One line of an error, for a log (no stack). */
@@ -320,7 +324,7 @@ export class Engine {
         reconnectStrategy: (retries: number, cause: Error) => {
           if (this.#closed) return false;
           this.#status.failed(this.#role, cause);
-          return isRefusal(cause)
+          return refusal(cause) !== undefined
             ? refusedDelay
             : Math.min(50 * 2 ** Math.min(retries, 10), maxDelay);
         },
