@@ -119,6 +119,23 @@ const OWN_OPTIONS = new Set<number>([
   Option.SIZE1,
 ]);
 
+/**
+ * Sends a request upstream; one that cannot be sent as CoAP (a path
+ * segment over 255 bytes, say) is the requester's 4.00, not a 5.00.
+ */
+function send(client: CoapClient, request: CoapRequest) {
+  try {
+    return client.request(request);
+  } catch (error) {
+    throw new CoapError(
+      "4.00",
+      `Bad Request: the target cannot be asked for (${
+        (error as Error)?.message
+      })`,
+    );
+  }
+}
+
 function toInit(response: CoapResponse): ResponseInit {
   const options: CoapOption[] = response.options.filter((option) =>
     !OWN_OPTIONS.has(option.number)
@@ -209,7 +226,8 @@ export class CoapProxy {
     const handler = (
       request: IncomingRequest,
       pipe: ResponderPipe<IncomingRequest, ResponseInit>,
-    ) => this.#forward(request, pipe);
+      signal: AbortSignal,
+    ) => this.#forward(request, pipe, signal);
     return {
       observable: true,
       GET: handler,
@@ -246,6 +264,12 @@ export class CoapProxy {
         `Proxying Not Supported: this proxy forwards to coap:// and coap+ws:// only, not ${
           url.protocol.slice(0, 20)
         }//`,
+      );
+    }
+    if (url.username !== "" || url.password !== "") {
+      throw new CoapError(
+        "4.00",
+        "Bad Request: a CoAP URI has no user information (RFC 7252 §6.1)",
       );
     }
     const host = url.hostname.toLowerCase();
@@ -353,6 +377,7 @@ export class CoapProxy {
   async #forward(
     request: IncomingRequest,
     pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+    signal: AbortSignal,
   ): Promise<ResponseInit | void> {
     if (this.#closed) {
       throw new CoapError("5.03", "Service Unavailable: the proxy is closing");
@@ -379,7 +404,7 @@ export class CoapProxy {
     upstream.pending++;
     try {
       const client = await this.#client(origin, upstream);
-      const init = await this.#once(client, origin, forward);
+      const init = await this.#once(client, origin, forward, signal);
       if (request.method === "GET") this.#keep(key, init);
       return init;
     } finally {
@@ -405,16 +430,27 @@ export class CoapProxy {
     client: CoapClient,
     origin: string,
     forward: CoapRequest,
+    signal: AbortSignal,
   ): Promise<ResponseInit> {
-    const exchange = client.request(forward)[Symbol.asyncIterator]();
+    const exchange = send(client, forward)[Symbol.asyncIterator]();
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let left: (() => void) | undefined;
     try {
       const first = await Promise.race([
         exchange.next(),
         new Promise<"timeout">((resolve) => {
           timer = setTimeout(() => resolve("timeout"), this.#timeout);
         }),
+        // The requester left: the upstream exchange is let go at once, and
+        // its place among the upstream's pending requests with it.
+        new Promise<"left">((resolve) => {
+          left = () => resolve("left");
+          signal.addEventListener("abort", left, { once: true });
+        }),
       ]);
+      if (first === "left") {
+        throw new CoapError("5.03", "Service Unavailable: the requester left");
+      }
       if (first === "timeout") {
         throw new CoapError(
           "5.04",
@@ -441,6 +477,7 @@ export class CoapProxy {
       return toInit(event.message);
     } finally {
       clearTimeout(timer);
+      if (left !== undefined) signal.removeEventListener("abort", left);
       // Interest ends here: a late response is not waited for.
       exchange.return?.();
     }
@@ -503,7 +540,7 @@ export class CoapProxy {
     forward: CoapRequest,
     upstream: Upstream,
   ): Shared {
-    const exchange = client.request({ ...forward, observe: true })[
+    const exchange = send(client, { ...forward, observe: true })[
       Symbol.asyncIterator
     ]();
     let ended = false;

@@ -111,7 +111,16 @@ Deno.test("CoapProxy refuses what it was not allowed (4.03), a scheme it does no
       await t.ask(proxyUri("not a uri")),
       "4.00 Bad Request: Proxy-Uri is not an absolute URI",
     );
+    assertEquals(
+      await t.ask(proxyUri("coap://user:pw@127.0.0.1:5683/x")),
+      "4.00 Bad Request: a CoAP URI has no user information (RFC 7252 §6.1)",
+    );
     assertEquals(t.origins, []);
+    // A path segment over 255 bytes cannot be an Uri-Path option upstream.
+    assertEquals(
+      await t.ask(proxyUri(`coap://127.0.0.1:5683/${"a".repeat(300)}`)),
+      "4.00 Bad Request: the target cannot be asked for (Cannot send a request: option 11 is longer than 255 bytes)",
+    );
   } finally {
     t.close();
   }
