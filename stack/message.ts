@@ -69,6 +69,7 @@ export const Code = {
   CHANGED: 0x44,
   CONTENT: 0x45,
   BAD_REQUEST: 0x80,
+  UNAUTHORIZED: 0x81,
   BAD_OPTION: 0x82,
   NOT_FOUND: 0x84,
   METHOD_NOT_ALLOWED: 0x85,
@@ -82,7 +83,7 @@ export const Code = {
   ABORT: 0xe5,
 } as const;
 
-/** Option numbers this stack knows (RFC 7252, 7641, 7959). */
+/** Option numbers this stack knows (RFC 7252, 7641, 7959, 9175). */
 export const Option = {
   IF_MATCH: 1,
   URI_HOST: 3,
@@ -103,6 +104,7 @@ export const Option = {
   PROXY_URI: 35,
   PROXY_SCHEME: 39,
   SIZE1: 60,
+  ECHO: 252,
 } as const;
 
 /**

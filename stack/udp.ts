@@ -30,8 +30,26 @@
  *   larger, as over WebSocket. Ping (7.02) becomes a CoAP ping (an empty
  *   CON, answered by an RST).
  *
- * Everything is bounded: peers (`maxPeers`), remembered message IDs per
- * peer (`maxRemembered`), requests waiting for `nstart` (`maxWaiting`).
+ * - Address validation (RFC 9175 §2.4): a peer's source address proves
+ *   nothing until the peer answers what was sent there. Until then it is
+ *   sent at most `amplificationFactor` (3) times the bytes received from
+ *   it: a response that would be larger goes out as a smaller first block
+ *   (Block2) of a GET or FETCH, or without its diagnostic payload, or as a
+ *   4.01 with an Echo option (a MAC over the address and the time, so
+ *   nothing is stored), which a client answers by repeating the request
+ *   with that value, as this layer's own client side does. An ACK or RST
+ *   for a CON sent to the peer, or a request with a valid Echo, verifies
+ *   it. Notifications to an unverified observer go CON, one outstanding at
+ *   a time (a newer one replaces it, RFC 7641 §4.5.2), and an observation
+ *   whose CON notification goes unanswered, or whose budget runs out, ends.
+ * - Peers not yet verified are held apart (`maxUnverifiedPeers`): one more
+ *   evicts the one heard from least recently, never a verified peer, so a
+ *   flood of new source ports from one address locks nobody out.
+ *
+ * Everything is bounded: peers (`maxPeers`, `maxUnverifiedPeers`),
+ * remembered message IDs per peer (`maxRemembered`), requests waiting for
+ * `nstart` (`maxWaiting`). Refusals are logged at most once a second per
+ * kind, with the count.
  *
  * @module
  */
@@ -43,7 +61,9 @@ import {
   CoapFormatError,
   type CoapMessage,
   Code,
+  decodeBlock,
   decodeMessage,
+  encodeBlock,
   encodeMessage,
   getOption,
   Option,
@@ -51,6 +71,8 @@ import {
   tokenKey,
   uint,
 } from "./message.ts";
+import { siphash24 } from "./siphash.ts";
+import type { CoapServer } from "./server.ts";
 import type { WebSocketLike } from "./websocket.ts";
 
 /** RFC 7252 message types. */
@@ -200,12 +222,38 @@ export interface UdpOptions {
    */
   nonConfirmable?: boolean;
   /**
-   * Peers (address and port) known at once; a request from one more is
-   * answered with an RST (CON) or dropped (NON).
+   * Peers (address and port) known at once; a request from one more evicts
+   * the unverified peer heard from least recently, or where every peer is
+   * verified is answered with an RST (CON) or dropped (NON).
    *
    * @default {4096}
    */
   maxPeers?: number;
+  /**
+   * Peers whose address is not yet verified, known at once; one more
+   * evicts the one heard from least recently (its open exchanges end; a
+   * later datagram from it starts afresh). A verified peer is never
+   * evicted for an unverified one.
+   *
+   * @default {256}
+   */
+  maxUnverifiedPeers?: number;
+  /**
+   * Address validation (RFC 9175 §2.4): what a peer whose address is not
+   * yet verified may be sent, as a multiple of the bytes received from it.
+   * Empty ACKs and RSTs (4 bytes, no larger than any datagram) and one
+   * 4.01 with an Echo option a request are not held to it. `false` turns
+   * validation off, for a network whose source addresses can be trusted.
+   *
+   * @default {3}
+   */
+  amplificationFactor?: number | false;
+  /**
+   * How long an Echo value this endpoint made stays good, in milliseconds.
+   *
+   * @default {60000}
+   */
+  echoLifetime?: number;
   /**
    * Message IDs remembered per peer for duplicate detection; the oldest
    * is forgotten first.
@@ -263,12 +311,26 @@ interface Unacked {
   timer: unknown;
   timeout: number;
   retransmits: number;
+  /** The message IDs it went out with (a replaced notification gets one). */
+  ids: number[];
+  /** A newer notification that replaces this one at its next sending. */
+  next?: Uint8Array;
+  /** Whether `next` ends the observation. */
+  nextFinal?: boolean;
+  /** The request a response answers. */
+  incoming?: Incoming;
 }
 
 /** A request from the peer, until its final response went out. */
 interface Incoming {
   messageId: number;
   type: MessageType;
+  /** The request's method code. */
+  method: number;
+  /** The first message ID of its CON notification awaiting an ACK. */
+  conPending?: number;
+  /** Whether a response went out (a 4.01 with Echo can only be the first). */
+  answered: boolean;
   acked: boolean;
   timer: unknown;
   /** The request, kept for an observation: an RST deregisters it. */
@@ -311,6 +373,51 @@ function randomId(random: () => number): number {
 }
 
 /**
+ * A 2.xx response cut to a smaller first block (RFC 7959 §2.4) whose
+ * datagram is at most `room` bytes past its 4-byte header: the largest
+ * block size that fits, counted in the original's block numbers if it was
+ * a block already. `undefined` if no block fits or it cannot be cut.
+ */
+function smallerBlock(
+  message: CoapMessage,
+  room: number,
+): Uint8Array | undefined {
+  const value = getOption(message, Option.BLOCK2);
+  let block: { num: number; more: boolean; szx: number } | undefined;
+  try {
+    block = value === undefined ? undefined : decodeBlock(value);
+  } catch {
+    return undefined;
+  }
+  if (block !== undefined && block.szx > 6) return undefined; // BERT
+  const others = message.options.filter((option) =>
+    option.number !== Option.BLOCK2
+  );
+  for (let szx = block === undefined ? 6 : block.szx - 1; szx >= 0; szx--) {
+    const size = 16 << szx;
+    if (block === undefined && size >= message.payload.length) continue;
+    const num = block === undefined ? 0 : block.num << (block.szx - szx);
+    if (num > 0xfffff) return undefined;
+    const payload = message.payload.subarray(0, size);
+    const frame = encodeMessage({
+      ...message,
+      options: [...others, {
+        number: Option.BLOCK2,
+        value: encodeBlock({
+          num,
+          more: payload.length < message.payload.length ||
+            block?.more === true,
+          szx,
+        }),
+      }],
+      payload,
+    });
+    if (frame.length <= room) return frame;
+  }
+  return undefined;
+}
+
+/**
  * One CoAP-over-UDP endpoint: one socket's datagrams, for any number of
  * peers. The platform adapter hands it every datagram ({@linkcode receive})
  * and sends what it gives to `send`.
@@ -323,6 +430,13 @@ export class CoapUdpEndpoint {
       "onPeer" | "log" | "clock" | "random" | "idleTimeout" | "keepAlive"
     >
   >;
+  /** The Echo values' key, made per endpoint. */
+  readonly #echoKey = crypto.getRandomValues(new Uint8Array(16));
+  /** Unverified peers by key, the one heard from least recently first. */
+  readonly #unverified = new Map<string, UdpPeerSocket>();
+  /** Lines held back by {@linkcode warnOnce}, by kind. */
+  readonly #told = new Map<string, { at: number; more: number }>();
+  #toldTimer: unknown;
   readonly #idleTimeout: number;
   readonly #keepAlive: number;
   readonly #clock: Clock;
@@ -355,6 +469,9 @@ export class CoapUdpEndpoint {
       conEvery: options.conEvery ?? 16,
       nonConfirmable: options.nonConfirmable ?? false,
       maxPeers: options.maxPeers ?? 4096,
+      maxUnverifiedPeers: options.maxUnverifiedPeers ?? 256,
+      amplificationFactor: options.amplificationFactor ?? 3,
+      echoLifetime: options.echoLifetime ?? 60_000,
       maxRemembered: options.maxRemembered ?? 1024,
       maxWaiting: options.maxWaiting ?? 1000,
     };
@@ -368,6 +485,12 @@ export class CoapUdpEndpoint {
     if (this.#options.nstart < 1 || this.#options.ackRandomFactor < 1) {
       throw new RangeError(
         "Cannot create a CoAP-over-UDP endpoint: nstart and ackRandomFactor must be at least 1",
+      );
+    }
+    const factor = this.#options.amplificationFactor;
+    if (factor !== false && !(typeof factor === "number" && factor >= 1)) {
+      throw new RangeError(
+        `Cannot create a CoAP-over-UDP endpoint: amplificationFactor must be a number from 1, or false, got ${factor}`,
       );
     }
     this.#idleTimeout = options.idleTimeout ?? this.#options.exchangeLifetime;
@@ -401,15 +524,63 @@ export class CoapUdpEndpoint {
     return this.#peers.size;
   }
 
+  /** Peers known now whose address is not yet verified. */
+  get unverifiedPeers(): number {
+    return this.#unverified.size;
+  }
+
   /**
-   * The socket for a peer, made if there is none: the client role.
+   * The socket for a peer, made if there is none: the client role. The
+   * address was chosen here, so it counts as verified.
    *
    * @param address The peer.
    * @returns Its socket, open.
    */
   connect(address: PeerAddress): UdpPeerSocket {
     if (this.#closed) throw new Error("Cannot connect: the endpoint is closed");
-    return this.#peer(address) ?? this.#create(address);
+    const peer = this.#peer(address) ?? this.#create(address);
+    peer._verify();
+    return peer;
+  }
+
+  /**
+   * Logs `line` as a warning, at most once a second for each `kind`: the
+   * first at once, and how many more came within the second in one line
+   * after it. For refusals a flood would otherwise log once a datagram.
+   *
+   * @param kind What is refused (lines of one kind are counted together).
+   * @param line The line, with nothing unescaped from a peer.
+   */
+  warnOnce(kind: string, line: string): void {
+    if (this.#closed) return;
+    const now = this.#clock.now();
+    const told = this.#told.get(kind);
+    if (told !== undefined && now - told.at < 1000) {
+      told.more++;
+      if (this.#toldTimer === undefined) {
+        this.#toldTimer = this.#clock.setTimeout(() => this.#flushTold(), 1000);
+      }
+      return;
+    }
+    this.#told.set(kind, { at: now, more: 0 });
+    this.#log.warn(line);
+  }
+
+  #flushTold(): void {
+    this.#toldTimer = undefined;
+    const now = this.#clock.now();
+    for (const [kind, told] of this.#told) {
+      if (told.more > 0) {
+        this.#log.warn(
+          `${told.more} more like it in the last second: ${kind}`,
+        );
+        told.more = 0;
+        told.at = now;
+      } else if (now - told.at >= 1000) this.#told.delete(kind);
+    }
+    if (this.#told.size > 0 && !this.#closed) {
+      this.#toldTimer = this.#clock.setTimeout(() => this.#flushTold(), 1000);
+    }
   }
 
   /**
@@ -425,8 +596,9 @@ export class CoapUdpEndpoint {
       this.#receive(bytes, from);
     } catch (error) {
       // The last guard: a datagram never ends the process; the peer it
-      // came from is forgotten, with one line.
-      this.#log.error(
+      // came from is forgotten, with one line (a second at most).
+      this.warnOnce(
+        "datagrams dropped by an internal error",
         `Dropped a datagram from ${from.hostname}:${from.port} and forgot that peer: ${
           (error as Error)?.message ?? error
         }`,
@@ -468,9 +640,19 @@ export class CoapUdpEndpoint {
     }
     const isRequest = message.code >> 5 === 0;
     if (isRequest && (type === Type.CON || type === Type.NON)) {
+      if (this.#unverified.size >= this.#options.maxUnverifiedPeers) {
+        this.#evictUnverified();
+      }
+      if (this.#peers.size >= this.#options.maxPeers) this.#evictUnverified();
       if (
         this.#onPeer === undefined || this.#peers.size >= this.#options.maxPeers
       ) {
+        if (this.#onPeer !== undefined) {
+          this.warnOnce(
+            "requests refused: every peer is verified (maxPeers)",
+            `Refused a request from ${from.hostname}:${from.port}: ${this.#peers.size} verified peers, the limit (maxPeers)`,
+          );
+        }
         if (type === Type.CON) {
           this._send(encodeDatagram(Type.RST, datagram.messageId), from);
         }
@@ -488,7 +670,8 @@ export class CoapUdpEndpoint {
             this._send(encodeDatagram(Type.RST, datagram.messageId), from);
           }
         } catch (error) {
-          this.#log.error(
+          this.warnOnce(
+            "datagrams dropped by an internal error",
             `Dropped a datagram from ${from.hostname}:${from.port}: ${
               (error as Error)?.message ?? error
             }`,
@@ -512,6 +695,37 @@ export class CoapUdpEndpoint {
       peer._end(1001, "The endpoint closed");
     }
     if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+    if (this.#toldTimer !== undefined) {
+      this.#clock.clearTimeout(this.#toldTimer);
+    }
+  }
+
+  /** Ends the unverified peer heard from least recently, if there is one. */
+  #evictUnverified(): void {
+    this._evictUnverified();
+  }
+
+  /**
+   * @internal Ends the unverified peer heard from least recently, other
+   * than `except`: from `hostname` if one is, else any. Returns whether
+   * one was.
+   */
+  _evictUnverified(except?: UdpPeerSocket, hostname?: string): boolean {
+    let victim: UdpPeerSocket | undefined;
+    for (const peer of this.#unverified.values()) {
+      if (peer === except) continue;
+      if (hostname === undefined || peer.address.hostname === hostname) {
+        victim = peer;
+        break;
+      }
+      victim ??= peer;
+    }
+    if (victim === undefined) return false;
+    victim._end(
+      1001,
+      "Evicted for a newer peer: its address was never verified (maxUnverifiedPeers)",
+    );
+    return true;
   }
 
   #key(address: PeerAddress): string {
@@ -524,12 +738,64 @@ export class CoapUdpEndpoint {
 
   #create(address: PeerAddress): UdpPeerSocket {
     const key = this.#key(address);
-    const peer = new UdpPeerSocket(this, address, () => {
+    const peer = new UdpPeerSocket(this, address, key, () => {
       if (this.#peers.get(key) === peer) this.#peers.delete(key);
+      if (this.#unverified.get(key) === peer) this.#unverified.delete(key);
     });
     this.#peers.set(key, peer);
+    this.#unverified.set(key, peer);
     this.#armSweep();
     return peer;
+  }
+
+  /** @internal The peer was heard from: the newest of the unverified. */
+  _heard(peer: UdpPeerSocket): void {
+    if (this.#unverified.get(peer._key) !== peer) return;
+    this.#unverified.delete(peer._key);
+    this.#unverified.set(peer._key, peer);
+  }
+
+  /** @internal The peer's address is verified. */
+  _verified(peer: UdpPeerSocket): void {
+    if (this.#unverified.get(peer._key) === peer) {
+      this.#unverified.delete(peer._key);
+    }
+  }
+
+  /**
+   * @internal An Echo value for `address` (RFC 9175 §2.2): the time in
+   * seconds (4 bytes) and a MAC over it and the address (8 bytes).
+   */
+  _echo(address: PeerAddress, at = this.#clock.now()): Uint8Array {
+    const seconds = Math.floor(at / 1000) >>> 0;
+    const value = new Uint8Array(12);
+    new DataView(value.buffer).setUint32(0, seconds);
+    value.set(this.#mac(value.subarray(0, 4), address), 4);
+    return value;
+  }
+
+  /** @internal Whether `value` is an Echo value made here for `address`, still good. */
+  _echoGood(value: Uint8Array, address: PeerAddress): boolean {
+    if (value.length !== 12) return false;
+    const seconds = new DataView(value.buffer, value.byteOffset, 4).getUint32(
+      0,
+    );
+    const age = Math.floor(this.#clock.now() / 1000) - seconds;
+    if (age < 0 || age * 1000 > this.#options.echoLifetime) return false;
+    const mac = this.#mac(value.subarray(0, 4), address);
+    let differ = 0;
+    for (let i = 0; i < 8; i++) differ |= mac[i] ^ value[4 + i];
+    return differ === 0;
+  }
+
+  #mac(time: Uint8Array, address: PeerAddress): Uint8Array {
+    const host = new TextEncoder().encode(address.hostname);
+    const input = new Uint8Array(4 + 2 + host.length);
+    input.set(time);
+    input[4] = address.port >> 8;
+    input[5] = address.port & 0xff;
+    input.set(host, 6);
+    return siphash24(this.#echoKey, input);
   }
 
   /** Forgets idle peers now and then, while there are any. */
@@ -607,6 +873,8 @@ const PEER_CSM = encodeMessage({
 export class UdpPeerSocket implements WebSocketLike {
   /** Where the peer is. */
   readonly address: PeerAddress;
+  /** The endpoint it belongs to. */
+  readonly endpoint: CoapUdpEndpoint;
   readonly protocol = "coap";
   binaryType = "arraybuffer";
   #readyState = 1;
@@ -626,7 +894,16 @@ export class UdpPeerSocket implements WebSocketLike {
   readonly #recentNon = new Map<number, number | string>();
   /** Our requests waiting for a free NSTART slot. */
   readonly #waiting: Uint8Array[] = [];
+  /** Our requests' frames by token, to repeat one with an Echo value. */
+  readonly #sentRequests = new Map<number | string, Uint8Array>();
   #requestsUnacked = 0;
+  /** Whether the peer answered something sent to its address. */
+  #verified = false;
+  /** Bytes received from the peer, and sent to it under the budget. */
+  #received = 0;
+  #sent = 0;
+  /** @internal The endpoint's key for the peer. */
+  readonly _key: string;
   /** When the peer last had nothing open; `undefined` while it has. */
   _idleSince: number | undefined;
   /** When a datagram last came from the peer. */
@@ -636,13 +913,59 @@ export class UdpPeerSocket implements WebSocketLike {
   constructor(
     endpoint: CoapUdpEndpoint,
     address: PeerAddress,
+    key: string,
     forget: () => void,
   ) {
     this.#endpoint = endpoint;
+    this.endpoint = endpoint;
     this.address = address;
+    this._key = key;
     this.#forget = forget;
     this._idleSince = endpoint._clock.now();
     this._lastHeard = this._idleSince;
+  }
+
+  /**
+   * Whether the peer's address is verified: it answered (ACK or RST) a CON
+   * sent to it, repeated a request with an Echo value made for it, or was
+   * chosen by this side (`connect`).
+   */
+  get verified(): boolean {
+    return this.#verified;
+  }
+
+  /** @internal Marks the address verified. */
+  _verify(): void {
+    if (this.#verified) return;
+    this.#verified = true;
+    this.#endpoint._verified(this);
+  }
+
+  /** @internal A datagram of `size` bytes came from the peer. */
+  #heard(size: number): void {
+    this._lastHeard = this.#endpoint._clock.now();
+    this.#received += size;
+    if (!this.#verified) this.#endpoint._heard(this);
+  }
+
+  /** What may still be sent to the peer under its budget, in bytes. */
+  #room(): number {
+    const factor = this.#endpoint.options.amplificationFactor;
+    if (this.#verified || factor === false) return Infinity;
+    return factor * this.#received - this.#sent;
+  }
+
+  /**
+   * Sends a datagram held to the budget; an empty one (4 bytes), and an
+   * `exempt` one (a 4.01 with Echo), always go. Returns whether it went.
+   */
+  #emit(datagram: Uint8Array, exempt = false): boolean {
+    if (datagram.length > 4 && !exempt) {
+      if (datagram.length > this.#room()) return false;
+      if (!this.#verified) this.#sent += datagram.length;
+    }
+    this.#endpoint._send(datagram, this.address);
+    return true;
   }
 
   /**
@@ -662,10 +985,22 @@ export class UdpPeerSocket implements WebSocketLike {
     for (const entry of this.#unacked.values()) {
       if (entry.what === "ping" || entry.what === "response") return;
     }
-    const messageId = this.#endpoint._nextId();
+    const messageId = this.#newId();
     this.#confirmable(encodeDatagram(Type.CON, messageId), messageId, {
       what: "ping",
     });
+  }
+
+  /**
+   * A message ID for a message of ours: the next in sequence to a verified
+   * peer; to one that is not, one mixed with a random number, so that
+   * nobody who watches the sequence elsewhere can acknowledge it blindly
+   * to have a spoofed address verified.
+   */
+  #newId(): number {
+    const next = this.#endpoint._nextId();
+    if (this.#verified) return next;
+    return (next ^ randomId(this.#endpoint._random)) & 0xffff;
   }
 
   /** Listeners by event type. */
@@ -762,6 +1097,7 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#order.clear();
     this.#incoming.clear();
     this.#seen.clear();
+    this.#sentRequests.clear();
     this.#waiting.length = 0;
     this.#forget();
     this.#dispatch(
@@ -795,7 +1131,7 @@ export class UdpPeerSocket implements WebSocketLike {
         });
         return;
       case Code.PING: {
-        const messageId = this.#endpoint._nextId();
+        const messageId = this.#newId();
         this.#confirmable(encodeDatagram(Type.CON, messageId), messageId, {
           what: "ping",
           pingToken: message.token,
@@ -812,7 +1148,9 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   #request(frame: Uint8Array, message: CoapMessage): void {
-    this.#tokens.add(tokenKey(message.token));
+    const key = tokenKey(message.token);
+    this.#tokens.add(key);
+    this.#sentRequests.set(key, frame);
     const { nstart, nonConfirmable, maxWaiting } = this.#endpoint.options;
     if (nonConfirmable) {
       this.#endpoint._send(
@@ -857,19 +1195,105 @@ export class UdpPeerSocket implements WebSocketLike {
       message.code >> 5 !== 2;
     if (incoming === undefined) {
       // Not a request of the peer's (it went away): NON, best effort.
-      this.#endpoint._send(
-        encodeDatagram(Type.NON, this.#endpoint._nextId(), frame),
-        this.address,
-      );
+      this.#emit(encodeDatagram(Type.NON, this.#newId(), frame));
       return;
     }
-    if (final) {
-      this.#incoming.delete(key);
-      if (incoming.timer !== undefined) {
-        this.#endpoint._clock.clearTimeout(incoming.timer);
+    if (final) this.#finish(key, incoming);
+    if (incoming.cancelled) return;
+    const pending = incoming.conPending === undefined
+      ? undefined
+      : this.#unacked.get(incoming.conPending);
+    if (pending !== undefined) {
+      // RFC 7641 §4.5.2: a newer notification takes the place of the one
+      // awaiting its ACK at its next sending, with its retransmission
+      // count: an observation has one budget, not one per notification.
+      pending.next = frame;
+      pending.nextFinal = final;
+      return;
+    }
+    const fitted = this.#fit(frame, message, incoming);
+    if (fitted === undefined) {
+      // Nothing more fits the budget of an unverified observer.
+      if (!final) {
+        this.#finish(key, incoming);
+        this.#cancel(incoming);
+      }
+      return;
+    }
+    if (fitted.echo && !final) {
+      // A 4.01 ends what the registration began.
+      this.#finish(key, incoming);
+      this.#cancel(incoming);
+    }
+    this.#answer(
+      key,
+      incoming,
+      fitted.frame,
+      final || fitted.echo,
+      fitted.echo,
+    );
+  }
+
+  /** The request is answered for good: forgotten, its timer cleared. */
+  #finish(key: number | string, incoming: Incoming): void {
+    if (this.#incoming.get(key) === incoming) this.#incoming.delete(key);
+    if (incoming.timer !== undefined) {
+      this.#endpoint._clock.clearTimeout(incoming.timer);
+      incoming.timer = undefined;
+    }
+  }
+
+  /**
+   * A response as it may go to the peer under its budget (RFC 9175 §2.4):
+   * as it is; or as a smaller first block (a GET's or FETCH's 2.xx); or
+   * without its diagnostic payload (an error); or, for the first answer to
+   * a request, as a 4.01 with an Echo value, which the client repeats the
+   * request with. `undefined` where nothing may go (a later notification).
+   */
+  #fit(
+    frame: Uint8Array,
+    message: CoapMessage,
+    incoming: Incoming,
+  ): { frame: Uint8Array; echo: boolean } | undefined {
+    const room = this.#room();
+    if (frame.length + 2 <= room) return { frame, echo: false };
+    const success = message.code >> 5 === 2;
+    if (message.payload.length > 0) {
+      if (
+        success &&
+        (incoming.method === Code.GET || incoming.method === Code.FETCH)
+      ) {
+        const block = smallerBlock(message, room - 2);
+        if (block !== undefined) return { frame: block, echo: false };
+      } else if (!success) {
+        const bare = encodeMessage({ ...message, payload: new Uint8Array(0) });
+        if (bare.length + 2 <= room) return { frame: bare, echo: false };
       }
     }
-    if (incoming.cancelled) return;
+    if (incoming.answered) return undefined;
+    return {
+      frame: encodeMessage({
+        code: Code.UNAUTHORIZED,
+        token: message.token,
+        options: [{
+          number: Option.ECHO,
+          value: this.#endpoint._echo(this.address),
+        }],
+        payload: new Uint8Array(0),
+      }),
+      echo: true,
+    };
+  }
+
+  /** Sends a response: in the ACK, as a CON, or as a NON. */
+  #answer(
+    key: number | string,
+    incoming: Incoming,
+    frame: Uint8Array,
+    final: boolean,
+    exempt: boolean,
+  ): void {
+    incoming.answered = true;
     if (incoming.type === Type.CON && !incoming.acked) {
       // Piggybacked on the ACK.
       incoming.acked = true;
@@ -880,15 +1304,17 @@ export class UdpPeerSocket implements WebSocketLike {
       const datagram = encodeDatagram(Type.ACK, incoming.messageId, frame);
       const seen = this.#seen.get(incoming.messageId);
       if (seen !== undefined) seen.reply = datagram;
-      this.#endpoint._send(datagram, this.address);
+      this.#emit(datagram, exempt);
       return;
     }
-    const messageId = this.#endpoint._nextId();
+    const messageId = this.#newId();
     const notification = !final || incoming.notifications > 0;
     let confirmable: boolean;
     if (notification) {
       incoming.notifications++;
-      confirmable = final ||
+      // To an unverified observer every notification goes CON (one at a
+      // time): its ACK verifies the address, its absence ends it.
+      confirmable = final || !this.#verified ||
         incoming.notifications % this.#endpoint.options.conEvery === 0;
     } else confirmable = incoming.type === Type.CON;
     if (!confirmable) {
@@ -898,23 +1324,24 @@ export class UdpPeerSocket implements WebSocketLike {
           this.#recentNon.delete(this.#recentNon.keys().next().value!);
         }
       }
-      this.#endpoint._send(
-        encodeDatagram(Type.NON, messageId, frame),
-        this.address,
-      );
+      this.#emit(encodeDatagram(Type.NON, messageId, frame), exempt);
       return;
     }
-    this.#confirmable(encodeDatagram(Type.CON, messageId, frame), messageId, {
-      what: "response",
-      token: key,
-    });
+    const entry = this.#confirmable(
+      encodeDatagram(Type.CON, messageId, frame),
+      messageId,
+      { what: "response", token: key, incoming },
+      exempt,
+    );
+    if (entry !== undefined && !final) incoming.conPending = messageId;
   }
 
   #confirmable(
     datagram: Uint8Array,
     messageId: number,
-    about: Pick<Unacked, "what" | "token" | "pingToken">,
-  ): void {
+    about: Pick<Unacked, "what" | "token" | "pingToken" | "incoming">,
+    exempt = false,
+  ): Unacked | undefined {
     const { ackTimeout, ackRandomFactor } = this.#endpoint.options;
     const timeout = ackTimeout *
       (1 + (ackRandomFactor - 1) * this.#endpoint._random());
@@ -924,17 +1351,38 @@ export class UdpPeerSocket implements WebSocketLike {
       timer: undefined,
       timeout,
       retransmits: 0,
+      ids: [messageId],
     };
+    if (!this.#emit(datagram, exempt)) {
+      this.#overBudget();
+      return undefined;
+    }
     this.#unacked.set(messageId, entry);
-    this.#endpoint._send(datagram, this.address);
-    this.#retransmitLater(messageId, entry);
+    this.#retransmitLater(entry);
+    return entry;
   }
 
-  #retransmitLater(messageId: number, entry: Unacked): void {
+  /** An unverified peer that may be sent no more is given up. */
+  #overBudget(): void {
+    this._end(
+      4000,
+      `${this.address.hostname}:${this.address.port} answered nothing sent to its address, which is not verified, and may be sent no more (amplificationFactor)`,
+    );
+  }
+
+  /** Forgets a CON of ours under every message ID it went out with. */
+  #drop(entry: Unacked): void {
+    for (const id of entry.ids) {
+      if (this.#unacked.get(id) === entry) this.#unacked.delete(id);
+    }
+    this.#endpoint._clock.clearTimeout(entry.timer);
+  }
+
+  #retransmitLater(entry: Unacked): void {
     entry.timer = this.#endpoint._clock.setTimeout(() => {
-      if (this.#unacked.get(messageId) !== entry) return;
+      if (this.#unacked.get(entry.ids[0]) !== entry) return;
       if (entry.retransmits >= this.#endpoint.options.maxRetransmit) {
-        this.#unacked.delete(messageId);
+        this.#drop(entry);
         this._end(
           4000,
           `No acknowledgement from ${this.address.hostname}:${this.address.port} after ${entry.retransmits} retransmissions of a ${entry.what}`,
@@ -943,8 +1391,20 @@ export class UdpPeerSocket implements WebSocketLike {
       }
       entry.retransmits++;
       entry.timeout *= 2;
-      this.#endpoint._send(entry.datagram, this.address);
-      this.#retransmitLater(messageId, entry);
+      if (entry.next !== undefined) {
+        // The newer notification goes in its place, as a new message.
+        const id = this.#newId();
+        entry.datagram = encodeDatagram(Type.CON, id, entry.next);
+        entry.next = undefined;
+        entry.ids.push(id);
+        this.#unacked.set(id, entry);
+      }
+      if (!this.#emit(entry.datagram)) {
+        this.#drop(entry);
+        this.#overBudget();
+        return;
+      }
+      this.#retransmitLater(entry);
     }, entry.timeout);
   }
 
@@ -952,7 +1412,7 @@ export class UdpPeerSocket implements WebSocketLike {
 
   /** @internal An empty ACK or RST. */
   _empty(datagram: Datagram): void {
-    this._lastHeard = this.#endpoint._clock.now();
+    this.#heard(4);
     const entry = this.#unacked.get(datagram.messageId);
     if (entry === undefined) {
       // An RST to a NON notification ends its observation too.
@@ -963,9 +1423,23 @@ export class UdpPeerSocket implements WebSocketLike {
       }
       return;
     }
-    this.#unacked.delete(datagram.messageId);
-    this.#endpoint._clock.clearTimeout(entry.timer);
+    this.#drop(entry);
+    // It answered what was sent to its address.
+    this._verify();
     if (entry.what === "request") this.#requestAcked();
+    if (datagram.type === Type.ACK && entry.next !== undefined) {
+      // A newer notification came while this one awaited its ACK.
+      const incoming = entry.incoming!;
+      if (!incoming.cancelled) {
+        this.#answer(
+          entry.token!,
+          incoming,
+          entry.next,
+          entry.nextFinal === true,
+          false,
+        );
+      }
+    }
     if (datagram.type === Type.RST) {
       if (entry.what === "ping" && entry.pingToken === undefined) {
         // The endpoint's own keep-alive: the peer is there.
@@ -992,7 +1466,12 @@ export class UdpPeerSocket implements WebSocketLike {
   /** The peer reset a notification: the observation ends. */
   #reset(key: number | string): void {
     const incoming = this.#incoming.get(key);
-    if (incoming?.request === undefined) return;
+    if (incoming !== undefined) this.#cancel(incoming);
+  }
+
+  /** Ends an observation here: the connection above is told it ended. */
+  #cancel(incoming: Incoming): void {
+    if (incoming.request === undefined || incoming.cancelled) return;
     // RFC 7641 §3.6's deregistration, as the connection above knows it: a
     // GET on the token with Observe 1, whose final response goes nowhere.
     incoming.cancelled = true;
@@ -1009,14 +1488,13 @@ export class UdpPeerSocket implements WebSocketLike {
 
   /** @internal A message with a code, from the peer. */
   _datagram(datagram: Datagram): void {
-    this._lastHeard = this.#endpoint._clock.now();
     const { type, messageId, message, frame } = datagram;
+    this.#heard(frame.length + 2);
     const isRequest = message.code >> 5 === 0;
     if (type === Type.ACK || type === Type.RST) {
       const entry = this.#unacked.get(messageId);
       if (entry === undefined || entry.what !== "request") return;
-      this.#unacked.delete(messageId);
-      this.#endpoint._clock.clearTimeout(entry.timer);
+      this.#drop(entry);
       this.#requestAcked();
       if (type === Type.ACK && !isRequest) {
         this.#responseArrived(frame, message);
@@ -1028,9 +1506,7 @@ export class UdpPeerSocket implements WebSocketLike {
     const seen = this.#seen.get(messageId);
     if (seen !== undefined) {
       // A duplicate: the same answer again, and nothing handled twice.
-      if (seen.reply !== undefined) {
-        this.#endpoint._send(seen.reply, this.address);
-      }
+      if (seen.reply !== undefined) this.#emit(seen.reply);
       return;
     }
     if (isRequest) this.#requestArrived(datagram);
@@ -1055,10 +1531,14 @@ export class UdpPeerSocket implements WebSocketLike {
 
   #responseArrived(frame: Uint8Array, message: CoapMessage): void {
     const key = tokenKey(message.token);
+    if (message.code === Code.UNAUTHORIZED && this.#echoAgain(key, message)) {
+      return;
+    }
     const observe = getOption(message, Option.OBSERVE);
     if (observe === undefined || message.code >> 5 !== 2) {
       this.#tokens.delete(key);
       this.#order.delete(key);
+      this.#sentRequests.delete(key);
     } else {
       // RFC 7641 §3.4: datagrams may overtake each other; a notification
       // older than one already passed on is dropped, so the connection
@@ -1072,8 +1552,36 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#deliver(frame);
   }
 
+  /**
+   * RFC 9175 §2.3: a 4.01 with an Echo option to a request of ours that
+   * had none is answered by sending the request again with that value,
+   * once; the 4.01 goes no further. Returns whether it did.
+   */
+  #echoAgain(key: number | string, message: CoapMessage): boolean {
+    const echo = getOption(message, Option.ECHO);
+    const sent = this.#sentRequests.get(key);
+    if (echo === undefined || echo.length > 40 || sent === undefined) {
+      return false;
+    }
+    const request = decodeMessage(sent);
+    if (getOption(request, Option.ECHO) !== undefined) return false;
+    const again = encodeMessage({
+      ...request,
+      options: [...request.options, { number: Option.ECHO, value: echo }],
+    });
+    this.#request(again, decodeMessage(again));
+    return true;
+  }
+
   #requestArrived(datagram: Datagram): void {
     const { type, messageId, message, frame } = datagram;
+    const echo = getOption(message, Option.ECHO);
+    if (
+      echo !== undefined && !this.#verified &&
+      this.#endpoint._echoGood(echo, this.address)
+    ) {
+      this._verify();
+    }
     const record = this.#remember(messageId);
     const key = tokenKey(message.token);
     const previous = this.#incoming.get(key);
@@ -1084,6 +1592,8 @@ export class UdpPeerSocket implements WebSocketLike {
     const incoming: Incoming = {
       messageId,
       type,
+      method: message.code,
+      answered: false,
       acked: false,
       timer: undefined,
       notifications: 0,
@@ -1119,4 +1629,42 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#seen.set(messageId, record);
     return record;
   }
+}
+
+/**
+ * The `onPeer` that serves `server`'s resources over UDP: each new peer is
+ * one of the server's connections, counted against its `maxConnections`
+ * and `maxConnectionsPerAddress`. Where a limit is reached, the endpoint's
+ * unverified peer heard from least recently (from the same address if
+ * there is one) makes room; where none can, the peer is refused, with a
+ * line a second at most.
+ *
+ * @param server The server.
+ * @returns The handler for {@linkcode UdpOptions.onPeer}.
+ */
+export function servePeers(
+  server: CoapServer,
+): (socket: UdpPeerSocket, address: PeerAddress) => void {
+  return (socket, address) => {
+    const { endpoint } = socket;
+    let refused = server.admit(address.hostname);
+    if (
+      refused !== undefined &&
+      endpoint._evictUnverified(socket, address.hostname)
+    ) {
+      refused = server.admit(address.hostname);
+    }
+    if (refused !== undefined) {
+      endpoint.warnOnce(
+        "CoAP over UDP refused by the server's connection limits",
+        `Refusing CoAP over UDP from ${address.hostname}:${address.port}: ${refused}`,
+      );
+      socket.close(1013, refused);
+      return;
+    }
+    server.accept(socket, {
+      address: address.hostname,
+      clock: endpoint._clock,
+    });
+  };
 }

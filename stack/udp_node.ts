@@ -13,7 +13,12 @@ import { Buffer } from "node:buffer";
 import { type ClientOptions, CoapClient } from "./client.ts";
 import { attachWebSocket } from "./websocket.ts";
 import type { CoapServer } from "./server.ts";
-import { CoapUdpEndpoint, type PeerAddress, type UdpOptions } from "./udp.ts";
+import {
+  CoapUdpEndpoint,
+  type PeerAddress,
+  servePeers,
+  type UdpOptions,
+} from "./udp.ts";
 
 /** A bound UDP socket, whichever platform API made it. */
 export interface BoundUdp {
@@ -178,7 +183,7 @@ export interface UdpServing {
  * Serves `server`'s resources over CoAP over UDP (RFC 7252): every peer
  * (address and port) that sends a request is accepted as a connection of
  * the server, counted against its `maxConnections` and
- * `maxConnectionsPerAddress`.
+ * `maxConnectionsPerAddress` (see {@linkcode servePeers}).
  *
  * @param server The server.
  * @param options Where to listen, and the message layer's settings.
@@ -194,17 +199,7 @@ export async function serveCoapUdp(
     {
       log: server.log,
       ...options,
-      onPeer: (peer, address) => {
-        const refused = server.admit(address.hostname);
-        if (refused !== undefined) {
-          server.log.warn(
-            `Refusing CoAP over UDP from ${address.hostname}:${address.port}: ${refused}`,
-          );
-          peer.close(1013, refused);
-          return;
-        }
-        server.accept(peer, { address: address.hostname });
-      },
+      onPeer: servePeers(server),
     },
   );
   const bound = socket.bound = await bindUdp(

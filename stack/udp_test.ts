@@ -2,10 +2,14 @@ import { assertEquals, assertThrows } from "@std/assert";
 import { CoapClient } from "./client.ts";
 import {
   CoapFormatError,
+  type CoapOption,
   Code,
   codeToString,
+  decodeBlock,
   decodeMessage,
+  encodeBlock,
   encodeMessage,
+  getOption,
   Option,
   text,
   uint,
@@ -16,7 +20,9 @@ import {
   CoapUdpEndpoint,
   decodeDatagram,
   encodeDatagram,
+  type MessageType,
   type PeerAddress,
+  servePeers,
   Type,
   type UdpOptions,
 } from "./udp.ts";
@@ -311,10 +317,14 @@ Deno.test("CoAP over UDP: notifications go NON with every conEvery-th CON; an RS
     await settle();
   }
   assertEquals(got, ["2.05 0", "2.05 1", "2.05 2", "2.05 3"]);
+  // The first notification to an observer whose address is not verified
+  // goes CON; its ACK verifies the address, and the rest go NON with
+  // every conEvery-th CON.
   assertEquals(t.trace, [
     "c→s CON 0.01 #1",
     's→c ACK 2.05 #1 "0"',
-    's→c NON 2.05 #1 "1"',
+    's→c CON 2.05 #1 "1"',
+    "c→s ACK empty #1",
     's→c NON 2.05 #2 "2"',
     's→c CON 2.05 #3 "3"',
     "c→s ACK empty #3",
@@ -449,32 +459,451 @@ Deno.test("CoAP over UDP: a ping (empty CON) gets an RST; a malformed CON gets a
   assertEquals(endpoint.peers, 0);
 });
 
-Deno.test("CoAP over UDP: peers are bounded (maxPeers) and forgotten when idle", async () => {
-  const t = setup(hello, { server: { maxPeers: 1, idleTimeout: 10_000 } });
+Deno.test("CoAP over UDP: peers are bounded (maxPeers): one more is refused with an RST where every peer is verified, and peers are forgotten when idle", async () => {
+  const t = setup({
+    "/slow": {
+      GET: () =>
+        new Promise((resolve) =>
+          t.clock.setTimeout(() => resolve({ payload: "late" }), 500)
+        ),
+    },
+  }, { server: { maxPeers: 1, idleTimeout: 10_000 } });
   const client = await t.connect();
-  await collect(client, { method: "GET", path: "/hello" }).done;
+  // A separate response: the client's ACK to it verifies its address.
+  const { done } = collect(client, { method: "GET", path: "/slow" });
+  await settle();
+  await t.clock.advance(500);
+  await done;
+  assertEquals(t.trace.slice(-2), [
+    's→c CON 2.05 #1 "late"',
+    "c→s ACK empty #1",
+  ]);
   assertEquals(t.serverEndpoint.peers, 1);
+  assertEquals(t.serverEndpoint.unverifiedPeers, 0);
   const other: PeerAddress = { hostname: "10.0.0.3", port: 1 };
-  const request = encodeDatagram(
-    Type.CON,
-    77,
-    encodeMessage({
-      code: Code.GET,
-      token: new Uint8Array(0),
-      options: [{ number: Option.URI_PATH, value: utf8("hello") }],
-      payload: new Uint8Array(0),
-    }),
-  );
-  t.serverEndpoint.receive(request, other);
+  for (let id = 77; id < 80; id++) {
+    t.serverEndpoint.receive(rawGet(id, "slow"), other);
+  }
   await settle();
   // Refused with an RST (the test's wire takes every datagram the server
-  // sends, whoever it is for).
-  assertEquals(t.trace.at(-1), "s→c RST empty #77");
+  // sends, whoever it is for), and said once.
+  assertEquals(t.trace.slice(-3), [
+    "s→c RST empty #77",
+    "s→c RST empty #78",
+    "s→c RST empty #79",
+  ]);
+  assertEquals(t.logs, [
+    "warn Refused a request from 10.0.0.3:1: 1 verified peers, the limit (maxPeers)",
+  ]);
   assertEquals(t.serverEndpoint.peers, 1);
   await t.clock.advance(20_000);
+  assertEquals(
+    t.logs.at(-1),
+    "warn 2 more like it in the last second: requests refused: every peer is verified (maxPeers)",
+  );
   assertEquals(t.serverEndpoint.peers, 0);
   assertEquals(t.server.connections, 0);
   client.close();
+});
+
+/** A CON (or NON) GET of `path` with token `token`, as a datagram. */
+function rawGet(
+  messageId: number,
+  path: string,
+  more: {
+    token?: number[];
+    type?: MessageType;
+    options?: CoapOption[];
+    code?: number;
+  } = {},
+): Uint8Array {
+  return encodeDatagram(
+    more.type ?? Type.CON,
+    messageId,
+    encodeMessage({
+      code: more.code ?? Code.GET,
+      token: new Uint8Array(more.token ?? []),
+      options: [
+        ...path.split("/").filter((s) => s !== "").map((segment) => ({
+          number: Option.URI_PATH,
+          value: utf8(segment),
+        })),
+        ...(more.options ?? []),
+      ],
+      payload: new Uint8Array(0),
+    }),
+  );
+}
+
+/**
+ * A server endpoint alone, served as serveCoapUdp serves it, and a record
+ * of each datagram it sends, by destination: for sources that are not a
+ * client of ours (spoofed, silent, or raw).
+ */
+function rawServer(resources: Resources, options: UdpOptions = {}) {
+  const clock = new ManualClock();
+  const sent: { to: string; bytes: Uint8Array }[] = [];
+  const logs: string[] = [];
+  const server = new CoapServer(resources, { log: quiet });
+  const endpoint = new CoapUdpEndpoint(
+    (bytes, to) => sent.push({ to: `${to.hostname}:${to.port}`, bytes }),
+    {
+      clock,
+      random: () => 0,
+      log: recorder(logs),
+      ...options,
+      onPeer: servePeers(server),
+    },
+  );
+  const to = (address: PeerAddress) =>
+    sent.filter((d) => d.to === `${address.hostname}:${address.port}`);
+  return {
+    clock,
+    sent,
+    logs,
+    server,
+    endpoint,
+    /** What went to `address`, as trace lines. */
+    trace: (address: PeerAddress) =>
+      to(address).map((d) => show("s→", d.bytes)),
+    /** Bytes sent to `address`. */
+    bytesTo: (address: PeerAddress) =>
+      to(address).reduce((n, d) => n + d.bytes.length, 0),
+  };
+}
+
+const VICTIM: PeerAddress = { hostname: "192.0.2.7", port: 5683 };
+const bigText = "0123456789abcdef".repeat(64); // 1024 bytes
+const amplified: Resources = {
+  "/": { GET: () => ({ payload: bigText }) },
+  "/big": { GET: () => ({ payload: bigText }) },
+  "/hello": { GET: () => ({ payload: "hi" }) },
+  "/post": { POST: () => ({ code: "2.04", payload: bigText.slice(0, 200) }) },
+  "/fail": {
+    GET: () => ({ code: "4.00", payload: "Bad Request: " + "x".repeat(100) }),
+  },
+};
+
+Deno.test("CoAP over UDP, address validation: an unverified source is sent at most three times its bytes; a large GET response becomes its largest first block that fits, and the blocks after it fit each request", async () => {
+  const t = rawServer(amplified);
+  const request = rawGet(1, "big", { token: [1, 2] });
+  t.endpoint.receive(request, VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM), ['s→ ACK 2.05 #1 "0123456789abcdef"']);
+  const first = decodeDatagram(t.sent[0].bytes).message;
+  const block = decodeBlock(getOption(first, Option.BLOCK2)!);
+  // 10 bytes received, so at most 30 sent: a 16-byte block.
+  assertEquals(request.length, 10);
+  assertEquals(block, { num: 0, more: true, szx: 0 });
+  assertEquals(t.bytesTo(VICTIM) <= 3 * request.length, true);
+  // A client that asks for the next blocks at that size gets each within
+  // three times the bytes it sent, all the way to the end.
+  let received = request.length;
+  let payload = text(first.payload);
+  for (let num = 1; num < 64; num++) {
+    const next = rawGet(num + 1, "big", {
+      token: [1, 2],
+      options: [{
+        number: Option.BLOCK2,
+        value: encodeBlock({ num, more: false, szx: 0 }),
+      }],
+    });
+    received += next.length;
+    t.endpoint.receive(next, VICTIM);
+    await settle();
+    payload += text(decodeDatagram(t.sent.at(-1)!.bytes).message.payload);
+    assertEquals(t.bytesTo(VICTIM) <= 3 * received, true);
+  }
+  assertEquals(payload, bigText);
+  assertEquals(
+    decodeBlock(
+      getOption(decodeDatagram(t.sent.at(-1)!.bytes).message, Option.BLOCK2)!,
+    ),
+    { num: 63, more: false, szx: 0 },
+  );
+  assertEquals(t.endpoint.unverifiedPeers, 1);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: where no block fits, a GET is answered 4.01 with an Echo value, and a repeat with that value (not another, not a stale one) verifies the address and gets the whole response", async () => {
+  const t = rawServer(amplified);
+  // A 4-byte GET of /: 12 bytes allowed, and no 16-byte block fits in
+  // that.
+  t.endpoint.receive(rawGet(1, ""), VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM), ["s→ ACK 4.01 #1"]);
+  const answer = decodeDatagram(t.sent[0].bytes).message;
+  const echo = getOption(answer, Option.ECHO)!;
+  assertEquals(echo.length, 12);
+  assertEquals(answer.options.length, 1);
+  assertEquals(answer.payload.length, 0);
+  // Another address cannot use it, nor a changed value, nor a stale one
+  // (past echoLifetime, 60 s): the source stays unverified, and gets a
+  // first block within its budget, not the whole.
+  const elsewhere = { ...VICTIM, port: VICTIM.port + 1 };
+  const forged = echo.slice();
+  forged[11] ^= 1;
+  const tries: [PeerAddress, Uint8Array, number][] = [
+    [elsewhere, echo, 0],
+    [VICTIM, forged, 0],
+    [VICTIM, echo, 61_000],
+  ];
+  let id = 2;
+  const bytesFrom = new Map<string, number>([["192.0.2.7:5683", 4]]);
+  const received = (from: PeerAddress) =>
+    bytesFrom.get(`${from.hostname}:${from.port}`) ?? 0;
+  for (const [from, value, wait] of tries) {
+    await t.clock.advance(wait);
+    const request = rawGet(id++, "", {
+      options: [{ number: Option.ECHO, value }],
+    });
+    bytesFrom.set(
+      `${from.hostname}:${from.port}`,
+      received(from) + request.length,
+    );
+    t.endpoint.receive(request, from);
+    await settle();
+    const answer = decodeDatagram(t.sent.at(-1)!.bytes).message;
+    assertEquals(t.sent.at(-1)!.to, `${from.hostname}:${from.port}`);
+    const block = decodeBlock(getOption(answer, Option.BLOCK2)!);
+    assertEquals([block.num, block.more], [0, true]);
+    assertEquals(answer.payload.length, 16 << block.szx);
+    assertEquals(answer.payload.length < 1024, true);
+    // The first 4.01 (to VICTIM) was allowed past the budget.
+    const exempt = from === VICTIM ? t.sent[0].bytes.length : 0;
+    assertEquals(t.bytesTo(from) - exempt <= 3 * received(from), true);
+  }
+  assertEquals(t.endpoint.unverifiedPeers, 2);
+  // A fresh 4.01's value, from the address it was made for, verifies it.
+  t.endpoint.receive(rawGet(5, ""), VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM).at(-1), "s→ ACK 4.01 #5");
+  const fresh = getOption(
+    decodeDatagram(t.sent.at(-1)!.bytes).message,
+    Option.ECHO,
+  )!;
+  t.endpoint.receive(
+    rawGet(6, "", { options: [{ number: Option.ECHO, value: fresh }] }),
+    VICTIM,
+  );
+  await settle();
+  const full = decodeDatagram(t.sent.at(-1)!.bytes).message;
+  assertEquals(t.trace(VICTIM).at(-1), 's→ ACK 2.05 #6 "0123456789abcdef0123"');
+  assertEquals(full.payload.length, 1024);
+  assertEquals(t.endpoint.unverifiedPeers, 1); // elsewhere
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: our client answers a 4.01 with Echo by repeating the request with its value, once, and gets the response", async () => {
+  const t = setup(amplified);
+  const client = await t.connect();
+  // A POST's response is not cut into blocks: 200 bytes for a 9-byte POST.
+  const { got, done } = collect(client, { method: "POST", path: "/post" });
+  await done;
+  assertEquals(got, [`2.04 ${bigText.slice(0, 200)}`]);
+  assertEquals(t.trace.map((line) => line.slice(0, 22)), [
+    "c→s CON 0.02 #1",
+    "s→c ACK 4.01 #1",
+    "c→s CON 0.02 #2",
+    's→c ACK 2.04 #2 "01234',
+  ]);
+  assertEquals(t.serverEndpoint.unverifiedPeers, 0);
+  // Verified: the next large response comes whole, in one datagram.
+  const big = collect(client, { method: "GET", path: "/big" });
+  await big.done;
+  assertEquals(big.got, [`2.05 ${bigText}`]);
+  assertEquals(t.trace.length, 6);
+  client.close();
+});
+
+Deno.test("CoAP over UDP, address validation: an error's diagnostic payload is left out where it would not fit, and the source's small datagrams (RST, empty ACK) are not held to the budget", async () => {
+  const t = rawServer(amplified);
+  t.endpoint.receive(rawGet(1, "fail", { token: [9] }), VICTIM);
+  await settle();
+  t.endpoint.receive(
+    new Uint8Array([0x40, 0, 0, 2]), // a CoAP ping
+    VICTIM,
+  );
+  await settle();
+  assertEquals(t.trace(VICTIM), ["s→ ACK 4.00 #1", "s→ RST empty #2"]);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: an observation registered from a source that never answers costs at most three times its bytes: notifications go CON one at a time, newer ones replace the one retransmitted, and the observation ends when the budget runs out", async () => {
+  let notify!: (n: number) => void;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = (n) => pipe.addResponse({ payload: String(n) });
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "0" });
+        }),
+    },
+  });
+  const registration = rawGet(1, "obs", {
+    token: [1, 2, 3, 4, 5, 6, 7, 8],
+    options: [{ number: Option.OBSERVE, value: uint(0) }],
+  });
+  t.endpoint.receive(registration, VICTIM);
+  await settle();
+  assertEquals(t.server.observations, 1);
+  for (let n = 1; n <= 100; n++) {
+    notify(n);
+    await t.clock.advance(100);
+  }
+  await t.clock.advance(100_000);
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "0"',
+    's→ CON 2.05 #1 "1"',
+    's→ CON 2.05 #2 "20"',
+  ]);
+  assertEquals(t.bytesTo(VICTIM) <= 3 * registration.length, true);
+  assertEquals(t.server.observations, 0);
+  assertEquals(t.endpoint.peers, 0);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: an observer that acknowledges its first CON notification is verified, gets a newer notification that came meanwhile, and then NONs", async () => {
+  let notify!: (n: number) => void;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = (n) => pipe.addResponse({ payload: String(n) });
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "0" });
+        }),
+    },
+  });
+  t.endpoint.receive(
+    rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
+    VICTIM,
+  );
+  await settle();
+  notify(1);
+  await settle();
+  notify(2);
+  await settle();
+  const con = decodeDatagram(t.sent.at(-1)!.bytes);
+  t.endpoint.receive(encodeDatagram(Type.ACK, con.messageId), VICTIM);
+  await settle();
+  notify(3);
+  await settle();
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "0"',
+    's→ CON 2.05 #1 "1"',
+    's→ NON 2.05 #2 "2"',
+    's→ NON 2.05 #3 "3"',
+  ]);
+  assertEquals(t.endpoint.unverifiedPeers, 0);
+  assertEquals(t.server.observations, 1);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP: a flood of 2,000 new source ports from one address evicts the unverified peers heard from least recently, never a verified one; every request is answered, a newcomer from that address too, and nothing is logged", async () => {
+  const t = rawServer(amplified, { maxUnverifiedPeers: 64 });
+  // One verified peer from the flooded address (it repeated an Echo).
+  const verified = { hostname: "10.1.1.1", port: 1000 };
+  t.endpoint.receive(rawGet(1, ""), verified);
+  await settle();
+  const echo = getOption(
+    decodeDatagram(t.sent.at(-1)!.bytes).message,
+    Option.ECHO,
+  )!;
+  t.endpoint.receive(
+    rawGet(2, "", { options: [{ number: Option.ECHO, value: echo }] }),
+    verified,
+  );
+  await settle();
+  assertEquals(t.endpoint.unverifiedPeers, 0);
+  for (let port = 2000; port < 4000; port++) {
+    t.endpoint.receive(rawGet(port, "hello"), { hostname: "10.1.1.1", port });
+    await settle();
+  }
+  assertEquals(t.endpoint.peers, 65);
+  assertEquals(t.endpoint.unverifiedPeers, 64);
+  assertEquals(t.server.connections, 65);
+  const answered = t.sent.filter((d) => show("", d.bytes).includes("2.05"));
+  assertEquals(answered.length, 2000 + 1);
+  // A newcomer from the same address is served; the verified peer too.
+  const newcomer = { hostname: "10.1.1.1", port: 9999 };
+  t.endpoint.receive(rawGet(7, "hello"), newcomer);
+  t.endpoint.receive(rawGet(3, "hello"), verified);
+  await settle();
+  assertEquals(t.trace(newcomer), ['s→ ACK 2.05 #7 "hi"']);
+  assertEquals(t.trace(verified).at(-1), 's→ ACK 2.05 #3 "hi"');
+  assertEquals(t.logs, []);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP: where the server's limit for one address is reached, that address's oldest unverified peer makes room; where only verified peers hold it, the newcomer is refused and the refusals are said once a second with their count", async () => {
+  const clock = new ManualClock();
+  const server = new CoapServer(amplified, {
+    log: quiet,
+    limits: { maxConnectionsPerAddress: 2 },
+  });
+  const logs: string[] = [];
+  const sent: string[] = [];
+  let lastBytes: Uint8Array = new Uint8Array(0);
+  const endpoint = new CoapUdpEndpoint(
+    (bytes, to) => {
+      lastBytes = bytes;
+      sent.push(`${show("s→", bytes)} to ${to.port}`);
+    },
+    { clock, random: () => 0, log: recorder(logs), onPeer: servePeers(server) },
+  );
+  const from = (port: number) => ({ hostname: "10.2.2.2", port });
+  for (let port = 1; port <= 5; port++) {
+    endpoint.receive(rawGet(port, "hello"), from(port));
+    await settle();
+  }
+  // Each newcomer took the place of the oldest unverified peer.
+  assertEquals(
+    sent,
+    [1, 2, 3, 4, 5].map((n) => `s→ ACK 2.05 #${n} "hi" to ${n}`),
+  );
+  assertEquals([endpoint.peers, server.connections], [2, 2]);
+  // Ports 4 and 5 repeat a POST with a 4.01's Echo value (its 200-byte
+  // response is no block): verified, they hold the address's two places.
+  for (const port of [4, 5]) {
+    endpoint.receive(
+      rawGet(10 + port, "post", { code: Code.POST }),
+      from(port),
+    );
+    await settle();
+    const echo = getOption(decodeDatagram(lastBytes).message, Option.ECHO)!;
+    endpoint.receive(
+      rawGet(20 + port, "post", {
+        code: Code.POST,
+        options: [{ number: Option.ECHO, value: echo }],
+      }),
+      from(port),
+    );
+    await settle();
+  }
+  assertEquals(endpoint.unverifiedPeers, 0);
+  sent.length = 0;
+  for (let port = 6; port <= 8; port++) {
+    endpoint.receive(rawGet(port, "hello"), from(port));
+    await settle();
+  }
+  assertEquals(sent, [
+    "s→ RST empty #6 to 6",
+    "s→ RST empty #7 to 7",
+    "s→ RST empty #8 to 8",
+  ]);
+  assertEquals(logs, [
+    "warn Refusing CoAP over UDP from 10.2.2.2:6: 10.2.2.2 has 2 connections open, the limit for one address (maxConnectionsPerAddress)",
+  ]);
+  await clock.advance(1000);
+  assertEquals(logs.slice(1), [
+    "warn 2 more like it in the last second: CoAP over UDP refused by the server's connection limits",
+  ]);
+  endpoint.close();
+  assertEquals(clock.timers.size, 0);
 });
 
 Deno.test("CoAP over UDP: the endpoint's options are checked at construction", () => {
