@@ -317,6 +317,8 @@ interface Unacked {
   next?: Uint8Array;
   /** Whether `next` ends the observation. */
   nextFinal?: boolean;
+  /** Whether `next` went out already (as a NON). */
+  nextSent?: boolean;
   /** The request a response answers. */
   incoming?: Incoming;
 }
@@ -367,6 +369,15 @@ function fresher(
     (v1 > v2 && v1 - v2 > 2 ** 23) ||
     now > last.at + 128_000;
 }
+
+/**
+ * The one datagram an unverified peer may be sent past its budget, at
+ * most this many bytes (a small response that no smaller block can carry).
+ */
+const SMALL_DATAGRAM = 64;
+
+/** An Echo option's bytes in a message: its header, extended number and value. */
+const ECHO_OPTION_SIZE = 14;
 
 function randomId(random: () => number): number {
   return Math.floor(random() * 0x10000) & 0xffff;
@@ -608,6 +619,15 @@ export class CoapUdpEndpoint {
   }
 
   #receive(bytes: Uint8Array, from: PeerAddress): void {
+    if (
+      bytes.length > 4 && bytes[1] === Code.EMPTY && bytes[0] >> 6 === 1 &&
+      ((bytes[0] >> 4) & 3) >= Type.ACK
+    ) {
+      // An empty ACK or RST with bytes after its ID is malformed (RFC 7252
+      // §4.1), but libcoap 4.3.1 sends its ACKs with the Echo value a
+      // response offered: taken as the empty ACK or RST it is.
+      bytes = Uint8Array.of(bytes[0] & 0xf0, 0, bytes[2], bytes[3]);
+    }
     let datagram: Datagram;
     try {
       datagram = decodeDatagram(bytes);
@@ -766,7 +786,7 @@ export class CoapUdpEndpoint {
    * @internal An Echo value for `address` (RFC 9175 §2.2): the time in
    * seconds (4 bytes) and a MAC over it and the address (8 bytes).
    */
-  _echo(address: PeerAddress, at = this.#clock.now()): Uint8Array {
+  _echo(address: PeerAddress, at: number = this.#clock.now()): Uint8Array {
     const seconds = Math.floor(at / 1000) >>> 0;
     const value = new Uint8Array(12);
     new DataView(value.buffer).setUint32(0, seconds);
@@ -896,12 +916,20 @@ export class UdpPeerSocket implements WebSocketLike {
   readonly #waiting: Uint8Array[] = [];
   /** Our requests' frames by token, to repeat one with an Echo value. */
   readonly #sentRequests = new Map<number | string, Uint8Array>();
+  /** Tokens of our requests already repeated with an Echo value. */
+  readonly #echoRetried = new Set<number | string>();
+  /** An Echo value the peer offered in a response, for our next request. */
+  #peerEcho: Uint8Array | undefined;
+  /** The Echo value offered to the peer, and when it was made. */
+  #echoOffered: { value: Uint8Array; at: number } | undefined;
   #requestsUnacked = 0;
   /** Whether the peer answered something sent to its address. */
   #verified = false;
   /** Bytes received from the peer, and sent to it under the budget. */
   #received = 0;
   #sent = 0;
+  /** Whether the one small datagram past the budget went. */
+  #smallSent = false;
   /** @internal The endpoint's key for the peer. */
   readonly _key: string;
   /** When the peer last had nothing open; `undefined` while it has. */
@@ -960,8 +988,9 @@ export class UdpPeerSocket implements WebSocketLike {
    * `exempt` one (a 4.01 with Echo), always go. Returns whether it went.
    */
   #emit(datagram: Uint8Array, exempt = false): boolean {
-    if (datagram.length > 4 && !exempt) {
-      if (datagram.length > this.#room()) return false;
+    if (datagram.length > 4) {
+      if (!exempt && datagram.length > this.#room()) return false;
+      // Counted even when exempt: what goes past the budget is owed.
       if (!this.#verified) this.#sent += datagram.length;
     }
     this.#endpoint._send(datagram, this.address);
@@ -1098,6 +1127,7 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#incoming.clear();
     this.#seen.clear();
     this.#sentRequests.clear();
+    this.#echoRetried.clear();
     this.#waiting.length = 0;
     this.#forget();
     this.#dispatch(
@@ -1149,6 +1179,21 @@ export class UdpPeerSocket implements WebSocketLike {
 
   #request(frame: Uint8Array, message: CoapMessage): void {
     const key = tokenKey(message.token);
+    if (
+      this.#peerEcho !== undefined &&
+      getOption(message, Option.ECHO) === undefined
+    ) {
+      // The server's offered Echo value goes with this request, once.
+      message = {
+        ...message,
+        options: [...message.options, {
+          number: Option.ECHO,
+          value: this.#peerEcho,
+        }],
+      };
+      frame = encodeMessage(message);
+      this.#peerEcho = undefined;
+    }
     this.#tokens.add(key);
     this.#sentRequests.set(key, frame);
     const { nstart, nonConfirmable, maxWaiting } = this.#endpoint.options;
@@ -1204,12 +1249,19 @@ export class UdpPeerSocket implements WebSocketLike {
       ? undefined
       : this.#unacked.get(incoming.conPending);
     if (pending !== undefined) {
-      // RFC 7641 §4.5.2: a newer notification takes the place of the one
-      // awaiting its ACK at its next sending, with its retransmission
+      // RFC 7641 §4.5.2: a newer notification takes the place of the CON
+      // one awaiting its ACK at its next sending, with its retransmission
       // count: an observation has one budget, not one per notification.
+      // One that would go NON (to a verified observer) goes now as well.
       pending.next = frame;
       pending.nextFinal = final;
-      return;
+      pending.nextSent = false;
+      if (final || this.#confirmableNext(incoming)) {
+        // The CON it would have been is the one retransmitted.
+        incoming.notifications++;
+        return;
+      }
+      pending.nextSent = true;
     }
     const fitted = this.#fit(frame, message, incoming);
     if (fitted === undefined) {
@@ -1230,8 +1282,16 @@ export class UdpPeerSocket implements WebSocketLike {
       incoming,
       fitted.frame,
       final || fitted.echo,
-      fitted.echo,
+      fitted.exempt,
     );
+  }
+
+  /** Whether the request's next notification goes CON. */
+  #confirmableNext(incoming: Incoming): boolean {
+    // To an unverified observer every notification goes CON (one at a
+    // time): its ACK verifies the address, its absence ends it.
+    return !this.#verified ||
+      (incoming.notifications + 1) % this.#endpoint.options.conEvery === 0;
   }
 
   /** The request is answered for good: forgotten, its timer cleared. */
@@ -1246,17 +1306,27 @@ export class UdpPeerSocket implements WebSocketLike {
   /**
    * A response as it may go to the peer under its budget (RFC 9175 §2.4):
    * as it is; or as a smaller first block (a GET's or FETCH's 2.xx); or
-   * without its diagnostic payload (an error); or, for the first answer to
-   * a request, as a 4.01 with an Echo value, which the client repeats the
-   * request with. `undefined` where nothing may go (a later notification).
+   * without its diagnostic payload (an error); or past the budget as the
+   * peer's one small datagram (64 bytes at most); or, for the first answer
+   * to a request, as a 4.01 with an Echo value, which the client repeats
+   * the request with. `undefined` where nothing may go (a later
+   * notification).
    */
   #fit(
     frame: Uint8Array,
     message: CoapMessage,
     incoming: Incoming,
-  ): { frame: Uint8Array; echo: boolean } | undefined {
+  ): { frame: Uint8Array; echo: boolean; exempt: boolean } | undefined {
     const room = this.#room();
-    if (frame.length + 2 <= room) return { frame, echo: false };
+    if (frame.length + 2 <= room) {
+      return {
+        frame: incoming.answered
+          ? frame
+          : this.#offerEcho(frame, message, room),
+        echo: false,
+        exempt: false,
+      };
+    }
     const success = message.code >> 5 === 2;
     if (message.payload.length > 0) {
       if (
@@ -1264,11 +1334,19 @@ export class UdpPeerSocket implements WebSocketLike {
         (incoming.method === Code.GET || incoming.method === Code.FETCH)
       ) {
         const block = smallerBlock(message, room - 2);
-        if (block !== undefined) return { frame: block, echo: false };
+        if (block !== undefined) {
+          return { frame: block, echo: false, exempt: false };
+        }
       } else if (!success) {
         const bare = encodeMessage({ ...message, payload: new Uint8Array(0) });
-        if (bare.length + 2 <= room) return { frame: bare, echo: false };
+        if (bare.length + 2 <= room) {
+          return { frame: bare, echo: false, exempt: false };
+        }
       }
+    }
+    if (!this.#smallSent && frame.length + 2 <= SMALL_DATAGRAM) {
+      this.#smallSent = true;
+      return { frame, echo: false, exempt: true };
     }
     if (incoming.answered) return undefined;
     return {
@@ -1282,7 +1360,44 @@ export class UdpPeerSocket implements WebSocketLike {
         payload: new Uint8Array(0),
       }),
       echo: true,
+      exempt: true,
     };
+  }
+
+  /**
+   * To an unverified peer, where it still fits the budget, a response
+   * offers an Echo value (RFC 9175 §2.4): a client that sends it with its
+   * next request (as this layer's client side does) is verified then,
+   * without a 4.01 first. The value is made again every 10 seconds.
+   */
+  #offerEcho(
+    frame: Uint8Array,
+    message: CoapMessage,
+    room: number,
+  ): Uint8Array {
+    if (
+      this.#verified || this.#endpoint.options.amplificationFactor === false ||
+      frame.length + 2 + ECHO_OPTION_SIZE > room ||
+      getOption(message, Option.ECHO) !== undefined
+    ) {
+      return frame;
+    }
+    const now = this.#endpoint._clock.now();
+    if (
+      this.#echoOffered === undefined || now - this.#echoOffered.at >= 10_000
+    ) {
+      this.#echoOffered = {
+        value: this.#endpoint._echo(this.address, now),
+        at: now,
+      };
+    }
+    return encodeMessage({
+      ...message,
+      options: [...message.options, {
+        number: Option.ECHO,
+        value: this.#echoOffered.value,
+      }],
+    });
   }
 
   /** Sends a response: in the ACK, as a CON, or as a NON. */
@@ -1311,11 +1426,8 @@ export class UdpPeerSocket implements WebSocketLike {
     const notification = !final || incoming.notifications > 0;
     let confirmable: boolean;
     if (notification) {
+      confirmable = final || this.#confirmableNext(incoming);
       incoming.notifications++;
-      // To an unverified observer every notification goes CON (one at a
-      // time): its ACK verifies the address, its absence ends it.
-      confirmable = final || !this.#verified ||
-        incoming.notifications % this.#endpoint.options.conEvery === 0;
     } else confirmable = incoming.type === Type.CON;
     if (!confirmable) {
       if (notification) {
@@ -1333,7 +1445,9 @@ export class UdpPeerSocket implements WebSocketLike {
       { what: "response", token: key, incoming },
       exempt,
     );
-    if (entry !== undefined && !final) incoming.conPending = messageId;
+    if (entry !== undefined && notification && !final) {
+      incoming.conPending = messageId;
+    }
   }
 
   #confirmable(
@@ -1427,7 +1541,9 @@ export class UdpPeerSocket implements WebSocketLike {
     // It answered what was sent to its address.
     this._verify();
     if (entry.what === "request") this.#requestAcked();
-    if (datagram.type === Type.ACK && entry.next !== undefined) {
+    if (
+      datagram.type === Type.ACK && entry.next !== undefined && !entry.nextSent
+    ) {
       // A newer notification came while this one awaited its ACK.
       const incoming = entry.incoming!;
       if (!incoming.cancelled) {
@@ -1531,14 +1647,21 @@ export class UdpPeerSocket implements WebSocketLike {
 
   #responseArrived(frame: Uint8Array, message: CoapMessage): void {
     const key = tokenKey(message.token);
-    if (message.code === Code.UNAUTHORIZED && this.#echoAgain(key, message)) {
-      return;
+    const echo = getOption(message, Option.ECHO);
+    if (echo !== undefined && echo.length <= 40) {
+      if (message.code === Code.UNAUTHORIZED && this.#echoAgain(key, echo)) {
+        return;
+      }
+      // RFC 9175 §2.3: a value offered with any other response goes with
+      // the next request, which proves this side's address to the server.
+      this.#peerEcho = echo.slice();
     }
     const observe = getOption(message, Option.OBSERVE);
     if (observe === undefined || message.code >> 5 !== 2) {
       this.#tokens.delete(key);
       this.#order.delete(key);
       this.#sentRequests.delete(key);
+      this.#echoRetried.delete(key);
     } else {
       // RFC 7641 §3.4: datagrams may overtake each other; a notification
       // older than one already passed on is dropped, so the connection
@@ -1553,21 +1676,21 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   /**
-   * RFC 9175 §2.3: a 4.01 with an Echo option to a request of ours that
-   * had none is answered by sending the request again with that value,
-   * once; the 4.01 goes no further. Returns whether it did.
+   * RFC 9175 §2.3: a 4.01 with an Echo option to a request of ours is
+   * answered by sending the request again with that value, once a
+   * request; the 4.01 goes no further. Returns whether it did.
    */
-  #echoAgain(key: number | string, message: CoapMessage): boolean {
-    const echo = getOption(message, Option.ECHO);
+  #echoAgain(key: number | string, echo: Uint8Array): boolean {
     const sent = this.#sentRequests.get(key);
-    if (echo === undefined || echo.length > 40 || sent === undefined) {
-      return false;
-    }
+    if (sent === undefined || this.#echoRetried.has(key)) return false;
+    this.#echoRetried.add(key);
     const request = decodeMessage(sent);
-    if (getOption(request, Option.ECHO) !== undefined) return false;
     const again = encodeMessage({
       ...request,
-      options: [...request.options, { number: Option.ECHO, value: echo }],
+      options: [
+        ...request.options.filter((option) => option.number !== Option.ECHO),
+        { number: Option.ECHO, value: echo.slice() },
+      ],
     });
     this.#request(again, decodeMessage(again));
     return true;

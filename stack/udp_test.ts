@@ -674,8 +674,9 @@ Deno.test("CoAP over UDP, address validation: where no block fits, a GET is answ
     assertEquals(t.bytesTo(from) - exempt <= 3 * received(from), true);
   }
   assertEquals(t.endpoint.unverifiedPeers, 2);
-  // A fresh 4.01's value, from the address it was made for, verifies it.
-  t.endpoint.receive(rawGet(5, ""), VICTIM);
+  // A fresh 4.01's value (here for a POST, whose response is no block),
+  // from the address it was made for, verifies it.
+  t.endpoint.receive(rawGet(5, "post", { code: Code.POST }), VICTIM);
   await settle();
   assertEquals(t.trace(VICTIM).at(-1), "s→ ACK 4.01 #5");
   const fresh = getOption(
@@ -691,6 +692,28 @@ Deno.test("CoAP over UDP, address validation: where no block fits, a GET is answ
   assertEquals(t.trace(VICTIM).at(-1), 's→ ACK 2.05 #6 "0123456789abcdef0123"');
   assertEquals(full.payload.length, 1024);
   assertEquals(t.endpoint.unverifiedPeers, 1); // elsewhere
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: one small datagram (64 bytes at most) may go past the budget, once a peer: a short response no block can carry comes whole the first time, and is owed after", async () => {
+  const welcome = "Welcome to the demo server";
+  const t = rawServer({ "/": { GET: () => ({ payload: welcome }) } });
+  // 6 bytes in: 18 allowed, and the 26-byte text in a 33-byte datagram.
+  const request = rawGet(1, "", { token: [1, 2] });
+  assertEquals(request.length, 6);
+  t.endpoint.receive(request, VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM), ['s→ ACK 2.05 #1 "Welcome to the demo "']);
+  assertEquals(t.bytesTo(VICTIM), 33);
+  assertEquals(
+    text(decodeDatagram(t.sent[0].bytes).message.payload),
+    welcome,
+  );
+  // That is owed: the next time from the same peer (12 bytes in, 36
+  // allowed, 33 spent), no block fits, and a 4.01 with Echo goes instead.
+  t.endpoint.receive(rawGet(2, "", { token: [1, 2] }), VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM).at(-1), "s→ ACK 4.01 #2");
   t.endpoint.close();
 });
 
@@ -729,7 +752,59 @@ Deno.test("CoAP over UDP, address validation: an error's diagnostic payload is l
   t.endpoint.close();
 });
 
-Deno.test("CoAP over UDP, address validation: an observation registered from a source that never answers costs at most three times its bytes: notifications go CON one at a time, newer ones replace the one retransmitted, and the observation ends when the budget runs out", async () => {
+Deno.test("CoAP over UDP, address validation: an observation registered from a source that never answers costs at most three times its bytes: notifications go CON one at a time, newer ones replace the one retransmitted, and the observation ends after MAX_RETRANSMIT", async () => {
+  let notify!: (n: number) => void;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = (n) => pipe.addResponse({ payload: String(n) });
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "0" });
+        }),
+    },
+  });
+  // A query makes the registration larger (59 bytes), so that its budget
+  // (177) carries a few retransmissions.
+  const registration = rawGet(1, "obs", {
+    token: [1, 2, 3, 4, 5, 6, 7, 8],
+    options: [
+      { number: Option.OBSERVE, value: uint(0) },
+      { number: Option.URI_QUERY, value: utf8("q=" + "x".repeat(38)) },
+    ],
+  });
+  assertEquals(registration.length, 59);
+  t.endpoint.receive(registration, VICTIM);
+  await settle();
+  assertEquals(t.server.observations, 1);
+  for (let n = 1; n <= 100; n++) {
+    notify(n);
+    await t.clock.advance(100);
+  }
+  await t.clock.advance(100_000);
+  // The registration's answer offers an Echo value; then one CON
+  // notification, its retransmissions carrying the newest value (each a
+  // new message), MAX_RETRANSMIT times, and no more.
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "0"',
+    's→ CON 2.05 #1 "1"',
+    's→ CON 2.05 #2 "20"',
+    's→ CON 2.05 #3 "60"',
+    's→ CON 2.05 #4 "100"',
+    's→ CON 2.05 #4 "100"',
+  ]);
+  assertEquals(
+    getOption(decodeDatagram(t.sent[0].bytes).message, Option.ECHO)?.length,
+    12,
+  );
+  assertEquals(t.bytesTo(VICTIM) <= 3 * registration.length, true);
+  assertEquals(t.server.observations, 0);
+  assertEquals(t.endpoint.peers, 0);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: with a plain registration's budget, the observation ends at the first retransmission that would not fit", async () => {
   let notify!: (n: number) => void;
   const t = rawServer({
     "/obs": {
@@ -748,21 +823,37 @@ Deno.test("CoAP over UDP, address validation: an observation registered from a s
   });
   t.endpoint.receive(registration, VICTIM);
   await settle();
-  assertEquals(t.server.observations, 1);
-  for (let n = 1; n <= 100; n++) {
-    notify(n);
-    await t.clock.advance(100);
-  }
-  await t.clock.advance(100_000);
-  assertEquals(t.trace(VICTIM), [
-    's→ ACK 2.05 #1 "0"',
-    's→ CON 2.05 #1 "1"',
-    's→ CON 2.05 #2 "20"',
-  ]);
+  notify(1);
+  await settle();
+  await t.clock.advance(2000);
+  assertEquals(t.trace(VICTIM), ['s→ ACK 2.05 #1 "0"', 's→ CON 2.05 #1 "1"']);
   assertEquals(t.bytesTo(VICTIM) <= 3 * registration.length, true);
-  assertEquals(t.server.observations, 0);
-  assertEquals(t.endpoint.peers, 0);
+  assertEquals([t.server.observations, t.endpoint.peers], [0, 0]);
   t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP, address validation: our client sends an Echo value a response offered with its next request, which verifies it without a 4.01", async () => {
+  const t = setup(amplified);
+  const client = await t.connect();
+  const first = collect(client, { method: "GET", path: "/hello" });
+  await first.done;
+  assertEquals(t.serverEndpoint.unverifiedPeers, 1);
+  const second = collect(client, { method: "GET", path: "/hello" });
+  await second.done;
+  assertEquals([first.got, second.got], [["2.05 hi"], ["2.05 hi"]]);
+  assertEquals(t.trace, [
+    "c→s CON 0.01 #1",
+    's→c ACK 2.05 #1 "hi"',
+    "c→s CON 0.01 #2",
+    's→c ACK 2.05 #2 "hi"',
+  ]);
+  const [, offer, echoed, plain] = t.datagrams.map((d) =>
+    getOption(decodeDatagram(d).message, Option.ECHO)
+  );
+  assertEquals(echoed, offer);
+  assertEquals([offer?.length, plain], [12, undefined]);
+  assertEquals(t.serverEndpoint.unverifiedPeers, 0);
+  client.close();
 });
 
 Deno.test("CoAP over UDP, address validation: an observer that acknowledges its first CON notification is verified, gets a newer notification that came meanwhile, and then NONs", async () => {
@@ -800,6 +891,104 @@ Deno.test("CoAP over UDP, address validation: an observer that acknowledges its 
   ]);
   assertEquals(t.endpoint.unverifiedPeers, 0);
   assertEquals(t.server.observations, 1);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP: an ACK with code 0.00 and an option after its ID (libcoap 4.3.1 sends the Echo value a response offered there) acknowledges the CON it names and verifies the peer", async () => {
+  let notify!: (n: number) => void;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = (n) => pipe.addResponse({ payload: String(n) });
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "0" });
+        }),
+    },
+  });
+  t.endpoint.receive(
+    rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
+    VICTIM,
+  );
+  await settle();
+  const echo = getOption(decodeDatagram(t.sent[0].bytes).message, Option.ECHO)!;
+  notify(1);
+  await settle();
+  const { messageId } = decodeDatagram(t.sent.at(-1)!.bytes);
+  // 0x60 (ACK, no token), 0.00, the ID, then option 252: delta 13 with
+  // 239 in the next byte, length 12.
+  t.endpoint.receive(
+    Uint8Array.of(
+      0x60,
+      0,
+      messageId >> 8,
+      messageId & 0xff,
+      0xdc,
+      239,
+      ...echo,
+    ),
+    VICTIM,
+  );
+  await settle();
+  notify(2);
+  await settle();
+  await t.clock.advance(10_000);
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "0"',
+    's→ CON 2.05 #1 "1"',
+    's→ NON 2.05 #2 "2"',
+  ]);
+  assertEquals(t.endpoint.unverifiedPeers, 0);
+  assertEquals(t.server.observations, 1);
+  t.endpoint.close();
+});
+
+Deno.test("CoAP over UDP: while a verified observer's CON notification awaits its ACK, the NON ones go on; the next CON's turn goes to the one retransmitted, which carries the newest value", async () => {
+  let notify!: (n: number) => void;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = (n) => pipe.addResponse({ payload: String(n) });
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "0" });
+        }),
+    },
+  }, { conEvery: 4 });
+  t.endpoint.receive(
+    rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
+    VICTIM,
+  );
+  await settle();
+  notify(1);
+  await settle();
+  // Its ACK verifies the observer.
+  t.endpoint.receive(
+    encodeDatagram(Type.ACK, decodeDatagram(t.sent.at(-1)!.bytes).messageId),
+    VICTIM,
+  );
+  for (let n = 2; n <= 11; n++) {
+    notify(n);
+    await settle();
+  }
+  // CON 4 is never acknowledged: 8 takes its place, 9 to 11 go NON.
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "0"',
+    's→ CON 2.05 #1 "1"',
+    's→ NON 2.05 #2 "2"',
+    's→ NON 2.05 #3 "3"',
+    's→ CON 2.05 #4 "4"',
+    's→ NON 2.05 #5 "5"',
+    's→ NON 2.05 #6 "6"',
+    's→ NON 2.05 #7 "7"',
+    's→ NON 2.05 #8 "9"',
+    's→ NON 2.05 #9 "10"',
+    's→ NON 2.05 #10 "11"',
+  ]);
+  await t.clock.advance(2000);
+  assertEquals(t.trace(VICTIM).at(-1), 's→ CON 2.05 #11 "11"');
   t.endpoint.close();
 });
 

@@ -479,7 +479,10 @@ Deno.test({
       for (let i = 1; i < got.length; i++) {
         assert(got[i] > got[i - 1], got.join());
       }
-      assert(got.length >= 30, `${got.length} of 61 notifications`);
+      assert(
+        got.length >= 30,
+        `${got.length} of 61 notifications: ${got.join()}`,
+      );
       console.log(
         `  ok   [loss] 40 POSTs, each handled once; ${got.length} of 61 notifications in order, the last among them; the shim passed ${shim.counts.passed}, dropped ${shim.counts.dropped}, doubled ${shim.counts.duplicated}, held back ${shim.counts.delayed}`,
       );
