@@ -5,9 +5,11 @@
  * Proxy-Uri, or Proxy-Scheme and Uri-Host, are forwarded there. A browser
  * page that can only open WebSockets reaches CoAP devices over UDP this way.
  *
- * - It forwards only to the targets it is allowed (`allow`, `host:port`;
- *   none by default): anything else gets 4.03 Forbidden, and a scheme it
- *   does not speak 5.05 Proxying Not Supported, each with the reason.
+ * - It forwards only to the targets it is allowed (`allow`: `host:port`
+ *   for a device over UDP, `coap+ws://host:port` for a WebSocket server;
+ *   none by default): anything else gets 4.03 Forbidden, a scheme it does
+ *   not speak 5.05 Proxying Not Supported, and a Proxy-Uri it cannot read
+ *   4.00 Bad Request, each with the reason.
  * - A target it cannot reach, or that fails the exchange, is 5.02 Bad
  *   Gateway; one that does not answer within `timeout`, 5.04 Gateway
  *   Timeout.
@@ -41,10 +43,11 @@ import type { UdpOptions } from "./udp.ts";
 export interface ProxyOptions {
   /**
    * The targets requests may be forwarded to, as `host:port`
-   * (`127.0.0.1:5683`, `[::1]:5683`, `device.local:5683`: any scheme), or
-   * `scheme://host:port` (`coap+ws://127.0.0.1:8683`: that one only). A
-   * forward proxy is an amplifier and a door into the network behind it,
-   * so nothing is allowed by default.
+   * (`127.0.0.1:5683`, `[::1]:5683`, `device.local:5683`: a device, over
+   * `coap://` only), or `scheme://host:port` (`coap+ws://127.0.0.1:8683`:
+   * that scheme only). A forward proxy is an amplifier and a door into the
+   * network behind it, so nothing is allowed by default, and an entry
+   * meant for a UDP port never opens TCP or TLS connections to it.
    */
   allow: readonly string[];
   /**
@@ -153,7 +156,7 @@ function toInit(response: CoapResponse): ResponseInit {
 
 /** A forward proxy's resource, its upstream connections and observations. */
 export class CoapProxy {
-  /** Allowed targets: host:port, and the schemes ("*" for any). */
+  /** Allowed targets: host:port, and the schemes allowed there. */
   readonly #allow: Map<string, Set<string>>;
   readonly #timeout: number;
   readonly #maxUpstreams: number;
@@ -188,7 +191,10 @@ export class CoapProxy {
       }
       const where = `${match[2].toLowerCase()}:${Number(match[3])}`;
       const schemes = this.#allow.get(where) ?? new Set<string>();
-      schemes.add(match[1] === undefined ? "*" : `${match[1]}:`);
+      // A bare HOST:PORT is a device's: coap:// (UDP) only. WebSocket
+      // targets are allowed with their scheme, so that an entry meant for
+      // a UDP port never opens TCP or TLS connections to it.
+      schemes.add(match[1] === undefined ? "coap:" : `${match[1]}:`);
       this.#allow.set(where, schemes);
     }
     this.#timeout = options.timeout ?? 15_000;
@@ -291,13 +297,12 @@ export class CoapProxy {
         schemes = this.#allow.get(`${host}:5683`);
       }
       if (schemes !== undefined && !schemes.has(scheme)) {
-        const named = [...schemes].filter((s) => s !== "*");
-        scheme = named.length === 1 ? named[0] : "coap:";
+        scheme = schemes.size === 1 ? [...schemes][0] : "coap:";
       }
     }
     const where = `${host}:${port}`;
     if (
-      schemes === undefined || !(schemes.has("*") || schemes.has(scheme))
+      schemes === undefined || !schemes.has(scheme)
     ) {
       throw new CoapError(
         "4.03",
@@ -306,9 +311,17 @@ export class CoapProxy {
         } (it forwards only to the targets it was started with, --allow HOST:PORT)`,
       );
     }
-    const query = url.search.length > 1
-      ? url.search.slice(1).split("&").map((item) => decodeURIComponent(item))
-      : [];
+    let query: string[];
+    try {
+      query = url.search.length > 1
+        ? url.search.slice(1).split("&").map((item) => decodeURIComponent(item))
+        : [];
+    } catch {
+      throw new CoapError(
+        "4.00",
+        "Bad Request: Proxy-Uri has a malformed percent-encoding in its query",
+      );
+    }
     return {
       origin: `${scheme}//${url.hostname}:${port}`,
       forward: {

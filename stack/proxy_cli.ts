@@ -33,8 +33,11 @@ resource. It forwards only to the targets named with --allow: a forward
 proxy is an amplifier and a door into the network behind it.
   --port N                the port (default 8684)
   --hostname H            the address to listen on (default 127.0.0.1)
-  --allow HOST:PORT       a target it may forward to (repeatable; none by
-                          default: anything else gets 4.03 Forbidden)
+  --allow HOST:PORT       a device it may forward to over coap:// (UDP);
+                          repeatable; none by default: anything else gets
+                          4.03 Forbidden
+  --allow coap+ws://HOST:PORT
+                          a WebSocket server it may forward to
   --origin URL            also let web pages from URL in (repeatable)
   --allowed-host NAME     also answer requests that name the proxy NAME
   --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients

@@ -92,7 +92,7 @@ Deno.test("CoapProxy forwards a Proxy-Uri to the allowed target, by the URI's sc
   }
 });
 
-Deno.test("CoapProxy refuses what it was not allowed (4.03), a scheme it does not speak (5.05) and a URI it cannot read (4.00), with the reason", async () => {
+Deno.test("CoapProxy refuses what it was not allowed (4.03, a WebSocket scheme to a bare HOST:PORT among it), a scheme it does not speak (5.05) and a URI it cannot read (4.00, a malformed percent-encoding among it), with the reason", async () => {
   const t = setup();
   try {
     assertEquals(
@@ -114,6 +114,19 @@ Deno.test("CoapProxy refuses what it was not allowed (4.03), a scheme it does no
     assertEquals(
       await t.ask(proxyUri("coap://user:pw@127.0.0.1:5683/x")),
       "4.00 Bad Request: a CoAP URI has no user information (RFC 7252 §6.1)",
+    );
+    // A bare HOST:PORT is a device's: no WebSocket, plain or TLS, to it.
+    assertEquals(
+      await t.ask(proxyUri("coap+ws://127.0.0.1:5683/x")),
+      "4.03 Forbidden: this proxy does not forward to coap+ws://127.0.0.1:5683 (it forwards only to the targets it was started with, --allow HOST:PORT)",
+    );
+    assertEquals(
+      await t.ask(proxyUri("coaps+ws://127.0.0.1:5683/x")),
+      "4.03 Forbidden: this proxy does not forward to coaps+ws://127.0.0.1:5683 (it forwards only to the targets it was started with, --allow HOST:PORT)",
+    );
+    assertEquals(
+      await t.ask(proxyUri("coap://127.0.0.1:5683/x?a=%zz")),
+      "4.00 Bad Request: Proxy-Uri has a malformed percent-encoding in its query",
     );
     assertEquals(t.origins, []);
     // A path segment over 255 bytes cannot be an Uri-Path option upstream.
