@@ -61,15 +61,18 @@ import {
   CoapFormatError,
   type CoapMessage,
   Code,
+  codeToString,
   decodeBlock,
   decodeMessage,
   encodeBlock,
   encodeMessage,
   getOption,
+  keyToken,
   Option,
   SignalingOption,
   tokenKey,
   uint,
+  utf8,
 } from "./message.ts";
 import { siphash24 } from "./siphash.ts";
 import type { CoapServer } from "./server.ts";
@@ -221,6 +224,15 @@ export interface UdpOptions {
    * @default {false}
    */
   nonConfirmable?: boolean;
+  /**
+   * The largest datagram taken or sent, in bytes: the peer's made-up CSM
+   * says so to the connection above (block-wise transfer past it). A
+   * request over it is answered 4.13 with Size1; a response over it fails
+   * its request with a 5.02 made here; neither ends the peer.
+   *
+   * @default {1152}
+   */
+  maxMessageSize?: number;
   /**
    * Peers (address and port) known at once; a request from one more evicts
    * the unverified peer heard from least recently, or where every peer is
@@ -448,6 +460,7 @@ export class CoapUdpEndpoint {
   /** Lines held back by {@linkcode warnOnce}, by kind. */
   readonly #told = new Map<string, { at: number; more: number }>();
   #toldTimer: unknown;
+  #dropped = 0;
   readonly #idleTimeout: number;
   readonly #keepAlive: number;
   readonly #clock: Clock;
@@ -480,6 +493,7 @@ export class CoapUdpEndpoint {
       conEvery: options.conEvery ?? 16,
       nonConfirmable: options.nonConfirmable ?? false,
       maxPeers: options.maxPeers ?? 4096,
+      maxMessageSize: options.maxMessageSize ?? 1152,
       maxUnverifiedPeers: options.maxUnverifiedPeers ?? 256,
       amplificationFactor: options.amplificationFactor ?? 3,
       echoLifetime: options.echoLifetime ?? 60_000,
@@ -496,6 +510,14 @@ export class CoapUdpEndpoint {
     if (this.#options.nstart < 1 || this.#options.ackRandomFactor < 1) {
       throw new RangeError(
         "Cannot create a CoAP-over-UDP endpoint: nstart and ackRandomFactor must be at least 1",
+      );
+    }
+    if (
+      !Number.isInteger(this.#options.maxMessageSize) ||
+      this.#options.maxMessageSize < 64
+    ) {
+      throw new RangeError(
+        `Cannot create a CoAP-over-UDP endpoint: maxMessageSize must be an integer of at least 64, got ${this.#options.maxMessageSize}`,
       );
     }
     const factor = this.#options.amplificationFactor;
@@ -533,6 +555,22 @@ export class CoapUdpEndpoint {
   /** Peers known now. */
   get peers(): number {
     return this.#peers.size;
+  }
+
+  /**
+   * Datagrams dropped since the endpoint was made: malformed, or not a
+   * valid answer (a signalling or reserved code, an ACK that does not
+   * match its request, a response over `maxMessageSize`), or a request
+   * over it.
+   */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** @internal Counts a dropped datagram, and says so once a second a kind. */
+  _drop(kind: string, line: string): void {
+    this.#dropped++;
+    this.warnOnce(kind, line);
   }
 
   /** Peers known now whose address is not yet verified. */
@@ -631,9 +669,15 @@ export class CoapUdpEndpoint {
     let datagram: Datagram;
     try {
       datagram = decodeDatagram(bytes);
-    } catch {
+    } catch (error) {
       // RFC 7252 §4.2/4.3: a malformed CON is rejected, anything else
       // ignored; a datagram too short for an ID is ignored.
+      this._drop(
+        "malformed datagrams",
+        `Dropped a datagram from ${from.hostname}:${from.port}: ${
+          (error as Error).message
+        }`,
+      );
       if (
         bytes.length >= 4 && bytes[0] >> 6 === 1 &&
         ((bytes[0] >> 4) & 3) === Type.CON
@@ -877,13 +921,21 @@ export class CoapUdpEndpoint {
   }
 }
 
-/** The made-up CSM of a UDP peer: Max-Message-Size 1152, no BERT. */
-const PEER_CSM = encodeMessage({
-  code: Code.CSM,
-  token: new Uint8Array(0),
-  options: [{ number: SignalingOption.MAX_MESSAGE_SIZE, value: uint(1152) }],
-  payload: new Uint8Array(0),
-});
+/** The made-up CSM of a UDP peer: its Max-Message-Size, no BERT. */
+function peerCsm(maxMessageSize: number): Uint8Array {
+  return encodeMessage({
+    code: Code.CSM,
+    token: new Uint8Array(0),
+    options: [{
+      number: SignalingOption.MAX_MESSAGE_SIZE,
+      value: uint(maxMessageSize),
+    }],
+    payload: new Uint8Array(0),
+  });
+}
+
+/** 5.02 Bad Gateway: a request this side ends for its peer's answer. */
+const BAD_GATEWAY = 0xa2;
 
 /**
  * One remote endpoint, seen by the connection above as a WebSocket that is
@@ -1157,7 +1209,9 @@ export class UdpPeerSocket implements WebSocketLike {
         // The connection's own CSM goes nowhere; the peer's is made up, a
         // moment later (the connection listens once it has sent its own).
         queueMicrotask(() => {
-          if (this.#readyState === 1) this.#deliver(PEER_CSM);
+          if (this.#readyState === 1) {
+            this.#deliver(peerCsm(this.#endpoint.options.maxMessageSize));
+          }
         });
         return;
       case Code.PING: {
@@ -1568,12 +1622,11 @@ export class UdpPeerSocket implements WebSocketLike {
         }));
       } else if (entry.what === "response") this.#reset(entry.token!);
       else {
-        this.#tokens.delete(entry.token!);
-        this._end(
-          4000,
-          `${this.address.hostname}:${this.address.port} reset a request`,
+        // One request fails; the rest of the peer goes on.
+        this.#failRequest(
+          entry.token!,
+          `${this.address.hostname}:${this.address.port} reset the request (RST)`,
         );
-        return;
       }
     }
     this.#touch();
@@ -1605,16 +1658,51 @@ export class UdpPeerSocket implements WebSocketLike {
   /** @internal A message with a code, from the peer. */
   _datagram(datagram: Datagram): void {
     const { type, messageId, message, frame } = datagram;
-    this.#heard(frame.length + 2);
-    const isRequest = message.code >> 5 === 0;
+    const size = frame.length + 2;
+    this.#heard(size);
+    const kind = message.code >> 5;
+    const isRequest = kind === 0;
+    const endpoint = this.#endpoint;
+    const from = `${this.address.hostname}:${this.address.port}`;
+    if (kind !== 0 && kind !== 2 && kind !== 4 && kind !== 5) {
+      // Signalling (7.xx) belongs to reliable transports, classes 1, 3 and
+      // 6 are reserved: on UDP none is an answer, and none reaches the
+      // connection (where a 7.01 would narrow what it sends).
+      endpoint._drop(
+        "datagrams with a signalling or reserved code",
+        `Dropped a ${
+          codeToString(message.code)
+        } from ${from}: no such code belongs on UDP`,
+      );
+      if (type === Type.CON) {
+        endpoint._send(encodeDatagram(Type.RST, messageId), this.address);
+      }
+      return;
+    }
     if (type === Type.ACK || type === Type.RST) {
       const entry = this.#unacked.get(messageId);
       if (entry === undefined || entry.what !== "request") return;
+      if (
+        type === Type.RST || isRequest ||
+        tokenKey(message.token) !== entry.token
+      ) {
+        // Not an answer to that request (an RST has no code, an ACK
+        // carries the request's token): it ends nothing.
+        endpoint._drop(
+          "answers that do not match their request",
+          `Dropped an ${
+            type === Type.ACK ? "ACK" : "RST"
+          } from ${from} with code ${
+            codeToString(message.code)
+          } that does not answer the request it names`,
+        );
+        return;
+      }
       this.#drop(entry);
       this.#requestAcked();
-      if (type === Type.ACK && !isRequest) {
-        this.#responseArrived(frame, message);
-      }
+      if (size > endpoint.options.maxMessageSize) {
+        this.#failRequest(entry.token!, this.#tooLarge(size));
+      } else this.#responseArrived(frame, message);
       this.#touch();
       return;
     }
@@ -1623,6 +1711,10 @@ export class UdpPeerSocket implements WebSocketLike {
     if (seen !== undefined) {
       // A duplicate: the same answer again, and nothing handled twice.
       if (seen.reply !== undefined) this.#emit(seen.reply);
+      return;
+    }
+    if (size > endpoint.options.maxMessageSize) {
+      this.#oversized(datagram, size);
       return;
     }
     if (isRequest) this.#requestArrived(datagram);
@@ -1643,6 +1735,68 @@ export class UdpPeerSocket implements WebSocketLike {
       this.#responseArrived(frame, message);
     }
     this.#touch();
+  }
+
+  /** Why a response too large for this side fails its request. */
+  #tooLarge(size: number): string {
+    const line =
+      `${this.address.hostname}:${this.address.port} answered with ${size} bytes, over the ${this.#endpoint.options.maxMessageSize} this side takes (maxMessageSize)`;
+    this.#endpoint._drop("answers over maxMessageSize", `Dropped: ${line}`);
+    return line;
+  }
+
+  /**
+   * A CON or NON over `maxMessageSize`: a request is answered 4.13 with
+   * Size1 (RFC 7959 §2.9.3) and goes no further; a response fails its
+   * request. Neither ends the peer.
+   */
+  #oversized(datagram: Datagram, size: number): void {
+    const { type, messageId, message } = datagram;
+    const max = this.#endpoint.options.maxMessageSize;
+    const record = this.#remember(messageId);
+    if (message.code >> 5 !== 0) {
+      if (type === Type.CON) {
+        record.reply = encodeDatagram(Type.ACK, messageId);
+        this.#endpoint._send(record.reply, this.address);
+      }
+      const key = tokenKey(message.token);
+      if (this.#tokens.has(key)) this.#failRequest(key, this.#tooLarge(size));
+      return;
+    }
+    this.#endpoint._drop(
+      "requests over maxMessageSize",
+      `Refused a request of ${size} bytes from ${this.address.hostname}:${this.address.port} with 4.13: over ${max} (maxMessageSize)`,
+    );
+    const answer = encodeMessage({
+      code: Code.REQUEST_ENTITY_TOO_LARGE,
+      token: message.token,
+      options: [{ number: Option.SIZE1, value: uint(max) }],
+      payload: new Uint8Array(0),
+    });
+    record.reply = encodeDatagram(
+      type === Type.CON ? Type.ACK : Type.NON,
+      type === Type.CON ? messageId : this.#newId(),
+      answer,
+    );
+    this.#emit(record.reply);
+  }
+
+  /**
+   * Ends one request of ours with a 5.02 made here, saying why (the peer
+   * reset it, or answered what this side cannot take): the exchange above
+   * ends, and the peer's other exchanges go on.
+   */
+  #failRequest(key: number | string, why: string): void {
+    if (!this.#tokens.delete(key)) return;
+    this.#order.delete(key);
+    this.#sentRequests.delete(key);
+    this.#echoRetried.delete(key);
+    this.#deliver(encodeMessage({
+      code: BAD_GATEWAY,
+      token: keyToken(key),
+      options: [],
+      payload: utf8(`Bad Gateway: ${why}`),
+    }));
   }
 
   #responseArrived(frame: Uint8Array, message: CoapMessage): void {

@@ -1249,3 +1249,191 @@ Deno.test("CoAP over UDP: a silent observer gets a CoAP ping after keepAlive; a 
   assertEquals(t.serverEndpoint.peers, 0);
   client.close();
 });
+
+/**
+ * Our client against a device this test plays by hand: what the client
+ * sends, decoded, and a way to answer as the device.
+ */
+async function rawDevice(options: UdpOptions = {}) {
+  const clock = new ManualClock();
+  const sent: Uint8Array[] = [];
+  const logs: string[] = [];
+  const endpoint = new CoapUdpEndpoint((bytes) => sent.push(bytes), {
+    clock,
+    random: () => 0,
+    log: recorder(logs),
+    ...options,
+  });
+  const connection = attachWebSocket(endpoint.connect(SERVER), {
+    log: quiet,
+    clock,
+  });
+  await connection.ready;
+  const client = new CoapClient(connection, { log: quiet });
+  return {
+    clock,
+    sent,
+    logs,
+    endpoint,
+    client,
+    /** The last datagram the client sent. */
+    last: () => decodeDatagram(sent.at(-1)!),
+    /** A datagram from the device. */
+    answer(
+      type: MessageType,
+      messageId: number,
+      message?: {
+        code: number;
+        token: Uint8Array;
+        options?: CoapOption[];
+        payload?: Uint8Array;
+      },
+    ) {
+      endpoint.receive(
+        encodeDatagram(
+          type,
+          messageId,
+          message === undefined ? undefined : encodeMessage({
+            options: [],
+            payload: new Uint8Array(0),
+            ...message,
+          }),
+        ),
+        SERVER,
+      );
+    },
+  };
+}
+
+Deno.test("CoAP over UDP, the device side: an ACK that does not answer its request (signalling such as a 7.01 with Max-Message-Size 5, a request code, another token) is dropped and counted, ends nothing and narrows nothing; the valid answer after it is taken", async () => {
+  const d = await rawDevice();
+  const { got, done } = collect(d.client, { method: "GET", path: "/x" });
+  await settle();
+  const request = d.last();
+  const token = request.message.token;
+  d.answer(Type.ACK, request.messageId, {
+    code: Code.CSM,
+    token: new Uint8Array(0),
+    options: [{ number: 2, value: uint(5) }],
+  });
+  d.answer(Type.ACK, request.messageId, { code: Code.GET, token });
+  d.answer(Type.ACK, request.messageId, {
+    code: Code.CONTENT,
+    token: new Uint8Array([0xee]),
+    payload: utf8("wrong token"),
+  });
+  await settle();
+  assertEquals(d.endpoint.dropped, 3);
+  assertEquals(got, []);
+  d.answer(Type.ACK, request.messageId, {
+    code: Code.CONTENT,
+    token,
+    payload: utf8("right"),
+  });
+  await done;
+  assertEquals(got, ["2.05 right"]);
+  // Nothing narrowed what goes to the device: 500 bytes go in one datagram.
+  const big = collect(d.client, {
+    method: "PUT",
+    path: "/x",
+    payload: "p".repeat(500),
+  });
+  await settle();
+  assertEquals(d.last().message.payload.length, 500);
+  d.answer(Type.ACK, d.last().messageId, {
+    code: Code.CHANGED,
+    token: d.last().message.token,
+  });
+  await big.done;
+  assertEquals(big.got, ["2.04"]);
+  assertEquals(d.logs, [
+    "warn Dropped a 7.01 from 10.0.0.1:5683: no such code belongs on UDP",
+    "warn Dropped an ACK from 10.0.0.1:5683 with code 0.01 that does not answer the request it names",
+  ]);
+  d.client.close();
+});
+
+Deno.test("CoAP over UDP, the device side: an RST to a request, or an answer over maxMessageSize, ends that request with a 5.02 saying why; the peer and its other exchanges go on", async () => {
+  const d = await rawDevice();
+  const first = collect(d.client, { method: "GET", path: "/a" });
+  await settle();
+  d.answer(Type.RST, d.last().messageId);
+  await first.done;
+  assertEquals(first.got, [
+    "5.02 Bad Gateway: 10.0.0.1:5683 reset the request (RST)",
+  ]);
+  const second = collect(d.client, { method: "GET", path: "/b" });
+  await settle();
+  d.answer(Type.ACK, d.last().messageId, {
+    code: Code.CONTENT,
+    token: d.last().message.token,
+    payload: new Uint8Array(1200),
+  });
+  await second.done;
+  assertEquals(second.got, [
+    "5.02 Bad Gateway: 10.0.0.1:5683 answered with 1206 bytes, over the 1152 this side takes (maxMessageSize)",
+  ]);
+  const third = collect(d.client, { method: "GET", path: "/c" });
+  await settle();
+  d.answer(Type.ACK, d.last().messageId, {
+    code: Code.CONTENT,
+    token: d.last().message.token,
+    payload: utf8("fine"),
+  });
+  await third.done;
+  assertEquals(third.got, ["2.05 fine"]);
+  assertEquals(d.endpoint.peers, 1);
+  d.client.close();
+});
+
+Deno.test("CoAP over UDP, the server side: a request over maxMessageSize is answered 4.13 with Size1 (and again for its duplicate), reaches no resource and forgets nobody; a CON with a signalling code gets an RST", async () => {
+  let handled = 0;
+  const t = rawServer({
+    "/echo": {
+      PUT: () => {
+        handled++;
+        return { code: "2.04" };
+      },
+    },
+  });
+  const put = encodeDatagram(
+    Type.CON,
+    5,
+    encodeMessage({
+      code: Code.PUT,
+      token: new Uint8Array([7]),
+      options: [{ number: Option.URI_PATH, value: utf8("echo") }],
+      payload: new Uint8Array(1200),
+    }),
+  );
+  t.endpoint.receive(put, VICTIM);
+  await settle();
+  t.endpoint.receive(put, VICTIM);
+  await settle();
+  assertEquals(t.trace(VICTIM), ["s→ ACK 4.13 #5", "s→ ACK 4.13 #5"]);
+  const answer = decodeDatagram(t.sent[0].bytes).message;
+  assertEquals(answer.options, [{ number: Option.SIZE1, value: uint(1152) }]);
+  assertEquals(handled, 0);
+  t.endpoint.receive(
+    encodeDatagram(
+      Type.CON,
+      6,
+      encodeMessage({
+        code: Code.CSM,
+        token: new Uint8Array(0),
+        options: [],
+        payload: new Uint8Array(0),
+      }),
+    ),
+    VICTIM,
+  );
+  await settle();
+  assertEquals(t.trace(VICTIM).at(-1), "s→ RST empty #6");
+  assertEquals(t.endpoint.peers, 1);
+  assertEquals(t.endpoint.dropped, 2);
+  assertEquals(t.logs, [
+    "warn Refused a request of 1211 bytes from 192.0.2.7:5683 with 4.13: over 1152 (maxMessageSize)",
+    "warn Dropped a 7.01 from 192.0.2.7:5683: no such code belongs on UDP",
+  ]);
+  t.endpoint.close();
+});
