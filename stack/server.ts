@@ -835,8 +835,14 @@ class Served implements Outgoing {
         responseMessage({ code: "5.00" }, request.token, undefined),
       );
     }
-    if (message !== undefined) send(connection, request, message);
+    const sent = message !== undefined && send(connection, request, message);
     if (final) this.#settle();
+    else if (!sent) {
+      // A notification went out as an error (a block past the end, one
+      // that cannot be encoded): final for the client, so the observation
+      // ends here too (RFC 7641 §3.2: a non-2.xx ends it).
+      this.stop();
+    }
   }
 
   #end(): void {
@@ -889,28 +895,30 @@ class Served implements Outgoing {
  * Block2 and, on the first block, Size2. It never throws: what cannot go
  * out as it is goes through {@linkcode CoapConnection.prototype.reply}
  * (an error without its diagnostic, a 5.00, or the connection aborted).
+ * Returns `false` where a success went out as an error instead (4.02 for a
+ * block past the end, 5.00 where it cannot be sent).
  */
 function send(
   connection: CoapConnection,
   request: IncomingRequest,
   message: OutgoingMessage,
-): void {
-  if (connection.state === "closed") return;
+): boolean {
+  if (connection.state === "closed") return true;
   const limit = connection.peer.maxMessageSize;
   const wanted = request.block2;
   const success = message.code >> 5 === 2;
   if (!success) {
     connection.reply(message);
-    return;
+    return true;
   }
   let size: number;
   try {
-    if (wanted === undefined && connection.trySend(message)) return;
+    if (wanted === undefined && connection.trySend(message)) return true;
     size = connection.sizeOf({ ...message, payload: new Uint8Array(0) });
   } catch {
     // It cannot be encoded (an option too long): reply() says so.
     connection.reply(message);
-    return;
+    return false;
   }
   // Block-wise, the payload's bytes are cut into blocks.
   const payload = typeof message.payload === "string"
@@ -923,7 +931,7 @@ function send(
   if (head + blockSize > limit) {
     // Not even the smallest block fits: reply() makes it a 5.00.
     connection.reply(message);
-    return;
+    return false;
   }
   // A client asking with a larger block size gets the same bytes in
   // smaller blocks: its block number counts in its own block size.
@@ -934,7 +942,7 @@ function send(
       code: "4.02",
       payload: `Block ${wanted?.num} is past the end of the resource`,
     }, request.token));
-    return;
+    return false;
   }
   const more = offset + blockSize < payload.length;
   const options: CoapOption[] = [...message.options, {
@@ -949,6 +957,7 @@ function send(
     options,
     payload: payload.subarray(offset, offset + blockSize),
   });
+  return true;
 }
 
 const LINK_PARAM_NAME = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;

@@ -1437,3 +1437,48 @@ Deno.test("CoAP over UDP, the server side: a request over maxMessageSize is answ
   ]);
   t.endpoint.close();
 });
+
+Deno.test("CoAP over UDP: a registration answered with an error (Observe 0 and a Block2 number past the end, found by a fuzzer) is not an observation: one 4.02, nothing on later changes, and the server counts none", async () => {
+  let notify!: () => void;
+  let aborted = 0;
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = () => pipe.addResponse({ payload: "changed" });
+          signal.addEventListener("abort", () => {
+            aborted++;
+            resolve();
+          });
+          pipe.addResponse({ payload: "value" });
+        }),
+    },
+  }, { amplificationFactor: false });
+  t.endpoint.receive(
+    rawGet(1, "obs", {
+      type: Type.NON,
+      options: [
+        { number: Option.OBSERVE, value: uint(0) },
+        {
+          number: Option.BLOCK2,
+          value: encodeBlock({ num: 9, more: false, szx: 0 }),
+        },
+      ],
+    }),
+    VICTIM,
+  );
+  await settle();
+  assertEquals(t.trace(VICTIM), [
+    's→ NON 4.02 #1 "Block 9 is past the "',
+  ]);
+  assertEquals(
+    getOption(decodeDatagram(t.sent[0].bytes).message, Option.OBSERVE),
+    undefined,
+  );
+  assertEquals([t.server.observations, aborted], [0, 1]);
+  notify();
+  await t.clock.advance(1000);
+  assertEquals(t.trace(VICTIM).length, 1);
+  t.endpoint.close();
+});
