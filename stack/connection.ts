@@ -55,6 +55,13 @@ export interface Transport {
    * `bufferedAmount`); left out where the platform does not tell.
    */
   readonly bufferedAmount?: number;
+  /**
+   * The requester of the request on `token` lost interest before its final
+   * response: a transport that still holds the request (CoAP over UDP,
+   * retransmitting it or waiting for NSTART) lets it go, and its place.
+   * Left out where there is nothing to let go.
+   */
+  abandon?(token: Uint8Array): void;
 }
 
 /** The timers a connection uses (for Ping deadlines). */
@@ -1040,6 +1047,13 @@ export class CoapConnection {
 
   #lostInterest(exchange: Exchange): void {
     exchange.interested = false;
+    if (
+      !exchange.observing && this.#state !== "closed" &&
+      this.#exchanges.get(exchange.key) === exchange
+    ) {
+      this.#transport.abandon?.(exchange.request.token);
+      return;
+    }
     if (
       !exchange.observing || exchange.deregistered ||
       this.#exchanges.get(exchange.key) !== exchange ||

@@ -964,8 +964,8 @@ export class UdpPeerSocket implements WebSocketLike {
   readonly #order = new Map<number | string, { value: number; at: number }>();
   /** Message IDs of recent NON notifications, so an RST finds its token. */
   readonly #recentNon = new Map<number, number | string>();
-  /** Our requests waiting for a free NSTART slot. */
-  readonly #waiting: Uint8Array[] = [];
+  /** Our requests waiting for a free NSTART slot, with their tokens. */
+  readonly #waiting: { key: number | string; frame: Uint8Array }[] = [];
   /** Our requests' frames by token, to repeat one with an Echo value. */
   readonly #sentRequests = new Map<number | string, Uint8Array>();
   /** Tokens of our requests already repeated with an Echo value. */
@@ -1266,7 +1266,7 @@ export class UdpPeerSocket implements WebSocketLike {
         );
         return;
       }
-      this.#waiting.push(frame);
+      this.#waiting.push({ key, frame });
       return;
     }
     this.#sendRequest(frame, message);
@@ -1284,7 +1284,34 @@ export class UdpPeerSocket implements WebSocketLike {
   #requestAcked(): void {
     this.#requestsUnacked--;
     const next = this.#waiting.shift();
-    if (next !== undefined) this.#sendRequest(next);
+    if (next !== undefined) this.#sendRequest(next.frame);
+  }
+
+  /**
+   * The requester of our request on `token` lost interest before its final
+   * response: it leaves the NSTART queue, or stops being retransmitted and
+   * frees its place for the next (a device that never answers holds its
+   * route only for the request that is waiting for it). A late response
+   * on the token gets an RST.
+   *
+   * @param token The request's token.
+   */
+  abandon(token: Uint8Array): void {
+    const key = tokenKey(token);
+    if (!this.#tokens.delete(key)) return;
+    this.#order.delete(key);
+    this.#sentRequests.delete(key);
+    this.#echoRetried.delete(key);
+    const waiting = this.#waiting.findIndex((entry) => entry.key === key);
+    if (waiting >= 0) this.#waiting.splice(waiting, 1);
+    for (const entry of this.#unacked.values()) {
+      if (entry.what === "request" && entry.token === key) {
+        this.#drop(entry);
+        this.#requestAcked();
+        break;
+      }
+    }
+    this.#touch();
   }
 
   #response(frame: Uint8Array, message: CoapMessage): void {

@@ -1482,3 +1482,44 @@ Deno.test("CoAP over UDP: a registration answered with an error (Observe 0 and a
   assertEquals(t.trace(VICTIM).length, 1);
   t.endpoint.close();
 });
+
+Deno.test("CoAP over UDP, the device side: a device that never answers holds NSTART only while its requester waits; when the requester leaves, its request stops being retransmitted and the next one goes at once, and a late answer to it gets an RST", async () => {
+  const d = await rawDevice();
+  const first = d.client.request({ method: "GET", path: "/a" })
+    [Symbol.asyncIterator]();
+  const pending = first.next();
+  const second = collect(d.client, { method: "GET", path: "/b" });
+  await settle();
+  const lines = () =>
+    d.sent.map((bytes) => {
+      const { type, messageId, message } = decodeDatagram(bytes);
+      const path = message.options.filter((o) => o.number === Option.URI_PATH)
+        .map((o) => text(o.value)).join("/");
+      return `${TYPES[type]} #${messageId} ${path}`.trim();
+    });
+  await d.clock.advance(2000);
+  assertEquals(lines(), ["CON #1 a", "CON #1 a"]);
+  const late = d.last();
+  // The first requester gives up: /b goes at once, /a is sent no more.
+  await first.return!();
+  await pending;
+  await settle();
+  assertEquals(lines(), ["CON #1 a", "CON #1 a", "CON #2 b"]);
+  d.answer(Type.ACK, 2, {
+    code: Code.CONTENT,
+    token: d.last().message.token,
+    payload: utf8("b"),
+  });
+  await second.done;
+  assertEquals(second.got, ["2.05 b"]);
+  await d.clock.advance(60_000);
+  assertEquals(lines().length, 3);
+  // The device's separate answer to /a, late: nobody wants it.
+  d.answer(Type.CON, 900, {
+    code: Code.CONTENT,
+    token: late.message.token,
+    payload: utf8("a"),
+  });
+  assertEquals(lines().at(-1), "RST #900");
+  d.client.close();
+});

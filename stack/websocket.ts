@@ -31,6 +31,12 @@ export interface WebSocketLike {
    * Deno have it, workerd does not.
    */
   readonly bufferedAmount?: number;
+  /**
+   * The requester of the request on `token` lost interest before its final
+   * response (see `Transport.abandon`); a WebSocket has no such method,
+   * CoAP over UDP's peer socket does.
+   */
+  abandon?(token: Uint8Array): void;
   /** Listens for `open`, `message`, `close` and `error`. */
   addEventListener(
     type: string,
@@ -79,6 +85,9 @@ export function webSocketTransport(socket: WebSocketLike): Transport {
     },
     get bufferedAmount() {
       return socket.bufferedAmount;
+    },
+    abandon(token) {
+      socket.abandon?.(token);
     },
     close(code, reason) {
       const allowed = code === 1000 || (code >= 3000 && code <= 4999);
