@@ -24,6 +24,7 @@ import {
   requestMessage,
 } from "./exchange.ts";
 import {
+  type Block,
   type CoapMessage,
   decodeBlock,
   encodeBlock,
@@ -66,6 +67,13 @@ export interface ClientOptions {
    * @default {16777216}
    */
   maxBodySize?: number;
+  /**
+   * Bytes that block-wise reassemblies may hold at once, shared by every
+   * client given the same budget (a proxy's upstreams): past it, a
+   * transfer ends with a {@linkcode ReassemblyBudgetError}. Without one,
+   * only `maxBodySize` bounds each transfer.
+   */
+  reassemblyBudget?: ByteBudget;
   /**
    * How many notifications of an observation may wait for a consumer that
    * reads more slowly than they arrive: past it, the oldest waiting one is
@@ -145,6 +153,85 @@ export class BlockwiseError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "BlockwiseError";
+  }
+}
+
+/**
+ * The exception a block-wise transfer ends with when the blocks it would
+ * hold do not fit its {@linkcode ByteBudget}.
+ */
+export class ReassemblyBudgetError extends BlockwiseError {
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ReassemblyBudgetError";
+  }
+}
+
+/**
+ * A number of bytes shared by the block-wise reassemblies of one or more
+ * clients: each takes what it holds as blocks arrive and gives it all back
+ * when it ends, however it ends.
+ *
+ * @example
+ * ```ts
+ * import { ByteBudget } from "./client.ts";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const budget = new ByteBudget(1000);
+ * assertEquals([budget.take(600), budget.take(600), budget.held], [true, false, 600]);
+ * budget.give(600);
+ * assertEquals(budget.held, 0);
+ * ```
+ */
+export class ByteBudget {
+  #held = 0;
+  /** The most that may be held at once. */
+  readonly max: number;
+
+  /**
+   * Creates the budget.
+   *
+   * @param max The most bytes held at once.
+   * @throws {RangeError} If `max` is not a number from 0.
+   */
+  constructor(max: number) {
+    if (!(max >= 0)) {
+      throw new RangeError(
+        `Cannot create a ByteBudget: max must be a number from 0, got ${max}`,
+      );
+    }
+    this.max = max;
+  }
+
+  /** Bytes held now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /**
+   * Takes `bytes`, if they fit.
+   *
+   * @param bytes How many.
+   * @returns Whether they were taken.
+   */
+  take(bytes: number): boolean {
+    if (this.#held + bytes > this.max) return false;
+    this.#held += bytes;
+    return true;
+  }
+
+  /**
+   * Gives back `bytes` taken before.
+   *
+   * @param bytes How many.
+   */
+  give(bytes: number): void {
+    this.#held = Math.max(0, this.#held - bytes);
   }
 }
 
@@ -232,6 +319,7 @@ export class CoapClient {
   readonly #finallyClosed: Promise<ConnectionError>;
   #closeFinally!: (reason: ConnectionError) => void;
   readonly #maxBodySize: number;
+  readonly #budget: ByteBudget | undefined;
   readonly #maxBufferedNotifications: number;
   #open = 0;
 
@@ -250,6 +338,7 @@ export class CoapClient {
     this.#watch(connection);
     this.#log = options.log ?? connection.log;
     this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
+    this.#budget = options.reassemblyBudget;
     this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
     checkBuffered(
       this.#maxBufferedNotifications,
@@ -536,12 +625,40 @@ export class CoapClient {
     fetches: Set<() => void>,
   ): Promise<CoapResponse> {
     if (!moreBlocks(first)) return first;
-    let block = decodeBlock(getOption(first, Option.BLOCK2)!);
+    const block = decodeBlock(getOption(first, Option.BLOCK2)!);
     if (block.num !== 0) {
       throw new BlockwiseError(
         `Block-wise transfer failed: the first response is block ${block.num}`,
       );
     }
+    const budget = this.#budget;
+    let taken = 0;
+    const hold = (bytes: number) => {
+      if (budget === undefined) return;
+      if (!budget.take(bytes)) {
+        throw new ReassemblyBudgetError(
+          `Block-wise transfer failed: ${budget.held} of ${budget.max} bytes are held in reassembly already (its budget)`,
+        );
+      }
+      taken += bytes;
+    };
+    try {
+      hold(first.payload.length);
+      return await this.#fetchBlocks(request, first, block, fetches, hold);
+    } finally {
+      budget?.give(taken);
+    }
+  }
+
+  /** The blocks after the first, each held as it arrives; then the whole. */
+  async #fetchBlocks(
+    request: CoapMessage,
+    first: CoapResponse,
+    firstBlock: Block,
+    fetches: Set<() => void>,
+    hold: (bytes: number) => void,
+  ): Promise<CoapResponse> {
+    let block = firstBlock;
     const etag = getOption(first, Option.ETAG);
     const parts = [first.payload];
     let size = first.payload.length;
@@ -600,6 +717,7 @@ export class CoapClient {
           `Block-wise transfer failed: block ${block.num} is empty but more are announced`,
         );
       }
+      hold(response.payload.length);
       parts.push(response.payload);
     }
     const payload = new Uint8Array(size);

@@ -18,7 +18,8 @@
  *   once, and the upstream observation ends when the last observer leaves.
  * - Block-wise responses are reassembled upstream (up to the upstream
  *   client's `maxBodySize`) and sent on block-wise as the downstream client
- *   needs.
+ *   needs; what is held of them at once, across every upstream, is bounded
+ *   (`maxReassemblyBytes`, 5.03 past it).
  * - Everything is bounded: upstream connections (`maxUpstreams`), requests
  *   waiting on one upstream (`maxPendingPerUpstream`), and upstream
  *   observations (`maxUpstreamObservations`), each a 5.03 past it.
@@ -27,7 +28,7 @@
  */
 
 import type { Logger, ResponderPipe } from "@coap/pipe";
-import { CoapClient } from "./client.ts";
+import { ByteBudget, CoapClient, ReassemblyBudgetError } from "./client.ts";
 import type {
   CoapRequest,
   CoapResponse,
@@ -75,6 +76,15 @@ export interface ProxyOptions {
    * @default {1000}
    */
   maxUpstreamObservations?: number;
+  /**
+   * Bytes of block-wise responses held at once, across every upstream:
+   * being reassembled, and kept for their later blocks. A transfer that
+   * would go past it ends with 5.03 (and what is kept is let go, oldest
+   * first), so a device that sends blocks for ever costs this at most.
+   *
+   * @default {16777216}
+   */
+  maxReassemblyBytes?: number;
   /** Settings for CoAP over UDP upstream. */
   udp?: UdpOptions;
   /**
@@ -85,9 +95,10 @@ export interface ProxyOptions {
   log?: Logger;
   /**
    * Makes the client for a target origin (`coap://host:port`,
-   * `coap+ws://host:port`); the default speaks UDP or WebSocket.
+   * `coap+ws://host:port`); the default speaks UDP or WebSocket, with the
+   * proxy's reassembly budget (pass `budget` on as `reassemblyBudget`).
    */
-  connect?: (origin: string) => Promise<CoapClient>;
+  connect?: (origin: string, budget: ByteBudget) => Promise<CoapClient>;
 }
 
 /** One upstream connection. */
@@ -164,6 +175,7 @@ export class CoapProxy {
   readonly #maxObservations: number;
   readonly #log: Logger;
   readonly #connect: (origin: string) => Promise<CoapClient>;
+  readonly #budget: ByteBudget;
   readonly #upstreams = new Map<string, Upstream>();
   readonly #shared = new Map<string, Shared>();
   /** Recent large GET responses, for their later blocks. */
@@ -203,11 +215,22 @@ export class CoapProxy {
     this.#maxObservations = options.maxUpstreamObservations ?? 1000;
     this.#log = options.log ?? console;
     const udp = options.udp;
-    this.#connect = options.connect ??
+    const budget = this.#budget = new ByteBudget(
+      options.maxReassemblyBytes ?? 16 * 1024 * 1024,
+    );
+    const connect = options.connect ??
       ((origin) =>
         origin.startsWith("coap://")
-          ? connectCoapUdp(origin, { log: this.#log, udp })
-          : CoapClient.connect(origin, { log: this.#log }));
+          ? connectCoapUdp(origin, {
+            log: this.#log,
+            udp,
+            reassemblyBudget: budget,
+          })
+          : CoapClient.connect(origin, {
+            log: this.#log,
+            reassemblyBudget: budget,
+          }));
+    this.#connect = (origin) => connect(origin, budget);
   }
 
   /** Upstream connections open or opening. */
@@ -410,10 +433,13 @@ export class CoapProxy {
     // representation fetched for its first block, not from a fetch each.
     const key = `${request.method} ${request.proxyUri}|${request.accept ?? ""}`;
     const later = request.method === "GET" && (request.block2?.num ?? 0) > 0;
-    const kept = this.#recent.get(key);
-    if (later && kept !== undefined && Date.now() - kept.at < 30_000) {
-      return kept.init;
+    // Kept responses go after 30 s, and their bytes with them.
+    for (const [old, { at }] of this.#recent) {
+      if (Date.now() - at < 30_000) break;
+      this.#forget(old);
     }
+    const kept = this.#recent.get(key);
+    if (later && kept !== undefined) return kept.init;
     upstream.pending++;
     try {
       const client = await this.#client(origin, upstream);
@@ -430,12 +456,37 @@ export class CoapProxy {
    * oldest let go first, and only those larger than one block.
    */
   #keep(key: string, init: ResponseInit): void {
-    this.#recent.delete(key);
-    if ((init.payload?.length ?? 0) <= 1024) return;
-    this.#recent.set(key, { init, at: Date.now() });
-    if (this.#recent.size > 64) {
-      this.#recent.delete(this.#recent.keys().next().value!);
+    this.#forget(key);
+    const size = init.payload?.length ?? 0;
+    if (size <= 1024) return;
+    // What is kept counts against the reassembly budget: the oldest goes
+    // first to make room, and 64 at most are kept.
+    while (this.#recent.size >= 64) {
+      this.#forget(this.#recent.keys().next().value!);
     }
+    while (!this.#budget.take(size)) {
+      if (this.#recent.size === 0) return;
+      this.#forget(this.#recent.keys().next().value!);
+    }
+    this.#recent.set(key, { init, at: Date.now() });
+  }
+
+  /** Lets a kept response go, and its bytes. */
+  #forget(key: string): void {
+    const kept = this.#recent.get(key);
+    if (kept === undefined) return;
+    this.#recent.delete(key);
+    this.#budget.give(kept.init.payload?.length ?? 0);
+  }
+
+  /** The diagnostic of a transfer refused for the reassembly budget. */
+  #overBudget(): string {
+    return `Service Unavailable: ${this.#budget.held} bytes of block-wise responses are held already, the proxy's limit (maxReassemblyBytes ${this.#budget.max})`;
+  }
+
+  /** Bytes of block-wise responses held now: being reassembled, or kept. */
+  get reassemblyBytes(): number {
+    return this.#budget.held;
   }
 
   /** One request and its response, within the timeout. */
@@ -477,6 +528,12 @@ export class CoapProxy {
         );
       }
       const event = first.value;
+      if (
+        event.kind === "exception" &&
+        event.exception instanceof ReassemblyBudgetError
+      ) {
+        throw new CoapError("5.03", this.#overBudget());
+      }
       if (event.kind !== "response") {
         throw new CoapError(
           "5.02",
@@ -607,6 +664,13 @@ export class CoapProxy {
             return;
           }
           const event = next.value;
+          if (
+            event.kind === "exception" &&
+            event.exception instanceof ReassemblyBudgetError
+          ) {
+            finish({ code: "5.03", payload: this.#overBudget() });
+            return;
+          }
           if (event.kind !== "response") {
             finish({
               code: "5.02",

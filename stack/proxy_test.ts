@@ -7,7 +7,7 @@ import {
   type ResponseInit,
 } from "./exchange.ts";
 import { type CoapOption, Code, Option, text, uint, utf8 } from "./message.ts";
-import { CoapProxy } from "./proxy.ts";
+import { CoapProxy, type ProxyOptions } from "./proxy.ts";
 import { CoapError, CoapServer } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { socketPair } from "./testing/socket_pair.ts";
@@ -15,26 +15,35 @@ import { socketPair } from "./testing/socket_pair.ts";
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A proxy whose upstreams are in-memory servers; it records each origin. */
-function setup() {
+function setup(options: Partial<ProxyOptions> = {}) {
   const origins: string[] = [];
   const clients: CoapClient[] = [];
+  let grows = 0;
   const upstream = new CoapServer({
     "/x": {
       GET: (request) => ({
         payload: `x from upstream ${request.query.join("&")}`.trim(),
       }),
     },
+    "/big": { GET: () => ({ payload: "b".repeat(3000) }) },
+    // A device whose body is never done: each block request finds it
+    // longer, so every block says more follow.
+    "/endless": { GET: () => ({ payload: "e".repeat(2048 + 1024 * grows++) }) },
   }, { log: quiet });
   const proxy = new CoapProxy({
     allow: ["127.0.0.1:5683", "coap+ws://10.0.0.9:8683"],
     log: quiet,
-    connect: async (origin) => {
+    ...options,
+    connect: async (origin, budget) => {
       origins.push(origin);
       const [near, far] = socketPair();
       upstream.accept(far);
       const connection = attachWebSocket(near, { log: quiet });
       await connection.ready;
-      const client = new CoapClient(connection, { log: quiet });
+      const client = new CoapClient(connection, {
+        log: quiet,
+        reassemblyBudget: budget,
+      });
       clients.push(client);
       return client;
     },
@@ -65,7 +74,7 @@ function setup() {
     proxy.close();
     for (const client of clients) client.close();
   };
-  return { origins, ask, close };
+  return { origins, ask, close, proxy };
 }
 
 const proxyUri = (
@@ -191,5 +200,29 @@ Deno.test("CoapProxy checks its allow list at construction", () => {
         }: expected HOST:PORT or SCHEME://HOST:PORT, such as 127.0.0.1:5683 or coap+ws://127.0.0.1:8683`,
       );
     }
+  }
+});
+
+Deno.test("CoapProxy bounds what block-wise transfers hold across requesters (maxReassemblyBytes): a device whose blocks never end gets 5.03 and gives its bytes back; a body that fits still comes, and is kept for its later blocks within the same budget", async () => {
+  const t = setup({ maxReassemblyBytes: 8192 });
+  try {
+    const endless = await Promise.all(
+      [1, 2, 3].map(() => t.ask(proxyUri("coap://127.0.0.1:5683/endless"))),
+    );
+    for (const answer of endless) {
+      assertEquals(
+        /^5\.03 Service Unavailable: \d+ bytes of block-wise responses are held already, the proxy's limit \(maxReassemblyBytes 8192\)$/
+          .test(answer),
+        true,
+        answer,
+      );
+    }
+    assertEquals(t.proxy.reassemblyBytes, 0);
+    const big = await t.ask(proxyUri("coap://127.0.0.1:5683/big"));
+    assertEquals(big, `2.05 ${"b".repeat(3000)}`);
+    // Kept for its later blocks: 3,000 bytes of the budget.
+    assertEquals(t.proxy.reassemblyBytes, 3000);
+  } finally {
+    t.close();
   }
 });
