@@ -150,9 +150,37 @@ function send(client: CoapClient, request: CoapRequest) {
   }
 }
 
+/**
+ * Options no response carries (RFC 7252 §5.10, RFC 8768, RFC 7967, RFC
+ * 9175's Request-Tag), and Echo, which a device offers the proxy's own hop:
+ * a device's response that has them is passed on without them.
+ */
+const REQUEST_ONLY = new Set<number>([
+  Option.IF_MATCH,
+  Option.URI_HOST,
+  Option.IF_NONE_MATCH,
+  Option.URI_PORT,
+  Option.URI_PATH,
+  Option.URI_QUERY,
+  16, // Hop-Limit
+  Option.ACCEPT,
+  Option.PROXY_URI,
+  Option.PROXY_SCHEME,
+  Option.ECHO,
+  258, // No-Response
+  292, // Request-Tag
+]);
+
+/**
+ * A device's response as the proxy answers with it: the options the
+ * downstream server sets itself and those no response carries left out,
+ * and an ETag only where it is one (1 to 8 bytes, RFC 7252 §5.10.6).
+ */
 function toInit(response: CoapResponse): ResponseInit {
   const options: CoapOption[] = response.options.filter((option) =>
-    !OWN_OPTIONS.has(option.number)
+    !OWN_OPTIONS.has(option.number) && !REQUEST_ONLY.has(option.number) &&
+    (option.number !== Option.ETAG ||
+      (option.value.length >= 1 && option.value.length <= 8))
   );
   return {
     code: response.code,

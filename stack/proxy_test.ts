@@ -26,6 +26,26 @@ function setup(options: Partial<ProxyOptions> = {}) {
       }),
     },
     "/big": { GET: () => ({ payload: "b".repeat(3000) }) },
+    // A device that answers with options no response carries, and ETags
+    // that are none.
+    "/odd": {
+      GET: () => ({
+        payload: "odd",
+        options: [
+          { number: Option.IF_MATCH, value: utf8("m") },
+          { number: Option.URI_HOST, value: utf8("h") },
+          { number: Option.ETAG, value: new Uint8Array(0) },
+          { number: Option.ETAG, value: new Uint8Array(9) },
+          { number: Option.ETAG, value: new Uint8Array([1, 2]) },
+          { number: Option.LOCATION_PATH, value: utf8("here") },
+          { number: Option.URI_QUERY, value: utf8("q") },
+          { number: Option.ACCEPT, value: uint(0) },
+          { number: Option.PROXY_URI, value: utf8("coap://x/") },
+          { number: Option.ECHO, value: new Uint8Array(4) },
+          { number: 65000, value: utf8("elective, unknown") },
+        ],
+      }),
+    },
     // A device whose body is never done: each block request finds it
     // longer, so every block says more follow.
     "/endless": { GET: () => ({ payload: "e".repeat(2048 + 1024 * grows++) }) },
@@ -48,6 +68,22 @@ function setup(options: Partial<ProxyOptions> = {}) {
       return client;
     },
   });
+  /** Asks the proxy's resource as the server would; its whole answer. */
+  const answer = async (options: CoapOption[]): Promise<ResponseInit> => {
+    const request: IncomingRequest = readRequest({
+      code: Code.GET,
+      token: new Uint8Array([1]),
+      options,
+      payload: new Uint8Array(0),
+    }, true);
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, quiet);
+    pipe.onEvent(() => true);
+    return await proxy.resource.GET!(
+      request,
+      pipe,
+      new AbortController().signal,
+    ) as ResponseInit;
+  };
   /** Asks the proxy's resource as the server would, with these options. */
   const ask = async (options: CoapOption[]): Promise<string> => {
     const request: IncomingRequest = readRequest({
@@ -74,7 +110,7 @@ function setup(options: Partial<ProxyOptions> = {}) {
     proxy.close();
     for (const client of clients) client.close();
   };
-  return { origins, ask, close, proxy };
+  return { origins, ask, answer, close, proxy };
 }
 
 const proxyUri = (
@@ -222,6 +258,21 @@ Deno.test("CoapProxy bounds what block-wise transfers hold across requesters (ma
     assertEquals(big, `2.05 ${"b".repeat(3000)}`);
     // Kept for its later blocks: 3,000 bytes of the budget.
     assertEquals(t.proxy.reassemblyBytes, 3000);
+  } finally {
+    t.close();
+  }
+});
+
+Deno.test("CoapProxy passes a device's response on without the options no response carries (If-Match, Uri-Host, Uri-Query, Accept, Proxy-Uri, Echo) and without ETags that are none (0 or 9 bytes); a valid ETag, Location-Path and an unknown elective option go on", async () => {
+  const t = setup();
+  try {
+    const init = await t.answer(proxyUri("coap://127.0.0.1:5683/odd"));
+    assertEquals(text(init.payload as Uint8Array), "odd");
+    assertEquals(init.options, [
+      { number: Option.ETAG, value: new Uint8Array([1, 2]) },
+      { number: Option.LOCATION_PATH, value: utf8("here") },
+      { number: 65000, value: utf8("elective, unknown") },
+    ]);
   } finally {
     t.close();
   }
