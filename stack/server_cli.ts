@@ -32,7 +32,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -44,6 +44,7 @@ let engineCa: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
 let udpPort: number | undefined;
+let amplificationFactor: number | false = 3;
 let transport: string | undefined;
 let explorer = true;
 let name: string | undefined;
@@ -84,6 +85,10 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --udp-port N            also serve the same resources over CoAP over UDP
                           (RFC 7252, coap://) on port N of --hostname;
                           prints "udp on N" once it listens
+  --udp-amplification F   to a UDP source whose address is not verified,
+                          send at most F times the bytes it sent (RFC 9175
+                          §2.4; default 3); "off" on a network whose
+                          source addresses can be trusted
   --reuse-port            share the port with other servers (Linux; run
                           with --unstable-net), as coap:cluster does
   --no-explorer           do not serve the CoAP explorer page at / (it is
@@ -141,7 +146,14 @@ while (args.length > 0) {
     transport = value(arg, "ws or deno", (v) => v === "ws" || v === "deno");
   } else if (arg === "--no-explorer") explorer = false;
   else if (arg === "--reuse-port") reusePort = true;
-  else if (arg === "--udp-port") {
+  else if (arg === "--udp-amplification") {
+    const given = value(
+      arg,
+      'a factor of at least 1, or "off"',
+      (v) => v === "off" || (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1),
+    );
+    amplificationFactor = given === "off" ? false : Number(given);
+  } else if (arg === "--udp-port") {
     udpPort = Number(
       value(
         arg,
@@ -303,7 +315,11 @@ try {
 }
 if (udpPort !== undefined) {
   try {
-    const udp = await serveCoapUdp(server, { hostname, port: udpPort });
+    const udp = await serveCoapUdp(server, {
+      hostname,
+      port: udpPort,
+      amplificationFactor,
+    });
     console.log(`udp on ${udp.port}`);
   } catch (error) {
     console.error(startError(error, true));
