@@ -12,7 +12,7 @@ import { CoapProxy } from "./proxy.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--no-explorer]";
+  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--no-explorer]";
 let port = 8684;
 let hostname = "127.0.0.1";
 const allow: string[] = [];
@@ -20,6 +20,7 @@ const origins: string[] = [];
 const allowedHosts: string[] = [];
 let certFile: string | undefined, keyFile: string | undefined;
 let timeout: number | undefined;
+let maxReassemblyBytes: number | undefined;
 let explorer = true;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -43,6 +44,8 @@ proxy is an amplifier and a door into the network behind it.
   --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients
   --timeout MS            how long a forwarded request may wait for its
                           response (default 15000; 5.04 past it)
+  --max-reassembly BYTES  bytes of block-wise responses held at once across
+                          every device (default 16777216; 5.03 past it)
   --no-explorer           do not serve the CoAP explorer page at /
 
 Example:
@@ -69,6 +72,10 @@ while (args.length > 0) {
   else if (arg === "--key") keyFile = value(arg, "a PEM file");
   else if (arg === "--timeout") {
     timeout = Number(value(arg, "milliseconds", (v) => /^\d+$/.test(v)));
+  } else if (arg === "--max-reassembly") {
+    maxReassemblyBytes = Number(
+      value(arg, "a number of bytes", (v) => /^\d+$/.test(v)),
+    );
   } else if (arg === "--no-explorer") explorer = false;
   else fail(`unknown option ${JSON.stringify(arg)}`);
 }
@@ -89,7 +96,7 @@ const log = {
 };
 let proxy: CoapProxy;
 try {
-  proxy = new CoapProxy({ allow, timeout, log });
+  proxy = new CoapProxy({ allow, timeout, log, maxReassemblyBytes });
 } catch (error) {
   fail(`--allow: ${(error as Error).message}`);
 }

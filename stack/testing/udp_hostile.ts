@@ -19,12 +19,18 @@ import {
   utf8,
 } from "../message.ts";
 import { decodeDatagram, encodeDatagram, Type } from "../udp.ts";
+import { CoapClient } from "../client.ts";
+import type { Logger } from "@coap/pipe";
 import {
   requireLibcoap,
   type Running,
   startLibcoap,
+  startOurProxy,
   startOurServer,
 } from "./peers.ts";
+import { ask } from "./ask.ts";
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 import { rss } from "./proc.ts";
 
 const network = { sanitizeOps: false, sanitizeResources: false };
@@ -339,6 +345,208 @@ Deno.test({
       ]);
     } finally {
       await libcoap.stop();
+    }
+  },
+});
+
+/**
+ * A device played by a socket in this process: `answer` decides what goes
+ * back for each datagram that comes; it records the message IDs of the
+ * requests it saw.
+ */
+async function device(
+  answer: (request: Uint8Array, reply: (bytes: Uint8Array) => void) => void,
+) {
+  const s = dgram.createSocket("udp4");
+  const requests = new Set<number>();
+  s.on("error", () => {});
+  s.on("message", (m: Uint8Array, from) => {
+    const bytes = new Uint8Array(m);
+    if (bytes.length >= 4 && bytes[1] !== 0) {
+      requests.add((bytes[2] << 8) | bytes[3]);
+    }
+    answer(
+      bytes,
+      (reply) => s.send(Buffer.from(reply), from.port, from.address),
+    );
+  });
+  await new Promise<void>((resolve) => s.bind(0, "127.0.0.1", resolve));
+  return {
+    port: s.address().port,
+    requests,
+    close: () => s.close(),
+  };
+}
+
+Deno.test({
+  name:
+    "The proxy against its devices, from outside: a silent device holds its route only for the request waiting on it; a device's malformed and mismatched answers end nothing and its valid answer gets through; a device whose blocks never end costs the reassembly budget and gets 5.03",
+  ...network,
+  async fn() {
+    const silent = await device(() => {});
+    const malformed = await device((bytes, reply) => {
+      const decoded = decodeDatagram(bytes);
+      if (decoded.type !== Type.CON) return;
+      const id = decoded.messageId;
+      const token = decoded.message.token;
+      const ack = (code: number, t: Uint8Array, options = [] as {
+        number: number;
+        value: Uint8Array;
+      }[]) =>
+        encodeDatagram(
+          Type.ACK,
+          id,
+          encodeMessage({ code, token: t, options, payload: utf8("x") }),
+        );
+      // Ten that are not its answer, then the answer.
+      reply(ack(Code.CSM, new Uint8Array(0), [{ number: 2, value: uint(5) }]));
+      reply(ack(Code.GET, token));
+      reply(ack(0x45, new Uint8Array([0xde, 0xad])));
+      reply(Uint8Array.of(0x60 | 9, 0x45, id >> 8, id & 0xff)); // TKL 9
+      reply(Uint8Array.of(0x70, 0x45, id >> 8, id & 0xff)); // RST, a code
+      reply(Uint8Array.of(0xe0, 0x45, id >> 8, id & 0xff)); // version 3
+      reply(new Uint8Array(2));
+      // Its token length says one byte more than there is.
+      reply(
+        Uint8Array.of(
+          0x60 | (token.length + 1),
+          0x45,
+          id >> 8,
+          id & 0xff,
+          ...token,
+        ),
+      );
+      // A payload marker with no payload after it.
+      reply(
+        Uint8Array.of(
+          0x60 | token.length,
+          0x45,
+          id >> 8,
+          id & 0xff,
+          ...token,
+          0xff,
+        ),
+      );
+      reply(ack(0x25, token)); // class 1, reserved
+      reply(
+        encodeDatagram(
+          Type.ACK,
+          id,
+          encodeMessage({
+            code: 0x45,
+            token,
+            options: [],
+            payload: utf8("valid at last"),
+          }),
+        ),
+      );
+    });
+    const endless = await device((bytes, reply) => {
+      const { type, messageId, message } = decodeDatagram(bytes);
+      if (type !== Type.CON) return;
+      const asked = message.options.find((o) => o.number === Option.BLOCK2);
+      const num = asked === undefined
+        ? 0
+        : asked.value.length === 0
+        ? 0
+        : Number(
+          asked.value.reduce((n, b) => n * 256 + b, 0) >> 4,
+        );
+      reply(encodeDatagram(
+        Type.ACK,
+        messageId,
+        encodeMessage({
+          code: 0x45,
+          token: message.token,
+          options: [{
+            number: Option.BLOCK2,
+            value: encodeBlock({ num, more: true, szx: 6 }),
+          }],
+          payload: new Uint8Array(1024).fill(0x65),
+        }),
+      ));
+    });
+    const proxy = await startOurProxy([
+      "--allow",
+      `127.0.0.1:${silent.port}`,
+      "--allow",
+      `127.0.0.1:${malformed.port}`,
+      "--allow",
+      `127.0.0.1:${endless.port}`,
+      "--timeout",
+      "1500",
+      "--max-reassembly",
+      "262144",
+      "--no-explorer",
+    ]);
+    const client = await CoapClient.connect(
+      `coap+ws://127.0.0.1:${proxy.port}`,
+      { log: quiet },
+    );
+    const through = (port: number, path: string) => ({
+      method: "GET" as const,
+      path: "/",
+      proxyUri: `coap://127.0.0.1:${port}/${path}`,
+    });
+    try {
+      // One after another to the silent device: each is sent, each 5.04.
+      const started = Date.now();
+      for (let i = 0; i < 4; i++) {
+        const [answer] = await ask(client, through(silent.port, `s${i}`));
+        assert(answer.startsWith("5.04 Gateway Timeout"), answer);
+      }
+      const each = (Date.now() - started) / 4;
+      table.push([
+        "proxy",
+        "4 GETs one after another to a silent device (--timeout 1500)",
+        "",
+        `${silent.requests.size} reached it`,
+        "",
+        `each 5.04 after ${(each / 1000).toFixed(1)} s`,
+        "",
+      ]);
+      assertEquals(silent.requests.size, 4);
+      const t0 = Date.now();
+      const [valid] = await ask(client, through(malformed.port, "m"));
+      table.push([
+        "proxy",
+        "a device answering 10 malformed or mismatched datagrams, then 2.05",
+        "",
+        valid,
+        "",
+        `after ${Date.now() - t0} ms`,
+        "",
+      ]);
+      assertEquals(valid, "2.05 valid at last");
+      const before = await rss(proxy.pid);
+      const answers = await Promise.all(
+        Array.from(
+          { length: 8 },
+          (_, i) => ask(client, through(endless.port, `e${i}`)),
+        ),
+      );
+      const grew = await rss(proxy.pid) - before;
+      const codes = answers.map(([line]) => line.slice(0, 4));
+      table.push([
+        "proxy",
+        "8 GETs to a device whose blocks never end",
+        "",
+        [...new Set(codes)].join(", "),
+        "",
+        `RSS ${(grew / 2 ** 20).toFixed(1)} MB more`,
+        "",
+      ]);
+      for (const [line] of answers) {
+        assert(/^5\.0[34] /.test(line), line);
+      }
+      assert(codes.includes("5.03"), codes.join());
+      assert(grew < 32 * 2 ** 20, `RSS grew ${grew} bytes`);
+    } finally {
+      client.close();
+      await proxy.stop();
+      silent.close();
+      malformed.close();
+      endless.close();
     }
   },
 });
