@@ -736,7 +736,7 @@ export class CoapUdpEndpoint {
         } catch (error) {
           this.warnOnce(
             "datagrams dropped by an internal error",
-            `Dropped a datagram from ${from.hostname}:${from.port}: ${
+            `Dropped a datagram from ${from.hostname}:${from.port} and forgot that peer: ${
               (error as Error)?.message ?? error
             }`,
           );
@@ -1902,7 +1902,7 @@ export class UdpPeerSocket implements WebSocketLike {
       timer: undefined,
       notifications: 0,
       cancelled: false,
-      ...(observe !== undefined && observe.length === 0
+      ...(observe !== undefined && readObserve(observe) === 0
         ? { request: message }
         : {}),
     };

@@ -1523,3 +1523,32 @@ Deno.test("CoAP over UDP, the device side: a device that never answers holds NST
   assertEquals(lines().at(-1), "RST #900");
   d.client.close();
 });
+
+Deno.test("CoAP over UDP: an Observe registration whose 0 is written as one zero byte (found by the fuzzer) is an observation here as at the server: a silent observer of a resource that never changes is pinged after keepAlive and given up, and nothing is left", async () => {
+  const t = rawServer({
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          signal.addEventListener("abort", () => resolve());
+          pipe.addResponse({ payload: "still" });
+        }),
+    },
+  }, { random: () => 0.5 });
+  t.endpoint.receive(
+    rawGet(1, "obs", {
+      options: [{ number: Option.OBSERVE, value: Uint8Array.of(0) }],
+    }),
+    VICTIM,
+  );
+  await settle();
+  assertEquals(t.server.observations, 1);
+  await t.clock.advance(400_000);
+  assertEquals(t.trace(VICTIM), [
+    's→ ACK 2.05 #1 "still"',
+    ...Array(5).fill("s→ CON empty #1"),
+  ]);
+  assertEquals([t.server.observations, t.endpoint.peers], [0, 0]);
+  t.endpoint.close();
+  assertEquals(t.clock.timers.size, 0);
+});

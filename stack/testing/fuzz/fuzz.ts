@@ -5,7 +5,7 @@
 // as `deno task coap:server` runs it:
 //
 //   deno task fuzz [--seed N] [--runs N] [--seconds S] [--loopback N]
-//     [--only codec|client|server|loopback]
+//     [--only codec|client|server|udp|loopback]
 //
 // --runs bounds the inputs of each in-process target and --seconds its
 // time (whichever comes first; CI runs a fixed seed with both set); a
@@ -20,8 +20,8 @@ import { hex } from "../../message.ts";
 import { frame as wsFrame, join, RawWebSocket, read } from "../raw_ws.ts";
 import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
-import { frame, session } from "./generators.ts";
-import { client, codec, server, watchEscapes } from "./targets.ts";
+import { frame, session, udpSession } from "./generators.ts";
+import { client, codec, server, udp, watchEscapes } from "./targets.ts";
 
 const options = parseArgs(Deno.args, {
   seed: Math.floor(Math.random() * 2 ** 31),
@@ -32,7 +32,10 @@ const options = parseArgs(Deno.args, {
 });
 watchEscapes();
 
-const show = (frames: Uint8Array[]) => frames.map(hex).join(" | ");
+const show = (frames: (Uint8Array | { from: number; bytes: Uint8Array })[]) =>
+  frames.map((f) =>
+    f instanceof Uint8Array ? hex(f) : `${f.from}: ${hex(f.bytes)}`
+  ).join(" | ");
 let failed = false;
 
 /** Runs one target; prints inputs, frames and their rates. */
@@ -88,6 +91,7 @@ await target(
 );
 await target("client", session, client, (frames) => frames.length);
 await target("server", session, server, (frames) => frames.length);
+await target("udp", udpSession, udp, (datagrams) => datagrams.length);
 
 // Loopback: sessions over real sockets to the server process, with a
 // bystander every so often; the process must serve to the end, log no

@@ -335,3 +335,46 @@ export const session: fc.Arbitrary<Uint8Array[]> = fc.tuple(
   ),
   fc.array(frame, { minLength: 1, maxLength: 24 }),
 ).map(([first, rest]) => [...first, ...rest]);
+
+/**
+ * What sources send a CoAP-over-UDP endpoint: structured messages and
+ * their mutations as datagrams of every type, with message IDs from a
+ * small set (so that ACKs and RSTs meet what was sent), raw bytes, empty
+ * ACKs and RSTs, from a few sources, with the clock moving between them.
+ */
+export const udpSession: fc.Arbitrary<
+  { from: number; bytes: Uint8Array; wait: number }[]
+> = fc.array(
+  fc.record({
+    from: fc.integer({ min: 0, max: 5 }),
+    wait: fc.constantFrom(0, 0, 5, 120, 2500),
+    bytes: fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.tuple(
+          frame,
+          fc.integer({ min: 0, max: 3 }),
+          fc.integer({ min: 0, max: 7 }),
+        ).map(([frameBytes, type, id]) => {
+          // An RFC 8323 frame's token length and code, under a UDP header.
+          const out = new Uint8Array(Math.max(4, frameBytes.length + 2));
+          out[0] = 0x40 | (type << 4) | ((frameBytes[0] ?? 0) & 0x0f);
+          out[1] = frameBytes[1] ?? 0;
+          out[2] = 0;
+          out[3] = id;
+          out.set(frameBytes.subarray(2), 4);
+          return out;
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.tuple(
+          fc.constantFrom(0x60, 0x70, 0x40),
+          fc.integer({ min: 0, max: 0xffff }),
+        ).map(([head, id]) => Uint8Array.of(head, 0, id >> 8, id & 0xff)),
+      },
+      { weight: 1, arbitrary: fc.uint8Array({ maxLength: 40 }) },
+    ),
+  }),
+  { minLength: 1, maxLength: 30 },
+);

@@ -22,6 +22,12 @@ import {
   type Resources,
 } from "../../server.ts";
 import { socketPair } from "../socket_pair.ts";
+import {
+  CoapUdpEndpoint,
+  decodeDatagram,
+  servePeers,
+  type UdpPeerSocket,
+} from "../../udp.ts";
 
 /** A logger that keeps nothing: the fuzzer judges behaviour, not lines. */
 export const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -316,6 +322,124 @@ export async function server(frames: Uint8Array[]): Promise<string[]> {
       `left after the peer went (connections, exchanges, observations, drivers, held bytes): ${left}`,
     );
   }
+  if (escaped.length > before) {
+    defects.push(
+      ...escaped.slice(before).map((e) =>
+        `escaped to the platform: ${(e as Error)?.stack ?? e}`
+      ),
+    );
+  }
+  return defects;
+}
+
+/** One datagram of the UDP target: from which source, and its bytes. */
+export interface UdpInput {
+  /** Index of the source address (a few hosts, a few ports each). */
+  from: number;
+  bytes: Uint8Array;
+  /** Milliseconds the clock moves on after it. */
+  wait: number;
+}
+
+/**
+ * The whole server over CoAP over UDP in memory: datagrams from several
+ * sources (some spoofed, none answering) go to one endpoint serving the
+ * fuzzing resources as serveCoapUdp does, with a stepped clock. Nothing
+ * escapes or reaches the endpoint's last guard; every datagram it sends
+ * decodes and fits maxMessageSize; to a source it never verified it sends
+ * at most three times what that source sent, one small datagram and the
+ * 4.01s with Echo aside; once the sources fall silent and time passes,
+ * nothing is left (peers, connections, observations, timers).
+ */
+export async function udp(inputs: UdpInput[]): Promise<string[]> {
+  const defects: string[] = [];
+  const before = escaped.length;
+  const clock = new StepClock();
+  const coap = new CoapServer(fuzzResources(), { log: quiet });
+  const guard: string[] = [];
+  const log: Logger = {
+    ...quiet,
+    warn: (line: unknown) => {
+      if (
+        /forgot that peer|internal error/.test(String(line))
+      ) {
+        guard.push(String(line));
+      }
+    },
+    error: (line: unknown) => guard.push(String(line)),
+  };
+  const received = new Map<string, number>();
+  const sent = new Map<string, number>();
+  const echoes = new Map<string, number>();
+  const sockets = new Map<string, UdpPeerSocket[]>();
+  const accept = servePeers(coap);
+  const endpoint = new CoapUdpEndpoint((bytes, to) => {
+    const key = `${to.hostname}:${to.port}`;
+    let datagram;
+    try {
+      datagram = decodeDatagram(bytes);
+    } catch (error) {
+      defects.push(
+        `the endpoint sent a datagram that does not decode: ${error}`,
+      );
+    }
+    if (bytes.length > endpoint.options.maxMessageSize) {
+      defects.push(`the endpoint sent ${bytes.length} bytes to ${key}`);
+    }
+    if (datagram?.message.code === 0x81) {
+      echoes.set(key, (echoes.get(key) ?? 0) + bytes.length);
+    }
+    if (bytes.length > 4) sent.set(key, (sent.get(key) ?? 0) + bytes.length);
+  }, {
+    clock,
+    random: () => 0.5,
+    log,
+    maxUnverifiedPeers: 4,
+    maxPeers: 8,
+    onPeer: (socket, address) => {
+      const key = `${address.hostname}:${address.port}`;
+      sockets.set(key, [...(sockets.get(key) ?? []), socket]);
+      accept(socket, address);
+    },
+  });
+  for (const { from, bytes, wait } of inputs) {
+    const address = { hostname: `10.7.0.${from % 3}`, port: 5000 + from };
+    const key = `${address.hostname}:${address.port}`;
+    received.set(key, (received.get(key) ?? 0) + bytes.length);
+    endpoint.receive(bytes, address);
+    await settle();
+    await clock.advance(wait, 3);
+  }
+  for (const [key, bytes] of sent) {
+    if (sockets.get(key)?.some((s) => s.verified)) continue;
+    const allowed = 3 * (received.get(key) ?? 0) + 64 + (echoes.get(key) ?? 0);
+    if (bytes > allowed) {
+      defects.push(
+        `${bytes} bytes went to ${key}, which never answered, for ${
+          received.get(key)
+        } received`,
+      );
+    }
+  }
+  // The sources fall silent: everything they opened ends by itself.
+  for (let i = 0; i < 40; i++) await clock.advance(10_000, 2);
+  const left = [
+    endpoint.peers,
+    coap.connections,
+    coap.observations,
+    coap.exchanges,
+  ];
+  if (left.some((n) => n !== 0)) {
+    defects.push(
+      `left once the sources fell silent (peers, connections, observations, exchanges): ${left}`,
+    );
+  }
+  endpoint.close();
+  await settle();
+  if (clock.pending !== 0) {
+    defects.push(`${clock.pending} timers left after the endpoint closed`);
+  }
+  if (guard.length > 0) defects.push(...guard.map((l) => `logged: ${l}`));
   if (escaped.length > before) {
     defects.push(
       ...escaped.slice(before).map((e) =>
