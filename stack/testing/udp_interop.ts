@@ -304,7 +304,11 @@ Deno.test({
       );
       assertEquals(posted.stdout.trimEnd(), "from aiocoap");
       const large = await aiocoapClient([`${uri}/big`], undefined, udp);
-      assertEquals(large.stdout.trimEnd().length, 4200 - 1);
+      assertEquals(
+        large.stdout.trimEnd().length,
+        4200 - 1,
+        `${large.code}: ${large.stderr}`,
+      );
       row(
         "aiocoap",
         "GET /, POST /echo, GET /big (Block2)",
