@@ -95,13 +95,12 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
                           served by default, with its server field set to
                           this server, so a browser on the page's own
                           origin connects without --origin)
-  --transport ws|deno     the WebSocket server: ws (the default without
-                          --cert), Node's library over node:http, refuses
-                          a frame larger than the Max-Message-Size as its
-                          header arrives; deno (Deno.upgradeWebSocket, the
-                          default with --cert) costs less CPU a request but
-                          buffers a message of up to 64 MiB before the
-                          server sees it
+  --transport ws|deno     the WebSocket server: ws (the default), Node's
+                          library over node:http (node:https with --cert),
+                          refuses a frame larger than the Max-Message-Size
+                          as its header arrives; deno (Deno.upgradeWebSocket)
+                          costs less CPU a request but buffers a message of
+                          up to 64 MiB before the server sees it
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
@@ -282,18 +281,17 @@ const serving = {
   ...(token === undefined ? {} : { authorize: bearerToken(token) }),
   ...(tls ?? {}),
 };
-// Over TLS, Deno.serve: ws_server.ts says why.
-transport ??= tls === undefined ? "ws" : "deno";
-if (transport === "ws" && tls !== undefined) {
-  console.error(
-    `--transport ws serves no TLS (Deno's node:https refuses clients that offer ALPN); leave out --transport, or put a TLS proxy in front\n${usage}`,
-  );
-  Deno.exit(2);
-}
+transport ??= "ws";
 try {
   if (transport === "deno") {
     serveCoap(server, { ...serving, onListen: listening });
   } else {
+    if (tls !== undefined) {
+      // node:https reads the certificate and key only at a client's
+      // handshake: a TLS listener of Deno's, opened and closed on a port of
+      // its own, says at once whether they are PEM and belong together.
+      Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls }).close();
+    }
     // Loaded only when used, and only under stack/ws/deno.json, whose lock
     // file has ws (coap:server runs with it): ws reads two environment
     // variables as it loads, which --transport deno, --help and a usage
@@ -303,10 +301,10 @@ try {
     const { serveCoapWs } = await import(adapter) as {
       serveCoapWs(
         coap: CoapServer,
-        options: typeof serving,
+        options: typeof serving & { tls?: { cert: string; key: string } },
       ): Promise<{ port: number }>;
     };
-    listening((await serveCoapWs(server, serving)).port);
+    listening((await serveCoapWs(server, { ...serving, tls })).port);
   }
 } catch (error) {
   // One line naming the cause, not a stack: the start failed.

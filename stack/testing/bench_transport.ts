@@ -1,7 +1,10 @@
 // What the ws transport costs: `deno task coap:server` with --transport ws
 // (the default) and with --transport deno, each in its own process, driven
 // by our client with 100 GETs of / in flight, in alternating rounds:
-//   deno task bench:transport [--rounds 7] [--requests 20000]
+//   deno task bench:transport [--rounds 7] [--requests 20000] [--tls]
+// With --tls both serve coaps+ws:// with a test certificate (ws on
+// node:https), and the client trusts its CA (the script runs itself again
+// with Deno's --cert, which WebSocket clients read only at start-up).
 // Prints each round's server CPU a request (from /proc) and requests a
 // second for both, and the median of the rounds' ratios (ws / deno).
 // 127.0.0.1 only; every loop is bounded and stops by itself.
@@ -11,8 +14,47 @@ import { text } from "../message.ts";
 import { parseArgs } from "./args.ts";
 import { startOurServer } from "./peers.ts";
 import { cpuMs } from "./proc.ts";
+import { testCertificates } from "./certificates.ts";
 
-const options = parseArgs(Deno.args, { rounds: 7, requests: 20_000 });
+const options = parseArgs(Deno.args, {
+  rounds: 7,
+  requests: 20_000,
+  tls: false,
+  certs: "",
+});
+if (options.tls && options.certs === "") {
+  const dir = await Deno.makeTempDir({ prefix: "coap-bench-tls-" });
+  try {
+    const { ca, cert, key } = await testCertificates(dir);
+    await Deno.writeTextFile(`${dir}/cert.pem`, cert);
+    await Deno.writeTextFile(`${dir}/key.pem`, key);
+    const { code } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--cert",
+        ca,
+        "--allow-net=127.0.0.1",
+        "--allow-run",
+        "--allow-read",
+        "--allow-env",
+        new URL(import.meta.url).pathname,
+        ...Deno.args,
+        "--certs",
+        dir,
+      ],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    Deno.exitCode = code;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  Deno.exit();
+}
+const tlsArgs = options.tls
+  ? ["--cert", `${options.certs}/cert.pem`, "--key", `${options.certs}/key.pem`]
+  : [];
+const scheme = options.tls ? "coaps+ws" : "coap+ws";
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 async function one(client: CoapClient): Promise<string> {
@@ -34,15 +76,16 @@ async function inFlight(client: CoapClient, total: number): Promise<void> {
 }
 
 const servers = {
-  deno: await startOurServer(["--transport", "deno"]),
-  ws: await startOurServer(["--transport", "ws"]),
+  deno: await startOurServer(["--transport", "deno", ...tlsArgs]),
+  ws: await startOurServer(["--transport", "ws", ...tlsArgs]),
 };
 try {
   const clients = {
-    deno: await CoapClient.connect(`coap+ws://127.0.0.1:${servers.deno.port}`, {
-      log: quiet,
-    }),
-    ws: await CoapClient.connect(`coap+ws://127.0.0.1:${servers.ws.port}`, {
+    deno: await CoapClient.connect(
+      `${scheme}://127.0.0.1:${servers.deno.port}`,
+      { log: quiet },
+    ),
+    ws: await CoapClient.connect(`${scheme}://127.0.0.1:${servers.ws.port}`, {
       log: quiet,
     }),
   };
@@ -78,7 +121,9 @@ try {
   console.log(
     `median ratio of server CPU a request, ws / deno: ${
       ratios[ratios.length >> 1].toFixed(2)
-    } (${options.rounds} rounds of ${options.requests} requests, 100 in flight)`,
+    } (${options.rounds} rounds of ${options.requests} requests, 100 in flight${
+      options.tls ? ", over TLS" : ""
+    })`,
   );
   for (const client of Object.values(clients)) client.close();
 } finally {

@@ -9,8 +9,14 @@
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { Code, text, utf8 } from "../message.ts";
 import { CSM, frame, get, join, RawWebSocket, read } from "./raw_ws.ts";
-import { ourServerCommand, type Running, startOurServer } from "./peers.ts";
+import {
+  aiocoapClient,
+  ourServerCommand,
+  type Running,
+  startOurServer,
+} from "./peers.ts";
 import { rss } from "./proc.ts";
+import { testCertificates } from "./certificates.ts";
 
 const network = { sanitizeOps: false, sanitizeResources: false };
 
@@ -585,6 +591,112 @@ Deno.test({
     } finally {
       await server.stop();
       await bare.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "deno task coap:server --cert (ws on node:https, ALPN http/1.1): over TLS a frame over the Max-Message-Size is refused as its header arrives (4 connections each sending most of 60 MiB get 1009, and go at once), and a client that offers ALPN and aiocoap-client are served",
+  ...network,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "coap-tls-hostile-" });
+    const { ca, cert, key } = await testCertificates(dir);
+    await Deno.writeTextFile(`${dir}/cert.pem`, cert);
+    await Deno.writeTextFile(`${dir}/key.pem`, key);
+    const caPem = await Deno.readTextFile(ca);
+    const server = await startOurServer([
+      "--cert",
+      `${dir}/cert.pem`,
+      "--key",
+      `${dir}/key.pem`,
+      "--no-explorer",
+    ]);
+    try {
+      const pid = server.pid;
+      // A client that offers ALPN (as Deno's WebSocket and browsers do)
+      // gets http/1.1 and its answer.
+      const got: ReturnType<typeof read>[] = [];
+      const plain = await RawWebSocket.connect(
+        server.port,
+        (payload) => got.push(read(payload.slice())),
+        {},
+        "/.well-known/coap",
+        [caPem],
+      );
+      await plain.send([CSM, get(1, "/")]);
+      await until(
+        "an answer over TLS",
+        () => got.some((m) => m?.token[0] === 1),
+      );
+      assertEquals(
+        text(got.find((m) => m?.token[0] === 1)!.payload),
+        "Welcome to the demo server",
+      );
+      plain.close();
+      // aiocoap-client over TLS too (Python's ssl offers no ALPN here).
+      const theirs = await aiocoapClient(
+        [`coaps+ws://localhost:${server.port}/`],
+        undefined,
+        { SSL_CERT_FILE: ca },
+      );
+      assertEquals([theirs.code, theirs.stdout], [
+        0,
+        "Welcome to the demo server",
+      ], theirs.stderr);
+      const from = server.lines.length;
+      const before = await rss(pid);
+      const header = new Uint8Array(14);
+      header[0] = 0x82;
+      header[1] = 0x80 | 127;
+      new DataView(header.buffer).setBigUint64(2, BigInt(60 << 20));
+      const chunk = new Uint8Array(1 << 20);
+      const sockets = await Promise.all(
+        Array.from(
+          { length: 4 },
+          () =>
+            RawWebSocket.connect(
+              server.port,
+              undefined,
+              {},
+              "/.well-known/coap",
+              [caPem],
+            ),
+        ),
+      );
+      let cut = 0;
+      await Promise.all(sockets.map(async (socket) => {
+        try {
+          await socket.sendBytes(frame(new Uint8Array([0x00, 0xe1])));
+          await socket.sendBytes(header);
+          for (let i = 0; i < 59; i++) await socket.sendBytes(chunk);
+        } catch {
+          cut++; // the server closed the connection: what we want
+        }
+      }));
+      await until(
+        "the 1009s",
+        () => sockets.every((socket) => socket.closeFrame !== undefined),
+      );
+      const grown = (await rss(pid) - before) / 1e6;
+      for (const socket of sockets) socket.close();
+      assertEquals(
+        sockets.map((socket) => socket.closeFrame?.code),
+        [1009, 1009, 1009, 1009],
+      );
+      // Buffered whole, the four frames were 240 MB (258 MB of growth was
+      // seen before the socket went at once); TLS's own buffers take more
+      // room than plain TCP's, so the bound is a little wider than there.
+      assert(grown < 48, `RSS grew ${grown} MB`);
+      assertEquals(since(server, from), []);
+      console.log(
+        `  ok   [hostile -> coap:server --cert] 4 connections each sending most of a 60 MiB frame over TLS: closed with 1009 as the header arrived (${cut} of 4 cut off while still sending); RSS grew ${
+          grown.toFixed(0)
+        } MB`,
+      );
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -10,7 +10,7 @@ import type { CoapMessage } from "../message.ts";
 
 /** One raw WebSocket connection with the `coap` subprotocol. */
 export class RawWebSocket {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   #buffer: Uint8Array = new Uint8Array(0);
   #paused = false;
   #resume: (() => void) | undefined;
@@ -26,7 +26,7 @@ export class RawWebSocket {
   #onMessage: ((payload: Uint8Array) => void) | undefined;
 
   private constructor(
-    conn: Deno.TcpConn,
+    conn: Deno.Conn,
     rest: Uint8Array,
     onMessage: ((payload: Uint8Array) => void) | undefined,
   ) {
@@ -45,6 +45,7 @@ export class RawWebSocket {
    * @param onMessage Called with every binary message while reading.
    * @param headers More request headers (an Origin, a Host of its own).
    * @param path The request's path.
+   * @param caCerts For TLS: the CA certificates (PEM) to trust.
    * @returns The socket.
    */
   static async connect(
@@ -52,9 +53,21 @@ export class RawWebSocket {
     onMessage?: (payload: Uint8Array) => void,
     headers: Record<string, string> = {},
     path = "/.well-known/coap",
+    caCerts?: string[],
   ): Promise<RawWebSocket> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
+    let conn: Deno.Conn;
+    if (caCerts === undefined) {
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+      tcp.setNoDelay(true);
+      conn = tcp;
+    } else {
+      conn = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port,
+        caCerts,
+        alpnProtocols: ["http/1.1"],
+      });
+    }
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(
       new Uint8Array(16),
     )));
@@ -248,7 +261,7 @@ export function read(payload: Uint8Array): CoapMessage | undefined {
   }
 }
 
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let at = 0;
   while (at < bytes.length) at += await conn.write(bytes.subarray(at));
 }
