@@ -1759,6 +1759,16 @@ export class UdpPeerSocket implements WebSocketLike {
         record.reply = encodeDatagram(Type.ACK, messageId);
         this.#endpoint._send(record.reply, this.address);
       }
+      // A response that came before its request's ACK (which was lost, or
+      // never sent) acknowledges the request too (RFC 7252 §5.2.2): it is
+      // sent no more, and the next request may go.
+      for (const entry of this.#unacked.values()) {
+        if (entry.what === "request" && entry.token === key) {
+          this.#drop(entry);
+          this.#requestAcked();
+          break;
+        }
+      }
       this.#responseArrived(frame, message);
     }
     this.#touch();

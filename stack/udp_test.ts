@@ -1552,3 +1552,38 @@ Deno.test("CoAP over UDP: an Observe registration whose 0 is written as one zero
   t.endpoint.close();
   assertEquals(t.clock.timers.size, 0);
 });
+
+Deno.test("CoAP over UDP, the device side: a separate response that comes before its request's ACK acknowledges the request (RFC 7252 §5.2.2): it is sent no more, and the next request goes at once (found by the proxy fuzzer)", async () => {
+  const d = await rawDevice();
+  const first = collect(d.client, { method: "GET", path: "/a" });
+  const second = collect(d.client, { method: "GET", path: "/b" });
+  await settle();
+  const request = d.last();
+  assertEquals(d.sent.length, 1);
+  d.answer(Type.CON, 500, {
+    code: Code.CONTENT,
+    token: request.message.token,
+    payload: utf8("a"),
+  });
+  await first.done;
+  assertEquals(first.got, ["2.05 a"]);
+  const types = d.sent.map((bytes) => TYPES[decodeDatagram(bytes).type]);
+  // Its ACK, then /b at once.
+  assertEquals(types, ["CON", "ACK", "CON"]);
+  await d.clock.advance(10_000);
+  assertEquals(
+    d.sent.filter((bytes) =>
+      decodeDatagram(bytes).messageId === request.messageId
+    )
+      .length,
+    1,
+  );
+  d.answer(Type.ACK, d.last().messageId, {
+    code: Code.CONTENT,
+    token: d.last().message.token,
+    payload: utf8("b"),
+  });
+  await second.done;
+  assertEquals(second.got, ["2.05 b"]);
+  d.client.close();
+});
