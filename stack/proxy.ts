@@ -38,6 +38,7 @@ import type {
 import { type CoapOption, type Method, Option } from "./message.ts";
 import { CoapError, type Resource } from "./server.ts";
 import { connectCoapUdp } from "./udp_node.ts";
+import { type Clock, systemClock } from "./connection.ts";
 import type { UdpOptions } from "./udp.ts";
 
 /** Options for {@linkcode CoapProxy}. */
@@ -85,6 +86,8 @@ export interface ProxyOptions {
    * @default {16777216}
    */
   maxReassemblyBytes?: number;
+  /** The timers for `timeout` and kept responses. @default {systemClock} */
+  clock?: Clock;
   /** Settings for CoAP over UDP upstream. */
   udp?: UdpOptions;
   /**
@@ -204,6 +207,7 @@ export class CoapProxy {
   readonly #log: Logger;
   readonly #connect: (origin: string) => Promise<CoapClient>;
   readonly #budget: ByteBudget;
+  readonly #clock: Clock;
   readonly #upstreams = new Map<string, Upstream>();
   readonly #shared = new Map<string, Shared>();
   /** Recent large GET responses, for their later blocks. */
@@ -238,6 +242,7 @@ export class CoapProxy {
       this.#allow.set(where, schemes);
     }
     this.#timeout = options.timeout ?? 15_000;
+    this.#clock = options.clock ?? systemClock;
     this.#maxUpstreams = options.maxUpstreams ?? 64;
     this.#maxPending = options.maxPendingPerUpstream ?? 100;
     this.#maxObservations = options.maxUpstreamObservations ?? 1000;
@@ -463,7 +468,7 @@ export class CoapProxy {
     const later = request.method === "GET" && (request.block2?.num ?? 0) > 0;
     // Kept responses go after 30 s, and their bytes with them.
     for (const [old, { at }] of this.#recent) {
-      if (Date.now() - at < 30_000) break;
+      if (this.#clock.now() - at < 30_000) break;
       this.#forget(old);
     }
     const kept = this.#recent.get(key);
@@ -496,7 +501,7 @@ export class CoapProxy {
       if (this.#recent.size === 0) return;
       this.#forget(this.#recent.keys().next().value!);
     }
-    this.#recent.set(key, { init, at: Date.now() });
+    this.#recent.set(key, { init, at: this.#clock.now() });
   }
 
   /** Lets a kept response go, and its bytes. */
@@ -525,13 +530,16 @@ export class CoapProxy {
     signal: AbortSignal,
   ): Promise<ResponseInit> {
     const exchange = send(client, forward)[Symbol.asyncIterator]();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     let left: (() => void) | undefined;
     try {
       const first = await Promise.race([
         exchange.next(),
         new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), this.#timeout);
+          timer = this.#clock.setTimeout(
+            () => resolve("timeout"),
+            this.#timeout,
+          );
         }),
         // The requester left: the upstream exchange is let go at once, and
         // its place among the upstream's pending requests with it.
@@ -574,7 +582,7 @@ export class CoapProxy {
       }
       return toInit(event.message);
     } finally {
-      clearTimeout(timer);
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
       if (left !== undefined) signal.removeEventListener("abort", left);
       // Interest ends here: a late response is not waited for.
       exchange.return?.();
@@ -669,7 +677,7 @@ export class CoapProxy {
       upstream.observations--;
       for (const pipe of [...shared.pipes]) pipe.addResponse(init, true);
     };
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       if (shared.last === undefined) {
         finish({
           code: "5.04",
@@ -710,7 +718,7 @@ export class CoapProxy {
             });
             return;
           }
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           const init = toInit(event.message);
           if (
             event.message.observe === undefined || !init.code?.startsWith("2.")
@@ -728,7 +736,7 @@ export class CoapProxy {
           payload: `Bad Gateway: ${origin}: ${(error as Error)?.message}`,
         });
       } finally {
-        clearTimeout(timer);
+        this.#clock.clearTimeout(timer);
       }
     })();
     return shared;
