@@ -5,7 +5,7 @@
 // as `deno task coap:server` runs it:
 //
 //   deno task fuzz [--seed N] [--runs N] [--seconds S] [--loopback N]
-//     [--only codec|client|server|udp|loopback]
+//     [--only codec|client|server|udp|proxy|loopback]
 //
 // --runs bounds the inputs of each in-process target and --seconds its
 // time (whichever comes first; CI runs a fixed seed with both set); a
@@ -20,8 +20,8 @@ import { hex } from "../../message.ts";
 import { frame as wsFrame, join, RawWebSocket, read } from "../raw_ws.ts";
 import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
-import { frame, session, udpSession } from "./generators.ts";
-import { client, codec, server, udp, watchEscapes } from "./targets.ts";
+import { deviceSession, frame, session, udpSession } from "./generators.ts";
+import { client, codec, proxy, server, udp, watchEscapes } from "./targets.ts";
 
 const options = parseArgs(Deno.args, {
   seed: Math.floor(Math.random() * 2 ** 31),
@@ -32,9 +32,18 @@ const options = parseArgs(Deno.args, {
 });
 watchEscapes();
 
-const show = (frames: (Uint8Array | { from: number; bytes: Uint8Array })[]) =>
+const show = (frames: unknown[]) =>
   frames.map((f) =>
-    f instanceof Uint8Array ? hex(f) : `${f.from}: ${hex(f.bytes)}`
+    f instanceof Uint8Array
+      ? hex(f)
+      : (f as { bytes?: unknown }).bytes instanceof Uint8Array
+      ? `${(f as { from: number }).from}: ${
+        hex((f as { bytes: Uint8Array }).bytes)
+      }`
+      : JSON.stringify(
+        f,
+        (_, v) => v instanceof Uint8Array ? hex(v) : v,
+      )
   ).join(" | ");
 let failed = false;
 
@@ -92,6 +101,7 @@ await target(
 await target("client", session, client, (frames) => frames.length);
 await target("server", session, server, (frames) => frames.length);
 await target("udp", udpSession, udp, (datagrams) => datagrams.length);
+await target("proxy", deviceSession, proxy, (datagrams) => datagrams.length);
 
 // Loopback: sessions over real sockets to the server process, with a
 // bystander every so often; the process must serve to the end, log no

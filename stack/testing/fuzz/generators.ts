@@ -378,3 +378,99 @@ export const udpSession: fc.Arbitrary<
   }),
   { minLength: 1, maxLength: 30 },
 );
+
+/**
+ * What a hostile device answers a proxy with: datagrams whose message ID
+ * and token are either those of something the proxy sent (by index, so
+ * that they meet it) or any; codes of every class, a response's options and
+ * request-only ones, ETags of odd lengths, Block2 that never ends, payloads
+ * up to past the Max-Message-Size; some mutated byte by byte.
+ */
+export interface DeviceDatagram {
+  type: number;
+  /** The index of a message ID the proxy sent, or a message ID of its own. */
+  mid: { sent: number } | { own: number };
+  token: { sent: number } | { own: Uint8Array };
+  code: number;
+  options: CoapOption[];
+  payload: number;
+  mutations: Mutation[];
+  /** Milliseconds the clock moves on after it. */
+  wait: number;
+}
+
+/** See {@linkcode DeviceDatagram}. */
+export const deviceSession: fc.Arbitrary<DeviceDatagram[]> = fc.array(
+  fc.record({
+    type: fc.integer({ min: 0, max: 3 }),
+    mid: fc.oneof(
+      { weight: 4, arbitrary: fc.record({ sent: fc.nat({ max: 40 }) }) },
+      {
+        weight: 1,
+        arbitrary: fc.record({ own: fc.integer({ min: 0, max: 0xffff }) }),
+      },
+    ),
+    token: fc.oneof(
+      { weight: 4, arbitrary: fc.record({ sent: fc.nat({ max: 40 }) }) },
+      { weight: 1, arbitrary: fc.record({ own: token }) },
+    ),
+    code: fc.constantFrom(
+      Code.CONTENT,
+      Code.CONTENT,
+      Code.VALID,
+      Code.CHANGED,
+      Code.NOT_FOUND,
+      0xa3,
+      Code.CSM,
+      Code.PING,
+      Code.GET,
+      0x25,
+      0x65,
+      Code.EMPTY,
+    ),
+    options: fc.array(
+      fc.oneof(
+        fc.record({
+          number: fc.constantFrom(
+            Option.OBSERVE,
+            Option.ETAG,
+            Option.BLOCK2,
+            Option.CONTENT_FORMAT,
+            Option.MAX_AGE,
+            Option.IF_MATCH,
+            Option.URI_HOST,
+            Option.URI_QUERY,
+            Option.ACCEPT,
+            Option.PROXY_URI,
+            Option.ECHO,
+            Option.SIZE2,
+            2,
+          ),
+          value: fc.oneof(
+            optionValue,
+            fc.constantFrom(
+              new Uint8Array(0),
+              new Uint8Array(9),
+              encodeBlock({ num: 0, more: true, szx: 6 }),
+              encodeBlock({ num: 1, more: true, szx: 6 }),
+              encodeBlock({ num: 0, more: true, szx: 0 }),
+              uint(5),
+            ),
+          ),
+        }),
+        anyOption,
+      ),
+      { maxLength: 4 },
+    ),
+    payload: fc.constantFrom(0, 1, 16, 1024, 1100, 1300),
+    mutations: fc.oneof(
+      { weight: 5, arbitrary: fc.constant([] as Mutation[]) },
+      {
+        weight: 1,
+        arbitrary: fc.array(mutation, { minLength: 1, maxLength: 2 }),
+      },
+    ),
+    wait: fc.constantFrom(0, 0, 5, 300, 2500),
+  }),
+  { minLength: 1, maxLength: 24 },
+);

@@ -8,10 +8,12 @@ import { CoapConnection } from "../../connection.ts";
 import {
   CoapFormatError,
   type CoapMessage,
+  Code,
   codeKind,
   decodeMessage,
   encodeMessage,
   hex,
+  Option,
   tokenKey,
 } from "../../message.ts";
 import { Pipe } from "@coap/pipe";
@@ -22,9 +24,19 @@ import {
   type Resources,
 } from "../../server.ts";
 import { socketPair } from "../socket_pair.ts";
+import { CoapClient } from "../../client.ts";
+import {
+  type IncomingRequest,
+  readRequest,
+  type ResponseInit,
+} from "../../exchange.ts";
+import { CoapProxy } from "../../proxy.ts";
+import { attachWebSocket } from "../../websocket.ts";
+import { type DeviceDatagram, mutate } from "./generators.ts";
 import {
   CoapUdpEndpoint,
   decodeDatagram,
+  encodeDatagram,
   servePeers,
   type UdpPeerSocket,
 } from "../../udp.ts";
@@ -440,6 +452,181 @@ export async function udp(inputs: UdpInput[]): Promise<string[]> {
     defects.push(`${clock.pending} timers left after the endpoint closed`);
   }
   if (guard.length > 0) defects.push(...guard.map((l) => `logged: ${l}`));
+  if (escaped.length > before) {
+    defects.push(
+      ...escaped.slice(before).map((e) =>
+        `escaped to the platform: ${(e as Error)?.stack ?? e}`
+      ),
+    );
+  }
+  return defects;
+}
+
+/**
+ * The proxy with a hostile device behind it: three requesters ask for
+ * resources of one UDP device through a {@linkcode CoapProxy} (one a large
+ * body, one an observation), and the device answers with what `datagrams`
+ * hold, meeting the message IDs and tokens the proxy sent, with a stepped
+ * clock. Nothing escapes; every requester ends with one final answer
+ * within the proxy's timeout, a response code, and none of the options no
+ * response carries; what the proxy holds of block-wise bodies stays within
+ * its budget; once the requesters are answered and the proxy closed, no
+ * timer is left.
+ */
+export async function proxy(datagrams: DeviceDatagram[]): Promise<string[]> {
+  const defects: string[] = [];
+  const before = escaped.length;
+  const clock = new StepClock();
+  const device = { hostname: "10.9.9.9", port: 5683 };
+  const sent: { id: number; token?: Uint8Array }[] = [];
+  let endpoint: CoapUdpEndpoint | undefined;
+  const budgetMax = 64 * 1024;
+  const coapProxy = new CoapProxy({
+    allow: ["10.9.9.9:5683"],
+    timeout: 3000,
+    maxReassemblyBytes: budgetMax,
+    clock,
+    log: quiet,
+    connect: async (_origin, budget) => {
+      const udp = endpoint = new CoapUdpEndpoint((bytes) => {
+        try {
+          const { messageId, message } = decodeDatagram(bytes);
+          sent.push({
+            id: messageId,
+            ...(message.code === 0 ? {} : { token: message.token }),
+          });
+        } catch (error) {
+          defects.push(
+            `the proxy sent a datagram that does not decode: ${error}`,
+          );
+        }
+      }, { clock, random: () => 0.5, log: quiet });
+      const connection = attachWebSocket(udp.connect(device), {
+        log: quiet,
+        clock,
+      });
+      await connection.ready;
+      return new CoapClient(connection, {
+        log: quiet,
+        reassemblyBudget: budget,
+      });
+    },
+  });
+  type Outcome = { code?: string; options?: string; threw?: string };
+  const outcomes: (Outcome | undefined)[] = [];
+  const ask = (path: string, observe: boolean) => {
+    const request = readRequest({
+      code: Code.GET,
+      token: new Uint8Array([outcomes.length]),
+      options: [
+        ...(observe
+          ? [{ number: Option.OBSERVE, value: new Uint8Array(0) }]
+          : []),
+        {
+          number: Option.PROXY_URI,
+          value: new TextEncoder().encode(`coap://10.9.9.9:5683/${path}`),
+        },
+      ],
+      payload: new Uint8Array(0),
+    }, true);
+    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, quiet);
+    const index = outcomes.push(undefined) - 1;
+    const check = (init: ResponseInit) => {
+      const options = (init.options ?? []).filter((o) =>
+        [1, 3, 5, 7, 11, 15, 17, 35, 39, 252].includes(o.number) ||
+        (o.number === Option.ETAG && (o.value.length < 1 || o.value.length > 8))
+      );
+      if (options.length > 0) {
+        defects.push(
+          `the proxy passed on options no response carries: ${
+            options.map((o) => o.number)
+          }`,
+        );
+      }
+      if (!/^[245]\.\d\d$/.test(init.code ?? "2.05")) {
+        defects.push(`the proxy answered with code ${init.code}`);
+      }
+    };
+    const off = pipe.onEvent((event) => {
+      if (event.kind === "response") {
+        check(event.message);
+        if (event.isLast) outcomes[index] = { code: event.message.code };
+      }
+      return !event.isLast;
+    });
+    const controller = new AbortController();
+    Promise.resolve(coapProxy.resource.GET!(request, pipe, controller.signal))
+      .then((init) => {
+        if (init !== undefined) {
+          check(init as ResponseInit);
+          outcomes[index] = { code: (init as ResponseInit).code ?? "2.05" };
+        }
+      }, (error) => {
+        if (error instanceof CoapError) outcomes[index] = { code: error.code };
+        else {
+          outcomes[index] = { threw: String(error) };
+          defects.push(`the proxy's handler threw ${error}`);
+        }
+      });
+    return { off, controller, index };
+  };
+  const one = ask("a", false);
+  const big = ask("big", false);
+  const watch = ask("obs", true);
+  await settle();
+  for (const d of datagrams) {
+    if (endpoint === undefined) break;
+    const mid = "sent" in d.mid
+      ? sent[d.mid.sent % Math.max(1, sent.length)]?.id ?? 0
+      : d.mid.own;
+    const withTokens = sent.filter((s) => s.token !== undefined);
+    const tokenBytes = "sent" in d.token
+      ? withTokens[d.token.sent % Math.max(1, withTokens.length)]?.token ??
+        new Uint8Array(0)
+      : d.token.own;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeDatagram(
+        d.type as 0 | 1 | 2 | 3,
+        mid,
+        d.code === 0 ? undefined : encodeMessage({
+          code: d.code,
+          token: tokenBytes,
+          options: d.options,
+          payload: new Uint8Array(d.payload).fill(0x61),
+        }),
+      );
+    } catch {
+      continue; // not encodable: an option out of range
+    }
+    bytes = d.mutations.reduce(mutate, bytes);
+    endpoint.receive(bytes, device);
+    await settle();
+    await clock.advance(d.wait, 3);
+  }
+  // Past the timeout: every one-shot requester has its answer.
+  for (let t = 0; t < 4000; t += 250) await clock.advance(250, 1);
+  for (const { index } of [one, big]) {
+    if (outcomes[index] === undefined) {
+      defects.push(`requester ${index} had no answer past the proxy's timeout`);
+    }
+  }
+  if (coapProxy.reassemblyBytes > budgetMax) {
+    defects.push(`the proxy holds ${coapProxy.reassemblyBytes} bytes`);
+  }
+  // The observer leaves; the proxy closes; nothing is left running.
+  watch.off();
+  watch.controller.abort();
+  await settle();
+  coapProxy.close();
+  await settle();
+  await clock.advance(1000, 8);
+  endpoint?.close();
+  await settle();
+  await clock.advance(300_000, 4);
+  if (clock.pending !== 0) {
+    defects.push(`${clock.pending} timers left after the proxy closed`);
+  }
   if (escaped.length > before) {
     defects.push(
       ...escaped.slice(before).map((e) =>
