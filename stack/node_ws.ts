@@ -294,23 +294,21 @@ export async function serveCoapWs(
         socket.on("close", () => sockets.delete(socket));
         // An emitter's "error" with no listener would be thrown: a frame
         // over maxPayload, a malformed one. ws then sends its close frame
-        // (1009, 1002) and waits up to 30 s for the peer's; the socket goes
-        // after a second instead, and the connection hears of it through
-        // "close" (found by the fuzzer's loopback pass: 256 such sessions
-        // from one address left the next one refused with 503 until ws's
-        // timers ran out).
-        // Over TLS the socket goes as soon as the close frame is written:
-        // Deno's node:tls goes on reading what the peer sends into memory
+        // (1009, 1002) and waits up to 30 s for the peer's (found by the
+        // fuzzer's loopback pass: 256 such sessions from one address left
+        // the next one refused with 503 until ws's timers ran out), and
+        // resumes reading. The socket goes as soon as that close frame is
+        // written instead (a second at most), and the connection hears of
+        // it through "close": what the peer still sends is not read. Over
+        // TLS it matters most, since Deno's node:tls reads on into memory
         // however the socket is paused (4 peers each sending most of a
-        // 60 MiB frame grew the process by 258 MB in that second).
+        // 60 MiB frame grew the process by 258 MB within that second).
         ws.on("error", () => {
           const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
-          if (options.tls !== undefined) {
-            socket.write(new Uint8Array(0), () => {
-              clearTimeout(timer);
-              socket.destroy();
-            });
-          }
+          socket.write(new Uint8Array(0), () => {
+            clearTimeout(timer);
+            socket.destroy();
+          });
         });
         const connection = coap.accept(ws as unknown as WebSocketLike, {
           address,

@@ -86,20 +86,8 @@ function setup(options: Partial<ProxyOptions> = {}) {
   };
   /** Asks the proxy's resource as the server would, with these options. */
   const ask = async (options: CoapOption[]): Promise<string> => {
-    const request: IncomingRequest = readRequest({
-      code: Code.GET,
-      token: new Uint8Array([1]),
-      options,
-      payload: new Uint8Array(0),
-    }, true);
-    const pipe = new Pipe<IncomingRequest, ResponseInit>(request, quiet);
-    pipe.onEvent(() => true);
     try {
-      const init = await proxy.resource.GET!(
-        request,
-        pipe,
-        new AbortController().signal,
-      ) as ResponseInit;
+      const init = await answer(options);
       return `${init.code} ${text(init.payload as Uint8Array)}`;
     } catch (error) {
       if (!(error instanceof CoapError)) throw error;

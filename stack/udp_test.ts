@@ -572,6 +572,31 @@ function rawServer(resources: Resources, options: UdpOptions = {}) {
   };
 }
 
+/**
+ * An observable /obs whose value the test sets: 0 on registration, then
+ * what `notify(n)` says, until the observation ends.
+ */
+function ticking(): {
+  resources: Resources;
+  notify: (n: number) => void;
+} {
+  let notify: (n: number) => void = () => {};
+  return {
+    resources: {
+      "/obs": {
+        observable: true,
+        GET: (_request, pipe, signal) =>
+          new Promise<void>((resolve) => {
+            notify = (n) => pipe.addResponse({ payload: String(n) });
+            signal.addEventListener("abort", () => resolve());
+            pipe.addResponse({ payload: "0" });
+          }),
+      },
+    },
+    notify: (n) => notify(n),
+  };
+}
+
 const VICTIM: PeerAddress = { hostname: "192.0.2.7", port: 5683 };
 const bigText = "0123456789abcdef".repeat(64); // 1024 bytes
 const amplified: Resources = {
@@ -753,18 +778,9 @@ Deno.test("CoAP over UDP, address validation: an error's diagnostic payload is l
 });
 
 Deno.test("CoAP over UDP, address validation: an observation registered from a source that never answers costs at most three times its bytes: notifications go CON one at a time, newer ones replace the one retransmitted, and the observation ends after MAX_RETRANSMIT", async () => {
-  let notify!: (n: number) => void;
-  const t = rawServer({
-    "/obs": {
-      observable: true,
-      GET: (_request, pipe, signal) =>
-        new Promise<void>((resolve) => {
-          notify = (n) => pipe.addResponse({ payload: String(n) });
-          signal.addEventListener("abort", () => resolve());
-          pipe.addResponse({ payload: "0" });
-        }),
-    },
-  });
+  const counter = ticking();
+  const notify = counter.notify;
+  const t = rawServer(counter.resources);
   // A query makes the registration larger (59 bytes), so that its budget
   // (177) carries a few retransmissions.
   const registration = rawGet(1, "obs", {
@@ -805,18 +821,9 @@ Deno.test("CoAP over UDP, address validation: an observation registered from a s
 });
 
 Deno.test("CoAP over UDP, address validation: with a plain registration's budget, the observation ends at the first retransmission that would not fit", async () => {
-  let notify!: (n: number) => void;
-  const t = rawServer({
-    "/obs": {
-      observable: true,
-      GET: (_request, pipe, signal) =>
-        new Promise<void>((resolve) => {
-          notify = (n) => pipe.addResponse({ payload: String(n) });
-          signal.addEventListener("abort", () => resolve());
-          pipe.addResponse({ payload: "0" });
-        }),
-    },
-  });
+  const counter = ticking();
+  const notify = counter.notify;
+  const t = rawServer(counter.resources);
   const registration = rawGet(1, "obs", {
     token: [1, 2, 3, 4, 5, 6, 7, 8],
     options: [{ number: Option.OBSERVE, value: uint(0) }],
@@ -857,18 +864,9 @@ Deno.test("CoAP over UDP, address validation: our client sends an Echo value a r
 });
 
 Deno.test("CoAP over UDP, address validation: an observer that acknowledges its first CON notification is verified, gets a newer notification that came meanwhile, and then NONs", async () => {
-  let notify!: (n: number) => void;
-  const t = rawServer({
-    "/obs": {
-      observable: true,
-      GET: (_request, pipe, signal) =>
-        new Promise<void>((resolve) => {
-          notify = (n) => pipe.addResponse({ payload: String(n) });
-          signal.addEventListener("abort", () => resolve());
-          pipe.addResponse({ payload: "0" });
-        }),
-    },
-  });
+  const counter = ticking();
+  const notify = counter.notify;
+  const t = rawServer(counter.resources);
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,
@@ -895,18 +893,9 @@ Deno.test("CoAP over UDP, address validation: an observer that acknowledges its 
 });
 
 Deno.test("CoAP over UDP: an ACK with code 0.00 and an option after its ID (libcoap 4.3.1 sends the Echo value a response offered there) acknowledges the CON it names and verifies the peer", async () => {
-  let notify!: (n: number) => void;
-  const t = rawServer({
-    "/obs": {
-      observable: true,
-      GET: (_request, pipe, signal) =>
-        new Promise<void>((resolve) => {
-          notify = (n) => pipe.addResponse({ payload: String(n) });
-          signal.addEventListener("abort", () => resolve());
-          pipe.addResponse({ payload: "0" });
-        }),
-    },
-  });
+  const counter = ticking();
+  const notify = counter.notify;
+  const t = rawServer(counter.resources);
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,
@@ -945,18 +934,9 @@ Deno.test("CoAP over UDP: an ACK with code 0.00 and an option after its ID (libc
 });
 
 Deno.test("CoAP over UDP: while a verified observer's CON notification awaits its ACK, the NON ones go on; the next CON's turn goes to the one retransmitted, which carries the newest value", async () => {
-  let notify!: (n: number) => void;
-  const t = rawServer({
-    "/obs": {
-      observable: true,
-      GET: (_request, pipe, signal) =>
-        new Promise<void>((resolve) => {
-          notify = (n) => pipe.addResponse({ payload: String(n) });
-          signal.addEventListener("abort", () => resolve());
-          pipe.addResponse({ payload: "0" });
-        }),
-    },
-  }, { conEvery: 4 });
+  const counter = ticking();
+  const notify = counter.notify;
+  const t = rawServer(counter.resources, { conEvery: 4 });
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,

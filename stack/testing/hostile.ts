@@ -67,6 +67,30 @@ async function bystander(port: number): Promise<number> {
   }
 }
 
+/**
+ * Each socket sends a CSM, then announces a 60 MiB frame and sends 59 MiB
+ * of it; resolves with how many were cut off while still sending (the
+ * server closed them: what a refusal as the header arrives looks like).
+ */
+async function mostOf60MiB(sockets: RawWebSocket[]): Promise<number> {
+  const header = new Uint8Array(14);
+  header[0] = 0x82;
+  header[1] = 0x80 | 127;
+  new DataView(header.buffer).setBigUint64(2, BigInt(60 << 20));
+  const chunk = new Uint8Array(1 << 20);
+  let cut = 0;
+  await Promise.all(sockets.map(async (socket) => {
+    try {
+      await socket.sendBytes(frame(new Uint8Array([0x00, 0xe1])));
+      await socket.sendBytes(header);
+      for (let i = 0; i < 59; i++) await socket.sendBytes(chunk);
+    } catch {
+      cut++;
+    }
+  }));
+  return cut;
+}
+
 /** The server's log lines since `from`. */
 const since = (server: Running, from: number) => server.lines.slice(from);
 
@@ -267,24 +291,10 @@ Deno.test({
       {
         const from = server.lines.length;
         const before = await rss(pid);
-        const header = new Uint8Array(14);
-        header[0] = 0x82;
-        header[1] = 0x80 | 127;
-        new DataView(header.buffer).setBigUint64(2, BigInt(60 << 20));
-        const chunk = new Uint8Array(1 << 20);
         const sockets = await Promise.all(
           Array.from({ length: 4 }, () => open(port)),
         );
-        let cut = 0;
-        await Promise.all(sockets.map(async ({ socket }) => {
-          try {
-            await socket.sendBytes(frame(new Uint8Array([0x00, 0xe1])));
-            await socket.sendBytes(header);
-            for (let i = 0; i < 59; i++) await socket.sendBytes(chunk);
-          } catch {
-            cut++; // the server closed the connection: what we want
-          }
-        }));
+        const cut = await mostOf60MiB(sockets.map(({ socket }) => socket));
         await until(
           "the 1009s",
           () => sockets.every(({ socket }) => socket.closeFrame !== undefined),
@@ -646,11 +656,6 @@ Deno.test({
       ], theirs.stderr);
       const from = server.lines.length;
       const before = await rss(pid);
-      const header = new Uint8Array(14);
-      header[0] = 0x82;
-      header[1] = 0x80 | 127;
-      new DataView(header.buffer).setBigUint64(2, BigInt(60 << 20));
-      const chunk = new Uint8Array(1 << 20);
       const sockets = await Promise.all(
         Array.from(
           { length: 4 },
@@ -664,16 +669,7 @@ Deno.test({
             ),
         ),
       );
-      let cut = 0;
-      await Promise.all(sockets.map(async (socket) => {
-        try {
-          await socket.sendBytes(frame(new Uint8Array([0x00, 0xe1])));
-          await socket.sendBytes(header);
-          for (let i = 0; i < 59; i++) await socket.sendBytes(chunk);
-        } catch {
-          cut++; // the server closed the connection: what we want
-        }
-      }));
+      const cut = await mostOf60MiB(sockets);
       await until(
         "the 1009s",
         () => sockets.every((socket) => socket.closeFrame !== undefined),
