@@ -303,21 +303,34 @@ export async function serveCoapWs(
         // TLS it matters most, since Deno's node:tls reads on into memory
         // however the socket is paused (4 peers each sending most of a
         // 60 MiB frame grew the process by 258 MB within that second).
-        ws.on("error", () => {
+        // The connection is told at once, so that whatever ws still
+        // delivers as the socket goes (a CI run saw an empty message after
+        // a refused frame over TLS) is not read as the peer's.
+        let connection:
+          | { transportClosed(code: number, reason: string): void }
+          | undefined;
+        ws.on("error", (error) => {
+          connection?.transportClosed(
+            1009,
+            `ws refused a frame: ${
+              escapeText(String(error?.message ?? error))
+            }`,
+          );
           const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
           socket.write(new Uint8Array(0), () => {
             clearTimeout(timer);
             socket.destroy();
           });
         });
-        const connection = coap.accept(ws as unknown as WebSocketLike, {
-          address,
-        });
+        const accepted = connection = coap.accept(
+          ws as unknown as WebSocketLike,
+          { address },
+        );
         // Once the connection is over (released, aborted, refused by ws),
         // nothing the peer still sends is read: a flood stops costing the
         // process at once, and the socket goes after a second, whether or
         // not the peer answers the close handshake (ws would wait 30 s).
-        connection.closed.then(() => {
+        accepted.closed.then(() => {
           // ws resumes a paused socket whenever its parser drains: take its
           // reader away first.
           socket.removeAllListeners("data");

@@ -6,6 +6,8 @@
 //    this process: `--sockets` UDP sockets, each keeping `--window` CON
 //    GETs of / in flight (raw datagrams, so no client's own limits such as
 //    NSTART are in the figure), for `--seconds` after a second's warm-up.
+//    Each socket answers a 4.01 with Echo as libcoap's client does (RFC
+//    9175), so it is a verified client of ours, as it is of the others.
 //    The server's CPU comes from /proc/PID/stat.
 // 2. The cross-proxy's added latency: `--requests` sequential GETs of
 //    libcoap's / from our client, directly over UDP and through
@@ -15,7 +17,7 @@
 
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
-import { Code, encodeMessage } from "../message.ts";
+import { Code, encodeMessage, getOption, Option } from "../message.ts";
 import { bindUdp, connectCoapUdp } from "../udp_node.ts";
 import { decodeDatagram, encodeDatagram, Type } from "../udp.ts";
 import { parseArgs } from "./args.ts";
@@ -51,6 +53,9 @@ async function load(port: number, ms: number): Promise<Load> {
     Array.from({ length: options.sockets }, async (_, s) => {
       let messageId = s * 4096;
       const waiting = new Map<number, number>(); // message ID → sent at
+      // As libcoap's client does: a 4.01's Echo value goes with the next
+      // requests (RFC 9175), until an answer comes without one.
+      let echo: Uint8Array | undefined;
       const socket = await bindUdp((bytes) => {
         let datagram;
         try {
@@ -61,7 +66,13 @@ async function load(port: number, ms: number): Promise<Load> {
         if (datagram.type !== Type.ACK || !waiting.delete(datagram.messageId)) {
           return;
         }
-        if (datagram.message.code >> 5 === 2) completed++;
+        const offered = getOption(datagram.message, Option.ECHO);
+        if (datagram.message.code === Code.UNAUTHORIZED && offered) {
+          echo = offered.slice();
+        } else if (datagram.message.code >> 5 === 2) {
+          completed++;
+          echo = undefined;
+        }
         if (running) send();
       });
       const send = () => {
@@ -74,7 +85,9 @@ async function load(port: number, ms: number): Promise<Load> {
             encodeMessage({
               code: Code.GET,
               token: new Uint8Array([s, messageId & 0xff]),
-              options: [],
+              options: echo === undefined
+                ? []
+                : [{ number: Option.ECHO, value: echo }],
               payload: new Uint8Array(0),
             }),
           ),
