@@ -260,7 +260,14 @@ Deno.test({
           Array.from({ length: 100 }, () => socket()),
         );
         sockets.forEach((s, i) => s.send(request(batch * 100 + i, ""), target));
-        await sleep(60);
+        // Each answered, or two seconds: a loaded machine (CI's) answers a
+        // batch of new peers in more than the few ms it takes here.
+        const deadline = Date.now() + 2000;
+        while (
+          Date.now() < deadline && sockets.some((s) => s.got.length === 0)
+        ) {
+          await sleep(10);
+        }
         for (const s of sockets) {
           answered += s.got.some((d) => decodeDatagram(d).message.code === 0x45)
             ? 1
@@ -315,7 +322,7 @@ Deno.test({
       } MB more`,
     ]);
     assertEquals(after.answer, "2.05");
-    assert(answered >= 1900, `${answered} of 2,000 answered`);
+    assert(answered >= 1990, `${answered} of 2,000 answered`);
     // The goal is 10 MB; the bound leaves room for a noisy machine.
     assert(
       rssAfter - rssBefore < 16 * 2 ** 20,
