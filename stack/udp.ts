@@ -58,6 +58,7 @@ import type { Logger } from "@coap/pipe";
 import type { Clock } from "./connection.ts";
 import { systemClock } from "./connection.ts";
 import {
+  type Block,
   CoapFormatError,
   type CoapMessage,
   Code,
@@ -406,7 +407,7 @@ function smallerBlock(
   room: number,
 ): Uint8Array | undefined {
   const value = getOption(message, Option.BLOCK2);
-  let block: { num: number; more: boolean; szx: number } | undefined;
+  let block: Block | undefined;
   try {
     block = value === undefined ? undefined : decodeBlock(value);
   } catch {
@@ -705,9 +706,9 @@ export class CoapUdpEndpoint {
     const isRequest = message.code >> 5 === 0;
     if (isRequest && (type === Type.CON || type === Type.NON)) {
       if (this.#unverified.size >= this.#options.maxUnverifiedPeers) {
-        this.#evictUnverified();
+        this._evictUnverified();
       }
-      if (this.#peers.size >= this.#options.maxPeers) this.#evictUnverified();
+      if (this.#peers.size >= this.#options.maxPeers) this._evictUnverified();
       if (
         this.#onPeer === undefined || this.#peers.size >= this.#options.maxPeers
       ) {
@@ -762,11 +763,6 @@ export class CoapUdpEndpoint {
     if (this.#toldTimer !== undefined) {
       this.#clock.clearTimeout(this.#toldTimer);
     }
-  }
-
-  /** Ends the unverified peer heard from least recently, if there is one. */
-  #evictUnverified(): void {
-    this._evictUnverified();
   }
 
   /**
@@ -1344,6 +1340,11 @@ export class UdpPeerSocket implements WebSocketLike {
       }
       pending.nextSent = true;
     }
+    if (this.#room() === Infinity) {
+      // Verified, or validation off: as it is (every response passes here).
+      this.#answer(key, incoming, frame, final, false);
+      return;
+    }
     const fitted = this.#fit(frame, message, incoming);
     if (fitted === undefined) {
       // Nothing more fits the budget of an unverified observer.
@@ -1762,11 +1763,13 @@ export class UdpPeerSocket implements WebSocketLike {
       // A response that came before its request's ACK (which was lost, or
       // never sent) acknowledges the request too (RFC 7252 §5.2.2): it is
       // sent no more, and the next request may go.
-      for (const entry of this.#unacked.values()) {
-        if (entry.what === "request" && entry.token === key) {
-          this.#drop(entry);
-          this.#requestAcked();
-          break;
+      if (this.#requestsUnacked > 0) {
+        for (const entry of this.#unacked.values()) {
+          if (entry.what === "request" && entry.token === key) {
+            this.#drop(entry);
+            this.#requestAcked();
+            break;
+          }
         }
       }
       this.#responseArrived(frame, message);
