@@ -292,25 +292,24 @@ export async function serveCoapWs(
       wss.handleUpgrade(request, socket, head, (ws) => {
         sockets.add(socket);
         socket.on("close", () => sockets.delete(socket));
+        const connection = coap.accept(ws as unknown as WebSocketLike, {
+          address,
+        });
         // An emitter's "error" with no listener would be thrown: a frame
         // over maxPayload, a malformed one. ws then sends its close frame
-        // (1009, 1002) and waits up to 30 s for the peer's (found by the
-        // fuzzer's loopback pass: 256 such sessions from one address left
-        // the next one refused with 503 until ws's timers ran out), and
-        // resumes reading. The socket goes as soon as that close frame is
-        // written instead (a second at most), and the connection hears of
-        // it through "close": what the peer still sends is not read. Over
-        // TLS it matters most, since Deno's node:tls reads on into memory
-        // however the socket is paused (4 peers each sending most of a
-        // 60 MiB frame grew the process by 258 MB within that second).
-        // The connection is told at once, so that whatever ws still
-        // delivers as the socket goes (a CI run saw an empty message after
-        // a refused frame over TLS) is not read as the peer's.
-        let connection:
-          | { transportClosed(code: number, reason: string): void }
-          | undefined;
+        // (1009, 1002), resumes reading, and waits up to 30 s for the
+        // peer's (found by the fuzzer's loopback pass: 256 such sessions
+        // from one address left the next one refused with 503 until ws's
+        // timers ran out). Instead the connection is told at once, so that
+        // whatever ws still delivers is not read as the peer's (a CI run
+        // saw an empty message after a refused frame over TLS), and the
+        // socket goes as soon as the close frame is written (a second at
+        // most): what the peer still sends is not read. Over TLS it matters
+        // most, since Deno's node:tls reads on into memory however the
+        // socket is paused (4 peers each sending most of a 60 MiB frame
+        // grew the process by 258 MB within that second).
         ws.on("error", (error) => {
-          connection?.transportClosed(
+          connection.transportClosed(
             1009,
             `ws refused a frame: ${
               escapeText(String(error?.message ?? error))
@@ -322,15 +321,11 @@ export async function serveCoapWs(
             socket.destroy();
           });
         });
-        const accepted = connection = coap.accept(
-          ws as unknown as WebSocketLike,
-          { address },
-        );
         // Once the connection is over (released, aborted, refused by ws),
         // nothing the peer still sends is read: a flood stops costing the
         // process at once, and the socket goes after a second, whether or
         // not the peer answers the close handshake (ws would wait 30 s).
-        accepted.closed.then(() => {
+        connection.closed.then(() => {
           // ws resumes a paused socket whenever its parser drains: take its
           // reader away first.
           socket.removeAllListeners("data");
