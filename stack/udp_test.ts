@@ -29,6 +29,7 @@ import {
 import { attachWebSocket } from "./websocket.ts";
 import { ManualClock, settle } from "./testing/manual_clock.ts";
 import { recorder } from "./testing/loggers.ts";
+import { requestDatagram as rawGet } from "./testing/datagrams.ts";
 
 const TYPES = ["CON", "NON", "ACK", "RST"];
 const SERVER: PeerAddress = { hostname: "10.0.0.1", port: 5683 };
@@ -506,35 +507,6 @@ Deno.test("CoAP over UDP: peers are bounded (maxPeers): one more is refused with
   client.close();
 });
 
-/** A CON (or NON) GET of `path` with token `token`, as a datagram. */
-function rawGet(
-  messageId: number,
-  path: string,
-  more: {
-    token?: number[];
-    type?: MessageType;
-    options?: CoapOption[];
-    code?: number;
-  } = {},
-): Uint8Array {
-  return encodeDatagram(
-    more.type ?? Type.CON,
-    messageId,
-    encodeMessage({
-      code: more.code ?? Code.GET,
-      token: new Uint8Array(more.token ?? []),
-      options: [
-        ...path.split("/").filter((s) => s !== "").map((segment) => ({
-          number: Option.URI_PATH,
-          value: utf8(segment),
-        })),
-        ...(more.options ?? []),
-      ],
-      payload: new Uint8Array(0),
-    }),
-  );
-}
-
 /**
  * A server endpoint alone, served as serveCoapUdp serves it, and a record
  * of each datagram it sends, by destination: for sources that are not a
@@ -778,9 +750,8 @@ Deno.test("CoAP over UDP, address validation: an error's diagnostic payload is l
 });
 
 Deno.test("CoAP over UDP, address validation: an observation registered from a source that never answers costs at most three times its bytes: notifications go CON one at a time, newer ones replace the one retransmitted, and the observation ends after MAX_RETRANSMIT", async () => {
-  const counter = ticking();
-  const notify = counter.notify;
-  const t = rawServer(counter.resources);
+  const { resources, notify } = ticking();
+  const t = rawServer(resources);
   // A query makes the registration larger (59 bytes), so that its budget
   // (177) carries a few retransmissions.
   const registration = rawGet(1, "obs", {
@@ -821,9 +792,8 @@ Deno.test("CoAP over UDP, address validation: an observation registered from a s
 });
 
 Deno.test("CoAP over UDP, address validation: with a plain registration's budget, the observation ends at the first retransmission that would not fit", async () => {
-  const counter = ticking();
-  const notify = counter.notify;
-  const t = rawServer(counter.resources);
+  const { resources, notify } = ticking();
+  const t = rawServer(resources);
   const registration = rawGet(1, "obs", {
     token: [1, 2, 3, 4, 5, 6, 7, 8],
     options: [{ number: Option.OBSERVE, value: uint(0) }],
@@ -864,9 +834,8 @@ Deno.test("CoAP over UDP, address validation: our client sends an Echo value a r
 });
 
 Deno.test("CoAP over UDP, address validation: an observer that acknowledges its first CON notification is verified, gets a newer notification that came meanwhile, and then NONs", async () => {
-  const counter = ticking();
-  const notify = counter.notify;
-  const t = rawServer(counter.resources);
+  const { resources, notify } = ticking();
+  const t = rawServer(resources);
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,
@@ -893,9 +862,8 @@ Deno.test("CoAP over UDP, address validation: an observer that acknowledges its 
 });
 
 Deno.test("CoAP over UDP: an ACK with code 0.00 and an option after its ID (libcoap 4.3.1 sends the Echo value a response offered there) acknowledges the CON it names and verifies the peer", async () => {
-  const counter = ticking();
-  const notify = counter.notify;
-  const t = rawServer(counter.resources);
+  const { resources, notify } = ticking();
+  const t = rawServer(resources);
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,
@@ -934,9 +902,8 @@ Deno.test("CoAP over UDP: an ACK with code 0.00 and an option after its ID (libc
 });
 
 Deno.test("CoAP over UDP: while a verified observer's CON notification awaits its ACK, the NON ones go on; the next CON's turn goes to the one retransmitted, which carries the newest value", async () => {
-  const counter = ticking();
-  const notify = counter.notify;
-  const t = rawServer(counter.resources, { conEvery: 4 });
+  const { resources, notify } = ticking();
+  const t = rawServer(resources, { conEvery: 4 });
   t.endpoint.receive(
     rawGet(1, "obs", { options: [{ number: Option.OBSERVE, value: uint(0) }] }),
     VICTIM,

@@ -29,6 +29,7 @@ import {
   startOurServer,
 } from "./peers.ts";
 import { ask } from "./ask.ts";
+import { requestDatagram } from "./datagrams.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 import { rss } from "./proc.ts";
@@ -36,32 +37,13 @@ import { rss } from "./proc.ts";
 const network = { sanitizeOps: false, sanitizeResources: false };
 const table: string[][] = [];
 
-/** A request datagram: method GET unless said, path, token, options. */
+/** A request datagram (`requestDatagram`), with a 2-byte token unless told. */
 function request(
   messageId: number,
   path: string,
-  more: {
-    token?: number[];
-    options?: { number: number; value: Uint8Array }[];
-    type?: 0 | 1;
-  } = {},
+  more: Parameters<typeof requestDatagram>[2] = {},
 ): Uint8Array {
-  return encodeDatagram(
-    more.type ?? Type.CON,
-    messageId,
-    encodeMessage({
-      code: Code.GET,
-      token: new Uint8Array(more.token ?? [0x5a, 0xa5]),
-      options: [
-        ...path.split("/").filter((s) => s !== "").map((segment) => ({
-          number: Option.URI_PATH,
-          value: utf8(segment),
-        })),
-        ...(more.options ?? []),
-      ],
-      payload: new Uint8Array(0),
-    }),
-  );
+  return requestDatagram(messageId, path, { token: [0x5a, 0xa5], ...more });
 }
 
 /** A socket on 127.0.0.1 that records what comes to it. */
