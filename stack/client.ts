@@ -25,12 +25,15 @@ import {
 } from "./exchange.ts";
 import {
   type Block,
+  Code,
   type CoapMessage,
+  type CoapOption,
   decodeBlock,
   encodeBlock,
   getOption,
   hex,
   Option,
+  uint,
 } from "./message.ts";
 import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
 
@@ -67,6 +70,15 @@ export interface ClientOptions {
    * @default {16777216}
    */
   maxBodySize?: number;
+  /**
+   * The largest block a request body is sent in (16, 32, … 1024 bytes):
+   * a body larger than this, or too large for one message to the peer
+   * (its Max-Message-Size), goes block-wise in Block1 options (RFC 7959
+   * §2.5), in blocks as large as fit the peer up to this size.
+   *
+   * @default {1024}
+   */
+  blockSize?: number;
   /**
    * Bytes that block-wise reassemblies may hold at once, shared by every
    * client given the same budget (a proxy's upstreams): past it, a
@@ -321,6 +333,12 @@ export class CoapClient {
   readonly #maxBodySize: number;
   readonly #budget: ByteBudget | undefined;
   readonly #maxBufferedNotifications: number;
+  /** The size exponent of `blockSize`. */
+  readonly #szx: number;
+  /** Uploads under way, by their request's block key: for Request-Tag. */
+  readonly #uploading = new Map<string, number>();
+  /** The last Request-Tag used. */
+  #tag = 0;
   #open = 0;
 
   /**
@@ -340,6 +358,15 @@ export class CoapClient {
     this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
     this.#budget = options.reassemblyBudget;
     this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
+    const blockSize = options.blockSize ?? 1024;
+    this.#szx = [16, 32, 64, 128, 256, 512, 1024].indexOf(blockSize);
+    if (this.#szx < 0) {
+      throw new RangeError(
+        `Cannot create a CoapClient: blockSize must be 16, 32, 64, 128, 256, 512 or 1024, got ${
+          String(blockSize)
+        }`,
+      );
+    }
     checkBuffered(
       this.#maxBufferedNotifications,
       "Cannot create a CoapClient: maxBufferedNotifications",
@@ -549,6 +576,11 @@ export class CoapClient {
     pipe: IterablePipe<CoapRequest, CoapResponse>,
     message: CoapMessage,
   ): void {
+    const szx = this.#uploadSzx(message);
+    if (szx !== undefined) {
+      this.#driveUpload(pipe, message, szx);
+      return;
+    }
     const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
     // Responses are handed on in arrival order. One that needs block-wise
     // follow-ups first waits in `tail`, and so does everything after it
@@ -613,6 +645,130 @@ export class CoapClient {
     });
     pipe.onPoke(() => raw.poke());
     this.#connection.request(raw);
+  }
+
+  /**
+   * The size exponent to send `message`'s body in block-wise, or
+   * `undefined` when it goes in one message: it fits the peer's
+   * Max-Message-Size and `blockSize`, or not even the smallest block would
+   * fit (the connection then says why it cannot be sent).
+   */
+  #uploadSzx(message: CoapMessage): number | undefined {
+    const length = message.payload.length;
+    if (length <= 16) return undefined;
+    const connection = this.#connection;
+    const limit = connection.peer.maxMessageSize;
+    let head: number;
+    try {
+      head = connection.sizeOf({ ...message, payload: EMPTY });
+    } catch {
+      return undefined;
+    }
+    if (head + 1 + length <= limit && length <= 16 << this.#szx) {
+      return undefined;
+    }
+    // The marker, Block1 (up to 4 bytes), Size1 (up to 5), Request-Tag (up to 6).
+    head += 16;
+    let szx = this.#szx;
+    while (szx > 0 && head + (16 << szx) > limit) szx--;
+    return head + (16 << szx) > limit ? undefined : szx;
+  }
+
+  /**
+   * Sends a request whose body goes block-wise (RFC 7959 §2.5), then reads
+   * the answer to its last block like any response: fetching the rest of
+   * a block-wise answer with follow-ups that carry no body (§3.2).
+   */
+  #driveUpload(
+    pipe: IterablePipe<CoapRequest, CoapResponse>,
+    message: CoapMessage,
+    szx: number,
+  ): void {
+    const fetches = new Set<() => void>();
+    pipe.onInterestEnd(() => {
+      for (const cancel of fetches) cancel();
+    });
+    const key = uploadKey(message);
+    const count = this.#uploading.get(key) ?? 0;
+    this.#uploading.set(key, count + 1);
+    // RFC 9175 §3.4: a second upload to the same resource at once is told
+    // apart by a Request-Tag.
+    const tag = count === 0 ? undefined : uint(++this.#tag & 0xffffffff);
+    const upload = async () => {
+      try {
+        const last = await this.#upload(message, szx, tag, fetches);
+        const response = readResponse(last);
+        const followUp: CoapMessage = {
+          ...message,
+          options: message.options,
+          payload: EMPTY,
+        };
+        const whole = await this.#reassemble(followUp, response, fetches);
+        if (!pipe.ended) pipe.addResponse(whole, true);
+      } finally {
+        const left = this.#uploading.get(key)! - 1;
+        if (left === 0) this.#uploading.delete(key);
+        else this.#uploading.set(key, left);
+      }
+    };
+    upload().catch((error) => {
+      if (!pipe.ended) pipe.addException(error);
+    });
+  }
+
+  /** Sends the blocks of a body; resolves with the answer to the last. */
+  async #upload(
+    message: CoapMessage,
+    firstSzx: number,
+    tag: Uint8Array | undefined,
+    fetches: Set<() => void>,
+  ): Promise<CoapMessage> {
+    const payload = message.payload;
+    const base = tag === undefined
+      ? message.options
+      : [...message.options, { number: Option.REQUEST_TAG, value: tag }];
+    let szx = firstSzx;
+    let offset = 0;
+    for (;;) {
+      const size = 16 << szx;
+      const num = offset / size;
+      const more = offset + size < payload.length;
+      const options: CoapOption[] = [...base, {
+        number: Option.BLOCK1,
+        value: encodeBlock({ num, more, szx }),
+      }];
+      if (num === 0) {
+        options.push({ number: Option.SIZE1, value: uint(payload.length) });
+      }
+      const response = await this.#fetch({
+        ...message,
+        options,
+        payload: payload.subarray(offset, offset + size),
+      }, fetches);
+      const echoed = getOption(response, Option.BLOCK1);
+      const theirs = echoed === undefined ? undefined : decodeBlock(echoed);
+      if (more && response.code === Code.CONTINUE) {
+        if (theirs !== undefined && theirs.num !== num) {
+          throw new BlockwiseError(
+            `Block-wise upload failed: sent block ${num}, the server continued after block ${theirs.num}`,
+          );
+        }
+        offset += size;
+        // The server may ask for smaller blocks from here on (§2.5).
+        if (theirs !== undefined && theirs.szx < szx) szx = theirs.szx;
+        continue;
+      }
+      if (
+        num === 0 && response.code === Code.REQUEST_ENTITY_TOO_LARGE &&
+        theirs !== undefined && theirs.szx < szx
+      ) {
+        // §2.9.3: the first block was too large; start again smaller.
+        szx = theirs.szx;
+        continue;
+      }
+      // The last block's answer; or an error, which ends the upload.
+      return response;
+    }
   }
 
   /**
@@ -838,6 +994,17 @@ function checkBuffered(value: number, what: string): void {
       `${what} must be a positive integer or Infinity, got ${String(value)}`,
     );
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** What tells one upload's resource from another's: all but block-wise options. */
+function uploadKey(message: CoapMessage): string {
+  let key = String(message.code);
+  for (const option of message.options) {
+    key += `;${option.number}=${hex(option.value)}`;
+  }
+  return key;
 }
 
 /** Whether a response is the first of several Block2 blocks. */

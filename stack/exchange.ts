@@ -157,7 +157,10 @@ interface Format {
   readonly repeatable: boolean;
 }
 
-/** RFC 7252 §5.10, RFC 7641 §2, RFC 7959 §2.1: length bounds, repeatable. */
+/**
+ * RFC 7252 §5.10, RFC 7641 §2, RFC 7959 §2.1, RFC 7967 §2, RFC 8768 §3,
+ * RFC 9175 §3.2: length bounds, repeatable.
+ */
 const FORMATS: ReadonlyMap<number, Format> = new Map([
   [Option.IF_MATCH, { min: 0, max: 8, repeatable: true }],
   [Option.URI_HOST, { min: 1, max: 255, repeatable: false }],
@@ -172,19 +175,22 @@ const FORMATS: ReadonlyMap<number, Format> = new Map([
   [Option.URI_QUERY, { min: 0, max: 255, repeatable: true }],
   [Option.ACCEPT, { min: 0, max: 2, repeatable: false }],
   [Option.LOCATION_QUERY, { min: 0, max: 255, repeatable: true }],
+  [Option.HOP_LIMIT, { min: 1, max: 1, repeatable: false }],
   [Option.BLOCK2, { min: 0, max: 3, repeatable: false }],
+  [Option.BLOCK1, { min: 0, max: 3, repeatable: false }],
   [Option.SIZE2, { min: 0, max: 4, repeatable: false }],
   [Option.SIZE1, { min: 0, max: 4, repeatable: false }],
   [Option.PROXY_URI, { min: 1, max: 1034, repeatable: false }],
   [Option.PROXY_SCHEME, { min: 1, max: 255, repeatable: false }],
+  [Option.NO_RESPONSE, { min: 0, max: 1, repeatable: false }],
+  [Option.REQUEST_TAG, { min: 0, max: 8, repeatable: true }],
 ]);
 
 /**
  * Critical options a server of this stack does not act on, although RFC
- * 7252 knows them: answered 4.02 like unknown ones (Block1 uploads, proxying).
+ * 7252 knows them: answered 4.02 like unknown ones (proxying, conditions).
  */
 const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
-  Option.BLOCK1,
   Option.PROXY_URI,
   Option.PROXY_SCHEME,
   Option.IF_MATCH,
@@ -193,7 +199,6 @@ const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
 
 /** The same, for a server that forwards requests (it has a proxy). */
 const UNSUPPORTED_IN_PROXY_REQUESTS: ReadonlySet<number> = new Set([
-  Option.BLOCK1,
   Option.IF_MATCH,
   Option.IF_NONE_MATCH,
 ]);
@@ -662,6 +667,22 @@ export function withoutObserve(request: IncomingRequest): IncomingRequest {
   return request.without();
 }
 
+/**
+ * The same request with another payload: the body a block-wise upload
+ * reassembled (RFC 7959 §2.5).
+ *
+ * @param request A request from {@linkcode readRequest}, or any other.
+ * @param payload The whole body.
+ * @returns A copy with `payload`.
+ */
+export function withPayload(
+  request: IncomingRequest,
+  payload: Uint8Array,
+): IncomingRequest {
+  if (!(request instanceof Request)) return { ...request, payload };
+  return request.copy(request.observe, payload);
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 const EMPTY = new Uint8Array(0);
 
@@ -704,15 +725,20 @@ class Request implements IncomingRequest {
 
   /** A copy without Observe. */
   without(): Request {
+    return this.copy(undefined, this.payload);
+  }
+
+  /** A copy with this Observe and payload. */
+  copy(observe: number | undefined, payload: Uint8Array): Request {
     return new Request(
       this.method,
       this.path,
       this.segments,
       this.query,
-      this.payload,
+      payload,
       this.contentFormat,
       this.accept,
-      undefined,
+      observe,
       this.block2,
       this.key,
       this.#view,

@@ -104,6 +104,39 @@ export interface FlowLimits {
    * @default {256}
    */
   maxConnectionsPerAddress?: number;
+  /**
+   * The largest request body a block-wise upload (Block1, RFC 7959 §2.5)
+   * reassembles to, in bytes: past it, or when Size1 announces more, the
+   * upload is answered 4.13 Request Entity Too Large with this as Size1.
+   *
+   * @default {1048576} (1 MiB)
+   */
+  maxBodySize?: number;
+  /**
+   * Block-wise uploads in progress on one connection (one peer, over
+   * UDP). One more replaces the connection's oldest, whose next block is
+   * then answered 4.08 Request Entity Incomplete.
+   *
+   * @default {4}
+   */
+  maxUploadsPerConnection?: number;
+  /**
+   * Bytes that uploads in progress, and answers kept for their block-wise
+   * follow-ups (a POST's or PUT's answer fetched block by block), hold
+   * over all of the server's connections. Past it, a block that would
+   * hold more is answered 5.03 Service Unavailable, and an answer that is
+   * not kept is made again for each block asked.
+   *
+   * @default {16777216} (16 MiB)
+   */
+  maxUploadBytes?: number;
+  /**
+   * How long an upload waits for its next block, and a kept answer for
+   * its next follow-up, in milliseconds, before it is let go.
+   *
+   * @default {60000}
+   */
+  uploadTimeout?: number;
 }
 
 /** The limits with every default filled in. */
@@ -122,6 +155,10 @@ export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
   maxHeldBytes: 33_554_432,
   maxConnections: 4_096,
   maxConnectionsPerAddress: 256,
+  maxBodySize: 1_048_576,
+  maxUploadsPerConnection: 4,
+  maxUploadBytes: 16_777_216,
+  uploadTimeout: 60_000,
 });
 
 /**
@@ -139,7 +176,8 @@ export function resolveLimits(limits: FlowLimits = {}): ResolvedLimits {
       throw new TypeError(`Cannot use limits: unknown limit ${name}`);
     }
     if (value === undefined) continue;
-    const integer = name !== "sliceMs" && name !== "queueGrace";
+    const integer = name !== "sliceMs" && name !== "queueGrace" &&
+      name !== "uploadTimeout";
     if (
       typeof value !== "number" || !(value > 0) ||
       (integer && !Number.isInteger(value) && value !== Infinity)

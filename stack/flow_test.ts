@@ -587,8 +587,13 @@ Deno.test("resolveLimits() fills in the defaults and refuses unknown names and v
     maxHeldBytes: 33_554_432,
     maxConnections: 4_096,
     maxConnectionsPerAddress: 256,
+    maxBodySize: 1_048_576,
+    maxUploadsPerConnection: 4,
+    maxUploadBytes: 16_777_216,
+    uploadTimeout: 60_000,
   });
   assertEquals(resolveLimits({ sliceMs: 0.5 }).sliceMs, 0.5);
+  assertEquals(resolveLimits({ uploadTimeout: 0.5 }).uploadTimeout, 0.5);
   assertEquals(
     resolveLimits({ maxObservations: Infinity }).maxObservations,
     Infinity,

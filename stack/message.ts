@@ -68,12 +68,14 @@ export const Code = {
   VALID: 0x43,
   CHANGED: 0x44,
   CONTENT: 0x45,
+  CONTINUE: 0x5f,
   BAD_REQUEST: 0x80,
   UNAUTHORIZED: 0x81,
   BAD_OPTION: 0x82,
   NOT_FOUND: 0x84,
   METHOD_NOT_ALLOWED: 0x85,
   REQUEST_ENTITY_INCOMPLETE: 0x88,
+  PRECONDITION_FAILED: 0x8c,
   REQUEST_ENTITY_TOO_LARGE: 0x8d,
   INTERNAL_SERVER_ERROR: 0xa0,
   CSM: 0xe1,
@@ -83,7 +85,7 @@ export const Code = {
   ABORT: 0xe5,
 } as const;
 
-/** Option numbers this stack knows (RFC 7252, 7641, 7959, 9175). */
+/** Option numbers this stack knows (RFC 7252, 7641, 7959, 7967, 8768, 9175). */
 export const Option = {
   IF_MATCH: 1,
   URI_HOST: 3,
@@ -96,6 +98,7 @@ export const Option = {
   CONTENT_FORMAT: 12,
   MAX_AGE: 14,
   URI_QUERY: 15,
+  HOP_LIMIT: 16,
   ACCEPT: 17,
   LOCATION_QUERY: 20,
   BLOCK2: 23,
@@ -105,6 +108,8 @@ export const Option = {
   PROXY_SCHEME: 39,
   SIZE1: 60,
   ECHO: 252,
+  NO_RESPONSE: 258,
+  REQUEST_TAG: 292,
 } as const;
 
 /**

@@ -165,13 +165,13 @@ const REQUEST_ONLY = new Set<number>([
   Option.URI_PORT,
   Option.URI_PATH,
   Option.URI_QUERY,
-  16, // Hop-Limit
+  Option.HOP_LIMIT,
   Option.ACCEPT,
   Option.PROXY_URI,
   Option.PROXY_SCHEME,
   Option.ECHO,
-  258, // No-Response
-  292, // Request-Tag
+  Option.NO_RESPONSE,
+  Option.REQUEST_TAG,
 ]);
 
 /**

@@ -22,7 +22,9 @@ import {
   type ResponderPipe,
   runDrivingPipe,
 } from "@coap/pipe";
+import { blockKey, type UploadBudget, Uploads } from "./blockwise.ts";
 import {
+  type Clock,
   type CoapConnection,
   type ConnectionOptions,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -44,12 +46,16 @@ import {
   type ResponseInit,
   responseMessage,
   withoutObserve,
+  withPayload,
 } from "./exchange.ts";
 import {
   type CoapMessage,
   type CoapOption,
+  decodeBlock,
   encodeBlock,
+  getOption,
   Option,
+  readUint,
   type OutgoingMessage,
   tokenKey,
   uint,
@@ -142,6 +148,12 @@ export interface ServerOptions {
    * Observations through it work as on any observable resource.
    */
   proxy?: Resource;
+  /**
+   * The timers of block-wise uploads and kept answers (`uploadTimeout`).
+   *
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
@@ -190,6 +202,9 @@ export class CoapServer {
   };
   /** The open connections, for the one holding most when over budget. */
   readonly #open = new Set<CoapConnection>();
+  /** Bytes held by block-wise uploads and kept answers. */
+  readonly #uploadBudget: UploadBudget = { held: 0 };
+  readonly #clock: Clock;
   /** Open connections by the peer's address, where the adapter knows it. */
   readonly #byAddress = new Map<string, number>();
   /** Bytes held unread over all connections. */
@@ -212,6 +227,7 @@ export class CoapServer {
     this.#proxy = options.proxy;
     this.#maxMessageSize = options.maxMessageSize;
     this.#limits = resolveLimits(options.limits);
+    this.#clock = options.clock ?? systemClock;
     this.#resources = new Map();
     for (const [path, resource] of Object.entries(resources)) {
       if (!path.startsWith("/")) {
@@ -296,6 +312,14 @@ export class CoapServer {
   /** Bytes of messages held unread now, over all connections. */
   get heldBytes(): number {
     return this.#heldBytes;
+  }
+
+  /**
+   * Bytes held now by block-wise uploads in progress and by answers kept
+   * for their block-wise follow-ups, over all connections.
+   */
+  get uploadBytes(): number {
+    return this.#uploadBudget.held;
   }
 
   /**
@@ -386,6 +410,7 @@ export class CoapServer {
         flow.close();
         for (const exchange of [...served.values()]) exchange.stop();
         served.clear();
+        link.table?.close();
         tellOnce(this.#log, flow, this.#limits);
         options.onClose?.(reason);
       },
@@ -397,6 +422,13 @@ export class CoapServer {
       connection,
       served,
       flow,
+      table: undefined,
+      uploads: () =>
+        link.table ??= new Uploads(
+          this.#uploadBudget,
+          this.#limits,
+          this.#clock,
+        ),
       // An error response the resource chose (a 4.04, a 4.00) is an
       // expected event: renderException logs it at info, and the server at
       // debug. Unexpected errors (a handler that throws anything else) stay
@@ -464,6 +496,49 @@ export class CoapServer {
       });
       return;
     }
+    const block1 = getOption(message, Option.BLOCK1);
+    const unsafe = request.method !== "GET" && request.method !== "FETCH";
+    let upload: Upload | undefined;
+    if (block1 !== undefined) {
+      // RFC 7959 §2.5: a block of a body; only the last one is served.
+      const size1 = getOption(message, Option.SIZE1);
+      const step = link.uploads().take(
+        blockKey(message),
+        decodeBlock(block1),
+        request.payload,
+        size1 === undefined ? undefined : readUint(size1),
+      );
+      if (step.kind === "answer") {
+        const answer = responseMessage(step.init, message.token, undefined);
+        flow.offer({ flush: () => connection.reply(answer) });
+        return;
+      }
+      request = withPayload(request, step.payload);
+      upload = { block1: step.block1, key: undefined };
+    }
+    if (unsafe) {
+      // The answer to a POST or PUT is made once: what goes block-wise is
+      // kept for the follow-ups that ask for its later blocks (RFC 7959
+      // §3.2), which carry no body.
+      const key = blockKey(message, false);
+      const wanted = request.block2;
+      if (block1 === undefined && wanted !== undefined && wanted.num > 0) {
+        const uploads = link.table;
+        const kept = uploads?.keptAnswer(key);
+        if (kept !== undefined) {
+          const answer = { ...kept, token: message.token };
+          const asked = request;
+          flow.offer({
+            flush: () =>
+              send(connection, asked, answer, {
+                last: () => uploads!.forget(key),
+              }),
+          });
+          return;
+        }
+      }
+      upload = { block1: upload?.block1, key };
+    }
     const resource = proxying
       ? this.#proxy
       : this.#resources.get(request.path) ?? this.#under(request.path);
@@ -487,7 +562,7 @@ export class CoapServer {
       request,
       connection.log,
     );
-    const exchange = new Served(link, key, request, observing, pipe);
+    const exchange = new Served(link, key, request, observing, pipe, upload);
     served.set(key, exchange);
     const method = request.method as typeof METHOD_NAMES[number];
     const handler = METHOD_NAMES.includes(method)
@@ -657,6 +732,10 @@ interface Link {
   connection: CoapConnection;
   served: Map<number | string, Served>;
   flow: Flow;
+  /** Block-wise uploads and kept answers, if any came yet. */
+  table: Uploads | undefined;
+  /** The table, made by the first upload or kept answer that needs it. */
+  uploads(): Uploads;
   /** How exceptions become responses, and where they are logged. */
   render: ErrorToMessageOptions<ResponseInit>;
 }
@@ -786,6 +865,7 @@ class Served implements Outgoing {
   /** The response waiting for the flow. */
   #pending: ResponseInit | undefined;
   readonly #off: () => void;
+  readonly #upload: Upload | undefined;
 
   constructor(
     readonly link: Link,
@@ -793,8 +873,10 @@ class Served implements Outgoing {
     readonly request: IncomingRequest,
     observing: boolean,
     pipe: Pipe<IncomingRequest, ResponseInit>,
+    upload?: Upload,
   ) {
     this.#flags = observing ? OBSERVING : 0;
+    this.#upload = upload;
     link.counts.exchanges++;
     if (observing) {
       link.counts.observations++;
@@ -835,7 +917,26 @@ class Served implements Outgoing {
         responseMessage({ code: "5.00" }, request.token, undefined),
       );
     }
-    const sent = message !== undefined && send(connection, request, message);
+    const upload = this.#upload;
+    let sent = message !== undefined;
+    if (message !== undefined && upload === undefined) {
+      sent = send(connection, request, message);
+    } else if (message !== undefined) {
+      const whole = message;
+      const { block1, key } = upload!;
+      sent = send(
+        connection,
+        request,
+        block1 === undefined
+          ? whole
+          : { ...whole, options: [...whole.options, block1] },
+        {
+          keep: key === undefined
+            ? undefined
+            : (bytes) => this.link.uploads().keep(key, whole, bytes),
+        },
+      );
+    }
     if (final) this.#settle();
     else if (!sent) {
       // A notification went out as an error (a block past the end, one
@@ -889,6 +990,22 @@ class Served implements Outgoing {
   }
 }
 
+/** What {@linkcode send} tells of a block-wise answer. */
+interface SendHooks {
+  /** It goes block-wise from its first block: keep the whole of `bytes`. */
+  keep?(bytes: number): void;
+  /** Its last block went out. */
+  last?(): void;
+}
+
+/** What a request's exchange does besides answering: uploads, kept answers. */
+interface Upload {
+  /** The Block1 option the answer carries (RFC 7959 §2.5). */
+  readonly block1: CoapOption | undefined;
+  /** The key to keep a block-wise answer under, for a POST or PUT. */
+  readonly key: string | undefined;
+}
+
 /**
  * Sends a resource's answer, block-wise (RFC 7959) when the request asked
  * for a block or the whole would not fit the peer's Max-Message-Size: then
@@ -902,6 +1019,7 @@ function send(
   connection: CoapConnection,
   request: IncomingRequest,
   message: OutgoingMessage,
+  hooks?: SendHooks,
 ): boolean {
   if (connection.state === "closed") return true;
   const limit = connection.peer.maxMessageSize;
@@ -945,6 +1063,8 @@ function send(
     return false;
   }
   const more = offset + blockSize < payload.length;
+  if (offset === 0) hooks?.keep?.(payload.length);
+  if (!more) hooks?.last?.();
   const options: CoapOption[] = [...message.options, {
     number: Option.BLOCK2,
     value: encodeBlock({ num: offset / blockSize, more, szx }),
