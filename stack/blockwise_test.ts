@@ -109,7 +109,11 @@ Deno.test("a PUT of 3,000 bytes goes up in Block1 blocks of 1024, answered 2.31 
   });
   let got: Uint8Array | undefined;
   for await (
-    const event of client.request({ method: "PUT", path: "/echo", payload: BODY })
+    const event of client.request({
+      method: "PUT",
+      path: "/echo",
+      payload: BODY,
+    })
   ) {
     if (event.kind === "response") got = event.message.payload;
   }
@@ -136,10 +140,16 @@ Deno.test("a PUT of 3,000 bytes goes up in Block1 blocks of 1024, answered 2.31 
 
 Deno.test("blockSize sets the largest block sent; a small body goes whole", async () => {
   const { client, near } = await setup({
-    "/echo": { POST: (request) => ({ payload: String(request.payload.length) }) },
+    "/echo": {
+      POST: (request) => ({ payload: String(request.payload.length) }),
+    },
   }, { blockSize: 64 });
   assertEquals(
-    await only(client, { method: "POST", path: "/echo", payload: BODY.subarray(0, 150) }),
+    await only(client, {
+      method: "POST",
+      path: "/echo",
+      payload: BODY.subarray(0, 150),
+    }),
     ["2.05 3B last=true"],
   );
   assertEquals(
@@ -236,7 +246,10 @@ Deno.test("CoapServer answers blocks out of order 4.08, a middle block of the wr
     await peer.put(1, true, 0, a16),
     await peer.put(0, true, 0, bytes("short")),
     await peer.put(0, true, 7, a16),
-    await peer.put(0, true, 0, a16, [{ number: Option.SIZE1, value: uint(41) }]),
+    await peer.put(0, true, 0, a16, [{
+      number: Option.SIZE1,
+      value: uint(41),
+    }]),
     await peer.put(0, true, 0, a16),
     await peer.put(1, true, 0, a16),
     await peer.put(2, false, 0, bytes("123456789")),

@@ -25,9 +25,9 @@ import {
 } from "./exchange.ts";
 import {
   type Block,
-  Code,
   type CoapMessage,
   type CoapOption,
+  Code,
   decodeBlock,
   encodeBlock,
   getOption,

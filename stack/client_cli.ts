@@ -1,5 +1,5 @@
 // A command line client in the spirit of aiocoap-client:
-//   deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N]
+//   deno task coap:client [-m METHOD] [--payload TEXT | -f FILE] [--content-format N]
 //     [--accept N] [--observe] [--count N] [--token TOKEN]
 //     coap+ws://HOST:PORT/PATH?QUERY
 // Prints the payload (the code when a success has none), or the code on
@@ -11,7 +11,7 @@ import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { type Method, METHODS, text } from "./message.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT | -f FILE] [--block-size N] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -19,7 +19,8 @@ function fail(message: string, code = 2): never {
 }
 
 let method: Method = "GET";
-let payload: string | undefined;
+let payload: string | Uint8Array | undefined;
+let blockSize: number | undefined;
 let contentFormat: number | undefined;
 let accept: number | undefined;
 let observe = false;
@@ -39,6 +40,11 @@ Sends one request over CoAP over WebSocket (RFC 8323), or over UDP (RFC
 response prints its code and exits 1.
   -m, --method METHOD     GET (default), POST, PUT, DELETE, FETCH, PATCH, iPATCH
   --payload TEXT          the request's payload
+  -f, --payload-file FILE the request's payload, read from FILE ("-" reads
+                          standard input); a body larger than a block goes
+                          block-wise (Block1, RFC 7959)
+  --block-size N          the largest block to send a body in: 16, 32, 64,
+                          128, 256, 512 or 1024 (the default)
   --content-format N      its Content-Format (0 text/plain, 50 application/json)
   --accept N              the Accept option
   --observe               observe (RFC 7641): one line per notification
@@ -84,7 +90,17 @@ while (args.length > 0) {
     method = known as Method;
   } else if (arg === "--payload") {
     payload = args.shift() ?? fail(`--payload needs a value\n${usage}`);
-  } else if (arg === "--content-format") contentFormat = number(arg);
+  } else if (arg === "-f" || arg === "--payload-file") {
+    const file = args.shift() ?? fail(`${arg} needs a file\n${usage}`);
+    try {
+      payload = file === "-"
+        ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
+        : await Deno.readFile(file);
+    } catch (error) {
+      fail(`Cannot read ${file}: ${(error as Error).message}`);
+    }
+  } else if (arg === "--block-size") blockSize = number(arg);
+  else if (arg === "--content-format") contentFormat = number(arg);
   else if (arg === "--accept") accept = number(arg);
   else if (arg === "--observe") observe = true;
   else if (arg === "--reconnect") reconnect = true;
@@ -142,9 +158,14 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
   client = udp
-    ? await connectCoapUdp(uri, { log: quiet, udp: { nonConfirmable } })
+    ? await connectCoapUdp(uri, {
+      log: quiet,
+      blockSize,
+      udp: { nonConfirmable },
+    })
     : await CoapClient.connect(proxy ?? uri, {
       log: quiet,
+      blockSize,
       accessToken,
       ...(reconnect
         ? {

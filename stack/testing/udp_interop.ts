@@ -341,6 +341,126 @@ Deno.test({
   },
 });
 
+/** A body of `length` printable bytes that differ from block to block. */
+function body(length: number): string {
+  let text = "";
+  for (let i = 0; text.length < length; i++) {
+    text += `${i}:${"abcdefgh"[i % 8]};`;
+  }
+  return text.slice(0, length);
+}
+
+Deno.test({
+  name:
+    "CoAP over UDP, block-wise uploads (Block1): libcoap's coap-client -f with -b 16 and -b 1024 and aiocoap-client to coap:server --udp-port read back the same bytes; our client uploads to libcoap's coap-server and to aiocoap's",
+  ...network,
+  async fn() {
+    await requireLibcoap();
+    await requirePeer();
+    const udpPort = freePort();
+    const server = await startOurServer([
+      "--udp-port",
+      String(udpPort),
+      "--no-explorer",
+    ]);
+    const uri = `coap://127.0.0.1:${udpPort}`;
+    const dir = await Deno.makeTempDir();
+    const file = `${dir}/body.txt`;
+    const upload = body(2990);
+    await Deno.writeTextFile(file, upload);
+    const device = await startLibcoap();
+    const aiocoapPort = freePort();
+    const peer = await startPeer(aiocoapPort);
+    try {
+      await server.waitFor(new RegExp(`^udp on ${udpPort}$`));
+      for (const size of ["16", "1024"]) {
+        const echoed = await libcoapClient(
+          ["-m", "put", "-f", file, "-b", size, `${uri}/echo`],
+        );
+        assertEquals(echoed, `${upload}\n`, `-b ${size}`);
+        row(
+          "libcoap",
+          `PUT /echo, 2,990 B, -b ${size}`,
+          "theirs → ours, CON",
+          "2.04, the same 2,990 bytes back (Block1 up, Block2 down)",
+        );
+      }
+      const udp = { AIOCOAP_CLIENT_TRANSPORT: "udp6" };
+      const put = await aiocoapClient(
+        ["-m", "PUT", "--payload", `@${file}`, `${uri}/echo`],
+        undefined,
+        udp,
+      );
+      assertEquals(
+        [put.code, put.stdout.trimEnd()],
+        [0, upload],
+        put.stderr,
+      );
+      row(
+        "aiocoap",
+        "PUT /echo, 2,990 B",
+        "theirs → ours, CON",
+        "2.04, the same 2,990 bytes back",
+      );
+      const toLibcoap = await connectCoapUdp(
+        `coap://127.0.0.1:${device.port}`,
+        { log: quiet },
+      );
+      try {
+        const big = body(100_000);
+        assertEquals(
+          await ask(toLibcoap, {
+            method: "PUT",
+            path: "/upload",
+            payload: big,
+          }),
+          ["2.01 "],
+        );
+        const back = await ask(toLibcoap, { method: "GET", path: "/upload" });
+        assertEquals(back[0] === `2.05 ${big}`, true, back[0].slice(0, 80));
+        row(
+          "libcoap",
+          "PUT /upload, 100,000 B, then GET it",
+          "ours → theirs, CON",
+          "2.01, then the same 100,000 bytes",
+        );
+      } finally {
+        toLibcoap.close();
+      }
+      const toAiocoap = await connectCoapUdp(
+        `coap://127.0.0.1:${aiocoapPort}`,
+        { log: quiet, blockSize: 64 },
+      );
+      try {
+        assertEquals(
+          await ask(toAiocoap, {
+            method: "PUT",
+            path: "/echo",
+            payload: upload,
+          }),
+          [`2.04 ${upload}`],
+        );
+        row(
+          "aiocoap",
+          "PUT /echo, 2,990 B in 64-byte blocks",
+          "ours → theirs, CON",
+          "2.04, the same bytes back",
+        );
+      } finally {
+        toAiocoap.close();
+      }
+    } catch (error) {
+      console.log(`the server printed:\n${server.lines.join("\n")}`);
+      throw error;
+    } finally {
+      await server.stop();
+      await device.stop();
+      await peer.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 /**
  * A shim between a client and a server on 127.0.0.1 that loses, doubles
  * and reorders datagrams, from a seeded generator.

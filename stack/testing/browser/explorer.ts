@@ -963,7 +963,8 @@ async function throughTheProxy(driver: Driver): Promise<void> {
   const devicePort = freePort();
   const device = spawn(
     Deno.env.get("LIBCOAP_SERVER") ?? "coap-server-notls",
-    ["-A", "127.0.0.1", "-p", String(devicePort)],
+    // -d: resources may be made by PUT.
+    ["-A", "127.0.0.1", "-p", String(devicePort), "-d", "10"],
     devicePort,
   );
   const proxy = new CoapProxy({ allow: [`127.0.0.1:${devicePort}`] });
@@ -1056,6 +1057,34 @@ async function throughTheProxy(driver: Driver): Promise<void> {
       proxy.upstreamObservations,
       0,
       "the upstream observation ended",
+    );
+    // A 100,000-byte PUT from the page: up to the proxy in 1024-byte
+    // blocks over the WebSocket, on to the device in blocks over UDP; then
+    // read back whole the same way.
+    assertEquals(
+      await driver.evaluate<number>(`(() => {
+        const body = Array.from({ length: 100000 }, (_, i) =>
+          String.fromCharCode(97 + (i * 7 + (i >> 10)) % 26)).join("");
+        globalThis.uploaded = body;
+        document.querySelector("#payload").value = body;
+        return body.length;
+      })()`),
+      100_000,
+    );
+    await driver.fill("#path", "/upload");
+    await driver.select("#method", "PUT");
+    await driver.click("#send");
+    await until(driver, "the 100 KB PUT's answer", code("2.01 Created"));
+    await driver.select("#method", "GET");
+    await driver.click("#send");
+    await until(
+      driver,
+      "the 100 KB body read back",
+      "document.querySelector('#response-payload').textContent === globalThis.uploaded",
+    );
+    assertEquals(
+      await text(driver, "#response-kind"),
+      "Payload: 100000 bytes, reassembled from its blocks, shown as text",
     );
     await driver.click("#disconnect");
     await until(driver, "the released connection", state("closed"));
