@@ -250,6 +250,64 @@ Deno.test("CoapServer lists its resources at /.well-known/core in link format", 
   client.close();
 });
 
+Deno.test("CoapServer filters /.well-known/core by the query (RFC 6690 §4.1): href, rt, if, ct and any attribute, a trailing * for a prefix, list attributes by any value, several filters all at once", async () => {
+  const { client } = await setup({
+    "/time": {
+      GET: () => ({}),
+      observable: true,
+      link: { rt: "ticks clock.v2", if: "core.s", ct: "0 50", title: "Clock" },
+    },
+    "/other/block": { GET: () => ({}), link: { if: "core.p", ct: "0" } },
+    "/other/flag": { GET: () => ({}), link: { flagged: true } },
+  });
+  const listing = async (query: string[]) => {
+    const lines: string[] = [];
+    for await (
+      const event of client.request({
+        method: "GET",
+        path: "/.well-known/core",
+        query,
+      })
+    ) {
+      if (event.kind === "response") {
+        lines.push(
+          `${event.message.code} ${
+            parseLinkFormat(text(event.message.payload)).map((l) => l.target)
+              .join(" ")
+          }`,
+        );
+      }
+    }
+    return lines[0];
+  };
+  const cases: [string[], string][] = [
+    [[], "2.05 /time /other/block /other/flag /.well-known/core"],
+    [["rt=ticks"], "2.05 /time"],
+    [["rt=clock.v2"], "2.05 /time"],
+    [["rt=tick"], "2.05 "],
+    [["rt=tick*"], "2.05 /time"],
+    [["rt=*"], "2.05 /time"],
+    [["href=/other/block"], "2.05 /other/block"],
+    [["href=/other*"], "2.05 /other/block /other/flag"],
+    [["if=core.p"], "2.05 /other/block"],
+    [["ct=0"], "2.05 /time /other/block"],
+    [["ct=50"], "2.05 /time"],
+    [["ct=40"], "2.05 /.well-known/core"],
+    [["title=Clock"], "2.05 /time"],
+    [["title=Clo"], "2.05 "],
+    [["obs=*"], "2.05 /time"],
+    [["flagged=*"], "2.05 /other/flag"],
+    [["ct=0", "if=core.s"], "2.05 /time"],
+    [["ct=0", "if=none"], "2.05 "],
+    // Not name=value: no filter, as aiocoap does.
+    [["rt"], "2.05 /time /other/block /other/flag /.well-known/core"],
+  ];
+  for (const [query, expected] of cases) {
+    assertEquals(await listing(query), expected, query.join("&"));
+  }
+  client.close();
+});
+
 Deno.test("CoapServer quotes link parameter values, escaping quotes and backslashes, so the listing parses back", async () => {
   const title = 'say "hi", \\o/ <b>';
   const { client } = await setup({

@@ -139,6 +139,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
 
   return {
     "/": {
+      link: { title: "General Info", ct: "0 40" },
       GET: (request) => {
         if (request.accept === undefined || request.accept === TEXT) {
           return WELCOME;
@@ -153,22 +154,27 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/counter": {
+      link: { title: "A counter", rt: "count", if: "core.s", ct: "0" },
       observable: counter.observers,
       GET: () => plain(String(counter.value)),
     },
     "/observers": {
+      link: { title: "Observers of /counter", if: "core.s", ct: "0" },
       GET: () => plain(String(counter.observers.count)),
     },
     "/echo": {
+      link: { title: "Echoes what is POSTed or PUT", if: "core.a" },
       POST: echo,
       PUT: echo,
     },
     "/fail": {
+      link: { title: "Always fails (5.00)" },
       GET: () => {
         throw new Error("this resource always fails");
       },
     },
     "/slow": {
+      link: { title: "Answers after ?ms=N milliseconds", ct: "0" },
       GET: async (request, _pipe, signal) => {
         let ms = 0;
         for (const item of request.query) {
@@ -182,6 +188,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/big": {
+      link: { title: "A large resource", ct: "0", sz: String(BIG.length) },
       GET: () => plain(BIG),
     },
     "/other/separate": {
@@ -197,6 +204,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/other/block": {
+      link: { title: "A resource to PUT a body to", if: "core.p" },
       GET: () => ({ payload: block }),
       PUT: (request) => {
         block = new TextDecoder().decode(request.payload);
@@ -205,6 +213,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
       },
     },
     "/time": {
+      link: { title: "Internal Clock", rt: "ticks", if: "clock", ct: "0" },
       observable: clock.observers,
       GET: () => plain(new Date().toISOString().slice(0, 16).replace("T", " ")),
     },

@@ -268,7 +268,10 @@ export class CoapServer {
     if (!this.#resources.has("/.well-known/core")) {
       const links = linkFormat(this.#resources);
       this.#resources.set("/.well-known/core", {
-        GET: () => ({ payload: links(), contentFormat: 40 }),
+        GET: (request) => ({
+          payload: links(request.query),
+          contentFormat: 40,
+        }),
         link: { ct: "40" },
       });
     }
@@ -1082,10 +1085,46 @@ function send(
 
 const LINK_PARAM_NAME = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;
 
-/** Lists resources in the CoRE link format (RFC 6690). */
-function linkFormat(resources: Map<string, Resource>): () => string {
-  return () =>
-    [...resources].map(([path, resource]) => {
+/** Link attributes whose value is a space-separated list (RFC 6690 §3.1, RFC 7252 §7.2.1). */
+const LIST_ATTRIBUTES = new Set(["rt", "if", "ct"]);
+
+/**
+ * Lists resources in the CoRE link format (RFC 6690), filtered by the
+ * request's query as §4.1 describes: each `name=value` item keeps the
+ * links whose attribute `name` (or target, for `href`) has that value, or
+ * starts with it where the value ends in `*`; `rt`, `if` and `ct` match
+ * any one of their space-separated values. Items without `=` are ignored,
+ * as aiocoap does; several items must all match. No link matching is an
+ * empty listing, not an error.
+ */
+function linkFormat(
+  resources: Map<string, Resource>,
+): (query: readonly string[]) => string {
+  return (query) => {
+    const filters = query.flatMap((item) => {
+      const at = item.indexOf("=");
+      if (at < 0) return [];
+      const name = item.slice(0, at);
+      const wanted = item.slice(at + 1);
+      const prefix = wanted.endsWith("*");
+      const stem = prefix ? wanted.slice(0, -1) : wanted;
+      const matches = (value: string) =>
+        prefix ? value.startsWith(stem) : value === stem;
+      return [(path: string, resource: Resource): boolean => {
+        if (name === "href") return matches(path);
+        const value = name === "obs"
+          ? (resource.observable ? true : undefined)
+          : resource.link?.[name];
+        if (value === undefined) return false;
+        if (value === true) return matches("");
+        return LIST_ATTRIBUTES.has(name)
+          ? value.split(" ").some(matches)
+          : matches(value);
+      }];
+    });
+    const links: string[] = [];
+    for (const [path, resource] of resources) {
+      if (!filters.every((filter) => filter(path, resource))) continue;
       let link = `<${path}>`;
       if (resource.observable) link += ";obs";
       for (const [name, value] of Object.entries(resource.link ?? {})) {
@@ -1094,8 +1133,10 @@ function linkFormat(resources: Map<string, Resource>): () => string {
           ? `;${name}`
           : `;${name}="${String(value).replace(/["\\]/g, "\\$&")}"`;
       }
-      return link;
-    }).join(",");
+      links.push(link);
+    }
+    return links.join(",");
+  };
 }
 
 /**

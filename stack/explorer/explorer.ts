@@ -62,6 +62,7 @@ const ui = {
   rtt: byId<HTMLParagraphElement>("rtt"),
   discover: byId<HTMLButtonElement>("discover"),
   discovery: byId<HTMLParagraphElement>("discovery"),
+  filter: byId<HTMLInputElement>("filter"),
   resourceList: byId<HTMLUListElement>("resource-list"),
   requestForm: byId<HTMLFormElement>("request-form"),
   method: byId<HTMLSelectElement>("method"),
@@ -243,10 +244,19 @@ async function once(
 
 async function discover(): Promise<void> {
   ui.discovery.className = "muted";
-  ui.discovery.textContent = `Asking GET /.well-known/core${onTarget()}…`;
+  // RFC 6690 §4.1: one name=value filter the server applies.
+  const filter = ui.filter.value.trim();
+  const query = filter === "" ? [] : [filter];
+  ui.discovery.textContent = `Asking GET /.well-known/core${
+    filter === "" ? "" : `?${filter}`
+  }${onTarget()}…`;
   ui.resourceList.replaceChildren();
   const asked = client;
-  const outcome = await once({ method: "GET", path: "/.well-known/core" });
+  const outcome = await once({
+    method: "GET",
+    path: "/.well-known/core",
+    query,
+  });
   // A listing that arrives after its connection was replaced is stale.
   if (client !== asked) return;
   if ("exception" in outcome) {
@@ -276,7 +286,9 @@ async function discover(): Promise<void> {
   const local = links.filter((link) => localPath(link.target) !== undefined);
   ui.discovery.textContent = `${local.length} resource${
     local.length === 1 ? "" : "s"
-  }, ${local.filter((l) => l.observable).length} observable.`;
+  }, ${local.filter((l) => l.observable).length} observable${
+    query.length === 0 ? "" : `, matching ${filter}`
+  }.`;
   ui.resourceList.replaceChildren(...links.map(resourceItem));
 }
 
@@ -636,6 +648,9 @@ ui.connectForm.addEventListener("submit", (event) => {
 ui.disconnect.addEventListener("click", () => client?.close());
 ui.ping.addEventListener("click", ping);
 ui.discover.addEventListener("click", () => void discover());
+ui.filter.addEventListener("change", () => {
+  if (!ui.discover.disabled) void discover();
+});
 ui.requestForm.addEventListener("submit", (event) => {
   event.preventDefault();
   void send();

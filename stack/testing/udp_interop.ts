@@ -102,6 +102,20 @@ Deno.test({
         "4.04 Not Found",
       ]);
       row("libcoap", "DELETE /made", "ours → theirs, CON", "2.02, then 4.04");
+      assertEquals(
+        await ask(con, {
+          method: "GET",
+          path: "/.well-known/core",
+          query: "rt=ticks",
+        }),
+        ['2.05 </time>;if="clock";rt="ticks";title="Internal Clock";ct=0;obs'],
+      );
+      row(
+        "libcoap",
+        "GET /.well-known/core?rt=ticks",
+        "ours → theirs, CON",
+        "2.05, /time alone",
+      );
       const big = await ask(con, { method: "GET", path: "/example_data" });
       assertEquals(big[0].length, "2.05 ".length + 1500);
       row(
@@ -269,6 +283,28 @@ Deno.test({
         "POST and PUT /echo",
         "theirs → ours, CON",
         "2.04 with the payload",
+      );
+      assertEquals(
+        await libcoapClient([
+          "-m",
+          "get",
+          `${uri}/.well-known/core?rt=ticks`,
+        ]),
+        '</time>;obs;title="Internal Clock";rt="ticks";if="clock";ct="0"\n',
+      );
+      assertEquals(
+        await libcoapClient([
+          "-m",
+          "get",
+          `${uri}/.well-known/core?href=/other*`,
+        ]),
+        '</other/separate>;title="A large resource",</other/block>;title="A resource to PUT a body to";if="core.p"\n',
+      );
+      row(
+        "libcoap",
+        "GET /.well-known/core?rt=ticks, ?href=/other*",
+        "theirs → ours, CON",
+        "2.05, only the links that match",
       );
       const big = await libcoapClient(["-m", "get", `${uri}/big`]);
       assertEquals(big.length, 4201, big.slice(-80));
