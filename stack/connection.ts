@@ -62,6 +62,13 @@ export interface Transport {
    * Left out where there is nothing to let go.
    */
   abandon?(token: Uint8Array): void;
+  /**
+   * The peer's request on `token` gets no response (it asked for none with
+   * No-Response, RFC 7967): a transport that holds the request (CoAP over
+   * UDP, to acknowledge it and to match its response) lets it go; a CON
+   * is acknowledged with an empty ACK if it was not yet.
+   */
+  withhold?(token: Uint8Array): void;
 }
 
 /** The timers a connection uses (for Ping deadlines). */
@@ -720,6 +727,18 @@ export class CoapConnection {
    * @param message The response.
    * @returns Whether a message went out.
    */
+  /**
+   * Sends no response to the peer's request on `token`: the peer asked
+   * for none of its kind (No-Response, RFC 7967). The transport lets the
+   * request go (over UDP, a CON is acknowledged with an empty ACK).
+   *
+   * @param token The request's token.
+   */
+  withhold(token: Uint8Array): void {
+    if (this.#state === "closed") return;
+    this.#transport.withhold?.(token);
+  }
+
   reply(message: OutgoingMessage): boolean {
     if (this.#state === "closed") return false;
     const limit = this.#peer.maxMessageSize;

@@ -56,7 +56,28 @@ export interface CoapRequest {
    * `path` must then be `/` and `query` empty.
    */
   readonly proxyUri?: string;
+  /**
+   * Further options, sent as given: If-Match, ETag, If-None-Match
+   * (conditional requests, RFC 7252 §5.10.8), No-Response (RFC 7967),
+   * Uri-Host, or any other. Not those the request's fields make (Uri-Path,
+   * Uri-Query, Observe, Content-Format, Accept, Proxy-Uri) nor the
+   * block-wise ones the client sets itself (Block1, Block2, Size1).
+   */
+  readonly options?: readonly CoapOption[];
 }
+
+/** Options a request's own fields or the client make; not in `options`. */
+const MADE_BY_THE_CLIENT: ReadonlySet<number> = new Set([
+  Option.URI_PATH,
+  Option.URI_QUERY,
+  Option.OBSERVE,
+  Option.CONTENT_FORMAT,
+  Option.ACCEPT,
+  Option.PROXY_URI,
+  Option.BLOCK1,
+  Option.BLOCK2,
+  Option.SIZE1,
+]);
 
 /** A response as a client receives it, or a server's resource produces it. */
 export interface CoapResponse {
@@ -188,13 +209,11 @@ const FORMATS: ReadonlyMap<number, Format> = new Map([
 
 /**
  * Critical options a server of this stack does not act on, although RFC
- * 7252 knows them: answered 4.02 like unknown ones (proxying, conditions).
+ * 7252 knows them: answered 4.02 like unknown ones (proxying).
  */
 const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
   Option.PROXY_URI,
   Option.PROXY_SCHEME,
-  Option.IF_MATCH,
-  Option.IF_NONE_MATCH,
 ]);
 
 /** The same, for a server that forwards requests (it has a proxy). */
@@ -451,6 +470,7 @@ export function requestMessage(
       0xffff,
     ),
     ...uintOption(Option.ACCEPT, request.accept, "accept", 0xffff),
+    ...extraOptions(request.options),
     ...extra,
   );
   for (const option of options) {
@@ -461,6 +481,32 @@ export function requestMessage(
     }
   }
   return { code, token, options, payload: bytesOf(request.payload) };
+}
+
+function extraOptions(options: CoapRequest["options"]): readonly CoapOption[] {
+  if (options === undefined) return [];
+  if (!Array.isArray(options)) {
+    throw new TypeError(
+      "Cannot send a request: options must be an array of { number, value }",
+    );
+  }
+  for (const option of options as readonly CoapOption[]) {
+    const number = (option as CoapOption | null)?.number as number;
+    if (
+      !Number.isInteger(number) || number < 0 || number > 0xffff ||
+      !((option as CoapOption).value instanceof Uint8Array)
+    ) {
+      throw new TypeError(
+        "Cannot send a request: each of options must be { number: an integer from 0 to 65535, value: a Uint8Array }",
+      );
+    }
+    if (MADE_BY_THE_CLIENT.has(number)) {
+      throw new TypeError(
+        `Cannot send a request: option ${number} is made from the request's fields or by the client, not given in options`,
+      );
+    }
+  }
+  return options;
 }
 
 function querySegments(query: CoapRequest["query"]): readonly string[] {

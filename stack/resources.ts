@@ -136,6 +136,7 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
   let block = "This is the resource's default content. It is padded " +
     "with numbers to be large enough to trigger blockwise transfer.\n";
   while (block.length <= 1024) block += "0123456789\n";
+  let version = 1;
 
   return {
     "/": {
@@ -189,6 +190,8 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
     },
     "/big": {
       link: { title: "A large resource", ct: "0", sz: String(BIG.length) },
+      // It never changes: one ETag, and a GET that names it gets 2.03.
+      etag: () => "big-v1",
       GET: () => plain(BIG),
     },
     "/other/separate": {
@@ -205,9 +208,13 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
     },
     "/other/block": {
       link: { title: "A resource to PUT a body to", if: "core.p" },
+      // A new ETag with every PUT: If-Match makes a PUT conditional on
+      // the version the client saw.
+      etag: () => `v${version}`,
       GET: () => ({ payload: block }),
       PUT: (request) => {
         block = new TextDecoder().decode(request.payload);
+        version++;
         while (block.length <= 1024) block += "0123456789\n";
         return { code: "2.04", payload: block };
       },

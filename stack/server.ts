@@ -51,6 +51,7 @@ import {
 import {
   type CoapMessage,
   type CoapOption,
+  Code,
   decodeBlock,
   encodeBlock,
   getOption,
@@ -98,6 +99,19 @@ export interface Resource {
   observable?: boolean | Observers;
   /** Link attributes for `/.well-known/core` (RFC 6690): `title`, `rt`, … */
   link?: Readonly<Record<string, string | true>>;
+  /**
+   * The ETag of the resource's current representation (1 to 8 bytes, or
+   * text of as many), or `undefined` while it has none (it does not
+   * exist). With it, the server answers conditional requests for the
+   * resource (RFC 7252 §5.10.8): If-Match with 4.12 Precondition Failed
+   * unless it names this ETag (an empty If-Match: unless the resource
+   * exists), If-None-Match with 4.12 if the resource exists; a GET that
+   * names this ETag with 2.03 Valid, without running the GET handler; and
+   * every 2.05 to a GET that has no ETag of its own carries this one.
+   * Without it, a resource exists when it is there at all, and a 2.05
+   * that carries an ETag the request names still goes as 2.03.
+   */
+  etag?: (request: IncomingRequest) => Uint8Array | string | undefined;
 }
 
 /**
@@ -250,6 +264,9 @@ export class CoapServer {
             } is not a link parameter name (RFC 6690 parmname)`,
           );
         }
+      }
+      if (resource.etag !== undefined && typeof resource.etag !== "function") {
+        throw new TypeError(`Cannot serve ${path}: its etag is not a function`);
       }
       for (const method of METHOD_NAMES) {
         const handler = resource[method];
@@ -466,6 +483,27 @@ export class CoapServer {
     );
   }
 
+  /**
+   * Answers a request before any resource runs (a failed precondition, a
+   * 2.03), unless the request asked for no answer of its class.
+   */
+  #answerNow(
+    link: Link,
+    message: CoapMessage,
+    init: ResponseInit,
+    noResponse: number,
+  ): void {
+    const { connection, flow } = link;
+    const answer = responseMessage(init, message.token, undefined);
+    flow.offer({
+      flush: () => {
+        if (suppressed(answer.code, noResponse)) {
+          connection.withhold(message.token);
+        } else connection.reply(answer);
+      },
+    });
+  }
+
   /** The resource of a `"/prefix/*"` key that `path` is under, if any. */
   #under(path: string): Resource | undefined {
     for (const [prefix, resource] of this.#prefixes) {
@@ -501,7 +539,7 @@ export class CoapServer {
     }
     const block1 = getOption(message, Option.BLOCK1);
     const unsafe = request.method !== "GET" && request.method !== "FETCH";
-    let upload: Upload | undefined;
+    let upload: Extras | undefined;
     if (block1 !== undefined) {
       // RFC 7959 §2.5: a block of a body; only the last one is served.
       const size1 = getOption(message, Option.SIZE1);
@@ -517,7 +555,7 @@ export class CoapServer {
         return;
       }
       request = withPayload(request, step.payload);
-      upload = { block1: step.block1, key: undefined };
+      upload = { block1: step.block1 };
     }
     if (unsafe) {
       // The answer to a POST or PUT is made once: what goes block-wise is
@@ -542,6 +580,20 @@ export class CoapServer {
       }
       upload = { block1: upload?.block1, key };
     }
+    // Conditions, validators and No-Response: options few requests carry.
+    let ifMatch: Uint8Array[] | undefined;
+    let etags: Uint8Array[] | undefined;
+    let ifNoneMatch = false;
+    let noResponse = 0;
+    for (const option of message.options) {
+      const number = option.number;
+      if (number === Option.IF_MATCH) (ifMatch ??= []).push(option.value);
+      else if (number === Option.ETAG) (etags ??= []).push(option.value);
+      else if (number === Option.IF_NONE_MATCH) ifNoneMatch = true;
+      else if (number === Option.NO_RESPONSE) {
+        noResponse = readUint(option.value);
+      }
+    }
     const resource = proxying
       ? this.#proxy
       : this.#resources.get(request.path) ?? this.#under(request.path);
@@ -559,6 +611,43 @@ export class CoapServer {
       observing = false;
       request = withoutObserve(request);
       flow.report.unobserved++;
+    }
+    let current: Uint8Array | undefined;
+    if (resource?.etag !== undefined) {
+      try {
+        current = etagValue(resource.etag(request));
+      } catch (error) {
+        connection.log.error(
+          `Cannot tell the ETag of ${request.path}: its etag() failed`,
+          error,
+        );
+        this.#answerNow(link, message, { code: "5.00" }, noResponse);
+        return;
+      }
+    }
+    if (ifMatch !== undefined || ifNoneMatch || etags !== undefined) {
+      const early = preconditions(
+        resource,
+        current,
+        ifMatch,
+        ifNoneMatch,
+        request.method === "GET" && !observing ? etags : undefined,
+      );
+      if (early !== undefined) {
+        this.#answerNow(link, message, early, noResponse);
+        return;
+      }
+    }
+    if (
+      noResponse !== 0 || etags !== undefined ||
+      (current !== undefined && request.method === "GET")
+    ) {
+      upload = {
+        ...upload,
+        noResponse,
+        etags,
+        etag: request.method === "GET" ? current : undefined,
+      };
     }
     if (observing) request = forObservation(request);
     const pipe = new Pipe<IncomingRequest, ResponseInit>(
@@ -868,7 +957,7 @@ class Served implements Outgoing {
   /** The response waiting for the flow. */
   #pending: ResponseInit | undefined;
   readonly #off: () => void;
-  readonly #upload: Upload | undefined;
+  readonly #upload: Extras | undefined;
 
   constructor(
     readonly link: Link,
@@ -876,7 +965,7 @@ class Served implements Outgoing {
     readonly request: IncomingRequest,
     observing: boolean,
     pipe: Pipe<IncomingRequest, ResponseInit>,
-    upload?: Upload,
+    upload?: Extras,
   ) {
     this.#flags = observing ? OBSERVING : 0;
     this.#upload = upload;
@@ -924,8 +1013,14 @@ class Served implements Outgoing {
     let sent = message !== undefined;
     if (message !== undefined && upload === undefined) {
       sent = send(connection, request, message);
+    } else if (
+      message !== undefined && suppressed(message.code, upload!.noResponse)
+    ) {
+      // RFC 7967: the client wants no answer of this class. A notification
+      // is left out; the observation goes on.
+      if (final) connection.withhold(request.token);
     } else if (message !== undefined) {
-      const whole = message;
+      const whole = validated(message, upload!);
       const { block1, key } = upload!;
       sent = send(
         connection,
@@ -1001,13 +1096,137 @@ interface SendHooks {
   last?(): void;
 }
 
-/** What a request's exchange does besides answering: uploads, kept answers. */
-interface Upload {
+/**
+ * What a request's exchange does besides answering: uploads, kept
+ * answers, validators and No-Response. Made only for requests that need it.
+ */
+interface Extras {
   /** The Block1 option the answer carries (RFC 7959 §2.5). */
-  readonly block1: CoapOption | undefined;
+  readonly block1?: CoapOption;
   /** The key to keep a block-wise answer under, for a POST or PUT. */
-  readonly key: string | undefined;
+  readonly key?: string;
+  /** The resource's ETag, added to a 2.05 that has none. */
+  readonly etag?: Uint8Array;
+  /** The request's ETags: a 2.05 with one of them goes as 2.03 Valid. */
+  readonly etags?: readonly Uint8Array[];
+  /** The No-Response option's value (RFC 7967), 0 when absent. */
+  readonly noResponse?: number;
 }
+
+/**
+ * Whether a response of `code`'s class is one the request asked not to
+ * get (RFC 7967 §2.1: 2 for 2.xx, 8 for 4.xx, 16 for 5.xx).
+ */
+function suppressed(code: number, noResponse: number | undefined): boolean {
+  if (!noResponse) return false;
+  const kind = code >> 5;
+  return kind >= 2 && kind <= 5 && (noResponse & (1 << (kind - 1))) !== 0;
+}
+
+/** An ETag the resource gave: 1 to 8 bytes, or text of as many. */
+function etagValue(value: unknown): Uint8Array | undefined {
+  if (value === undefined) return undefined;
+  const bytes = typeof value === "string"
+    ? utf8(value)
+    : value instanceof Uint8Array
+    ? value
+    : undefined;
+  if (bytes === undefined || bytes.length < 1 || bytes.length > 8) {
+    throw new TypeError(
+      `an ETag is 1 to 8 bytes, or text of as many (RFC 7252 §5.10.6), got ${
+        bytes === undefined ? typeof value : `${bytes.length} bytes`
+      }`,
+    );
+  }
+  return bytes;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The answer a request's conditions call for before its resource runs
+ * (RFC 7252 §5.10.8, §5.10.6.2), or `undefined` to go on: 4.12 where
+ * If-Match names no current ETag (an empty one: the resource exists) or
+ * If-None-Match finds the resource existing; 2.03 Valid with the ETag
+ * where a GET names the current one. A resource with `etag` exists when it
+ * gives one; one without, when it is there at all.
+ */
+function preconditions(
+  resource: Resource | undefined,
+  current: Uint8Array | undefined,
+  ifMatch: readonly Uint8Array[] | undefined,
+  ifNoneMatch: boolean,
+  etags: readonly Uint8Array[] | undefined,
+): ResponseInit | undefined {
+  const exists = resource?.etag !== undefined
+    ? current !== undefined
+    : resource !== undefined;
+  if (
+    ifMatch !== undefined &&
+    !ifMatch.some((value) =>
+      value.length === 0
+        ? exists
+        : current !== undefined && sameBytes(value, current)
+    )
+  ) {
+    return {
+      code: "4.12",
+      payload: exists
+        ? "Precondition Failed: If-Match names no current ETag of the resource"
+        : "Precondition Failed: If-Match, but the resource does not exist",
+    };
+  }
+  if (ifNoneMatch && exists) {
+    return {
+      code: "4.12",
+      payload: "Precondition Failed: If-None-Match, but the resource exists",
+    };
+  }
+  if (
+    etags !== undefined && current !== undefined &&
+    etags.some((value) => sameBytes(value, current))
+  ) {
+    return { code: "2.03", options: [{ number: Option.ETAG, value: current }] };
+  }
+  return undefined;
+}
+
+/**
+ * A 2.05 with the resource's ETag where it has none of its own; and as a
+ * 2.03 Valid, without its payload, where the request named that ETag
+ * (RFC 7252 §5.9.1.3).
+ */
+function validated(message: OutgoingMessage, extras: Extras): OutgoingMessage {
+  if (message.code !== Code.CONTENT) return message;
+  let etag = getOption(message, Option.ETAG);
+  let options = message.options;
+  if (etag === undefined && extras.etag !== undefined) {
+    etag = extras.etag;
+    options = [...options, { number: Option.ETAG, value: etag }];
+  }
+  const { etags } = extras;
+  if (
+    etag !== undefined && etags !== undefined &&
+    etags.some((value) => sameBytes(value, etag!))
+  ) {
+    return {
+      code: Code.VALID,
+      token: message.token,
+      options: options.filter((o) =>
+        o.number === Option.ETAG || o.number === Option.MAX_AGE ||
+        o.number === Option.OBSERVE
+      ),
+      payload: EMPTY_PAYLOAD,
+    };
+  }
+  return options === message.options ? message : { ...message, options };
+}
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
 
 /**
  * Sends a resource's answer, block-wise (RFC 7959) when the request asked

@@ -1310,6 +1310,27 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#touch();
   }
 
+  /**
+   * The server sends no response to the peer's request on `token`
+   * (No-Response, RFC 7967): the request is forgotten, and a CON not yet
+   * acknowledged gets its empty ACK now (a retransmission of it, the same).
+   *
+   * @param token The request's token.
+   */
+  withhold(token: Uint8Array): void {
+    const key = tokenKey(token);
+    const incoming = this.#incoming.get(key);
+    if (incoming === undefined) return;
+    this.#finish(key, incoming);
+    if (incoming.type === Type.CON && !incoming.acked) {
+      incoming.acked = true;
+      const ack = encodeDatagram(Type.ACK, incoming.messageId);
+      const record = this.#seen.get(incoming.messageId);
+      if (record !== undefined) record.reply = ack;
+      this.#endpoint._send(ack, this.address);
+    }
+  }
+
   #response(frame: Uint8Array, message: CoapMessage): void {
     const key = tokenKey(message.token);
     const incoming = this.#incoming.get(key);

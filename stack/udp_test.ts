@@ -1534,3 +1534,40 @@ Deno.test("CoAP over UDP, the device side: a separate response that comes before
   assertEquals(second.got, ["2.05 b"]);
   d.client.close();
 });
+
+Deno.test("CoAP over UDP, No-Response (RFC 7967): a CON whose answer is not wanted gets an empty ACK at once, and its retransmission the same; a NON gets nothing; an answer of a class still wanted rides in the ACK", async () => {
+  const ran: string[] = [];
+  const t = rawServer({
+    "/ok": { POST: () => (ran.push("ok"), { code: "2.04", payload: "done" }) },
+    "/bad": { POST: () => (ran.push("bad"), { code: "4.00" }) },
+  }, { amplificationFactor: false });
+  const post = (
+    id: number,
+    path: string,
+    mask: number,
+    type: MessageType = Type.CON,
+  ) =>
+    rawGet(id, path, {
+      code: Code.POST,
+      type,
+      token: [id],
+      options: [{ number: Option.NO_RESPONSE, value: uint(mask) }],
+    });
+  t.endpoint.receive(post(1, "ok", 2), VICTIM);
+  await settle();
+  t.endpoint.receive(post(1, "ok", 2), VICTIM);
+  await settle();
+  t.endpoint.receive(post(2, "ok", 26, Type.NON), VICTIM);
+  await settle();
+  t.endpoint.receive(post(3, "bad", 2), VICTIM);
+  await settle();
+  await t.clock.advance(1000);
+  assertEquals(t.trace(VICTIM), [
+    "s→ ACK empty #1",
+    "s→ ACK empty #1",
+    "s→ ACK 4.00 #3",
+  ]);
+  assertEquals(ran, ["ok", "ok", "bad"]);
+  assertEquals(t.server.exchanges, 0);
+  t.endpoint.close();
+});

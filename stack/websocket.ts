@@ -37,6 +37,11 @@ export interface WebSocketLike {
    * CoAP over UDP's peer socket does.
    */
   abandon?(token: Uint8Array): void;
+  /**
+   * The peer's request on `token` gets no response (see
+   * `Transport.withhold`); CoAP over UDP's peer socket has this method.
+   */
+  withhold?(token: Uint8Array): void;
   /** Listens for `open`, `message`, `close` and `error`. */
   addEventListener(
     type: string,
@@ -88,6 +93,9 @@ export function webSocketTransport(socket: WebSocketLike): Transport {
     },
     abandon(token) {
       socket.abandon?.(token);
+    },
+    withhold(token) {
+      socket.withhold?.(token);
     },
     close(code, reason) {
       const allowed = code === 1000 || (code >= 3000 && code <= 4999);
