@@ -718,16 +718,6 @@ export class CoapConnection {
   }
 
   /**
-   * Sends a response whatever it holds, shortened to fit the peer. An error
-   * response (4.xx, 5.xx) that is larger than the peer's Max-Message-Size
-   * goes without its payload, the diagnostic; a success response that does
-   * not fit, or one that cannot be encoded, becomes a 5.00. When not even
-   * that fits, the connection is aborted. It never throws.
-   *
-   * @param message The response.
-   * @returns Whether a message went out.
-   */
-  /**
    * Sends no response to the peer's request on `token`: the peer asked
    * for none of its kind (No-Response, RFC 7967). The transport lets the
    * request go (over UDP, a CON is acknowledged with an empty ACK).
@@ -739,6 +729,16 @@ export class CoapConnection {
     this.#transport.withhold?.(token);
   }
 
+  /**
+   * Sends a response whatever it holds, shortened to fit the peer. An error
+   * response (4.xx, 5.xx) that is larger than the peer's Max-Message-Size
+   * goes without its payload, the diagnostic; a success response that does
+   * not fit, or one that cannot be encoded, becomes a 5.00. When not even
+   * that fits, the connection is aborted. It never throws.
+   *
+   * @param message The response.
+   * @returns Whether a message went out.
+   */
   reply(message: OutgoingMessage): boolean {
     if (this.#state === "closed") return false;
     const limit = this.#peer.maxMessageSize;

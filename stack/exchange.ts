@@ -139,6 +139,63 @@ export interface IncomingRequest {
   readonly proxyUri?: string;
   /** Which option named the target: Proxy-Uri, or Proxy-Scheme. */
   readonly proxyVia?: "Proxy-Uri" | "Proxy-Scheme";
+  /**
+   * For a forward proxy: the request's end-to-end options that its other
+   * fields do not carry (If-Match, If-None-Match, ETag, and any unknown
+   * elective one that is safe to forward, RFC 7252 §5.7.1), to send on.
+   */
+  readonly forwardOptions?: readonly CoapOption[];
+  /** For a forward proxy: the Hop-Limit option (RFC 8768), if given. */
+  readonly hopLimit?: number;
+}
+
+/**
+ * Options a forward proxy does not pass on as they are: those the
+ * request's fields carry or the proxy makes again (the target, Observe,
+ * block-wise, content formats, Hop-Limit), and hop-by-hop ones (Echo,
+ * Request-Tag, No-Response, which the proxy's own server honours).
+ */
+const NOT_FORWARDED: ReadonlySet<number> = new Set([
+  Option.URI_HOST,
+  Option.OBSERVE,
+  Option.URI_PORT,
+  Option.URI_PATH,
+  Option.CONTENT_FORMAT,
+  Option.URI_QUERY,
+  Option.HOP_LIMIT,
+  Option.ACCEPT,
+  Option.BLOCK2,
+  Option.BLOCK1,
+  Option.SIZE2,
+  Option.PROXY_URI,
+  Option.PROXY_SCHEME,
+  Option.SIZE1,
+  Option.ECHO,
+  Option.NO_RESPONSE,
+  Option.REQUEST_TAG,
+]);
+
+/**
+ * The options a proxy sends on: the known ones it does not make itself,
+ * and unknown elective ones that are safe to forward (RFC 7252 §5.7.1;
+ * unknown critical ones were refused already).
+ */
+function forwarded(
+  known: readonly CoapOption[],
+  all: readonly CoapOption[],
+): CoapOption[] {
+  const out = known.filter((option) => !NOT_FORWARDED.has(option.number));
+  for (const option of all) {
+    if (!FORMATS.has(option.number) && safeToForward(option.number)) {
+      out.push(option);
+    }
+  }
+  return out;
+}
+
+/** Whether an option may pass a proxy that does not know it (§5.4.2). */
+function safeToForward(number: number): boolean {
+  return (number & 2) === 0;
 }
 
 /** Method names by code. */
@@ -217,10 +274,7 @@ const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
 ]);
 
 /** The same, for a server that forwards requests (it has a proxy). */
-const UNSUPPORTED_IN_PROXY_REQUESTS: ReadonlySet<number> = new Set([
-  Option.IF_MATCH,
-  Option.IF_NONE_MATCH,
-]);
+const UNSUPPORTED_IN_PROXY_REQUESTS: ReadonlySet<number> = new Set();
 
 /**
  * Whether a request names another server with Proxy-Uri or Proxy-Scheme
@@ -643,6 +697,8 @@ export function readRequest(
         ? "Proxy-Scheme"
         : "Proxy-Uri"
       : undefined,
+    proxying ? forwarded(options, message.options) : undefined,
+    proxying ? optionalUint(known, Option.HOP_LIMIT) : undefined,
   );
 }
 
@@ -756,6 +812,8 @@ class Request implements IncomingRequest {
     view: Uint8Array | undefined,
     readonly proxyUri?: string,
     readonly proxyVia?: "Proxy-Uri" | "Proxy-Scheme",
+    readonly forwardOptions?: readonly CoapOption[],
+    readonly hopLimit?: number,
   ) {
     this.#view = view;
   }
@@ -790,6 +848,8 @@ class Request implements IncomingRequest {
       this.#view,
       this.proxyUri,
       this.proxyVia,
+      this.forwardOptions,
+      this.hopLimit,
     );
   }
 }

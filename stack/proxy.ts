@@ -35,7 +35,14 @@ import type {
   IncomingRequest,
   ResponseInit,
 } from "./exchange.ts";
-import { type CoapOption, type Method, Option } from "./message.ts";
+import {
+  type CoapOption,
+  getOption,
+  hex,
+  type Method,
+  Option,
+  uint,
+} from "./message.ts";
 import { CoapError, type Resource } from "./server.ts";
 import { connectCoapUdp } from "./udp_node.ts";
 import { type Clock, systemClock } from "./connection.ts";
@@ -86,6 +93,22 @@ export interface ProxyOptions {
    * @default {16777216}
    */
   maxReassemblyBytes?: number;
+  /**
+   * Bytes of responses the proxy caches (RFC 7252 §5.6): a GET's 2.05 is
+   * served from the cache while it is fresh (its Max-Age, 60 s when it
+   * has none), and revalidated with its ETag once stale; notifications of
+   * an upstream observation refresh it too. The least recently used
+   * entries go first. 0 turns the cache off.
+   *
+   * @default {8388608} (8 MiB)
+   */
+  cacheBytes?: number;
+  /**
+   * Responses cached at once.
+   *
+   * @default {1024}
+   */
+  maxCacheEntries?: number;
   /** The timers for `timeout` and kept responses. @default {systemClock} */
   clock?: Clock;
   /** Settings for CoAP over UDP upstream. */
@@ -196,6 +219,50 @@ function toInit(response: CoapResponse): ResponseInit {
   };
 }
 
+/** A cached response. */
+interface Cached {
+  readonly init: ResponseInit;
+  /** Its Max-Age, in seconds. */
+  maxAge: number;
+  /** When it was stored or last made fresh, in clock milliseconds. */
+  storedAt: number;
+  /** What it counts against `cacheBytes`. */
+  readonly bytes: number;
+}
+
+/**
+ * The cache key of a GET (RFC 7252 §5.6): its target URI, its Accept, and
+ * the options it is sent on with that are part of the key (not those
+ * whose number says NoCacheKey, §5.4.6, nor Hop-Limit, RFC 8768 §3).
+ */
+function cacheKeyOf(
+  uri: string,
+  accept: number | undefined,
+  options: readonly CoapOption[] | undefined,
+): string {
+  let key = `${uri}|${accept ?? ""}`;
+  for (const option of options ?? []) {
+    if ((option.number & 0x1e) === 0x1c || option.number === Option.HOP_LIMIT) {
+      continue;
+    }
+    key += `;${option.number}=${hex(option.value)}`;
+  }
+  return key;
+}
+
+/** Milliseconds a cached response stays fresh from `now` (0 once stale). */
+function freshFor(cached: Cached, now: number): number {
+  return Math.max(0, cached.maxAge * 1000 - (now - cached.storedAt));
+}
+
+/**
+ * A cached response as it goes out: its Max-Age what is left of its
+ * freshness (RFC 7252 §5.6.1), in whole seconds.
+ */
+function served(cached: Cached, left: number): ResponseInit {
+  return { ...cached.init, maxAge: Math.floor(left / 1000) };
+}
+
 /** A forward proxy's resource, its upstream connections and observations. */
 export class CoapProxy {
   /** Allowed targets: host:port, and the schemes allowed there. */
@@ -212,6 +279,12 @@ export class CoapProxy {
   readonly #shared = new Map<string, Shared>();
   /** Recent large GET responses, for their later blocks. */
   readonly #recent = new Map<string, { init: ResponseInit; at: number }>();
+  /** Cached responses by cache key, least recently used first. */
+  readonly #cache = new Map<string, Cached>();
+  readonly #cacheBytes: number;
+  readonly #maxCacheEntries: number;
+  #cachedBytes = 0;
+  readonly #counts = { hits: 0, revalidated: 0, misses: 0 };
   #closed = false;
 
   /**
@@ -246,6 +319,20 @@ export class CoapProxy {
     this.#maxUpstreams = options.maxUpstreams ?? 64;
     this.#maxPending = options.maxPendingPerUpstream ?? 100;
     this.#maxObservations = options.maxUpstreamObservations ?? 1000;
+    this.#cacheBytes = options.cacheBytes ?? 8 * 1024 * 1024;
+    this.#maxCacheEntries = options.maxCacheEntries ?? 1024;
+    for (
+      const [name, value] of [
+        ["cacheBytes", this.#cacheBytes],
+        ["maxCacheEntries", this.#maxCacheEntries],
+      ] as const
+    ) {
+      if (!Number.isInteger(value) || value < 0) {
+        throw new RangeError(
+          `Cannot create the proxy: ${name} must be an integer from 0, got ${value}`,
+        );
+      }
+    }
     this.#log = options.log ?? console;
     const udp = options.udp;
     const budget = this.#budget = new ByteBudget(
@@ -274,6 +361,26 @@ export class CoapProxy {
   /** Upstream observations, each serving one or more observers. */
   get upstreamObservations(): number {
     return this.#shared.size;
+  }
+
+  /**
+   * What the cache holds and has done: entries, bytes, GETs answered from
+   * it while fresh (`hits`), stale entries an upstream 2.03 made fresh
+   * again (`revalidated`), and cacheable GETs that went upstream
+   * (`misses`).
+   */
+  get cache(): {
+    entries: number;
+    bytes: number;
+    hits: number;
+    revalidated: number;
+    misses: number;
+  } {
+    return {
+      entries: this.#cache.size,
+      bytes: this.#cachedBytes,
+      ...this.#counts,
+    };
   }
 
   /** Observers served through upstream observations. */
@@ -378,9 +485,27 @@ export class CoapProxy {
         "Bad Request: Proxy-Uri has a malformed percent-encoding in its query",
       );
     }
+    // RFC 8768: a request that has passed as many proxies as it may goes
+    // no further; one without Hop-Limit starts at 16.
+    const hopLimit = request.hopLimit ?? 17;
+    if (hopLimit === 0) {
+      throw new CoapError("4.00", "Bad Request: Hop-Limit 0");
+    }
+    if (hopLimit === 1) {
+      throw new CoapError(
+        "5.08",
+        `Hop Limit Reached: not forwarded to ${scheme}//${where}`,
+      );
+    }
+    const options: CoapOption[] = (request.forwardOptions ?? []).filter((o) =>
+      // A GET's ETags are the proxy's to validate with (the cache).
+      request.method !== "GET" || o.number !== Option.ETAG
+    );
+    options.push({ number: Option.HOP_LIMIT, value: uint(hopLimit - 1) });
     return {
       origin: `${scheme}//${url.hostname}:${port}`,
       forward: {
+        options,
         method: request.method as Method,
         path: url.pathname || "/",
         query,
@@ -473,14 +598,105 @@ export class CoapProxy {
     }
     const kept = this.#recent.get(key);
     if (later && kept !== undefined) return kept.init;
+    const cacheKey = request.method === "GET" && this.#cacheBytes > 0
+      ? cacheKeyOf(request.proxyUri!, request.accept, forward.options)
+      : undefined;
+    const cached = cacheKey === undefined
+      ? undefined
+      : this.#cache.get(cacheKey);
+    if (cached !== undefined) {
+      const left = freshFor(cached, this.#clock.now());
+      if (left > 0) {
+        this.#counts.hits++;
+        // Most recently used last.
+        this.#cache.delete(cacheKey!);
+        this.#cache.set(cacheKey!, cached);
+        return served(cached, left);
+      }
+    }
+    const etag = cached === undefined
+      ? undefined
+      : getOption({ options: cached.init.options ?? [] }, Option.ETAG);
     upstream.pending++;
     try {
       const client = await this.#client(origin, upstream);
-      const init = await this.#once(client, origin, forward, signal);
+      const init = await this.#once(
+        client,
+        origin,
+        etag === undefined ? forward : {
+          ...forward,
+          options: [...(forward.options ?? []), {
+            number: Option.ETAG,
+            value: etag,
+          }],
+        },
+        signal,
+      );
+      if (cacheKey !== undefined) {
+        if (init.code === "2.03" && cached !== undefined) {
+          // Still valid: the cached body, fresh again for the new Max-Age.
+          this.#counts.revalidated++;
+          cached.storedAt = this.#clock.now();
+          cached.maxAge = init.maxAge ?? 60;
+          this.#cache.delete(cacheKey);
+          this.#cache.set(cacheKey, cached);
+          const fresh = served(cached, cached.maxAge * 1000);
+          this.#keep(key, fresh);
+          return fresh;
+        }
+        this.#counts.misses++;
+        this.#store(cacheKey, init);
+      } else if (request.method !== "GET") {
+        // RFC 7252 §5.9: what changes the target makes its cached
+        // representations stale.
+        this.#invalidate(request.proxyUri!);
+      }
       if (request.method === "GET") this.#keep(key, init);
       return init;
     } finally {
       upstream.pending--;
+    }
+  }
+
+  /** Caches a GET's 2.05 (or lets go of what was cached for it). */
+  #store(key: string, init: ResponseInit): void {
+    this.#uncache(key);
+    if (init.code !== undefined && init.code !== "2.05") return;
+    const maxAge = init.maxAge ?? 60;
+    const hasTag = init.options?.some((o) => o.number === Option.ETAG);
+    if (maxAge === 0 && !hasTag) return;
+    const bytes = (init.payload?.length ?? 0) + key.length + 64;
+    if (bytes > this.#cacheBytes) return;
+    while (
+      this.#cache.size > 0 && (
+        this.#cache.size >= this.#maxCacheEntries ||
+        this.#cachedBytes + bytes > this.#cacheBytes
+      )
+    ) {
+      this.#uncache(this.#cache.keys().next().value!);
+    }
+    if (this.#maxCacheEntries === 0) return;
+    this.#cache.set(key, {
+      init,
+      maxAge,
+      storedAt: this.#clock.now(),
+      bytes,
+    });
+    this.#cachedBytes += bytes;
+  }
+
+  #uncache(key: string): void {
+    const cached = this.#cache.get(key);
+    if (cached === undefined) return;
+    this.#cache.delete(key);
+    this.#cachedBytes -= cached.bytes;
+  }
+
+  /** Lets go of every cached response of `uri`, whatever its Accept. */
+  #invalidate(uri: string): void {
+    const prefix = `${uri}|`;
+    for (const key of [...this.#cache.keys()]) {
+      if (key.startsWith(prefix)) this.#uncache(key);
     }
   }
 
@@ -646,6 +862,11 @@ export class CoapProxy {
     forward: CoapRequest,
     upstream: Upstream,
   ): Shared {
+    const cacheKey = cacheKeyOf(
+      key.slice(0, key.lastIndexOf("|")),
+      forward.accept,
+      forward.options,
+    );
     const exchange = send(client, { ...forward, observe: true })[
       Symbol.asyncIterator
     ]();
@@ -728,6 +949,11 @@ export class CoapProxy {
             return;
           }
           shared.last = init;
+          if (this.#cacheBytes > 0 && init.code === "2.05") {
+            // The latest notification is the resource's current state:
+            // GETs of it are answered from the cache while it is fresh.
+            this.#store(cacheKey, init);
+          }
           for (const pipe of [...shared.pipes]) pipe.addResponse(init);
         }
       } catch (error) {

@@ -12,7 +12,7 @@ import { CoapProxy } from "./proxy.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--no-explorer]";
+  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--cache-bytes BYTES] [--no-explorer]";
 let port = 8684;
 let hostname = "127.0.0.1";
 const allow: string[] = [];
@@ -21,6 +21,7 @@ const allowedHosts: string[] = [];
 let certFile: string | undefined, keyFile: string | undefined;
 let timeout: number | undefined;
 let maxReassemblyBytes: number | undefined;
+let cacheBytes: number | undefined;
 let explorer = true;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -46,6 +47,9 @@ proxy is an amplifier and a door into the network behind it.
                           response (default 15000; 5.04 past it)
   --max-reassembly BYTES  bytes of block-wise responses held at once across
                           every device (default 16777216; 5.03 past it)
+  --cache-bytes BYTES     bytes of GET responses cached (RFC 7252 §5.6),
+                          served while fresh (Max-Age) and revalidated with
+                          their ETag once stale (default 8388608; 0: none)
   --no-explorer           do not serve the CoAP explorer page at /
 
 Example:
@@ -76,6 +80,10 @@ while (args.length > 0) {
     maxReassemblyBytes = Number(
       value(arg, "a number of bytes", (v) => /^\d+$/.test(v)),
     );
+  } else if (arg === "--cache-bytes") {
+    cacheBytes = Number(
+      value(arg, "a number of bytes", (v) => /^\d+$/.test(v)),
+    );
   } else if (arg === "--no-explorer") explorer = false;
   else fail(`unknown option ${JSON.stringify(arg)}`);
 }
@@ -96,7 +104,13 @@ const log = {
 };
 let proxy: CoapProxy;
 try {
-  proxy = new CoapProxy({ allow, timeout, log, maxReassemblyBytes });
+  proxy = new CoapProxy({
+    allow,
+    timeout,
+    log,
+    maxReassemblyBytes,
+    cacheBytes,
+  });
 } catch (error) {
   fail(`--allow: ${(error as Error).message}`);
 }
@@ -125,6 +139,7 @@ const server = new CoapServer({
         upstreams: proxy.upstreams,
         upstreamObservations: proxy.upstreamObservations,
         observers: proxy.observers,
+        cache: proxy.cache,
       }),
       contentFormat: 50,
     }),

@@ -6,11 +6,23 @@ import {
   readRequest,
   type ResponseInit,
 } from "./exchange.ts";
-import { type CoapOption, Code, Option, text, uint, utf8 } from "./message.ts";
+import {
+  type CoapOption,
+  Code,
+  decodeMessage,
+  getOption,
+  hex,
+  Option,
+  readUint,
+  text,
+  uint,
+  utf8,
+} from "./message.ts";
 import { CoapProxy, type ProxyOptions } from "./proxy.ts";
 import { CoapError, CoapServer } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
-import { socketPair } from "./testing/socket_pair.ts";
+import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
+import { ManualClock } from "./testing/manual_clock.ts";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -18,8 +30,24 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 function setup(options: Partial<ProxyOptions> = {}) {
   const origins: string[] = [];
   const clients: CoapClient[] = [];
+  const sockets: PairedSocket[] = [];
   let grows = 0;
+  let version = 1;
+  const ran: string[] = [];
   const upstream = new CoapServer({
+    // A resource with an ETag per version, fresh for 2 s.
+    "/tagged": {
+      etag: () => `v${version}`,
+      GET: () => {
+        ran.push(`GET v${version}`);
+        return { payload: `body v${version}`, maxAge: 2 };
+      },
+      PUT: () => {
+        ran.push("PUT");
+        version++;
+        return { code: "2.04" };
+      },
+    },
     "/x": {
       GET: (request) => ({
         payload: `x from upstream ${request.query.join("&")}`.trim(),
@@ -57,6 +85,7 @@ function setup(options: Partial<ProxyOptions> = {}) {
     connect: async (origin, budget) => {
       origins.push(origin);
       const [near, far] = socketPair();
+      sockets.push(near);
       upstream.accept(far);
       const connection = attachWebSocket(near, { log: quiet });
       await connection.ready;
@@ -69,16 +98,19 @@ function setup(options: Partial<ProxyOptions> = {}) {
     },
   });
   /** Asks the proxy's resource as the server would; its whole answer. */
-  const answer = async (options: CoapOption[]): Promise<ResponseInit> => {
+  const answer = async (
+    options: CoapOption[],
+    method: "GET" | "PUT" = "GET",
+  ): Promise<ResponseInit> => {
     const request: IncomingRequest = readRequest({
-      code: Code.GET,
+      code: method === "GET" ? Code.GET : Code.PUT,
       token: new Uint8Array([1]),
       options,
       payload: new Uint8Array(0),
     }, true);
     const pipe = new Pipe<IncomingRequest, ResponseInit>(request, quiet);
     pipe.onEvent(() => true);
-    return await proxy.resource.GET!(
+    return await proxy.resource[method]!(
       request,
       pipe,
       new AbortController().signal,
@@ -98,7 +130,7 @@ function setup(options: Partial<ProxyOptions> = {}) {
     proxy.close();
     for (const client of clients) client.close();
   };
-  return { origins, ask, answer, close, proxy };
+  return { origins, ask, answer, close, proxy, sockets, ran };
 }
 
 const proxyUri = (
@@ -261,6 +293,138 @@ Deno.test("CoapProxy passes a device's response on without the options no respon
       { number: Option.LOCATION_PATH, value: utf8("here") },
       { number: 65000, value: utf8("elective, unknown") },
     ]);
+  } finally {
+    t.close();
+  }
+});
+
+/** A response as a line: code, Max-Age, ETag, payload. */
+function line(init: ResponseInit): string {
+  const etag = init.options?.find((o) => o.number === Option.ETAG);
+  return `${init.code ?? "2.05"} max-age=${init.maxAge ?? "-"}${
+    etag === undefined ? "" : ` etag=${text(etag.value)}`
+  } ${init.payload === undefined ? "" : text(init.payload as Uint8Array)}`
+    .trimEnd();
+}
+
+Deno.test("CoapProxy caches a GET's 2.05 while its Max-Age lasts (counting it down), revalidates it with its ETag once stale, and drops it when a PUT changes the target", async () => {
+  const clock = new ManualClock();
+  const t = setup({ clock });
+  const tagged = proxyUri("coap://127.0.0.1/tagged");
+  try {
+    const trace: string[] = [];
+    trace.push(line(await t.answer(tagged)));
+    await clock.advance(1000);
+    trace.push(line(await t.answer(tagged)));
+    await clock.advance(1500);
+    trace.push(line(await t.answer(tagged)));
+    await clock.advance(30_000);
+    trace.push(line(await t.answer(tagged)));
+    trace.push(line(await t.answer(tagged, "PUT")));
+    trace.push(line(await t.answer(tagged)));
+    assertEquals(trace, [
+      "2.05 max-age=2 etag=v1 body v1",
+      "2.05 max-age=1 etag=v1 body v1",
+      // Stale: asked again with its ETag; the device's 2.03 makes it fresh
+      // for 60 s (a 2.03 without Max-Age).
+      "2.05 max-age=60 etag=v1 body v1",
+      "2.05 max-age=30 etag=v1 body v1",
+      "2.04 max-age=-",
+      "2.05 max-age=2 etag=v2 body v2",
+    ]);
+    // The device ran its GET twice: once per version.
+    assertEquals(t.ran, ["GET v1", "PUT", "GET v2"]);
+    assertEquals(t.proxy.cache, {
+      entries: 1,
+      bytes: t.proxy.cache.bytes,
+      hits: 2,
+      revalidated: 1,
+      misses: 2,
+    });
+    // What went upstream: the revalidation carried the ETag.
+    const asked = t.sockets.flatMap((socket) =>
+      socket.sent.map((m) => decodeMessage(m as Uint8Array))
+    ).filter((m) => m.code === Code.GET || m.code === Code.PUT)
+      .map((m) => {
+        const etag = getOption(m, Option.ETAG);
+        return `${m.code === Code.GET ? "GET" : "PUT"}${
+          etag === undefined ? "" : ` etag=${text(etag)}`
+        }`;
+      });
+    assertEquals(asked, ["GET", "GET etag=v1", "PUT", "GET"]);
+  } finally {
+    t.close();
+  }
+});
+
+Deno.test("CoapProxy keeps its cache within cacheBytes and maxCacheEntries, least recently used out first; cacheBytes 0 caches nothing", async () => {
+  const clock = new ManualClock();
+  const t = setup({ clock, maxCacheEntries: 2 });
+  try {
+    for (const q of ["a=1", "a=2", "a=1", "a=3"]) {
+      await t.answer(proxyUri(`coap://127.0.0.1/x?${q}`));
+    }
+    // a=2 was the least recently used when a=3 came.
+    assertEquals([t.proxy.cache.entries, t.proxy.cache.hits], [2, 1]);
+    await t.answer(proxyUri("coap://127.0.0.1/x?a=1"));
+    await t.answer(proxyUri("coap://127.0.0.1/x?a=2"));
+    assertEquals([t.proxy.cache.hits, t.proxy.cache.misses], [2, 4]);
+  } finally {
+    t.close();
+  }
+  const off = setup({ clock, cacheBytes: 0 });
+  try {
+    await off.answer(proxyUri("coap://127.0.0.1/tagged"));
+    await off.answer(proxyUri("coap://127.0.0.1/tagged"));
+    assertEquals(off.ran, ["GET v1", "GET v1"]);
+    assertEquals(off.proxy.cache, {
+      entries: 0,
+      bytes: 0,
+      hits: 0,
+      revalidated: 0,
+      misses: 0,
+    });
+  } finally {
+    off.close();
+  }
+});
+
+Deno.test("CoapProxy adds Hop-Limit 16 to what it forwards and takes one off a given one (RFC 8768); Hop-Limit 1 is 5.08 and 0 is 4.00; If-Match and unknown safe-to-forward options go on, hop-by-hop ones do not", async () => {
+  const t = setup({ cacheBytes: 0 });
+  const hop = (n: number) => ({ number: Option.HOP_LIMIT, value: uint(n) });
+  try {
+    const trace = [
+      await t.ask([...proxyUri("coap://127.0.0.1/x"), hop(1)]),
+      await t.ask([...proxyUri("coap://127.0.0.1/x"), {
+        number: Option.HOP_LIMIT,
+        value: new Uint8Array([0]),
+      }]),
+      await t.ask([...proxyUri("coap://127.0.0.1/x"), hop(5)]),
+      await t.ask([
+        ...proxyUri("coap://127.0.0.1/x"),
+        { number: Option.IF_MATCH, value: utf8("m") },
+        { number: 65000, value: utf8("safe") },
+        { number: 65002, value: utf8("unsafe to forward") },
+        { number: Option.NO_RESPONSE, value: uint(0) },
+      ]),
+    ];
+    assertEquals(trace, [
+      "5.08 Hop Limit Reached: not forwarded to coap://127.0.0.1:5683",
+      "4.00 Bad Request: Hop-Limit 0",
+      "2.05 x from upstream",
+      // If-Match went on: the device judged it.
+      "4.12 Precondition Failed: If-Match names no current ETag of the resource",
+    ]);
+    const sent = t.sockets.flatMap((socket) =>
+      socket.sent.map((m) => decodeMessage(m as Uint8Array))
+    ).filter((m) => m.code === Code.GET).map((m) =>
+      m.options.filter((o) => o.number !== Option.URI_PATH).map((o) =>
+        `${o.number}=${
+          o.number === Option.HOP_LIMIT ? readUint(o.value) : hex(o.value)
+        }`
+      ).join(" ")
+    );
+    assertEquals(sent, ["16=4", "1=6d 16=16 65000=73616665"]);
   } finally {
     t.close();
   }

@@ -625,7 +625,10 @@ export class CoapServer {
         return;
       }
     }
-    if (ifMatch !== undefined || ifNoneMatch || etags !== undefined) {
+    // A forward proxy's request is the target's to judge.
+    if (
+      !proxying && (ifMatch !== undefined || ifNoneMatch || etags !== undefined)
+    ) {
       const early = preconditions(
         resource,
         current,

@@ -72,6 +72,20 @@ Deno.test({
         index[0].startsWith("2.05 This is a test server made with libcoap"),
         index[0],
       );
+      // libcoap's / has Max-Age 196607: asked twice more, it is answered
+      // from the proxy's cache, and the device is not asked again.
+      const cacheBefore = (await state(a)).cache;
+      assertEquals(await ask(a, through(`${udp}/`)), index);
+      assertEquals(await ask(a, through(`${udp}/`)), index);
+      const cacheAfter = (await state(a)).cache;
+      assertEquals(
+        [
+          cacheAfter.hits - cacheBefore.hits,
+          cacheAfter.misses - cacheBefore.misses,
+        ],
+        [2, 0],
+        JSON.stringify(cacheAfter),
+      );
       assertEquals(
         await ask(
           a,
