@@ -55,6 +55,7 @@ export type UploadStep =
 
 /** Bytes held over one server's connections. */
 export interface UploadBudget {
+  /** Bytes held now. */
   held: number;
 }
 

@@ -8,6 +8,7 @@
 
 import { CoapClient, parseCoapUri } from "./client.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
+import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
 import { type Method, METHODS, text } from "./message.ts";
 
 const usage =
@@ -30,6 +31,7 @@ let accessToken: string | undefined;
 let reconnect = false;
 let nonConfirmable = false;
 let proxy: string | undefined;
+let caFile: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -56,8 +58,13 @@ response prints its code and exits 1.
   --proxy URL             send the request through the forward proxy at URL
                           (coap+ws://HOST:PORT, as coap:proxy serves), which
                           forwards it to URI (coap:// or coap+ws://)
-  URI                     coap+ws://HOST:PORT/PATH?QUERY, coaps+ws://, or
-                          coap://HOST[:PORT]/PATH?QUERY (UDP, port 5683)
+  URI                     coap+ws://HOST:PORT/PATH?QUERY, coaps+ws://,
+                          coap://HOST[:PORT]/PATH?QUERY (UDP, port 5683),
+                          coap+tcp://HOST[:PORT]/PATH?QUERY (TCP, port
+                          5683) or coaps+tcp:// (TLS, port 5684)
+  --ca FILE               for coaps+tcp://, trust the certificates in FILE
+                          (PEM) instead of the system's, such as a test
+                          server's own CA
 
 Example: deno task coap:client --observe --count 3 coap+ws://127.0.0.1:8683/counter`);
   Deno.exit(0);
@@ -108,6 +115,8 @@ while (args.length > 0) {
   else if (arg === "--proxy") {
     proxy = args.shift() ||
       fail(`--proxy needs a URL (coap+ws://HOST:PORT)\n${usage}`);
+  } else if (arg === "--ca") {
+    caFile = args.shift() || fail(`--ca needs a PEM file\n${usage}`);
   } else if (arg === "--count") count = number(arg);
   else if (arg === "--token") {
     accessToken = args.shift() || fail(`--token needs a token\n${usage}`);
@@ -131,11 +140,12 @@ if (count !== Infinity && !observe) {
 // Through a proxy, the client speaks WebSocket to the proxy, whatever URI
 // names.
 const udp = proxy === undefined && uri.startsWith("coap://");
+const tcp = proxy === undefined && /^coaps?\+tcp:\/\//.test(uri);
 if (proxy !== undefined && !/^coaps?\+ws:\/\//.test(proxy)) {
   fail(`--proxy needs a coap+ws:// or coaps+ws:// URL\n${usage}`);
 }
 if (nonConfirmable && !udp) fail(`--non goes with a coap:// URI\n${usage}`);
-if (udp && (reconnect || accessToken !== undefined)) {
+if ((udp || tcp) && (reconnect || accessToken !== undefined)) {
   fail(`--reconnect and --token go with coap+ws:// URIs\n${usage}`);
 }
 let target: { path: string; query: string[] };
@@ -150,14 +160,28 @@ try {
       );
     }
     target = { path: "/", query: [] };
-  } else target = udp ? parseUdpUri(uri) : parseCoapUri(uri);
+  } else {
+    target = udp
+      ? parseUdpUri(uri)
+      : tcp
+      ? parseTcpUri(uri)
+      : parseCoapUri(uri);
+  }
 } catch (error) {
   fail((error as Error).message);
 }
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
-  client = udp
+  client = tcp
+    ? await connectCoapTcp(uri, {
+      log: quiet,
+      blockSize,
+      ...(caFile === undefined
+        ? {}
+        : { caCerts: [Deno.readTextFileSync(caFile)] }),
+    })
+    : udp
     ? await connectCoapUdp(uri, {
       log: quiet,
       blockSize,

@@ -59,4 +59,6 @@ export * from "./upgrade.ts";
 export * from "./flow.ts";
 export * from "./peer_log.ts";
 export * from "./udp.ts";
+export * from "./tcp.ts";
+export * from "./blockwise.ts";
 export { type DemoHooks, demoResources } from "./resources.ts";

@@ -1,12 +1,14 @@
 /**
  * A CoAP forward cross-proxy (RFC 7252 §5.7, RFC 8323 §7): give
  * {@linkcode CoapProxy.prototype.resource} to a `CoapServer` as its `proxy`,
- * and requests that name a `coap://` (UDP) or `coap+ws://` target with
+ * and requests that name a `coap://` (UDP), `coap+tcp://` (TCP) or
+ * `coap+ws://` target with
  * Proxy-Uri, or Proxy-Scheme and Uri-Host, are forwarded there. A browser
  * page that can only open WebSockets reaches CoAP devices over UDP this way.
  *
  * - It forwards only to the targets it is allowed (`allow`: `host:port`
- *   for a device over UDP, `coap+ws://host:port` for a WebSocket server;
+ *   for a device over UDP, `coap+tcp://host:port` for one over TCP,
+ *   `coap+ws://host:port` for a WebSocket server;
  *   none by default): anything else gets 4.03 Forbidden, a scheme it does
  *   not speak 5.05 Proxying Not Supported, and a Proxy-Uri it cannot read
  *   4.00 Bad Request, each with the reason.
@@ -45,6 +47,7 @@ import {
 } from "./message.ts";
 import { CoapError, type Resource } from "./server.ts";
 import { connectCoapUdp } from "./udp_node.ts";
+import { connectCoapTcp } from "./tcp_node.ts";
 import { type Clock, systemClock } from "./connection.ts";
 import type { UdpOptions } from "./udp.ts";
 
@@ -121,7 +124,7 @@ export interface ProxyOptions {
   log?: Logger;
   /**
    * Makes the client for a target origin (`coap://host:port`,
-   * `coap+ws://host:port`); the default speaks UDP or WebSocket, with the
+   * `coap+ws://host:port`); the default speaks UDP, TCP or WebSocket, with the
    * proxy's reassembly budget (pass `budget` on as `reassemblyBudget`).
    */
   connect?: (origin: string, budget: ByteBudget) => Promise<CoapClient>;
@@ -146,6 +149,8 @@ const DEFAULT_PORTS: Record<string, number> = {
   "coap:": 5683,
   "coap+ws:": 80,
   "coaps+ws:": 443,
+  "coap+tcp:": 5683,
+  "coaps+tcp:": 5684,
 };
 
 /** Options a response carries that the downstream server sets itself. */
@@ -297,7 +302,7 @@ export class CoapProxy {
     this.#allow = new Map();
     for (const entry of options.allow ?? []) {
       const match =
-        /^(?:(coap|coap\+ws|coaps\+ws):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})$/
+        /^(?:(coap|coap\+ws|coaps\+ws|coap\+tcp|coaps\+tcp):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})$/
           .exec(entry);
       if (match === null || Number(match[3]) > 65535) {
         throw new TypeError(
@@ -344,6 +349,11 @@ export class CoapProxy {
           ? connectCoapUdp(origin, {
             log: this.#log,
             udp,
+            reassemblyBudget: budget,
+          })
+          : /^coaps?\+tcp:/.test(origin)
+          ? connectCoapTcp(origin, {
+            log: this.#log,
             reassemblyBudget: budget,
           })
           : CoapClient.connect(origin, {
@@ -430,7 +440,7 @@ export class CoapProxy {
     if (DEFAULT_PORTS[url.protocol] === undefined) {
       throw new CoapError(
         "5.05",
-        `Proxying Not Supported: this proxy forwards to coap:// and coap+ws:// only, not ${
+        `Proxying Not Supported: this proxy forwards to coap://, coap+tcp:// and coap+ws:// only, not ${
           url.protocol.slice(0, 20)
         }//`,
       );

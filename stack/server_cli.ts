@@ -13,6 +13,7 @@
 import { serveCoap } from "./deno_server.ts";
 import { flagReader } from "./cli_args.ts";
 import { serveCoapUdp } from "./udp_node.ts";
+import { serveCoapTcp } from "./tcp_node.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
@@ -32,7 +33,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -44,6 +45,7 @@ let engineCa: string | undefined;
 let hostname = "127.0.0.1";
 let reusePort = false;
 let udpPort: number | undefined;
+let tcpPort: number | undefined;
 let amplificationFactor: number | false = 3;
 let transport: string | undefined;
 let explorer = true;
@@ -85,6 +87,10 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --udp-port N            also serve the same resources over CoAP over UDP
                           (RFC 7252, coap://) on port N of --hostname;
                           prints "udp on N" once it listens
+  --tcp-port N            also serve them over CoAP over TCP (RFC 8323,
+                          coap+tcp://) on port N of --hostname, or over TLS
+                          (coaps+tcp://, ALPN coap) with --cert; prints
+                          "tcp on N" once it listens
   --udp-amplification F   to a UDP source whose address is not verified,
                           send at most F times the bytes it sent (RFC 9175
                           §2.4; default 3); "off" on a network whose
@@ -152,6 +158,14 @@ while (args.length > 0) {
       (v) => v === "off" || (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1),
     );
     amplificationFactor = given === "off" ? false : Number(given);
+  } else if (arg === "--tcp-port") {
+    tcpPort = Number(
+      value(
+        arg,
+        "a port number",
+        (v) => /^\d{1,5}$/.test(v) && Number(v) < 65536,
+      ),
+    );
   } else if (arg === "--udp-port") {
     udpPort = Number(
       value(
@@ -325,11 +339,21 @@ if (udpPort !== undefined) {
   }
 }
 
+if (tcpPort !== undefined) {
+  try {
+    const tcp = await serveCoapTcp(server, { hostname, port: tcpPort, tls });
+    console.log(`tcp on ${tcp.port}`);
+  } catch (error) {
+    console.error(startError(error, "TCP"));
+    Deno.exit(2);
+  }
+}
+
 /** Why serving could not start, in one line. */
-function startError(error: unknown, udp = false): string {
-  const where = `${udp ? "UDP " : ""}${
+function startError(error: unknown, side?: true | "TCP"): string {
+  const where = `${side === true ? "UDP " : side === "TCP" ? "TCP " : ""}${
     hostname.includes(":") ? `[${hostname}]` : hostname
-  }:${udp ? udpPort : port}`;
+  }:${side === true ? udpPort : side === "TCP" ? tcpPort : port}`;
   const message = String((error as Error)?.message ?? error);
   // Deno's own errors, and node:net's codes for the ws transport.
   const code = (error as { code?: unknown })?.code;
