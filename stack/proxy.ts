@@ -590,6 +590,15 @@ export class CoapProxy {
     if (request.method === "GET" && request.observe === 0) {
       return await this.#observe(request, origin, forward, pipe);
     }
+    if (request.method === "GET" && request.observe === 1) {
+      // A deregistration (RFC 7641 §3.6) is answered with the current
+      // state; where an upstream observation has it, the device is not
+      // asked again.
+      const shared = this.#shared.get(
+        `${request.proxyUri}|${request.accept ?? ""}`,
+      );
+      if (shared?.last !== undefined) return shared.last;
+    }
     const upstream = this.#upstream(origin);
     if (upstream.pending >= this.#maxPending) {
       throw new CoapError(
@@ -861,7 +870,13 @@ export class CoapProxy {
   ): void {
     shared.pipes.delete(pipe);
     if (shared.pipes.size === 0 && this.#shared.get(key) === shared) {
-      shared.cancel();
+      // Ended in a later task, not at once: observers that leave together
+      // send their deregistrations together (RFC 7641 §3.6), and each is
+      // answered from the latest notification while the observation
+      // stands; one who comes back meanwhile keeps it.
+      this.#clock.setTimeout(() => {
+        if (shared.pipes.size === 0) shared.cancel();
+      }, 0);
     }
   }
 

@@ -29,10 +29,11 @@ if (args.includes("-h") || args.includes("--help")) {
 
 A forward cross-proxy (RFC 7252 §5.7, RFC 8323 §7): clients speak CoAP over
 WebSocket to it, and it forwards each request that names a target with
-Proxy-Uri (coap://HOST:PORT/PATH or coap+ws://HOST:PORT/PATH) to that target,
-over UDP or WebSocket. One upstream observation serves every observer of a
-resource. It forwards only to the targets named with --allow: a forward
-proxy is an amplifier and a door into the network behind it.
+Proxy-Uri (coap://HOST:PORT/PATH, coap+tcp://… or coap+ws://…) to that
+target, over UDP, TCP or WebSocket. One upstream observation serves every
+observer of a resource, and GET responses are cached while fresh (Max-Age).
+It forwards only to the targets named with --allow: a forward proxy is an
+amplifier and a door into the network behind it.
   --port N                the port (default 8684)
   --hostname H            the address to listen on (default 127.0.0.1)
   --allow HOST:PORT       a device it may forward to over coap:// (UDP);
@@ -40,6 +41,8 @@ proxy is an amplifier and a door into the network behind it.
                           4.03 Forbidden
   --allow coap+ws://HOST:PORT
                           a WebSocket server it may forward to
+  --allow coap+tcp://HOST:PORT
+                          a server over TCP (coaps+tcp:// for TLS)
   --origin URL            also let web pages from URL in (repeatable)
   --allowed-host NAME     also answer requests that name the proxy NAME
   --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients

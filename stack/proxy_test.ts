@@ -19,7 +19,7 @@ import {
   utf8,
 } from "./message.ts";
 import { CoapProxy, type ProxyOptions } from "./proxy.ts";
-import { CoapError, CoapServer } from "./server.ts";
+import { CoapError, CoapServer, Observers } from "./server.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { type PairedSocket, socketPair } from "./testing/socket_pair.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
@@ -428,4 +428,70 @@ Deno.test("CoapProxy adds Hop-Limit 16 to what it forwards and takes one off a g
   } finally {
     t.close();
   }
+});
+
+Deno.test("CoapProxy answers observers' deregistrations (GET with Observe 1) from the shared observation's latest notification, even when all leave at once; the device sees one registration and one deregistration", async () => {
+  const seen: string[] = [];
+  let value = 0;
+  const table = new Observers();
+  const device = new CoapServer({
+    "/obs": {
+      observable: table,
+      GET: (request) => {
+        seen.push(`GET observe=${request.observe}`);
+        return { payload: `v${value}` };
+      },
+    },
+  }, { log: quiet });
+  const proxy = new CoapProxy({
+    allow: ["127.0.0.1:5683"],
+    log: quiet,
+    cacheBytes: 0,
+    connect: async () => {
+      const [near, far] = socketPair();
+      device.accept(far);
+      const connection = attachWebSocket(near, { log: quiet });
+      await connection.ready;
+      return new CoapClient(connection, { log: quiet });
+    },
+  });
+  const front = new CoapServer({}, { proxy: proxy.resource, log: quiet });
+  const observe = async () => {
+    const [near, far] = socketPair();
+    front.accept(far);
+    const connection = attachWebSocket(near, { log: quiet });
+    await connection.ready;
+    return new CoapClient(connection, { log: quiet });
+  };
+  const clients = await Promise.all([observe(), observe(), observe()]);
+  const request = {
+    method: "GET" as const,
+    path: "/",
+    proxyUri: "coap://127.0.0.1/obs",
+    observe: true,
+  };
+  const got = await Promise.all(clients.map(async (client) => {
+    const lines: string[] = [];
+    for await (const event of client.request(request)) {
+      if (event.kind === "response") lines.push(text(event.message.payload));
+      if (lines.length === 1) {
+        // Wait until every observer has its first, then one more value.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        if (value === 0) {
+          value = 1;
+          table.updated();
+        }
+      }
+      if (lines.length === 2) break;
+    }
+    return lines;
+  }));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assertEquals(got, [["v0", "v1"], ["v0", "v1"], ["v0", "v1"]]);
+  // One registration (and its one notification), one deregistration: the
+  // three observers' own deregistrations went no further than the proxy.
+  assertEquals(seen, ["GET observe=0", "GET observe=0", "GET observe=1"]);
+  assertEquals(proxy.upstreamObservations, 0);
+  for (const client of clients) client.close();
+  proxy.close();
 });

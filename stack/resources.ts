@@ -190,8 +190,6 @@ export function demoResources(hooks: DemoHooks = {}): Resources {
     },
     "/big": {
       link: { title: "A large resource", ct: "0", sz: String(BIG.length) },
-      // It never changes: one ETag, and a GET that names it gets 2.03.
-      etag: () => "big-v1",
       GET: () => plain(BIG),
     },
     "/other/separate": {

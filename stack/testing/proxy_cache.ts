@@ -136,11 +136,12 @@ Deno.test({
           `| ${name} | ${label} | ${c.pollerAnswers} | ${c.gets} | ${c.registrations} |`,
         );
       }
+      const seen = JSON.stringify({ without, withCache });
       // Every poll is answered either way.
-      assertEquals(withCache.pollerAnswers, withCache.polls);
-      assertEquals(without.pollerAnswers, without.polls);
+      assertEquals(withCache.pollerAnswers, withCache.polls, seen);
+      assertEquals(without.pollerAnswers, without.polls, seen);
       // Without a cache every poll reaches the device.
-      assertEquals(without.gets, without.pollerAnswers);
+      assertEquals(without.gets, without.pollerAnswers, seen);
       // With it, at most one GET per Max-Age (2 s), plus the first.
       assert(
         withCache.gets <= SECONDS / 2 + 1,

@@ -5,7 +5,7 @@
 // as `deno task coap:server` runs it:
 //
 //   deno task fuzz [--seed N] [--runs N] [--seconds S] [--loopback N]
-//     [--only codec|client|server|udp|proxy|loopback]
+//     [--only codec|client|server|tcp|udp|proxy|loopback]
 //
 // --runs bounds the inputs of each in-process target and --seconds its
 // time (whichever comes first; CI runs a fixed seed with both set); a
@@ -21,7 +21,15 @@ import { frame as wsFrame, join, RawWebSocket, read } from "../raw_ws.ts";
 import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
 import { deviceSession, frame, session, udpSession } from "./generators.ts";
-import { client, codec, proxy, server, udp, watchEscapes } from "./targets.ts";
+import {
+  client,
+  codec,
+  proxy,
+  server,
+  tcp,
+  udp,
+  watchEscapes,
+} from "./targets.ts";
 
 const options = parseArgs(Deno.args, {
   seed: Math.floor(Math.random() * 2 ** 31),
@@ -100,6 +108,7 @@ await target(
 );
 await target("client", session, client, (frames) => frames.length);
 await target("server", session, server, (frames) => frames.length);
+await target("tcp", session, tcp, (frames) => frames.length);
 await target("udp", udpSession, udp, (datagrams) => datagrams.length);
 await target("proxy", deviceSession, proxy, (datagrams) => datagrams.length);
 

@@ -32,6 +32,7 @@ import {
 } from "../../exchange.ts";
 import { CoapProxy } from "../../proxy.ts";
 import { attachWebSocket } from "../../websocket.ts";
+import { tcpFrame, TcpFrameSocket } from "../../tcp.ts";
 import { type DeviceDatagram, mutate } from "./generators.ts";
 import {
   CoapUdpEndpoint,
@@ -626,6 +627,93 @@ export async function proxy(datagrams: DeviceDatagram[]): Promise<string[]> {
   await clock.advance(300_000, 4);
   if (clock.pending !== 0) {
     defects.push(`${clock.pending} timers left after the proxy closed`);
+  }
+  if (escaped.length > before) {
+    defects.push(
+      ...escaped.slice(before).map((e) =>
+        `escaped to the platform: ${(e as Error)?.stack ?? e}`
+      ),
+    );
+  }
+  return defects;
+}
+
+/**
+ * The whole server over CoAP over TCP's framing (RFC 8323 §3.2): the
+ * session's frames written to one stream as TCP frames (one that is too
+ * short to be a message goes raw, as garbage), cut into reads of 1 to 97
+ * bytes, fed to a `TcpFrameSocket` the server accepted. Nothing escapes;
+ * what the server writes is a stream of well-framed messages that decode
+ * and fit the peer's Max-Message-Size (an Abort aside); once the stream
+ * ends, nothing of the connection is left.
+ */
+export async function tcp(frames: Uint8Array[]): Promise<string[]> {
+  const defects: string[] = [];
+  const before = escaped.length;
+  const coap = new CoapServer(fuzzResources(), { log: quiet });
+  const written: Uint8Array[] = [];
+  const socket = new TcpFrameSocket({
+    write: (bytes) => written.push(bytes),
+    end() {},
+  }, { maxMessageSize: coap.maxMessageSize });
+  coap.accept(socket);
+  const parts = frames.map((frame) =>
+    frame.length >= 2 + (frame[0] & 0x0f) ? tcpFrame(frame) : frame
+  );
+  const stream = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    stream.set(part, offset);
+    offset += part.length;
+  }
+  let at = 0;
+  for (let i = 0; at < stream.length && socket.readyState === 1; i++) {
+    const size = 1 + ((frames[i % frames.length]?.length ?? 1) * 31 + i) % 97;
+    socket.receive(stream.subarray(at, at + size));
+    at += size;
+    await settle();
+  }
+  // What the server wrote, read back as a peer would.
+  const reader = new TcpFrameSocket({ write() {}, end() {} }, {
+    maxMessageSize: 1 << 20,
+    onAbort: (reason) =>
+      defects.push(`the server wrote a stream that does not frame: ${reason}`),
+  });
+  let csm = true;
+  reader.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data as Uint8Array;
+    try {
+      const message = decodeMessage(data);
+      if (
+        !csm && message.code !== Code.ABORT &&
+        data.length > 1152
+      ) {
+        defects.push(
+          `the server wrote a ${
+            message.code.toString(16)
+          } of ${data.length} bytes`,
+        );
+      }
+      csm = false;
+    } catch (error) {
+      defects.push(`the server wrote a message that does not decode: ${error}`);
+    }
+  });
+  for (const bytes of written) reader.receive(bytes);
+  socket.streamClosed();
+  await settle();
+  const left = [
+    coap.connections,
+    coap.exchanges,
+    coap.observations,
+    coap.drivers,
+    coap.heldBytes,
+    coap.uploadBytes,
+  ];
+  if (left.some((n) => n !== 0)) {
+    defects.push(
+      `left after the stream ended (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
+    );
   }
   if (escaped.length > before) {
     defects.push(
