@@ -197,7 +197,7 @@ Deno.test("an etag() that throws or gives a value no ETag can be is the resource
   client.close();
 });
 
-Deno.test("No-Response (RFC 7967): the classes asked against are not sent; the others are; a suppressed notification is skipped and the observation goes on", async () => {
+Deno.test("No-Response (RFC 7967): the classes asked against are not sent; the others are; a malformed one is no option; a suppressed notification is skipped and the observation goes on", async () => {
   let value = 0;
   const pipes = new Set<{ addResponse(r: { payload: string }): void }>();
   const ran: string[] = [];
@@ -257,9 +257,20 @@ Deno.test("No-Response (RFC 7967): the classes asked against are not sent; the o
   request(4, Code.POST, "bad", 26);
   request(5, Code.POST, "ok", 0);
   request(6, Code.POST, "missing", 8);
+  // A No-Response of more than one byte is malformed, so absent (an
+  // elective option, RFC 7252 §5.4.1): answered. The fuzzer found it.
+  near.send(encodeMessage({
+    code: Code.POST,
+    token: new Uint8Array([9]),
+    options: [
+      { number: Option.URI_PATH, value: utf8("ok") },
+      { number: Option.NO_RESPONSE, value: new Uint8Array([0x04, 0x61]) },
+    ],
+    payload: new Uint8Array(0),
+  }));
   await flush();
-  assertEquals(answers, ["2 2.04", "5 2.04"]);
-  assertEquals(ran, ["ok", "ok", "bad", "bad", "ok"]);
+  assertEquals(answers, ["2 2.04", "5 2.04", "9 2.04"]);
+  assertEquals(ran, ["ok", "ok", "bad", "bad", "ok", "ok"]);
   assertEquals(server.exchanges, 0);
   answers.length = 0;
   request(7, Code.GET, "obs", 2, [{ number: Option.OBSERVE, value: uint(0) }]);

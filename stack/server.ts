@@ -585,13 +585,18 @@ export class CoapServer {
     let etags: Uint8Array[] | undefined;
     let ifNoneMatch = false;
     let noResponse = 0;
+    let noResponses = 0;
     for (const option of message.options) {
       const number = option.number;
+      const length = option.value.length;
+      // Malformed critical ones were refused (4.02); malformed elective
+      // ones count as absent (RFC 7252 §5.4.1), as a repeated No-Response.
       if (number === Option.IF_MATCH) (ifMatch ??= []).push(option.value);
-      else if (number === Option.ETAG) (etags ??= []).push(option.value);
-      else if (number === Option.IF_NONE_MATCH) ifNoneMatch = true;
-      else if (number === Option.NO_RESPONSE) {
-        noResponse = readUint(option.value);
+      else if (number === Option.ETAG && length >= 1 && length <= 8) {
+        (etags ??= []).push(option.value);
+      } else if (number === Option.IF_NONE_MATCH) ifNoneMatch = true;
+      else if (number === Option.NO_RESPONSE && noResponses++ === 0) {
+        noResponse = length <= 1 ? readUint(option.value) : 0;
       }
     }
     const resource = proxying

@@ -57,6 +57,10 @@ const optionNumber = fc.oneof(
     Option.PROXY_URI,
     Option.PROXY_SCHEME,
     Option.SIZE1,
+    Option.HOP_LIMIT,
+    Option.ECHO,
+    Option.NO_RESPONSE,
+    Option.REQUEST_TAG,
     2,
     9,
     13,
@@ -325,16 +329,83 @@ export const frame: fc.Arbitrary<Uint8Array> = fc.oneof(
 );
 
 /**
+ * A block-wise upload (RFC 7959 §2.5) to /echo: its Block1 blocks in
+ * order, of a size exponent 0 to 2, with Size1 on the first; sometimes a
+ * block left out, repeated, resized, or tagged with a Request-Tag, and
+ * sometimes a Block2 follow-up after it.
+ */
+const upload: fc.Arbitrary<Uint8Array[]> = fc.record({
+  code: fc.constantFrom(Code.PUT, Code.POST),
+  szx: fc.integer({ min: 0, max: 2 }),
+  length: fc.integer({ min: 0, max: 200 }),
+  token: fc.integer({ min: 0, max: 3 }),
+  tag: fc.option(fc.uint8Array({ maxLength: 2 }), { nil: undefined }),
+  change: fc.constantFrom("none", "none", "skip", "repeat", "resize"),
+  at: fc.nat(),
+  followUp: fc.boolean(),
+}).map(({ code, szx, length, token, tag, change, at, followUp }) => {
+  const size = 16 << szx;
+  const count = Math.max(1, Math.ceil(length / size));
+  const blocks: Uint8Array[] = [];
+  const pick = at % count;
+  for (let num = 0; num < count; num++) {
+    if (change === "skip" && num === pick && count > 1) continue;
+    const more = num < count - 1;
+    const payload = new Uint8Array(
+      Math.min(size, length - num * size) +
+        (change === "resize" && num === pick ? 1 : 0),
+    ).fill(0x61 + num % 26);
+    const message = encodeMessage({
+      code,
+      token: new Uint8Array([token + num % 2]),
+      options: [
+        { number: Option.URI_PATH, value: utf8("echo") },
+        { number: Option.BLOCK1, value: encodeBlock({ num, more, szx }) },
+        ...(num === 0 ? [{ number: Option.SIZE1, value: uint(length) }] : []),
+        ...(tag === undefined
+          ? []
+          : [{ number: Option.REQUEST_TAG, value: tag }]),
+      ],
+      payload,
+    });
+    blocks.push(message);
+    if (change === "repeat" && num === pick) blocks.push(message);
+  }
+  if (followUp) {
+    blocks.push(encodeMessage({
+      code,
+      token: new Uint8Array([token]),
+      options: [
+        { number: Option.URI_PATH, value: utf8("echo") },
+        {
+          number: Option.BLOCK2,
+          value: encodeBlock({ num: 1, more: false, szx }),
+        },
+      ],
+      payload: new Uint8Array(0),
+    }));
+  }
+  return blocks;
+});
+
+/**
  * What one connection sends: usually a CSM first (as RFC 8323 requires;
- * sometimes not, or a malformed one), then frames.
+ * sometimes not, or a malformed one), then frames, among them block-wise
+ * uploads.
  */
 export const session: fc.Arbitrary<Uint8Array[]> = fc.tuple(
   fc.oneof(
     { weight: 6, arbitrary: csm.map((m) => [encodeMessage(m)]) },
     { weight: 1, arbitrary: fc.constant([] as Uint8Array[]) },
   ),
-  fc.array(frame, { minLength: 1, maxLength: 24 }),
-).map(([first, rest]) => [...first, ...rest]);
+  fc.array(
+    fc.oneof(
+      { weight: 6, arbitrary: frame.map((bytes) => [bytes]) },
+      { weight: 1, arbitrary: upload },
+    ),
+    { minLength: 1, maxLength: 24 },
+  ),
+).map(([first, rest]) => [...first, ...rest.flat()]);
 
 /**
  * What sources send a CoAP-over-UDP endpoint: structured messages and

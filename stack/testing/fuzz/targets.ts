@@ -303,7 +303,7 @@ export async function server(frames: Uint8Array[]): Promise<string[]> {
   for (const bytes of frames) {
     try {
       const message = decodeMessage(bytes);
-      if (codeKind(message.code) === "request") {
+      if (codeKind(message.code) === "request" && !asksNoResponse(message)) {
         unanswered.add(tokenKey(message.token));
       }
     } catch { /* malformed: the server aborts */ }
@@ -343,6 +343,16 @@ export async function server(frames: Uint8Array[]): Promise<string[]> {
     );
   }
   return defects;
+}
+
+/**
+ * Whether a request asks not to be answered for some class (a well-formed
+ * No-Response, RFC 7967, the first of them): it may go unanswered.
+ */
+function asksNoResponse(message: CoapMessage): boolean {
+  const option = message.options.find((o) => o.number === Option.NO_RESPONSE);
+  return option !== undefined && option.value.length === 1 &&
+    option.value[0] !== 0;
 }
 
 /** One datagram of the UDP target: from which source, and its bytes. */
@@ -651,12 +661,36 @@ export async function tcp(frames: Uint8Array[]): Promise<string[]> {
   const defects: string[] = [];
   const before = escaped.length;
   const coap = new CoapServer(fuzzResources(), { log: quiet });
-  const written: Uint8Array[] = [];
+  // What the server writes, read back as a peer would, as it is written.
+  const reader = new TcpFrameSocket({ write() {}, end() {} }, {
+    maxMessageSize: 1 << 20,
+    onAbort: (reason) =>
+      defects.push(`the server wrote a stream that does not frame: ${reason}`),
+  });
   const socket = new TcpFrameSocket({
-    write: (bytes) => written.push(bytes),
+    write: (bytes) => reader.receive(bytes),
     end() {},
   }, { maxMessageSize: coap.maxMessageSize });
-  coap.accept(socket);
+  const connection = coap.accept(socket);
+  reader.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data as Uint8Array;
+    try {
+      const message = decodeMessage(data);
+      const limit = connection.peer.maxMessageSize;
+      if (
+        message.code !== Code.CSM && message.code !== Code.ABORT &&
+        data.length > limit
+      ) {
+        defects.push(
+          `the server wrote a ${
+            message.code.toString(16)
+          } of ${data.length} bytes to a peer that accepts ${limit}`,
+        );
+      }
+    } catch (error) {
+      defects.push(`the server wrote a message that does not decode: ${error}`);
+    }
+  });
   const parts = frames.map((frame) =>
     frame.length >= 2 + (frame[0] & 0x0f) ? tcpFrame(frame) : frame
   );
@@ -673,33 +707,6 @@ export async function tcp(frames: Uint8Array[]): Promise<string[]> {
     at += size;
     await settle();
   }
-  // What the server wrote, read back as a peer would.
-  const reader = new TcpFrameSocket({ write() {}, end() {} }, {
-    maxMessageSize: 1 << 20,
-    onAbort: (reason) =>
-      defects.push(`the server wrote a stream that does not frame: ${reason}`),
-  });
-  let csm = true;
-  reader.addEventListener("message", (event) => {
-    const data = (event as MessageEvent).data as Uint8Array;
-    try {
-      const message = decodeMessage(data);
-      if (
-        !csm && message.code !== Code.ABORT &&
-        data.length > 1152
-      ) {
-        defects.push(
-          `the server wrote a ${
-            message.code.toString(16)
-          } of ${data.length} bytes`,
-        );
-      }
-      csm = false;
-    } catch (error) {
-      defects.push(`the server wrote a message that does not decode: ${error}`);
-    }
-  });
-  for (const bytes of written) reader.receive(bytes);
   socket.streamClosed();
   await settle();
   const left = [
