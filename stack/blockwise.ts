@@ -170,20 +170,25 @@ export class Uploads {
     size1?: number,
   ): UploadStep {
     const { maxBodySize, maxUploadBytes } = this.#limits;
-    if (block.szx === 7) {
+    // BERT (RFC 8323 §6, SZX 7): blocks of any number of 1024-byte units,
+    // numbered in 1024s. Taken wherever it comes, though this server does
+    // not offer it: aiocoap 0.4.11 sends it over TCP regardless.
+    const bert = block.szx === 7;
+    const size = bert ? 1024 : 16 << block.szx;
+    if (
+      block.more &&
+      (bert
+        ? payload.length === 0 || payload.length % size !== 0
+        : payload.length !== size)
+    ) {
       return answer(
         "4.00",
-        "Bad Request: Block1 with BERT (SZX 7) is for CoAP over TCP",
+        `Bad Request: Block1 block ${block.num} has ${payload.length} bytes, but more follow and its size is ${
+          bert ? "a multiple of 1024 (BERT)" : size
+        }`,
       );
     }
-    const size = 16 << block.szx;
-    if (block.more && payload.length !== size) {
-      return answer(
-        "4.00",
-        `Bad Request: Block1 block ${block.num} has ${payload.length} bytes, but more follow and its size is ${size}`,
-      );
-    }
-    if (payload.length > size) {
+    if (!bert && payload.length > size) {
       return answer(
         "4.00",
         `Bad Request: Block1 block ${block.num} has ${payload.length} bytes, more than its size ${size}`,

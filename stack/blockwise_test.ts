@@ -43,7 +43,7 @@ function blockOf(message: CoapMessage, number: number): string {
   const value = getOption(message, number);
   if (value === undefined) return "-";
   const { num, more, szx } = decodeBlock(value);
-  return `${num}/${more ? 1 : 0}/${16 << szx}`;
+  return `${num}/${more ? 1 : 0}/${szx === 7 ? "bert" : 16 << szx}`;
 }
 
 /** One line a message: code, Block1, Block2, Size1, payload length. */
@@ -231,7 +231,7 @@ function stored(log: string[]): Resources {
 
 const bytes = (s: string) => utf8(s);
 
-Deno.test("CoapServer answers blocks out of order 4.08, a middle block of the wrong size 4.00, BERT 4.00, and a body over maxBodySize (by Size1 or as it grows) 4.13 with Size1", async () => {
+Deno.test("CoapServer answers blocks out of order 4.08, a middle block of the wrong size 4.00 (a BERT one too), and a body over maxBodySize (by Size1 or as it grows) 4.13 with Size1", async () => {
   const log: string[] = [];
   const server = new CoapServer(stored(log), {
     log: quiet,
@@ -246,6 +246,7 @@ Deno.test("CoapServer answers blocks out of order 4.08, a middle block of the wr
     await peer.put(1, true, 0, a16),
     await peer.put(0, true, 0, bytes("short")),
     await peer.put(0, true, 7, a16),
+    await peer.put(0, true, 7, bytes("b".repeat(1024))),
     await peer.put(0, true, 0, a16, [{
       number: Option.SIZE1,
       value: uint(41),
@@ -262,7 +263,9 @@ Deno.test("CoapServer answers blocks out of order 4.08, a middle block of the wr
     "4.08 b1=- Request Entity Incomplete: block 2 does not continue the body: 16 bytes have arrived, not 32",
     "4.08 b1=- Request Entity Incomplete: block 1 does not continue the body: no upload of this request is in progress (its first block is missing, or it timed out)",
     "4.00 b1=- Bad Request: Block1 block 0 has 5 bytes, but more follow and its size is 16",
-    "4.00 b1=- Bad Request: Block1 with BERT (SZX 7) is for CoAP over TCP",
+    "4.00 b1=- Bad Request: Block1 block 0 has 16 bytes, but more follow and its size is a multiple of 1024 (BERT)",
+    // 1,024 bytes of BERT are over this test's maxBodySize of 40.
+    "4.13 b1=- size1=40 Request Entity Too Large: at most 40 bytes (maxBodySize)",
     "4.13 b1=- size1=40 Request Entity Too Large: at most 40 bytes (maxBodySize)",
     "2.31 b1=0/1/16 ",
     "2.31 b1=1/1/16 ",
@@ -434,4 +437,19 @@ Deno.test("CoapServer runs a POST whose answer goes block-wise once, and serves 
   assertEquals(server.uploadBytes, 0);
   assertEquals(big.length, 2500);
   client.close();
+});
+
+Deno.test("CoapServer takes BERT blocks (RFC 8323 §6: SZX 7, any number of 1024-byte units, numbered in 1024s), as aiocoap 0.4.11 sends them over TCP", async () => {
+  const log: string[] = [];
+  const server = new CoapServer(stored(log), {
+    log: quiet,
+    maxMessageSize: 4096,
+  });
+  const peer = await rawClient(server);
+  assertEquals([
+    await peer.put(0, true, 7, bytes("a".repeat(2048))),
+    await peer.put(2, true, 7, bytes("b".repeat(1024))),
+    await peer.put(3, false, 7, bytes("c".repeat(10))),
+  ], ["2.31 b1=0/1/bert ", "2.31 b1=2/1/bert ", "2.04 b1=3/0/bert "]);
+  assertEquals(log, ["a".repeat(2048) + "b".repeat(1024) + "c".repeat(10)]);
 });

@@ -1283,8 +1283,9 @@ function send(
   }
   // A client asking with a larger block size gets the same bytes in
   // smaller blocks: its block number counts in its own block size.
+  // BERT's (SZX 7) numbers count 1024 bytes.
   const offset = (wanted?.num ?? 0) *
-    (16 << Math.min(wanted?.szx ?? szx, 7));
+    (16 << Math.min(wanted?.szx ?? szx, 6));
   if (offset >= payload.length && offset > 0) {
     connection.reply(responseMessage({
       code: "4.02",

@@ -10,9 +10,11 @@ import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
 import { connectCoapTcp } from "../tcp_node.ts";
 import {
+  aiocoapClient,
   freePort,
   libcoapClient,
   requireLibcoap,
+  requirePeer,
   startLibcoap,
   startOurProxy,
   startOurServer,
@@ -36,10 +38,11 @@ const table: string[] = [];
 
 Deno.test({
   name:
-    "CoAP over TCP: libcoap's coap-client against coap:server --tcp-port (GET, PUT -f with -b 16 and -b 1024 read back, a filtered /.well-known/core, Observe); ours against libcoap's coap-server over TCP (GET, a 100,000-byte PUT read back, Observe)",
+    "CoAP over TCP: libcoap's coap-client against coap:server --tcp-port (GET, PUT -f with -b 16 and -b 1024 read back, a filtered /.well-known/core, Observe), and aiocoap-client (a PUT in BERT blocks, GET /big); ours against libcoap's coap-server over TCP (GET, a 100,000-byte PUT read back, Observe)",
   ...network,
   async fn() {
     await requireLibcoap();
+    await requirePeer();
     const tcpPort = freePort();
     const server = await startOurServer([
       "--tcp-port",
@@ -85,6 +88,20 @@ Deno.test({
       );
       table.push(
         "| libcoap → ours | GET /.well-known/core?rt=ticks | /time alone |",
+      );
+      // aiocoap's client over TCP: it sends BERT blocks (RFC 8323 §6) even
+      // to a server that does not offer them; they are taken.
+      const tcp = { AIOCOAP_CLIENT_TRANSPORT: "tcpclient" };
+      const put = await aiocoapClient(
+        ["-m", "PUT", "--payload", `@${file}`, `${uri}/echo`],
+        undefined,
+        tcp,
+      );
+      assertEquals([put.code, put.stdout], [0, upload], put.stderr);
+      const big = await aiocoapClient([`${uri}/big`], undefined, tcp);
+      assertEquals(big.stdout.trimEnd().length, 4200 - 1, big.stderr);
+      table.push(
+        "| aiocoap → ours | PUT /echo, 2,990 B (BERT blocks); GET /big | 2.04, the same bytes back; 4,200 bytes |",
       );
       const counter = await libcoapClient([
         "-s",
