@@ -75,15 +75,20 @@ const NOT_IN_KEY: ReadonlySet<number> = new Set([
  * others, Request-Tag included).
  *
  * @param message The request.
- * @param withTag Whether Request-Tag counts (it does for uploads; a kept
- * answer's follow-ups may leave it out).
+ * @param withTag Whether Request-Tag and Content-Format count (they do
+ * for uploads; a kept answer's follow-ups may leave them out).
  * @returns The key.
  */
 export function blockKey(message: CoapMessage, withTag = true): string {
   let key = String(message.code);
   for (const option of message.options) {
     if (NOT_IN_KEY.has(option.number)) continue;
-    if (!withTag && option.number === Option.REQUEST_TAG) continue;
+    // A follow-up carries no body: nor need it say its format.
+    if (
+      !withTag &&
+      (option.number === Option.REQUEST_TAG ||
+        option.number === Option.CONTENT_FORMAT)
+    ) continue;
     key += `;${option.number}=${hex(option.value)}`;
   }
   return key;

@@ -453,3 +453,37 @@ Deno.test("CoapServer takes BERT blocks (RFC 8323 §6: SZX 7, any number of 1024
   ], ["2.31 b1=0/1/bert ", "2.31 b1=2/1/bert ", "2.04 b1=3/0/bert "]);
   assertEquals(log, ["a".repeat(2048) + "b".repeat(1024) + "c".repeat(10)]);
 });
+
+Deno.test("CoapServer serves a kept answer's later blocks to follow-ups that leave out the body's Content-Format and Request-Tag", async () => {
+  let runs = 0;
+  const server = new CoapServer({
+    "/act": { POST: () => ({ payload: `${++runs}`.padEnd(2000, "x") }) },
+  }, { log: quiet });
+  const peer = await rawClient(server);
+  const post = (token: number, options: CoapOption[], payload: string) =>
+    peer.near.send(encodeMessage({
+      code: Code.POST,
+      token: uint(token),
+      options: [{ number: Option.URI_PATH, value: utf8("act") }, ...options],
+      payload: utf8(payload),
+    }));
+  post(1, [
+    { number: Option.CONTENT_FORMAT, value: uint(0) },
+    { number: Option.REQUEST_TAG, value: uint(5) },
+  ], "go");
+  await flush();
+  post(2, [{
+    number: Option.BLOCK2,
+    value: encodeBlock({ num: 1, more: false, szx: 6 }),
+  }], "");
+  await flush();
+  assertEquals(
+    peer.received.map((m) =>
+      `${codeToString(m.code)} b2=${blockOf(m, Option.BLOCK2)} ${
+        text(m.payload).slice(0, 2)
+      } ${m.payload.length}`
+    ),
+    ["2.05 b2=0/1/1024 1x 1024", "2.05 b2=1/0/1024 xx 976"],
+  );
+  assertEquals([runs, server.uploadBytes], [1, 0]);
+});
