@@ -952,19 +952,8 @@ async function open(
       );
     }
   }, { once: true });
-  const timeout = options.connectTimeout ?? 10_000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
-      connection.ready,
-      connection.closed.then((reason) => Promise.reject(reason)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
-          timeout,
-        );
-      }),
-    ]);
+    await peerReady(connection, options.connectTimeout ?? 10_000);
   } catch (error) {
     const reason = (error as Error).message;
     connection.abort(reason);
@@ -979,10 +968,39 @@ async function open(
     throw new ConnectionError(
       `Cannot connect to ${uri}: ${reason}${why === "" ? "" : ` (${why})`}`,
     );
+  }
+  return connection;
+}
+
+/**
+ * Waits for the peer's CSM on a started connection (RFC 8323 §5.3), at
+ * most `timeout` milliseconds: how every transport's connect ends.
+ *
+ * @param connection The connection, its own CSM sent.
+ * @param timeout Milliseconds.
+ * @returns Once the peer's CSM has arrived.
+ * @throws {ConnectionError} The connection's close reason, or "no CSM
+ * within … ms".
+ */
+export async function peerReady(
+  connection: CoapConnection,
+  timeout: number,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      connection.ready,
+      connection.closed.then((reason) => Promise.reject(reason)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
+          timeout,
+        );
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
-  return connection;
 }
 
 function checkBuffered(value: number, what: string): void {

@@ -15,6 +15,7 @@
 
 import { Code, encodeMessage, utf8 } from "./message.ts";
 import type { WebSocketLike } from "./websocket.ts";
+import { Listeners } from "./listeners.ts";
 
 /** What a {@linkcode TcpFrameSocket} needs of its byte stream. */
 export interface ByteStream {
@@ -128,10 +129,7 @@ export class TcpFrameSocket implements WebSocketLike {
   /** The message being read (as the connection takes it), and how much. */
   #frame: Uint8Array | undefined;
   #filled = 0;
-  readonly #listeners = new Map<
-    string,
-    Set<{ listener: (event: Event) => void; once: boolean }>
-  >();
+  readonly #listeners = new Listeners();
 
   /**
    * Wraps an open stream.
@@ -263,9 +261,7 @@ export class TcpFrameSocket implements WebSocketLike {
     listener: (event: Event) => void,
     options?: AddEventListenerOptions,
   ): void {
-    let set = this.#listeners.get(type);
-    if (set === undefined) this.#listeners.set(type, set = new Set());
-    set.add({ listener, once: options?.once === true });
+    this.#listeners.add(type, listener, options);
   }
 
   /** A message too large to read: Abort with the reason, then close. */
@@ -300,12 +296,12 @@ export class TcpFrameSocket implements WebSocketLike {
   }
 
   #dispatch(event: Event): void {
-    const set = this.#listeners.get(event.type);
-    if (set === undefined) return;
-    for (const entry of [...set]) {
-      if (entry.once) set.delete(entry);
-      entry.listener(event);
-    }
+    // A listener that throws (attachWebSocket's contain their own) must
+    // not reach the stream's read, which would end the process: the
+    // stream is ended instead.
+    this.#listeners.dispatch(event, () => {
+      if (this.#readyState === 1) this.#abort("Internal error");
+    });
   }
 }
 

@@ -12,7 +12,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { Buffer } from "node:buffer";
-import { type ClientOptions, CoapClient } from "./client.ts";
+import { type ClientOptions, CoapClient, peerReady } from "./client.ts";
 import { ConnectionError } from "./connection.ts";
 import type { CoapServer } from "./server.ts";
 import { TcpFrameSocket } from "./tcp.ts";
@@ -65,12 +65,21 @@ function streamOf(socket: net.Socket) {
   };
 }
 
-/** Feeds a socket's reads to its frame socket, and its end. */
+/**
+ * Feeds a socket's reads to its frame socket, and its end. Nothing a read
+ * brings may throw past here, where it would end the process: a failure
+ * (a bug) ends that connection alone.
+ */
 function wire(socket: net.Socket, frames: TcpFrameSocket): void {
   socket.on("data", (chunk: Uint8Array) => {
-    frames.receive(
-      new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
-    );
+    try {
+      frames.receive(
+        new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+      );
+    } catch (error) {
+      socket.destroy();
+      frames.streamClosed(`Reading failed: ${(error as Error)?.message}`);
+    }
   });
   let why = "";
   socket.on("error", (error: Error) => {
@@ -283,27 +292,14 @@ export async function connectCoapTcp(
     pingTimeout: options.pingTimeout,
     onPong: options.onPong,
   });
-  const timeout = options.connectTimeout ?? 10_000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
-      connection.ready,
-      connection.closed.then((reason) => Promise.reject(reason)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ConnectionError(`no CSM within ${timeout} ms`)),
-          timeout,
-        );
-      }),
-    ]);
+    await peerReady(connection, options.connectTimeout ?? 10_000);
   } catch (error) {
     connection.abort((error as Error).message);
     socket.destroy();
     throw new ConnectionError(
       `Cannot connect to ${uri}: ${(error as Error).message}`,
     );
-  } finally {
-    clearTimeout(timer);
   }
   return new CoapClient(connection, options);
 }

@@ -76,6 +76,7 @@ import {
   utf8,
 } from "./message.ts";
 import { siphash24 } from "./siphash.ts";
+import { Listeners } from "./listeners.ts";
 import type { CoapServer } from "./server.ts";
 import type { WebSocketLike } from "./websocket.ts";
 
@@ -1080,11 +1081,7 @@ export class UdpPeerSocket implements WebSocketLike {
     return (next ^ randomId(this.#endpoint._random)) & 0xffff;
   }
 
-  /** Listeners by event type. */
-  readonly #listeners = new Map<
-    string,
-    Set<{ listener: (event: Event) => void; once: boolean }>
-  >();
+  readonly #listeners = new Listeners();
 
   /**
    * Listens for `message` and `close` (`open` never fires: the socket is
@@ -1099,20 +1096,15 @@ export class UdpPeerSocket implements WebSocketLike {
     listener: (event: Event) => void,
     options?: AddEventListenerOptions,
   ): void {
-    let set = this.#listeners.get(type);
-    if (set === undefined) this.#listeners.set(type, set = new Set());
-    set.add({ listener, once: options?.once === true });
+    this.#listeners.add(type, listener, options);
   }
 
   #dispatch(event: Event): void {
-    for (const entry of [...(this.#listeners.get(event.type) ?? [])]) {
-      if (entry.once) this.#listeners.get(event.type)!.delete(entry);
-      try {
-        entry.listener(event);
-      } catch (error) {
-        this.#endpoint._log.error("A UDP peer's event listener threw", error);
-      }
-    }
+    this.#listeners.dispatch(
+      event,
+      (error) =>
+        this.#endpoint._log.error("A UDP peer's event listener threw", error),
+    );
   }
 
   /** 1 while the peer is known, 3 once it was closed. */

@@ -1,5 +1,6 @@
 // Small helpers the interop checks share: one request and its answer, a
-// request's answers as lines, and waiting for a condition with a bound.
+// request's answers as lines, waiting for a condition with a bound, and a
+// body to upload.
 
 import type { CoapClient } from "../client.ts";
 import type { CoapRequest } from "../exchange.ts";
@@ -60,4 +61,16 @@ export async function eventually(
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * A body of `length` printable bytes that differ from block to block
+ * (`0:a;1:b;…`), for uploads whose blocks must not be mixed up unseen.
+ */
+export function uploadBody(length: number): string {
+  let text = "";
+  for (let i = 0; text.length < length; i++) {
+    text += `${i}:${"abcdefgh"[i % 8]};`;
+  }
+  return text.slice(0, length);
 }

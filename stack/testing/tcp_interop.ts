@@ -19,20 +19,11 @@ import {
   startOurProxy,
   startOurServer,
 } from "./peers.ts";
-import { ask } from "./ask.ts";
+import { ask, uploadBody } from "./ask.ts";
 import { testCertificates } from "./certificates.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
-
-/** A body of `length` printable bytes that differ from block to block. */
-function body(length: number): string {
-  let text = "";
-  for (let i = 0; text.length < length; i++) {
-    text += `${i}:${"abcdefgh"[i % 8]};`;
-  }
-  return text.slice(0, length);
-}
 
 const table: string[] = [];
 
@@ -61,7 +52,7 @@ Deno.test({
       table.push(
         "| libcoap → ours | GET / | 2.05 Welcome to the demo server |",
       );
-      const upload = body(2990);
+      const upload = uploadBody(2990);
       const file = `${dir}/body.txt`;
       await Deno.writeTextFile(file, upload);
       for (const size of ["16", "1024"]) {
@@ -128,7 +119,7 @@ Deno.test({
           index[0].startsWith("2.05 This is a test server made with libcoap"),
           index[0],
         );
-        const big = body(100_000);
+        const big = uploadBody(100_000);
         assertEquals(
           await ask(client, { method: "PUT", path: "/tcp", payload: big }),
           ["2.01 "],
@@ -189,7 +180,7 @@ Deno.test({
         assertEquals(await ask(client, { method: "GET", path: "/" }), [
           "2.05 Welcome to the demo server",
         ]);
-        const upload = body(3000);
+        const upload = uploadBody(3000);
         assertEquals(
           await ask(client, { method: "PUT", path: "/echo", payload: upload }),
           [`2.04 ${upload}`],

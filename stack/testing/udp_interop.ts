@@ -28,7 +28,7 @@ import {
   startOurServer,
   startPeer,
 } from "./peers.ts";
-import { ask } from "./ask.ts";
+import { ask, uploadBody } from "./ask.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
@@ -377,15 +377,6 @@ Deno.test({
   },
 });
 
-/** A body of `length` printable bytes that differ from block to block. */
-function body(length: number): string {
-  let text = "";
-  for (let i = 0; text.length < length; i++) {
-    text += `${i}:${"abcdefgh"[i % 8]};`;
-  }
-  return text.slice(0, length);
-}
-
 Deno.test({
   name:
     "CoAP over UDP, block-wise uploads (Block1): libcoap's coap-client -f with -b 16 and -b 1024 and aiocoap-client to coap:server --udp-port read back the same bytes; our client uploads to libcoap's coap-server and to aiocoap's",
@@ -402,7 +393,7 @@ Deno.test({
     const uri = `coap://127.0.0.1:${udpPort}`;
     const dir = await Deno.makeTempDir();
     const file = `${dir}/body.txt`;
-    const upload = body(2990);
+    const upload = uploadBody(2990);
     await Deno.writeTextFile(file, upload);
     const device = await startLibcoap();
     const aiocoapPort = freePort();
@@ -443,7 +434,7 @@ Deno.test({
         { log: quiet },
       );
       try {
-        const big = body(100_000);
+        const big = uploadBody(100_000);
         assertEquals(
           await ask(toLibcoap, {
             method: "PUT",
