@@ -18,7 +18,7 @@ import {
   startOurProxy,
   startOurServer,
 } from "./peers.ts";
-import { ask } from "./ask.ts";
+import { ask, uploadBody } from "./ask.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
@@ -138,6 +138,28 @@ Deno.test({
         theirs.stdout.startsWith("This is a test server made with libcoap"),
         JSON.stringify(theirs),
       );
+      // aiocoap-client uploads block-wise through it: the proxy
+      // reassembles and sends the body on in blocks to the device.
+      const dir = await Deno.makeTempDir();
+      try {
+        const upload = uploadBody(2990);
+        await Deno.writeTextFile(`${dir}/body.txt`, upload);
+        const put = await aiocoapClient([
+          "--proxy",
+          via,
+          "-m",
+          "PUT",
+          "--payload",
+          `@${dir}/body.txt`,
+          `${udp}/uploaded`,
+        ]);
+        assertEquals(put.code, 0, put.stderr);
+        assertEquals(await ask(a, through(`${udp}/uploaded`)), [
+          `2.05 ${upload}`,
+        ]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
       const observed = await aiocoapClient(
         ["--proxy", via, "--observe", `${udp}/time`],
         3500,
