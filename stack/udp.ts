@@ -1321,6 +1321,7 @@ export class UdpPeerSocket implements WebSocketLike {
       if (record !== undefined) record.reply = ack;
       this.#endpoint._send(ack, this.address);
     }
+    this.#touch();
   }
 
   #response(frame: Uint8Array, message: CoapMessage): void {

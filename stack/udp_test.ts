@@ -1540,7 +1540,7 @@ Deno.test("CoAP over UDP, No-Response (RFC 7967): a CON whose answer is not want
   const t = rawServer({
     "/ok": { POST: () => (ran.push("ok"), { code: "2.04", payload: "done" }) },
     "/bad": { POST: () => (ran.push("bad"), { code: "4.00" }) },
-  }, { amplificationFactor: false });
+  }, { amplificationFactor: false, idleTimeout: 5000 });
   const post = (
     id: number,
     path: string,
@@ -1569,5 +1569,13 @@ Deno.test("CoAP over UDP, No-Response (RFC 7967): a CON whose answer is not want
   ]);
   assertEquals(ran, ["ok", "ok", "bad"]);
   assertEquals(t.server.exchanges, 0);
+  // Nothing is left open: a peer whose last request went unanswered is
+  // let go once idle (the fuzzer found one kept for ever).
+  const quietPeer = { hostname: "192.0.2.8", port: 5683 };
+  t.endpoint.receive(post(9, "ok", 2), quietPeer);
+  await settle();
+  assertEquals(t.trace(quietPeer), ["s→ ACK empty #9"]);
+  await t.clock.advance(10_000);
+  assertEquals([t.endpoint.peers, t.server.connections], [0, 0]);
   t.endpoint.close();
 });
