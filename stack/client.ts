@@ -129,6 +129,27 @@ export interface ClientOptions {
   reconnect?: boolean | ReconnectOptions;
 }
 
+/** Options of one {@linkcode CoapClient.prototype.request}. */
+export interface RequestOptions {
+  /**
+   * For an observation: how many notifications may wait for a consumer
+   * that reads more slowly (the client's `maxBufferedNotifications`).
+   */
+  maxBuffered?: number;
+  /**
+   * Ends the request when it aborts: the pipe ends with the signal's
+   * reason as its exception event, and the exchange is let go (an
+   * observation deregistered), as when the loop is left.
+   */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds to wait for the response (for an observation, its first
+   * notification): past them the pipe ends with a `TimeoutError`
+   * `DOMException` as its exception event, and the exchange is let go.
+   */
+  timeout?: number;
+}
+
 /** How {@linkcode ClientOptions.reconnect} tries again. */
 export interface ReconnectOptions {
   /**
@@ -339,6 +360,11 @@ export class CoapClient {
   readonly #uploading = new Map<string, number>();
   /** The last Request-Tag used. */
   #tag = 0;
+  /** What an observation's first notification ends (its timeout). */
+  readonly #onFirst = new WeakMap<
+    IterablePipe<CoapRequest, CoapResponse>,
+    () => void
+  >();
   #open = 0;
 
   /**
@@ -459,19 +485,38 @@ export class CoapClient {
    *
    * @param request The request.
    * @param options `maxBuffered` overrides the client's
-   * `maxBufferedNotifications` for this observation.
+   * `maxBufferedNotifications` for this observation; `signal` and
+   * `timeout` end the request early (see {@linkcode RequestOptions}).
    * @returns The pipe to iterate.
-   * @throws {TypeError} If the request is not of the documented form.
-   * @throws {RangeError} If a content format or accept is out of range, or
-   * `maxBuffered` is not a positive integer or `Infinity`.
+   * @throws {TypeError} If the request is not of the documented form, or
+   * `signal` is not an `AbortSignal`.
+   * @throws {RangeError} If a content format or accept is out of range,
+   * `maxBuffered` is not a positive integer or `Infinity`, or `timeout` is
+   * not a positive number.
    */
   request(
     request: CoapRequest,
-    options: { maxBuffered?: number } = {},
+    options: RequestOptions = {},
   ): IterablePipe<CoapRequest, CoapResponse> {
     const message = requestMessage(request, new Uint8Array(0));
     const maxBuffered = options.maxBuffered ?? this.#maxBufferedNotifications;
     checkBuffered(maxBuffered, "Cannot make a CoAP request: maxBuffered");
+    const { signal, timeout } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError(
+        "Cannot make a CoAP request: signal must be an AbortSignal",
+      );
+    }
+    if (
+      timeout !== undefined &&
+      (typeof timeout !== "number" || !(timeout > 0) || timeout === Infinity)
+    ) {
+      throw new RangeError(
+        `Cannot make a CoAP request: timeout must be a positive number of milliseconds, got ${
+          String(timeout)
+        }`,
+      );
+    }
     const pipe = new IterablePipe<CoapRequest, CoapResponse>(request, {
       log: this.#log,
       // A one-shot request has one response: nothing to coalesce.
@@ -479,6 +524,36 @@ export class CoapClient {
     });
     this.#open++;
     pipe.onInterestEnd(() => this.#open--);
+    if (signal?.aborted) {
+      pipe.addException(signal.reason);
+      return pipe;
+    }
+    if (signal !== undefined) {
+      // The exception ends interest: the exchange is let go (an observation
+      // deregistered), as when the loop is left.
+      const onAbort = () => {
+        if (!pipe.ended) pipe.addException(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      pipe.onInterestEnd(() => signal.removeEventListener("abort", onAbort));
+    }
+    if (timeout !== undefined) {
+      const observe = request.observe === true;
+      const timer = setTimeout(() => {
+        if (!pipe.ended) {
+          pipe.addException(
+            new DOMException(
+              `No ${observe ? "first " : ""}response within ${timeout} ms`,
+              "TimeoutError",
+            ),
+          );
+        }
+      }, timeout);
+      const clear = () => clearTimeout(timer);
+      pipe.onInterestEnd(clear);
+      // An observation's timeout is for its first notification.
+      if (observe) this.#onFirst.set(pipe, clear);
+    }
     if (this.#reconnecting !== undefined) {
       pipe.addException(
         new ConnectionError("Not connected: the client is reconnecting"),
@@ -487,6 +562,14 @@ export class CoapClient {
     }
     this.#drive(pipe, message);
     return pipe;
+  }
+
+  /** The first response of a request: its timeout, if any, is done. */
+  #responded(pipe: IterablePipe<CoapRequest, CoapResponse>): void {
+    const first = this.#onFirst.get(pipe);
+    if (first === undefined) return;
+    this.#onFirst.delete(pipe);
+    first();
   }
 
   /**
@@ -629,12 +712,15 @@ export class CoapClient {
         return false;
       }
       if (busy === 0 && !moreBlocks(response)) {
+        this.#responded(pipe);
         pipe.addResponse(response, isLast);
       } else {
         later(async () => {
           if (pipe.ended) return;
           const whole = await this.#reassemble(message, response, fetches);
-          if (!pipe.ended) pipe.addResponse(whole, isLast);
+          if (pipe.ended) return;
+          this.#responded(pipe);
+          pipe.addResponse(whole, isLast);
         });
       }
       return !isLast;
@@ -704,7 +790,9 @@ export class CoapClient {
           payload: EMPTY,
         };
         const whole = await this.#reassemble(followUp, response, fetches);
-        if (!pipe.ended) pipe.addResponse(whole, true);
+        if (pipe.ended) return;
+        this.#responded(pipe);
+        pipe.addResponse(whole, true);
       } finally {
         const left = this.#uploading.get(key)! - 1;
         if (left === 0) this.#uploading.delete(key);

@@ -1,18 +1,26 @@
-// A command line client in the spirit of aiocoap-client:
-//   deno task coap:client [-m METHOD] [--payload TEXT | -f FILE] [--content-format N]
-//     [--accept N] [--observe] [--count N] [--token TOKEN]
-//     coap+ws://HOST:PORT/PATH?QUERY
-// Prints the payload (the code when a success has none), or the code on
-// an error response (exiting 1); with
-// --observe, one line per notification, stopping after --count of them.
+// A command line client in the spirit of aiocoap-client and libcoap's
+// coap-client:
+//   deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE]
+//     [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N]
+//     [--timeout SECONDS] [-v] [-o FILE] [--pretty] URI
+// Prints the payload (the code when a success has none; bytes that are not
+// text as hex, CBOR in diagnostic notation), or the code on an error
+// response (exiting 1); with --observe, one line per notification,
+// stopping after --count of them, or at Ctrl-C, deregistering first.
 
 import { CoapClient, parseCoapUri } from "./client.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
 import { type Method, METHODS, text } from "./message.ts";
+import type { CoapResponse } from "./exchange.ts";
+import {
+  CONTENT_FORMATS,
+  describeOptions,
+  renderPayload,
+} from "./explorer/render.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT | -f FILE] [--block-size N] [--content-format N] [--accept N] [--observe] [--count N] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -32,6 +40,10 @@ let reconnect = false;
 let nonConfirmable = false;
 let proxy: string | undefined;
 let caFile: string | undefined;
+let timeout: number | undefined;
+let verbose = false;
+let output: string | undefined;
+let pretty = false;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -41,16 +53,31 @@ Sends one request over CoAP over WebSocket (RFC 8323), or over UDP (RFC
 7252) for a coap:// URI, and prints the response's payload; an error
 response prints its code and exits 1.
   -m, --method METHOD     GET (default), POST, PUT, DELETE, FETCH, PATCH, iPATCH
-  --payload TEXT          the request's payload
-  -f, --payload-file FILE the request's payload, read from FILE ("-" reads
-                          standard input); a body larger than a block goes
-                          block-wise (Block1, RFC 7959)
+  --payload TEXT          the request's payload; @FILE reads it from FILE,
+                          "-" from standard input (bytes as they are)
+  -f, --payload-file FILE the same as --payload @FILE; a body larger than a
+                          block goes block-wise (Block1, RFC 7959)
   --block-size N          the largest block to send a body in: 16, 32, 64,
                           128, 256, 512 or 1024 (the default)
-  --content-format N      its Content-Format (0 text/plain, 50 application/json)
-  --accept N              the Accept option
-  --observe               observe (RFC 7641): one line per notification
+  --content-format F      the payload's Content-Format, by number or name:
+                          text/plain (0), application/link-format (40),
+                          application/octet-stream (42), application/json
+                          (50), application/cbor (60), application/senml+json
+                          (110), application/senml+cbor (112); or json, cbor,
+                          text, link-format, octet-stream, senml+json …
+  --accept F              the Accept option, the same way
+  --observe               observe (RFC 7641): one line per notification;
+                          Ctrl-C deregisters, then exits
   --count N               with --observe, stop after N notifications
+  --timeout SECONDS       give up after SECONDS without a response (with
+                          --observe, without the first), exiting 1
+  -v, --verbose           on standard error, each response's code, its
+                          options (Observe, Max-Age, ETag …) and the time
+                          since the request
+  -o, --output FILE       write the payload to FILE, bytes as they came (the
+                          last notification's, with --observe)
+  --pretty                JSON pretty-printed (CBOR is shown in diagnostic
+                          notation anyway, bytes that are not text as hex)
   --reconnect             when the server goes away, connect again (up to 10
                           attempts) and register the observation again
   --token TOKEN           a bearer token for a server started with --token
@@ -80,6 +107,53 @@ const number = (name: string): number => {
   }
   return Number(value);
 };
+/** A payload from a file, or standard input for "-", as bytes. */
+async function readPayload(file: string): Promise<Uint8Array> {
+  try {
+    return file === "-"
+      ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
+      : await Deno.readFile(file);
+  } catch (error) {
+    fail(`Cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** Short names of content formats, as people type them. */
+const FORMAT_ALIASES: Readonly<Record<string, number>> = {
+  text: 0,
+  "text/plain": 0,
+  "link-format": 40,
+  xml: 41,
+  "octet-stream": 42,
+  exi: 47,
+  json: 50,
+  cbor: 60,
+  cwt: 61,
+  "senml+json": 110,
+  "senml+cbor": 112,
+};
+
+/** A content format by number, full name or short name. */
+function format(flag: string): number {
+  const given = args.shift();
+  if (given === undefined) fail(`${flag} needs a content format\n${usage}`);
+  if (/^\d+$/.test(given) && Number(given) <= 0xffff) return Number(given);
+  const name = given.toLowerCase();
+  const alias = FORMAT_ALIASES[name] ??
+    FORMAT_ALIASES[name.replace(/^application\//, "")];
+  if (alias !== undefined) return alias;
+  for (const [number, full] of Object.entries(CONTENT_FORMATS)) {
+    if (full === name || full.split(";")[0] === name) return Number(number);
+  }
+  fail(
+    `${flag}: unknown content format ${
+      JSON.stringify(given)
+    } (a number from 0 to 65535, or ${
+      Object.values(CONTENT_FORMATS).map((f) => f.split(";")[0]).join(", ")
+    })\n${usage}`,
+  );
+}
+
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "-m" || arg === "--method") {
@@ -96,19 +170,27 @@ while (args.length > 0) {
     }
     method = known as Method;
   } else if (arg === "--payload") {
-    payload = args.shift() ?? fail(`--payload needs a value\n${usage}`);
+    const given = args.shift() ?? fail(`--payload needs a value\n${usage}`);
+    payload = given === "-" || given.startsWith("@")
+      ? await readPayload(given === "-" ? "-" : given.slice(1))
+      : given;
   } else if (arg === "-f" || arg === "--payload-file") {
-    const file = args.shift() ?? fail(`${arg} needs a file\n${usage}`);
-    try {
-      payload = file === "-"
-        ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
-        : await Deno.readFile(file);
-    } catch (error) {
-      fail(`Cannot read ${file}: ${(error as Error).message}`);
-    }
+    payload = await readPayload(
+      args.shift() ?? fail(`${arg} needs a file\n${usage}`),
+    );
   } else if (arg === "--block-size") blockSize = number(arg);
-  else if (arg === "--content-format") contentFormat = number(arg);
-  else if (arg === "--accept") accept = number(arg);
+  else if (arg === "--content-format") contentFormat = format(arg);
+  else if (arg === "--accept") accept = format(arg);
+  else if (arg === "--timeout") {
+    const given = args.shift();
+    if (given === undefined || !/^\d+(\.\d+)?$/.test(given) || !(+given > 0)) {
+      fail(`--timeout needs a number of seconds above 0\n${usage}`);
+    }
+    timeout = Number(given);
+  } else if (arg === "-v" || arg === "--verbose") verbose = true;
+  else if (arg === "-o" || arg === "--output") {
+    output = args.shift() || fail(`${arg} needs a file\n${usage}`);
+  } else if (arg === "--pretty") pretty = true;
   else if (arg === "--observe") observe = true;
   else if (arg === "--reconnect") reconnect = true;
   else if (arg === "--non") nonConfirmable = true;
@@ -173,10 +255,12 @@ try {
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
+  const connectTimeout = timeout === undefined ? undefined : timeout * 1000;
   client = tcp
     ? await connectCoapTcp(uri, {
       log: quiet,
       blockSize,
+      connectTimeout,
       ...(caFile === undefined
         ? {}
         : { caCerts: [Deno.readTextFileSync(caFile)] }),
@@ -190,6 +274,7 @@ try {
     : await CoapClient.connect(proxy ?? uri, {
       log: quiet,
       blockSize,
+      connectTimeout,
       accessToken,
       ...(reconnect
         ? {
@@ -204,35 +289,58 @@ try {
   fail((error as Error).message, 1);
 }
 
+// Ctrl-C ends the request the way leaving the loop does: an observation
+// is deregistered (over UDP, a GET with Observe 1 that has to go out)
+// before the client closes.
+const interrupted = new AbortController();
 Deno.addSignalListener("SIGINT", () => {
-  client.close();
-  Deno.exit(0);
+  if (interrupted.signal.aborted) Deno.exit(130);
+  interrupted.abort(new DOMException("Interrupted", "AbortError"));
 });
 
 let status = 0;
 let seen = 0;
-const pipe = client.request({
-  method,
-  path: target.path,
-  query: target.query,
-  ...(proxy === undefined ? {} : { proxyUri: uri }),
-  payload,
-  contentFormat,
-  accept,
-  observe,
-});
+const started = performance.now();
+let pipe;
+try {
+  pipe = client.request({
+    method,
+    path: target.path,
+    query: target.query,
+    ...(proxy === undefined ? {} : { proxyUri: uri }),
+    payload,
+    contentFormat,
+    accept,
+    observe,
+  }, {
+    signal: interrupted.signal,
+    ...(timeout === undefined ? {} : { timeout: timeout * 1000 }),
+  });
+} catch (error) {
+  client.close();
+  fail((error as Error).message);
+}
+let last: Uint8Array | undefined;
 for await (const event of pipe) {
   if (event.kind === "exception") {
-    console.error(String(event.exception));
+    const exception = event.exception as Error;
+    if (exception?.name === "AbortError") break;
+    console.error(
+      exception?.name === "TimeoutError"
+        ? `No response from ${uri} within ${timeout} s`
+        : String(exception),
+    );
     status = 1;
     break;
   }
   if (event.kind !== "response") break;
   const response = event.message;
+  if (verbose) console.error(describe(response, performance.now() - started));
+  last = response.payload;
   if (response.code.startsWith("2.")) {
     // A success without a body (2.01 Created, 2.04 Changed) says its code.
     console.log(
-      response.payload.length > 0 ? text(response.payload) : response.code,
+      response.payload.length > 0 ? show(response) : response.code,
     );
   } else {
     const diagnostic = text(response.payload);
@@ -241,6 +349,14 @@ for await (const event of pipe) {
   }
   if (++seen >= count) break;
 }
+if (output !== undefined && last !== undefined) {
+  try {
+    await Deno.writeFile(output, last);
+  } catch (error) {
+    console.error(`Cannot write ${output}: ${(error as Error).message}`);
+    status = 1;
+  }
+}
 if (udp && observe) {
   // Leaving the loop deregistered the observation (a GET with Observe 1);
   // over UDP nothing closes, so give it a moment to reach the server.
@@ -248,3 +364,21 @@ if (udp && observe) {
 }
 client.close();
 Deno.exit(status);
+
+/** A payload for the terminal: text as it is, the rest rendered. */
+function show(response: CoapResponse): string {
+  const rendered = renderPayload(response.payload, response.contentFormat);
+  if (rendered.kind === "json" && !pretty) return text(response.payload);
+  return rendered.text;
+}
+
+/** `-v`'s line: code, time, options. */
+function describe(response: CoapResponse, ms: number): string {
+  const options = describeOptions(response.options)
+    .map(([name, value]) => `${name}: ${value}`);
+  return `${response.code} after ${
+    ms.toFixed(1)
+  } ms, ${response.payload.length} bytes${
+    options.length === 0 ? "" : `; ${options.join("; ")}`
+  }`;
+}

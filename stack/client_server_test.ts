@@ -1558,3 +1558,89 @@ Deno.test("CoapClient against a server whose CSM says Max-Message-Size 0: the re
   assertEquals([connection.state, client.openRequests], ["open", 0]);
   client.close();
 });
+
+Deno.test("CoapClient.request() with timeout ends in a TimeoutError exception event when no response comes (an observation: no first notification), and with signal in the signal's reason; an observation so ended is deregistered at the server", async () => {
+  let notify: (() => void) | undefined;
+  const { client, server } = await setup({
+    "/never": { GET: () => new Promise<never>(() => {}) },
+    "/obs": {
+      observable: true,
+      GET: (_request, pipe, signal) =>
+        new Promise<void>((resolve) => {
+          notify = () => pipe.addResponse({ payload: "n" });
+          signal.addEventListener("abort", () => resolve());
+        }),
+    },
+  });
+  const trace = async (pipe: IterablePipe<CoapRequest, CoapResponse>) => {
+    const lines: string[] = [];
+    for await (const event of pipe) {
+      lines.push(
+        event.kind === "exception"
+          ? `exception ${(event.exception as Error).name}: ${
+            (event.exception as Error).message
+          }`
+          : describe(event),
+      );
+      if (lines.length === 1 && event.kind === "response") {
+        // The first notification cleared the timeout: abort by hand.
+        setTimeout(() => controller.abort(new Error("left")), 30);
+      }
+    }
+    return lines;
+  };
+  const controller = new AbortController();
+  assertEquals(
+    await trace(
+      client.request({ method: "GET", path: "/never" }, { timeout: 20 }),
+    ),
+    ["exception TimeoutError: No response within 20 ms"],
+  );
+  assertEquals(
+    await trace(client.request({ method: "GET", path: "/obs", observe: true }, {
+      timeout: 20,
+    })),
+    ["exception TimeoutError: No first response within 20 ms"],
+  );
+  await flush();
+  assertEquals(server.observations, 0);
+  const observation = trace(
+    client.request({ method: "GET", path: "/obs", observe: true }, {
+      timeout: 20,
+      signal: controller.signal,
+    }),
+  );
+  await flush();
+  notify!();
+  assertEquals(await observation, [
+    "2.05 n obs=0 last=false",
+    "exception Error: left",
+  ]);
+  await flush();
+  assertEquals(server.observations, 0);
+  const aborted = new AbortController();
+  aborted.abort(new Error("before"));
+  assertEquals(
+    await trace(
+      client.request({ method: "GET", path: "/never" }, {
+        signal: aborted.signal,
+      }),
+    ),
+    ["exception Error: before"],
+  );
+  assertThrows(
+    () => client.request({ method: "GET", path: "/" }, { timeout: 0 }),
+    RangeError,
+    "timeout must be a positive number of milliseconds, got 0",
+  );
+  assertThrows(
+    () =>
+      client.request({ method: "GET", path: "/" }, {
+        signal: {} as AbortSignal,
+      }),
+    TypeError,
+    "signal must be an AbortSignal",
+  );
+  assertEquals(client.openRequests, 0);
+  client.close();
+});

@@ -609,8 +609,14 @@ export class CoapConnection {
    *
    * @param code The WebSocket close code, if known.
    * @param reason The close reason, if any.
+   * @param plain Whether the reason says it all, with no close code to
+   * speak of (CoAP over UDP: "No answer from …").
    */
-  transportClosed(code?: number, reason?: string): void {
+  transportClosed(code?: number, reason?: string, plain = false): void {
+    if (plain && reason) {
+      this.#close(new ConnectionError(reason), undefined);
+      return;
+    }
     const what = this.#state === "new"
       ? "Connection failed before it opened"
       : "Connection closed by the peer";

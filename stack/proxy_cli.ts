@@ -162,7 +162,25 @@ try {
       }
       : {}),
     ...(tls ?? {}),
-    onListen: (listening) => console.log(`proxy listening on ${listening}`),
+    onListen: (listening) => {
+      console.log(`proxy listening on ${listening}`);
+      if (explorer) {
+        // The page through the proxy, at the first device it may reach.
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        const device = allow[0] === undefined
+          ? ""
+          : `?target=${
+            encodeURIComponent(
+              allow[0].includes("://") ? allow[0] : `coap://${allow[0]}`,
+            )
+          }`;
+        console.log(
+          `the explorer: ${
+            tls === undefined ? "http" : "https"
+          }://${host}:${listening}/${device}`,
+        );
+      }
+    },
   });
 } catch (error) {
   console.error(

@@ -272,12 +272,21 @@ try {
 // The engine's connections log their own trouble; the server starts
 // either way, and /shared answers 5.03 until the engine is there.
 await shared?.ready();
-const listening = (port: number) =>
+const listening = (port: number) => {
   console.log(
     `listening on ${port}${
       name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
     }`,
   );
+  if (explorer) {
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    console.log(
+      `the explorer: ${
+        tls === undefined ? "http" : "https"
+      }://${host}:${port}/`,
+    );
+  }
+};
 const serving = {
   // The explorer page at /, on the server's own origin.
   ...(explorer

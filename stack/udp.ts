@@ -325,6 +325,8 @@ interface Unacked {
   timer: unknown;
   timeout: number;
   retransmits: number;
+  /** When it first went out, in clock milliseconds. */
+  sentAt: number;
   /** The message IDs it went out with (a replaced notification gets one). */
   ids: number[];
   /** A newer notification that replaces this one at its next sending. */
@@ -1170,8 +1172,15 @@ export class UdpPeerSocket implements WebSocketLike {
     this.#echoRetried.clear();
     this.#waiting.length = 0;
     this.#forget();
+    // `plain`: the reason says it all; there is no WebSocket close code to
+    // speak of over UDP.
     this.#dispatch(
-      Object.assign(new Event("close"), { code, reason, wasClean: true }),
+      Object.assign(new Event("close"), {
+        code,
+        reason,
+        wasClean: true,
+        plain: true,
+      }),
     );
   }
 
@@ -1561,6 +1570,7 @@ export class UdpPeerSocket implements WebSocketLike {
       timer: undefined,
       timeout,
       retransmits: 0,
+      sentAt: this.#endpoint._clock.now(),
       ids: [messageId],
     };
     if (!this.#emit(datagram, exempt)) {
@@ -1593,9 +1603,14 @@ export class UdpPeerSocket implements WebSocketLike {
       if (this.#unacked.get(entry.ids[0]) !== entry) return;
       if (entry.retransmits >= this.#endpoint.options.maxRetransmit) {
         this.#drop(entry);
+        const seconds = Math.round(
+          (this.#endpoint._clock.now() - entry.sentAt) / 1000,
+        );
         this._end(
           4000,
-          `No acknowledgement from ${this.address.hostname}:${this.address.port} after ${entry.retransmits} retransmissions of a ${entry.what}`,
+          `No answer from ${this.address.hostname}:${this.address.port}: a ${entry.what}, sent ${
+            entry.retransmits + 1
+          } times, went unacknowledged for ${seconds} s`,
         );
         return;
       }

@@ -53,6 +53,15 @@ export interface BindOptions {
    * @default {"node"}
    */
   api?: "node" | "deno";
+  /**
+   * With `node:dgram`: connect the socket to this one peer, so that the
+   * platform may report an ICMP port unreachable from it (Node.js does,
+   * as `ECONNREFUSED`; Deno 2.9's `node:dgram` does not) to `onError`.
+   * Datagrams then go only to it.
+   */
+  connect?: PeerAddress;
+  /** Told of a socket error after binding (`ECONNREFUSED`, say). */
+  onError?: (error: Error & { code?: string }) => void;
 }
 
 /**
@@ -79,26 +88,37 @@ export function bindUdp(
         { hostname: rinfo.address, port: rinfo.port },
       );
     });
+    const connect = options.connect;
     socket.bind(port, hostname, () => {
       socket.off("error", reject);
       // Later socket errors (an ICMP unreachable on some platforms) are no
-      // reason to stop.
-      socket.on("error", () => {});
-      resolve({
-        port: socket.address().port,
-        send(bytes, to) {
-          socket.send(
-            Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-            to.port,
-            to.hostname,
-          );
-        },
-        close() {
-          try {
-            socket.close();
-          } catch { /* closed already */ }
-        },
+      // reason to stop: whoever asked is told.
+      socket.on("error", (error: Error) => {
+        try {
+          options.onError?.(error);
+        } catch { /* a listener's failure changes nothing */ }
       });
+      const bound = () =>
+        resolve({
+          port: socket.address().port,
+          send(bytes, to) {
+            const buffer = Buffer.from(
+              bytes.buffer,
+              bytes.byteOffset,
+              bytes.byteLength,
+            );
+            // A connected socket sends to its peer only, named or not.
+            if (connect !== undefined) socket.send(buffer);
+            else socket.send(buffer, to.port, to.hostname);
+          },
+          close() {
+            try {
+              socket.close();
+            } catch { /* closed already */ }
+          },
+        });
+      if (connect === undefined) bound();
+      else socket.connect(connect.port, connect.hostname, bound);
     });
   });
 }
@@ -280,14 +300,26 @@ export async function connectCoapUdp(
     (bytes, to) => socket.bound?.send(bytes, to),
     { log: options.log, ...options.udp },
   );
+  const holder: { peer?: ReturnType<CoapUdpEndpoint["connect"]> } = {};
   const bound = socket.bound = await bindUdp(
     (bytes, from) => endpoint.receive(bytes, from),
     {
       hostname: address.hostname.includes(":") ? "::1" : "127.0.0.1",
+      connect: address,
+      onError: (error) => {
+        // An ICMP port unreachable (where the platform reports one): what
+        // is waiting ends now, not after MAX_TRANSMIT_WAIT.
+        if (error.code === "ECONNREFUSED") {
+          holder.peer?.close(
+            4000,
+            `Nothing listens at ${address.hostname}:${address.port} (the port is unreachable, says ICMP)`,
+          );
+        }
+      },
       ...options.bind,
     },
   );
-  const peer = endpoint.connect(address);
+  const peer = holder.peer = endpoint.connect(address);
   peer.addEventListener("close", () => {
     endpoint.close();
     bound.close();

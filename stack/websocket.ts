@@ -161,7 +161,11 @@ export function attachWebSocket(
   socket.addEventListener("close", (event) => {
     try {
       const { code, reason } = event as CloseEvent;
-      connection.transportClosed(code, reason);
+      connection.transportClosed(
+        code,
+        reason,
+        (event as { plain?: boolean }).plain === true,
+      );
     } catch (error) {
       connection.fault(error);
     }

@@ -139,7 +139,11 @@ function reasonOf(exception: unknown): string {
 
 // --- Connection ---------------------------------------------------------
 
+/** Counts connects: a connect overtaken by a later one lets go of its own. */
+let attempt = 0;
+
 async function connect(uri: string): Promise<void> {
+  const mine = ++attempt;
   try {
     parseCoapUri(uri);
   } catch (error) {
@@ -158,7 +162,11 @@ async function connect(uri: string): Promise<void> {
       },
     });
   } catch (error) {
-    setState("closed", reasonOf(error));
+    if (mine === attempt) setState("closed", reasonOf(error));
+    return;
+  }
+  if (mine !== attempt) {
+    connected.close();
     return;
   }
   client = connected;
@@ -663,3 +671,5 @@ if (preset !== null) ui.server.value = preset;
 const presetTarget = new URLSearchParams(location.search).get("target");
 if (presetTarget !== null) ui.target.value = presetTarget;
 setState("idle", "Not connected");
+// A link that names a server is a link to that server: connect at once.
+if (preset !== null && preset !== "") void connect(preset);

@@ -144,6 +144,10 @@ const OPTION_NAMES: Readonly<Record<number, string>> = {
   [Option.PROXY_URI]: "Proxy-Uri",
   [Option.PROXY_SCHEME]: "Proxy-Scheme",
   [Option.SIZE1]: "Size1",
+  [Option.HOP_LIMIT]: "Hop-Limit",
+  [Option.ECHO]: "Echo",
+  [Option.NO_RESPONSE]: "No-Response",
+  [Option.REQUEST_TAG]: "Request-Tag",
 };
 
 /**
@@ -183,6 +187,7 @@ function optionValue(number: number, value: Uint8Array): string {
       case Option.ACCEPT:
         return contentFormatName(readUint(value));
       case Option.OBSERVE:
+      case Option.HOP_LIMIT:
       case Option.URI_PORT:
       case Option.SIZE1:
       case Option.SIZE2:

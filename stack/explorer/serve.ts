@@ -115,8 +115,9 @@ export function explorerHandler(
 /**
  * The explorer as a CoAP server's own page (`UpgradeOptions.page`): its
  * files, and `/` without a `?server=` sent on to `/?server=` the server's
- * own address, which fills in the page's field. On the server's own origin
- * the page needs no `allowedOrigins`.
+ * own address (every other parameter kept, `target` among them), which the
+ * page fills in and connects to. On the server's own origin the page needs
+ * no `allowedOrigins`.
  *
  * @param scheme The server's scheme: `coaps+ws` over TLS.
  * @param files Where the files are.
@@ -144,7 +145,8 @@ export function explorerOnServer(
   return (request) => {
     const url = new URL(request.url);
     if (url.pathname === "/" && !url.searchParams.has("server")) {
-      const to = new URL("/", url);
+      // Every other parameter stays: a link's `target` names a device.
+      const to = new URL(url);
       to.searchParams.set("server", `${scheme}://${url.host}`);
       return Promise.resolve(
         new Response(null, {

@@ -1,5 +1,5 @@
 import { assertEquals } from "@std/assert";
-import { explorerHandler } from "./serve.ts";
+import { explorerHandler, explorerOnServer } from "./serve.ts";
 
 const handler = explorerHandler({
   page: new URL("file:///nonexistent/explorer/"),
@@ -52,5 +52,21 @@ Deno.test("explorerHandler() says how to build the script when its bundle is mis
   assertEquals([status, body], [
     500,
     "Missing /nonexistent/explorer/index.html\n",
+  ]);
+});
+
+Deno.test("explorerOnServer() sends / on to /?server= the server's own address, keeping every other parameter (a link's target)", async () => {
+  const page = explorerOnServer("coap+ws");
+  const redirect = async (path: string) => {
+    const response = await page(new Request(`http://127.0.0.1:8683${path}`));
+    return [response.status, response.headers.get("location")];
+  };
+  assertEquals(await redirect("/?target=coap://127.0.0.1:5683&x=1"), [
+    302,
+    "/?target=coap%3A%2F%2F127.0.0.1%3A5683&x=1&server=coap%2Bws%3A%2F%2F127.0.0.1%3A8683",
+  ]);
+  assertEquals(await redirect("/"), [
+    302,
+    "/?server=coap%2Bws%3A%2F%2F127.0.0.1%3A8683",
   ]);
 });

@@ -696,7 +696,7 @@ async function connectedTo(
       await driver.evaluate("document.querySelector('#server').value"),
       server,
     );
-    await driver.click("#connect");
+    // A link that names a server connects by itself.
     await until(driver, "the connection", state("connected"));
     await walk(server);
     assertEquals(driver.problems, []);
@@ -967,12 +967,15 @@ async function onItsOwnOrigin(driver: Driver): Promise<void> {
   });
   try {
     const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
-    await driver.goto(`http://127.0.0.1:${coap.http.addr.port}/`);
+    // The server's own page, as the documented link names it (with a
+    // target kept through the redirect): it connects by itself.
+    await driver.goto(`http://127.0.0.1:${coap.http.addr.port}/?target=`);
     assertEquals(
-      await driver.evaluate("document.querySelector('#server').value"),
-      server,
+      await driver.evaluate(
+        "[document.querySelector('#server').value, new URLSearchParams(location.search).has('target')]",
+      ),
+      [server, true],
     );
-    await driver.click("#connect");
     await until(driver, "the connection", state("connected"));
     await until(
       driver,
@@ -1015,18 +1018,23 @@ async function throughTheProxy(driver: Driver): Promise<void> {
   try {
     const server = `coap+ws://127.0.0.1:${coap.http.addr.port}`;
     const target = `coap://127.0.0.1:${devicePort}`;
-    // The device prints nothing when ready: the page's own discovery is
-    // tried again until it lists something.
+    // The link the README gives: the proxy's own page with a target; the
+    // redirect adds the server and keeps the target. The device prints
+    // nothing when ready: the page's own discovery is tried again until it
+    // lists something.
     await driver.goto(
-      `http://127.0.0.1:${coap.http.addr.port}/?server=${
-        encodeURIComponent(server)
-      }&target=${encodeURIComponent(target)}`,
+      `http://127.0.0.1:${coap.http.addr.port}/?target=${
+        encodeURIComponent(target)
+      }`,
+    );
+    assertEquals(
+      await driver.evaluate("document.querySelector('#server').value"),
+      server,
     );
     assertEquals(
       await driver.evaluate("document.querySelector('#target').value"),
       target,
     );
-    await driver.click("#connect");
     await until(driver, "the connection", state("connected"));
     // A discovery still under way (a request the device was not up for
     // yet, retransmitted) is waited for, not asked again over.
@@ -1159,7 +1167,7 @@ for (const browser of ["chromium", "firefox"] as const) {
         againstUnusualServer,
       ],
       [
-        "our own server, served by it on its own origin: the server field filled in, Connect, GET /",
+        "our own server, served by it on its own origin: the server field filled in and connected by itself, GET /",
         onItsOwnOrigin,
       ],
       [
