@@ -61,4 +61,5 @@ export * from "./peer_log.ts";
 export * from "./udp.ts";
 export * from "./tcp.ts";
 export * from "./blockwise.ts";
+export * from "./context.ts";
 export { type DemoHooks, demoResources } from "./resources.ts";
