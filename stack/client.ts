@@ -307,7 +307,7 @@ export function parseCoapUri(
     throw new TypeError(
       `Cannot connect to ${
         JSON.stringify(uri)
-      }: the scheme must be coap+ws:// or coaps+ws:// with a host`,
+      }: the scheme must be coap+ws:// or coaps+ws:// with a host (for coap://, coap+tcp:// and coaps+tcp://, use CoapContext from @coap/stack/context, or connectCoapUdp and connectCoapTcp)`,
     );
   }
   const query = parsed.search.length > 1
@@ -1017,7 +1017,7 @@ async function open(
   }
   const socket = new WebSocketClass(url, "coap");
   const connectionOptions: ConnectionOptions = {
-    log: options.log,
+    log: options.log ?? CLIENT_LOG,
     maxMessageSize: options.maxMessageSize,
     pingTimeout: options.pingTimeout,
     onPong: options.onPong,
@@ -1103,6 +1103,18 @@ function checkBuffered(value: number, what: string): void {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Where a client logs when not told: warnings and errors to the console;
+ * its own debug and info lines (a late response dropped after the loop was
+ * left, say) are not a program's business.
+ */
+export const CLIENT_LOG: Logger = {
+  debug() {},
+  info() {},
+  warn: (...data) => console.warn(...data),
+  error: (...data) => console.error(...data),
+};
 
 /** What tells one upload's resource from another's: all but block-wise options. */
 function uploadKey(message: CoapMessage): string {

@@ -1644,3 +1644,30 @@ Deno.test("CoapClient.request() with timeout ends in a TimeoutError exception ev
   assertEquals(client.openRequests, 0);
   client.close();
 });
+
+Deno.test("CoapServer without a proxy answers Proxy-Uri and Proxy-Scheme 4.02 naming the option and why", async () => {
+  const { client } = await setup({ "/": { GET: () => ({ payload: "hi" }) } });
+  const lines: string[] = [];
+  for (
+    const request of [
+      { method: "GET" as const, path: "/", proxyUri: "coap://10.0.0.1/x" },
+      {
+        method: "GET" as const,
+        path: "/",
+        options: [
+          { number: Option.URI_HOST, value: utf8("10.0.0.1") },
+          { number: Option.PROXY_SCHEME, value: utf8("coap") },
+        ],
+      },
+    ]
+  ) {
+    for await (const event of client.request(request)) {
+      if (event.kind === "response") lines.push(describe(event));
+    }
+  }
+  assertEquals(lines, [
+    "4.02 Bad Option: the request has a critical unknown option 35 (Proxy-Uri: this server is not a forward proxy) last=true",
+    "4.02 Bad Option: the request has a critical unknown option 39 (Proxy-Scheme: this server is not a forward proxy) last=true",
+  ]);
+  client.close();
+});

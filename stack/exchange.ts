@@ -311,8 +311,13 @@ export function checkOptions(
   for (const option of message.options) {
     const format = FORMATS.get(option.number);
     let problem: string | undefined;
-    if (format === undefined || unsupported.has(option.number)) {
+    if (format === undefined) {
       problem = `unknown option ${option.number}`;
+    } else if (unsupported.has(option.number)) {
+      // Known, but not acted on here: say which, and why.
+      problem = `unknown option ${option.number} (${
+        option.number === Option.PROXY_URI ? "Proxy-Uri" : "Proxy-Scheme"
+      }: this server is not a forward proxy)`;
     } else if (
       option.value.length < format.min || option.value.length > format.max
     ) {

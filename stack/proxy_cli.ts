@@ -70,7 +70,13 @@ const value = cli.value;
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "--port") {
-    port = Number(value(arg, "a port number", (v) => /^\d{1,5}$/.test(v)));
+    port = Number(
+      value(
+        arg,
+        "a port number from 0 to 65535",
+        (v) => /^\d{1,5}$/.test(v) && Number(v) < 65536,
+      ),
+    );
   } else if (arg === "--hostname") hostname = value(arg, "an address");
   else if (arg === "--allow") allow.push(value(arg, "HOST:PORT"));
   else if (arg === "--origin") origins.push(value(arg, "an origin"));
@@ -183,10 +189,16 @@ try {
     },
   });
 } catch (error) {
+  const where = `${
+    hostname.includes(":") ? `[${hostname}]` : hostname
+  }:${port}`;
+  const code = (error as { code?: unknown })?.code;
   console.error(
-    `Cannot start the proxy on ${hostname}:${port}: ${
-      (error as Error).message
-    }`,
+    error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE"
+      ? `Cannot listen on ${where}: the port is already in use`
+      : error instanceof Deno.errors.AddrNotAvailable
+      ? `Cannot listen on ${where}: no interface of this machine has that address`
+      : `Cannot start the proxy on ${where}: ${(error as Error).message}`,
   );
   Deno.exit(2);
 }

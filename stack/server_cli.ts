@@ -128,7 +128,13 @@ const ORIGIN =
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "--port") {
-    port = Number(value(arg, "a port number", (v) => /^\d{1,5}$/.test(v)));
+    port = Number(
+      value(
+        arg,
+        "a port number from 0 to 65535",
+        (v) => /^\d{1,5}$/.test(v) && Number(v) < 65536,
+      ),
+    );
   } else if (arg === "--origin") {
     origins.push(
       value(

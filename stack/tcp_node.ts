@@ -12,7 +12,12 @@
 import net from "node:net";
 import tls from "node:tls";
 import { Buffer } from "node:buffer";
-import { type ClientOptions, CoapClient, peerReady } from "./client.ts";
+import {
+  CLIENT_LOG,
+  type ClientOptions,
+  CoapClient,
+  peerReady,
+} from "./client.ts";
 import { ConnectionError } from "./connection.ts";
 import type { CoapServer } from "./server.ts";
 import { TcpFrameSocket } from "./tcp.ts";
@@ -287,7 +292,7 @@ export async function connectCoapTcp(
   });
   wire(socket, frames);
   const connection = attachWebSocket(frames, {
-    log: options.log,
+    log: options.log ?? CLIENT_LOG,
     maxMessageSize: options.maxMessageSize,
     pingTimeout: options.pingTimeout,
     onPong: options.onPong,

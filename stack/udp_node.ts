@@ -10,7 +10,7 @@
 
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
-import { type ClientOptions, CoapClient } from "./client.ts";
+import { CLIENT_LOG, type ClientOptions, CoapClient } from "./client.ts";
 import { attachWebSocket } from "./websocket.ts";
 import type { CoapServer } from "./server.ts";
 import {
@@ -298,7 +298,7 @@ export async function connectCoapUdp(
   const socket: { bound?: BoundUdp } = {};
   const endpoint = new CoapUdpEndpoint(
     (bytes, to) => socket.bound?.send(bytes, to),
-    { log: options.log, ...options.udp },
+    { log: options.log ?? CLIENT_LOG, ...options.udp },
   );
   const holder: { peer?: ReturnType<CoapUdpEndpoint["connect"]> } = {};
   const bound = socket.bound = await bindUdp(
@@ -325,7 +325,7 @@ export async function connectCoapUdp(
     bound.close();
   });
   const connection = attachWebSocket(peer, {
-    log: options.log,
+    log: options.log ?? CLIENT_LOG,
     maxMessageSize: options.maxMessageSize,
     onPong: options.onPong,
   });

@@ -273,10 +273,15 @@ async function discover(): Promise<void> {
   }
   const { response } = outcome;
   if (isError(response.code)) {
+    // A diagnostic that begins with the code's name ("Forbidden: …") is
+    // not made to say it twice.
+    const name = codeName(response.code);
+    const diagnostic = text(response.payload);
+    const rest = diagnostic.startsWith(`${name.slice(5)}: `)
+      ? diagnostic.slice(name.length - 5 + 2)
+      : diagnostic;
     showDiscoveryError(
-      `GET /.well-known/core answered ${codeName(response.code)}${
-        response.payload.length ? `: ${text(response.payload)}` : ""
-      }`,
+      `GET /.well-known/core answered ${name}${rest ? `: ${rest}` : ""}`,
     );
     return;
   }
