@@ -1,12 +1,15 @@
 // CoAP over UDP on node:dgram, outside Deno: a server and a client in one
-// process on 127.0.0.1, GET / and GET /big (block-wise). Bundled and run on
-// Node.js and Bun by udp_interop.ts; prints one line and exits 0 when both
-// answers are right, 1 otherwise.
+// process on 127.0.0.1, GET / and GET /big (block-wise), then CoapContext
+// asking a port where nothing listens. Bundled and run on Node.js and Bun
+// by udp_interop.ts; prints one line and exits 0 when both answers are
+// right, 1 otherwise; the second line says how the silent port ended.
 
 import { CoapServer } from "../server.ts";
 import { demoResources } from "../resources.ts";
 import { connectCoapUdp, serveCoapUdp } from "../udp_node.ts";
 import { text } from "../message.ts";
+import { CoapContext } from "../context_node.ts";
+import dgram from "node:dgram";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const server = new CoapServer(demoResources(), { log: quiet });
@@ -29,5 +32,27 @@ client.close();
 serving.close();
 const line = got.join(", ");
 console.log(line);
+// A port where nothing listens: bound for a moment, then closed.
+const probe = dgram.createSocket("udp4");
+const closedPort = await new Promise<number>((resolve) =>
+  probe.bind(0, "127.0.0.1", () => {
+    const port = probe.address().port;
+    probe.close(() => resolve(port));
+  })
+);
+const ctx = new CoapContext({ timeout: 3000 });
+const started = performance.now();
+try {
+  const response = await ctx.get(`coap://127.0.0.1:${closedPort}/`);
+  console.log(`silent port: answered ${response.code}`);
+} catch (error) {
+  const ms = performance.now() - started;
+  console.log(
+    `silent port: ${(error as Error).name} after ${
+      ms < 1000 ? "under 1 s" : `${Math.round(ms / 1000)} s`
+    }: ${(error as Error).message.replace(/:\d+/, ":PORT")}`,
+  );
+}
+ctx.close();
 (globalThis as { process?: { exitCode?: number } }).process!.exitCode =
   line === "/ 2.05 26, /big 2.05 4200" ? 0 : 1;
