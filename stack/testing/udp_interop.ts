@@ -22,6 +22,7 @@ import {
   aiocoapClient,
   freePort,
   libcoapClient,
+  ourServerCommand,
   requireLibcoap,
   requirePeer,
   startLibcoap,
@@ -484,6 +485,70 @@ Deno.test({
       await device.stop();
       await peer.stop();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "coap:client over UDP: an observation interrupted with Ctrl-C (SIGINT) is deregistered before the client exits (the server's observers go back to 0 at once); --timeout 3 against a port where nothing listens ends in about 3 s with the reason",
+  ...network,
+  async fn() {
+    const udpPort = freePort();
+    const server = await startOurServer([
+      "--udp-port",
+      String(udpPort),
+      "--no-explorer",
+    ]);
+    const command = await ourServerCommand("coap:client");
+    try {
+      await server.waitFor(new RegExp(`^udp on ${udpPort}$`));
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [...command, "--observe", `coap://127.0.0.1:${udpPort}/counter`],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await server.waitFor(/^observers: 1$/);
+      // Two notifications on its way, then Ctrl-C.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const from = server.lines.length;
+      child.kill("SIGINT");
+      const output = await child.output();
+      const printed = new TextDecoder().decode(output.stdout).trim().split(
+        "\n",
+      );
+      assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+      assert(printed.length >= 2, printed.join(","));
+      // Deregistered before it exited: no wait for the server to give up.
+      await server.waitFor(/^observers: 0$/, 1000);
+      assert(server.lines.slice(from).includes("observers: 0"));
+      row(
+        "ours (coap:client)",
+        "Observe /counter, then Ctrl-C",
+        "ours → ours",
+        `${printed.length} notifications, then observers: 0 before it exited`,
+      );
+      const silent = freePort();
+      const started = performance.now();
+      const timed = await new Deno.Command(Deno.execPath(), {
+        args: [...command, "--timeout", "3", `coap://127.0.0.1:${silent}/`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const seconds = (performance.now() - started) / 1000;
+      assertEquals(
+        [timed.code, new TextDecoder().decode(timed.stderr).trim()],
+        [1, `No response from coap://127.0.0.1:${silent}/ within 3 s`],
+      );
+      assert(seconds >= 3 && seconds < 6, `${seconds} s`);
+      row(
+        "ours (coap:client)",
+        "--timeout 3 to a port where nothing listens",
+        "ours → nothing",
+        `exit 1 after ${seconds.toFixed(1)} s, "No response from … within 3 s"`,
+      );
+    } finally {
+      await server.stop();
     }
   },
 });
