@@ -11,7 +11,15 @@
 import { CoapClient, parseCoapUri } from "./client.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
-import { type Method, METHODS, text } from "./message.ts";
+import {
+  type CoapOption,
+  type Method,
+  METHODS,
+  Option,
+  text,
+  uint,
+  utf8,
+} from "./message.ts";
 import type { CoapResponse } from "./exchange.ts";
 import {
   CONTENT_FORMATS,
@@ -44,6 +52,7 @@ let timeout: number | undefined;
 let verbose = false;
 let output: string | undefined;
 let pretty = false;
+const extraOptions: CoapOption[] = [];
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -78,6 +87,10 @@ response prints its code and exits 1.
                           last notification's, with --observe)
   --pretty                JSON pretty-printed (CBOR is shown in diagnostic
                           notation anyway, bytes that are not text as hex)
+  -O, --option NAME=VALUE another option, by name (If-Match, ETag,
+                          If-None-Match, No-Response, Uri-Host, Hop-Limit …)
+                          or number; VALUE is 0x and hex for raw bytes, a
+                          number for a uint option, else text; repeatable
   --reconnect             when the server goes away, connect again (up to 10
                           attempts) and register the observation again
   --token TOKEN           a bearer token for a server started with --token
@@ -154,6 +167,52 @@ function format(flag: string): number {
   );
 }
 
+/** Option numbers by name: "if-match", "etag", "no-response" … */
+const OPTION_NUMBERS: ReadonlyMap<string, number> = new Map(
+  Object.entries(Option).map(([key, number]) => [
+    key.toLowerCase().replace(/_/g, "-"),
+    number,
+  ]),
+);
+/** Options whose values are unsigned integers (RFC 7252 §3.2). */
+const UINT_OPTIONS: ReadonlySet<number> = new Set([
+  Option.OBSERVE,
+  Option.URI_PORT,
+  Option.CONTENT_FORMAT,
+  Option.MAX_AGE,
+  Option.ACCEPT,
+  Option.SIZE1,
+  Option.SIZE2,
+  Option.HOP_LIMIT,
+  Option.NO_RESPONSE,
+]);
+
+/** `NAME=VALUE` as an option: 0x… raw, a number for a uint one, else text. */
+function namedOption(given: string): CoapOption {
+  const at = given.indexOf("=");
+  const name = (at < 0 ? given : given.slice(0, at)).trim().toLowerCase();
+  const value = at < 0 ? "" : given.slice(at + 1);
+  const number = /^\d+$/.test(name) ? Number(name) : OPTION_NUMBERS.get(name);
+  if (number === undefined || number > 0xffff) {
+    fail(
+      `--option: unknown option ${JSON.stringify(name)} (a number, or one of ${
+        [...OPTION_NUMBERS.keys()].join(", ")
+      })\n${usage}`,
+    );
+  }
+  if (/^0x([0-9a-f]{2})*$/i.test(value)) {
+    const bytes = new Uint8Array((value.length - 2) / 2);
+    for (let i = 0; i < bytes.length; i++) {
+      bytes[i] = parseInt(value.slice(2 + 2 * i, 4 + 2 * i), 16);
+    }
+    return { number, value: bytes };
+  }
+  if (UINT_OPTIONS.has(number) && /^\d+$/.test(value)) {
+    return { number, value: uint(Number(value)) };
+  }
+  return { number, value: utf8(value) };
+}
+
 while (args.length > 0) {
   const arg = args.shift()!;
   if (arg === "-m" || arg === "--method") {
@@ -191,7 +250,11 @@ while (args.length > 0) {
   else if (arg === "-o" || arg === "--output") {
     output = args.shift() || fail(`${arg} needs a file\n${usage}`);
   } else if (arg === "--pretty") pretty = true;
-  else if (arg === "--observe") observe = true;
+  else if (arg === "-O" || arg === "--option") {
+    extraOptions.push(
+      namedOption(args.shift() ?? fail(`${arg} needs NAME=VALUE\n${usage}`)),
+    );
+  } else if (arg === "--observe") observe = true;
   else if (arg === "--reconnect") reconnect = true;
   else if (arg === "--non") nonConfirmable = true;
   else if (arg === "--proxy") {
@@ -312,6 +375,7 @@ try {
     contentFormat,
     accept,
     observe,
+    ...(extraOptions.length === 0 ? {} : { options: extraOptions }),
   }, {
     signal: interrupted.signal,
     ...(timeout === undefined ? {} : { timeout: timeout * 1000 }),

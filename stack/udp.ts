@@ -1433,27 +1433,31 @@ export class UdpPeerSocket implements WebSocketLike {
       };
     }
     const success = message.code >> 5 === 2;
+    const safe = incoming.method === Code.GET || incoming.method === Code.FETCH;
+    let bare: Uint8Array | undefined;
     if (message.payload.length > 0) {
-      if (
-        success &&
-        (incoming.method === Code.GET || incoming.method === Code.FETCH)
-      ) {
+      if (success && safe) {
         const block = smallerBlock(message, room - 2);
         if (block !== undefined) {
           return { frame: block, echo: false, exempt: false };
         }
-      } else if (!success) {
-        const bare = encodeMessage({ ...message, payload: new Uint8Array(0) });
+      } else {
+        // An error without its diagnostic; the answer to a request that
+        // changed something (a POST, a PUT) without its body: that request
+        // was carried out, so it is never answered 4.01 after the fact,
+        // which would have the client carry it out again.
+        bare = encodeMessage({ ...message, payload: new Uint8Array(0) });
         if (bare.length + 2 <= room) {
           return { frame: bare, echo: false, exempt: false };
         }
       }
     }
-    if (!this.#smallSent && frame.length + 2 <= SMALL_DATAGRAM) {
+    const small = bare ?? frame;
+    if (!this.#smallSent && small.length + 2 <= SMALL_DATAGRAM) {
       this.#smallSent = true;
-      return { frame, echo: false, exempt: true };
+      return { frame: small, echo: false, exempt: true };
     }
-    if (incoming.answered) return undefined;
+    if (incoming.answered || (success && !safe)) return undefined;
     return {
       frame: encodeMessage({
         code: Code.UNAUTHORIZED,
