@@ -985,12 +985,8 @@ Deno.test("CoAP over UDP: where the server's limit for one address is reached, t
   });
   const logs: string[] = [];
   const sent: string[] = [];
-  let lastBytes: Uint8Array = new Uint8Array(0);
   const endpoint = new CoapUdpEndpoint(
-    (bytes, to) => {
-      lastBytes = bytes;
-      sent.push(`${show("s→", bytes)} to ${to.port}`);
-    },
+    (bytes, to) => sent.push(`${show("s→", bytes)} to ${to.port}`),
     { clock, random: () => 0, log: recorder(logs), onPeer: servePeers(server) },
   );
   const from = (port: number) => ({ hostname: "10.2.2.2", port });
