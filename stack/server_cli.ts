@@ -310,6 +310,31 @@ const serving = {
   ...(token === undefined ? {} : { authorize: bearerToken(token) }),
   ...(tls ?? {}),
 };
+// UDP and TCP first: a port in use there is said before anything listens.
+if (udpPort !== undefined) {
+  try {
+    const udp = await serveCoapUdp(server, {
+      hostname,
+      port: udpPort,
+      amplificationFactor,
+    });
+    console.log(`udp on ${udp.port}`);
+  } catch (error) {
+    console.error(startError(error, true));
+    Deno.exit(2);
+  }
+}
+
+if (tcpPort !== undefined) {
+  try {
+    const tcp = await serveCoapTcp(server, { hostname, port: tcpPort, tls });
+    console.log(`tcp on ${tcp.port}`);
+  } catch (error) {
+    console.error(startError(error, "TCP"));
+    Deno.exit(2);
+  }
+}
+
 transport ??= "ws";
 try {
   if (transport === "deno") {
@@ -340,30 +365,6 @@ try {
   console.error(startError(error));
   Deno.exit(2);
 }
-if (udpPort !== undefined) {
-  try {
-    const udp = await serveCoapUdp(server, {
-      hostname,
-      port: udpPort,
-      amplificationFactor,
-    });
-    console.log(`udp on ${udp.port}`);
-  } catch (error) {
-    console.error(startError(error, true));
-    Deno.exit(2);
-  }
-}
-
-if (tcpPort !== undefined) {
-  try {
-    const tcp = await serveCoapTcp(server, { hostname, port: tcpPort, tls });
-    console.log(`tcp on ${tcp.port}`);
-  } catch (error) {
-    console.error(startError(error, "TCP"));
-    Deno.exit(2);
-  }
-}
-
 /** Why serving could not start, in one line. */
 function startError(error: unknown, side?: true | "TCP"): string {
   const where = `${side === true ? "UDP " : side === "TCP" ? "TCP " : ""}${
