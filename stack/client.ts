@@ -307,7 +307,11 @@ export function parseCoapUri(
     throw new TypeError(
       `Cannot connect to ${
         JSON.stringify(uri)
-      }: the scheme must be coap+ws:// or coaps+ws:// with a host (for coap://, coap+tcp:// and coaps+tcp://, use CoapContext from @coap/stack/context, or connectCoapUdp and connectCoapTcp)`,
+      }: the scheme must be coap+ws:// or coaps+ws:// with a host${
+        /^coaps?(\+tcp)?:$/.test(parsed.protocol)
+          ? ` (for ${parsed.protocol}//, use CoapContext from @coap/stack/context, or connectCoapUdp and connectCoapTcp)`
+          : ""
+      }`,
     );
   }
   const query = parsed.search.length > 1
