@@ -169,7 +169,7 @@ try {
       : {}),
     ...(tls ?? {}),
     onListen: (listening) => {
-      console.log(`proxy listening on ${listening}`);
+      // The page's URL first: "proxy listening on" ends the start.
       if (explorer) {
         // The page through the proxy, at the first device it may reach.
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
@@ -186,6 +186,7 @@ try {
           }://${host}:${listening}/${device}`,
         );
       }
+      console.log(`proxy listening on ${listening}`);
     },
   });
 } catch (error) {

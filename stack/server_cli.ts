@@ -279,11 +279,7 @@ try {
 // either way, and /shared answers 5.03 until the engine is there.
 await shared?.ready();
 const listening = (port: number) => {
-  console.log(
-    `listening on ${port}${
-      name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
-    }`,
-  );
+  // The page's URL first: "listening on" is the last line of the start.
   if (explorer) {
     const host = hostname.includes(":") ? `[${hostname}]` : hostname;
     console.log(
@@ -292,6 +288,11 @@ const listening = (port: number) => {
       }://${host}:${port}/`,
     );
   }
+  console.log(
+    `listening on ${port}${
+      name === undefined ? "" : ` (${name}, pid ${Deno.pid})`
+    }`,
+  );
 };
 const serving = {
   // The explorer page at /, on the server's own origin.
