@@ -39,6 +39,14 @@ export interface ServeTcpOptions {
   port?: number;
   /** Serve TLS (`coaps+tcp://`) with this certificate chain and key (PEM). */
   tls?: { cert: string; key: string };
+  /**
+   * How long a new connection may take to send its CSM (and, with TLS, to
+   * finish its handshake), in milliseconds: one that sends nothing is
+   * closed then, rather than holding a place among `maxConnections`.
+   *
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
 }
 
 /** A server's TCP side, as {@linkcode serveCoapTcp} returns it. */
@@ -150,14 +158,24 @@ export function serveCoapTcp(
       onAbort: (reason) => aborted(address, reason),
     });
     wire(socket, frames);
-    server.accept(frames, address === undefined ? {} : { address });
+    const connection = server.accept(
+      frames,
+      address === undefined ? {} : { address },
+    );
+    const timer = setTimeout(() => {
+      connection.abort(`No CSM within ${handshakeTimeout} ms`);
+    }, handshakeTimeout);
+    connection.ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
+    connection.closed.then(() => clearTimeout(timer));
   };
+  const handshakeTimeout = options.handshakeTimeout ?? 10_000;
   const listener = options.tls === undefined
     ? net.createServer(onSocket)
     : tls.createServer({
       cert: options.tls.cert,
       key: options.tls.key,
       ALPNProtocols: ["coap"],
+      handshakeTimeout,
     }, onSocket);
   // A handshake that fails is that connection's end, nothing more.
   listener.on("tlsClientError", () => {});

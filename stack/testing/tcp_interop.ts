@@ -8,7 +8,8 @@
 import { assert, assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
-import { connectCoapTcp } from "../tcp_node.ts";
+import { connectCoapTcp, serveCoapTcp } from "../tcp_node.ts";
+import { CoapServer } from "../server.ts";
 import {
   aiocoapClient,
   freePort,
@@ -360,5 +361,53 @@ Deno.test({
     console.log(
       ["| who | what | outcome |", "| --- | --- | --- |", ...table].join("\n"),
     );
+  },
+});
+
+Deno.test({
+  name:
+    "serveCoapTcp closes a connection that sends no CSM within handshakeTimeout, with an Abort saying so; one that does goes on",
+  ...network,
+  async fn() {
+    const server = new CoapServer({ "/": { GET: () => ({ payload: "hi" }) } }, {
+      log: quiet,
+    });
+    const serving = await serveCoapTcp(server, {
+      port: 0,
+      handshakeTimeout: 200,
+    });
+    try {
+      const silent = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: serving.port,
+      });
+      const got: number[] = [];
+      const buffer = new Uint8Array(1024);
+      const started = performance.now();
+      for (;;) {
+        const n = await silent.read(buffer);
+        if (n === null) break;
+        got.push(...buffer.subarray(0, n));
+      }
+      const ms = performance.now() - started;
+      silent.close();
+      assert(ms >= 150 && ms < 2000, `${ms} ms`);
+      assert(
+        new TextDecoder().decode(new Uint8Array(got)).includes(
+          "No CSM within 200 ms",
+        ),
+      );
+      const client = await connectCoapTcp(
+        `coap+tcp://127.0.0.1:${serving.port}`,
+        { log: quiet },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assertEquals(await ask(client, { method: "GET", path: "/" }), [
+        "2.05 hi",
+      ]);
+      client.close();
+    } finally {
+      await serving.close();
+    }
   },
 });
