@@ -334,3 +334,51 @@ Deno.test("CoapRequest.options are sent as given; those the request's fields or 
   );
   client.close();
 });
+
+Deno.test("an observation of a resource with etag() gets its notifications as they are: no ETag read at registration on a later state, and no 2.03 for the ETag it named", async () => {
+  let version = 1;
+  let notify: (() => void) | undefined;
+  const { client } = await setup({
+    "/v": {
+      etag: () => `v${version}`,
+      observable: true,
+      GET: (request, pipe, signal) => {
+        if (request.observe !== 0) return { payload: `state ${version}` };
+        notify = () => pipe.addResponse({ payload: `state ${version}` });
+        pipe.addResponse({ payload: `state ${version}` });
+        return new Promise<void>((resolve) =>
+          signal.addEventListener("abort", () => resolve())
+        );
+      },
+    },
+  });
+  const seen: string[] = [];
+  for await (
+    const event of client.request({
+      method: "GET",
+      path: "/v",
+      observe: true,
+      options: [etag("v1")],
+    })
+  ) {
+    if (event.kind !== "response") break;
+    const tag = getOption(event.message, Option.ETAG);
+    seen.push(
+      `${event.message.code} ${text(event.message.payload)} etag=${
+        tag === undefined ? "-" : text(tag)
+      }`,
+    );
+    if (seen.length === 2) break;
+    version++;
+    notify!();
+  }
+  assertEquals(seen, ["2.05 state 1 etag=-", "2.05 state 2 etag=-"]);
+  // A plain GET still carries the current one.
+  assertEquals(
+    await ask(client, { method: "GET", path: "/v" }),
+    [
+      "2.05 etag=7632 state 2",
+    ][0],
+  );
+  client.close();
+});

@@ -646,15 +646,18 @@ export class CoapServer {
         return;
       }
     }
+    // A plain GET's 2.05 carries the ETag, or goes as 2.03 where the
+    // request named it. Not an observation's notifications: each is a later
+    // state than the ETag read at registration (a resource gives its own).
+    const plainGet = request.method === "GET" && !observing;
     if (
-      noResponse !== 0 || etags !== undefined ||
-      (current !== undefined && request.method === "GET")
+      noResponse !== 0 || (plainGet && (etags !== undefined || current))
     ) {
       upload = {
         ...upload,
         noResponse,
-        etags,
-        etag: request.method === "GET" ? current : undefined,
+        etags: plainGet ? etags : undefined,
+        etag: plainGet ? current : undefined,
       };
     }
     if (observing) request = forObservation(request);
