@@ -11,6 +11,7 @@
  */
 
 import { IterablePipe, type Logger, Pipe, type PipeEvent } from "@coap/pipe";
+import { blockKey } from "./blockwise.ts";
 import {
   type CoapConnection,
   ConnectionError,
@@ -364,6 +365,8 @@ export class CoapClient {
   readonly #uploading = new Map<string, number>();
   /** The last Request-Tag used. */
   #tag = 0;
+  /** Observations in `#onFirst`: waiting for their first notification. */
+  #waitingFirst = 0;
   /** What an observation's first notification ends (its timeout). */
   readonly #onFirst = new WeakMap<
     IterablePipe<CoapRequest, CoapResponse>,
@@ -554,9 +557,15 @@ export class CoapClient {
         }
       }, timeout);
       const clear = () => clearTimeout(timer);
-      pipe.onInterestEnd(clear);
       // An observation's timeout is for its first notification.
-      if (observe) this.#onFirst.set(pipe, clear);
+      if (observe) {
+        this.#onFirst.set(pipe, clear);
+        this.#waitingFirst++;
+      }
+      pipe.onInterestEnd(() => {
+        clear();
+        if (observe && this.#onFirst.delete(pipe)) this.#waitingFirst--;
+      });
     }
     if (this.#reconnecting !== undefined) {
       pipe.addException(
@@ -570,9 +579,12 @@ export class CoapClient {
 
   /** The first response of a request: its timeout, if any, is done. */
   #responded(pipe: IterablePipe<CoapRequest, CoapResponse>): void {
+    // Every response passes here: no lookup unless an observation waits.
+    if (this.#waitingFirst === 0) return;
     const first = this.#onFirst.get(pipe);
     if (first === undefined) return;
     this.#onFirst.delete(pipe);
+    this.#waitingFirst--;
     first();
   }
 
@@ -778,7 +790,7 @@ export class CoapClient {
     pipe.onInterestEnd(() => {
       for (const cancel of fetches) cancel();
     });
-    const key = uploadKey(message);
+    const key = blockKey(message);
     const count = this.#uploading.get(key) ?? 0;
     this.#uploading.set(key, count + 1);
     // RFC 9175 §3.4: a second upload to the same resource at once is told
@@ -1119,15 +1131,6 @@ export const CLIENT_LOG: Logger = {
   warn: (...data) => console.warn(...data),
   error: (...data) => console.error(...data),
 };
-
-/** What tells one upload's resource from another's: all but block-wise options. */
-function uploadKey(message: CoapMessage): string {
-  let key = String(message.code);
-  for (const option of message.options) {
-    key += `;${option.number}=${hex(option.value)}`;
-  }
-  return key;
-}
 
 /** Whether a response is the first of several Block2 blocks. */
 function moreBlocks(response: CoapResponse): boolean {

@@ -561,24 +561,28 @@ export class CoapServer {
       // The answer to a POST or PUT is made once: what goes block-wise is
       // kept for the follow-ups that ask for its later blocks (RFC 7959
       // §3.2), which carry no body.
-      const key = blockKey(message, false);
       const wanted = request.block2;
-      if (block1 === undefined && wanted !== undefined && wanted.num > 0) {
+      if (
+        block1 === undefined && wanted !== undefined && wanted.num > 0 &&
+        link.table !== undefined
+      ) {
         const uploads = link.table;
-        const kept = uploads?.keptAnswer(key);
+        const key = blockKey(message, false);
+        const kept = uploads.keptAnswer(key);
         if (kept !== undefined) {
           const answer = { ...kept, token: message.token };
           const asked = request;
           flow.offer({
             flush: () =>
               send(connection, asked, answer, {
-                last: () => uploads!.forget(key),
+                last: () => uploads.forget(key),
               }),
           });
           return;
         }
       }
-      upload = { block1: upload?.block1, key };
+      // The key is made only if the answer goes block-wise: most do not.
+      upload = { block1: upload?.block1, message };
     }
     // Conditions, validators and No-Response: options few requests carry.
     let ifMatch: Uint8Array[] | undefined;
@@ -1032,7 +1036,7 @@ class Served implements Outgoing {
       if (final) connection.withhold(request.token);
     } else if (message !== undefined) {
       const whole = validated(message, upload!);
-      const { block1, key } = upload!;
+      const { block1, message: asked } = upload!;
       sent = send(
         connection,
         request,
@@ -1040,9 +1044,10 @@ class Served implements Outgoing {
           ? whole
           : { ...whole, options: [...whole.options, block1] },
         {
-          keep: key === undefined
+          keep: asked === undefined
             ? undefined
-            : (bytes) => this.link.uploads().keep(key, whole, bytes),
+            : (bytes) =>
+              this.link.uploads().keep(blockKey(asked, false), whole, bytes),
         },
       );
     }
@@ -1114,8 +1119,11 @@ interface SendHooks {
 interface Extras {
   /** The Block1 option the answer carries (RFC 7959 §2.5). */
   readonly block1?: CoapOption;
-  /** The key to keep a block-wise answer under, for a POST or PUT. */
-  readonly key?: string;
+  /**
+   * A POST or PUT as it came: should its answer go block-wise, the key it
+   * is kept under is made from it (most do not: no key is made for them).
+   */
+  readonly message?: CoapMessage;
   /** The resource's ETag, added to a 2.05 that has none. */
   readonly etag?: Uint8Array;
   /** The request's ETags: a 2.05 with one of them goes as 2.03 Valid. */

@@ -42,6 +42,13 @@ import {
   type UdpPeerSocket,
 } from "../../udp.ts";
 
+/** What reached the platform since `escaped` had `before` entries, as defects. */
+function escapedSince(before: number): string[] {
+  return escaped.slice(before).map((e) =>
+    `escaped to the platform: ${(e as Error)?.stack ?? e}`
+  );
+}
+
 /** A logger that keeps nothing: the fuzzer judges behaviour, not lines. */
 export const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -335,13 +342,7 @@ export async function server(frames: Uint8Array[]): Promise<string[]> {
       `left after the peer went (connections, exchanges, observations, drivers, held bytes): ${left}`,
     );
   }
-  if (escaped.length > before) {
-    defects.push(
-      ...escaped.slice(before).map((e) =>
-        `escaped to the platform: ${(e as Error)?.stack ?? e}`
-      ),
-    );
-  }
+  defects.push(...escapedSince(before));
   return defects;
 }
 
@@ -463,13 +464,7 @@ export async function udp(inputs: UdpInput[]): Promise<string[]> {
     defects.push(`${clock.pending} timers left after the endpoint closed`);
   }
   if (guard.length > 0) defects.push(...guard.map((l) => `logged: ${l}`));
-  if (escaped.length > before) {
-    defects.push(
-      ...escaped.slice(before).map((e) =>
-        `escaped to the platform: ${(e as Error)?.stack ?? e}`
-      ),
-    );
-  }
+  defects.push(...escapedSince(before));
   return defects;
 }
 
@@ -638,13 +633,7 @@ export async function proxy(datagrams: DeviceDatagram[]): Promise<string[]> {
   if (clock.pending !== 0) {
     defects.push(`${clock.pending} timers left after the proxy closed`);
   }
-  if (escaped.length > before) {
-    defects.push(
-      ...escaped.slice(before).map((e) =>
-        `escaped to the platform: ${(e as Error)?.stack ?? e}`
-      ),
-    );
-  }
+  defects.push(...escapedSince(before));
   return defects;
 }
 
@@ -722,12 +711,6 @@ export async function tcp(frames: Uint8Array[]): Promise<string[]> {
       `left after the stream ended (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
     );
   }
-  if (escaped.length > before) {
-    defects.push(
-      ...escaped.slice(before).map((e) =>
-        `escaped to the platform: ${(e as Error)?.stack ?? e}`
-      ),
-    );
-  }
+  defects.push(...escapedSince(before));
   return defects;
 }
