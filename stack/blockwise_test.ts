@@ -487,3 +487,30 @@ Deno.test("CoapServer serves a kept answer's later blocks to follow-ups that lea
   );
   assertEquals([runs, server.uploadBytes], [1, 0]);
 });
+
+Deno.test("CoapClient ends an upload whose last block is answered 2.31 Continue (a device that asks for more than there is) with a BlockwiseError, not with a 2.31 as its answer", async () => {
+  const [near, far] = socketPair();
+  far.addEventListener("message", (event) => {
+    const message = decodeMessage(
+      new Uint8Array((event as MessageEvent).data as ArrayBuffer),
+    );
+    if (message.code === Code.CSM) return;
+    far.send(encodeMessage({
+      code: Code.CONTINUE,
+      token: message.token,
+      options: [],
+      payload: new Uint8Array(0),
+    }));
+  });
+  far.send(new Uint8Array([0x00, 0xe1]));
+  const connection = attachWebSocket(near, { log: quiet });
+  await connection.ready;
+  const client = new CoapClient(connection);
+  assertEquals(
+    await only(client, { method: "PUT", path: "/x", payload: BODY }),
+    [
+      "exception Block-wise upload failed: the server answered the last block (2) 2.31 Continue",
+    ],
+  );
+  client.close();
+});

@@ -870,6 +870,12 @@ export class CoapClient {
         szx = theirs.szx;
         continue;
       }
+      if (response.code === Code.CONTINUE) {
+        // 2.31 asks for more than there is: no answer to the request.
+        throw new BlockwiseError(
+          `Block-wise upload failed: the server answered the last block (${num}) 2.31 Continue`,
+        );
+      }
       // The last block's answer; or an error, which ends the upload.
       return response;
     }
