@@ -186,7 +186,7 @@ export class TcpFrameSocket implements WebSocketLike {
         const tkl = head[0] & 0x0f;
         if (tkl > 8) {
           // RFC 8323 §3.2: 9 to 15 are reserved, a message format error.
-          this.#abort(
+          this.abort(
             `Malformed message: token length ${tkl} (at most 8)`,
           );
           return;
@@ -195,7 +195,7 @@ export class TcpFrameSocket implements WebSocketLike {
         // token, options and payload.
         const size = 2 + tkl + length;
         if (size > this.#maxMessageSize) {
-          this.#abort(
+          this.abort(
             `Message of ${size} bytes exceeds Max-Message-Size ${this.#maxMessageSize}`,
           );
           return;
@@ -264,8 +264,15 @@ export class TcpFrameSocket implements WebSocketLike {
     this.#listeners.add(type, listener, options);
   }
 
-  /** A message too large to read: Abort with the reason, then close. */
-  #abort(reason: string): void {
+  /**
+   * Ends the stream for what the peer did (a message too large to read, a
+   * token length past 8, no CSM in time): `onAbort` is told, an Abort with
+   * the reason goes out, and the socket closes with code 4000.
+   *
+   * @param reason Why, sent to the peer.
+   */
+  abort(reason: string): void {
+    if (this.#readyState !== 1) return;
     this.#frame = undefined;
     try {
       this.#onAbort?.(reason);
@@ -300,7 +307,7 @@ export class TcpFrameSocket implements WebSocketLike {
     // not reach the stream's read, which would end the process: the
     // stream is ended instead.
     this.#listeners.dispatch(event, () => {
-      if (this.#readyState === 1) this.#abort("Internal error");
+      if (this.#readyState === 1) this.abort("Internal error");
     });
   }
 }

@@ -162,8 +162,11 @@ export function serveCoapTcp(
       frames,
       address === undefined ? {} : { address },
     );
+    // Through the frame socket, not the connection: its log line is the
+    // server's one a second, not one a connection (a flood of silent
+    // connections would be a flood of lines).
     const timer = setTimeout(() => {
-      connection.abort(`No CSM within ${handshakeTimeout} ms`);
+      frames.abort(`No CSM within ${handshakeTimeout} ms`);
     }, handshakeTimeout);
     connection.ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
     connection.closed.then(() => clearTimeout(timer));

@@ -366,17 +366,25 @@ Deno.test({
 
 Deno.test({
   name:
-    "serveCoapTcp closes a connection that sends no CSM within handshakeTimeout, with an Abort saying so; one that does goes on",
+    "serveCoapTcp closes a connection that sends no CSM within handshakeTimeout, with an Abort saying so and one log line for twenty such; one that does goes on",
   ...network,
   async fn() {
+    const lines: string[] = [];
     const server = new CoapServer({ "/": { GET: () => ({ payload: "hi" }) } }, {
-      log: quiet,
+      log: { ...quiet, warn: (line: unknown) => lines.push(String(line)) },
     });
     const serving = await serveCoapTcp(server, {
       port: 0,
       handshakeTimeout: 200,
     });
     try {
+      // Twenty more that say nothing either: one log line for all of them.
+      const others = await Promise.all(
+        Array.from(
+          { length: 20 },
+          () => Deno.connect({ hostname: "127.0.0.1", port: serving.port }),
+        ),
+      );
       const silent = await Deno.connect({
         hostname: "127.0.0.1",
         port: serving.port,
@@ -391,7 +399,11 @@ Deno.test({
       }
       const ms = performance.now() - started;
       silent.close();
+      for (const other of others) other.close();
       assert(ms >= 150 && ms < 2000, `${ms} ms`);
+      assertEquals(lines, [
+        'Aborting a CoAP-over-TCP connection from "127.0.0.1": No CSM within 200 ms',
+      ]);
       assert(
         new TextDecoder().decode(new Uint8Array(got)).includes(
           "No CSM within 200 ms",
