@@ -44,7 +44,6 @@ export const AES_CCM_16_64_128 = 10;
 const MAX_SEQUENCE = 2 ** 40 - 1;
 const NONCE_LENGTH = 13;
 const KEY_LENGTH = 16;
-const TAG_LENGTH = 8;
 const EMPTY = new Uint8Array(0);
 
 /** Options that travel outside only (class U), never in the ciphertext. */

@@ -79,7 +79,9 @@ function toWire(
 
 Deno.test("deriveKeys() gives RFC 8613 C.1, C.2 and C.3's keys and common IVs, and nonce() their nonces", async () => {
   const rows: string[] = [];
-  for (const init of [C1_CLIENT, C1_SERVER, C2_CLIENT, C3_CLIENT]) {
+  for (
+    const init of [C1_CLIENT, C1_SERVER, C2_CLIENT, C2_SERVER, C3_CLIENT]
+  ) {
     const keys = await deriveKeys(init);
     const context = await SecurityContext.create(init);
     rows.push([
@@ -97,6 +99,8 @@ Deno.test("deriveKeys() gives RFC 8613 C.1, C.2 and C.3's keys and common IVs, a
     "ffb14e093c94c9cac9471648b4f98710 f0910ed7295e6ad4b54fc793154302ff 4622d4dd6d944168eefb54987c 4722d4dd6d944169eefb54987c 4622d4dd6d944168eefb54987c",
     // C.2.1: no salt
     "321b26943253c7ffb6003b0b64d74041 e57b5635815177cd679ab4bcec9d7dda be35ae297d2dace910c52e99f9 bf35ae297d2dace910c52e99f9 bf35ae297d2dace810c52e99f9",
+    // C.2.2: its server
+    "e57b5635815177cd679ab4bcec9d7dda 321b26943253c7ffb6003b0b64d74041 be35ae297d2dace910c52e99f9 bf35ae297d2dace810c52e99f9 bf35ae297d2dace910c52e99f9",
     // C.3.1: an ID Context
     "af2a1300a5e95788b356336eeecd2b92 e39a0c7c77b43f03b4b39ab9a268699f 2ca58fb85ff1b81c0b7181b85e 2ca58fb85ff1b81c0b7181b85e 2da58fb85ff1b81d0b7181b85e",
   ]);
