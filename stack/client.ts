@@ -36,7 +36,14 @@ import {
   Option,
   uint,
 } from "./message.ts";
+import { SecurityContext } from "./oscore.ts";
 import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
+
+/**
+ * What OSCORE adds to a request beyond its plain form: the option with a
+ * Partial IV and kid (up to 14 bytes), the code byte and the 8-byte tag.
+ */
+const OSCORE_REQUEST_OVERHEAD = 24;
 
 /** Options for {@linkcode CoapClient.connect}. */
 export interface ClientOptions {
@@ -128,6 +135,13 @@ export interface ClientOptions {
    * @default {false}
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * An OSCORE security context (RFC 8613) that protects every request this
+   * client sends, end to end to the server that holds its other half: the
+   * one connected to, or, with `proxyUri`, the one behind the proxy.
+   * {@linkcode RequestOptions.oscore} chooses another per request.
+   */
+  oscore?: SecurityContext;
 }
 
 /** Options of one {@linkcode CoapClient.prototype.request}. */
@@ -149,6 +163,15 @@ export interface RequestOptions {
    * `DOMException` as its exception event, and the exchange is let go.
    */
   timeout?: number;
+  /**
+   * The OSCORE context to protect this request with (`false`: none), in
+   * place of the client's `oscore`. Its responses are unprotected with it;
+   * one that is not protected, or fails verification, ends the pipe with
+   * an `OscoreError`. A protected 4.01 with an Echo option (a server whose
+   * replay window a restart lost) is answered once by sending the request
+   * again with that Echo.
+   */
+  oscore?: SecurityContext | false;
 }
 
 /** How {@linkcode ClientOptions.reconnect} tries again. */
@@ -373,6 +396,7 @@ export class CoapClient {
     () => void
   >();
   #open = 0;
+  readonly #oscore: SecurityContext | undefined;
 
   /**
    * Wraps a connection (from {@linkcode attachWebSocket}, or any other
@@ -391,6 +415,15 @@ export class CoapClient {
     this.#maxBodySize = options.maxBodySize ?? 16 * 1024 * 1024;
     this.#budget = options.reassemblyBudget;
     this.#maxBufferedNotifications = options.maxBufferedNotifications ?? 1;
+    if (
+      options.oscore !== undefined &&
+      !(options.oscore instanceof SecurityContext)
+    ) {
+      throw new TypeError(
+        "Cannot create a CoapClient: oscore must be a SecurityContext",
+      );
+    }
+    this.#oscore = options.oscore;
     const blockSize = options.blockSize ?? 1024;
     this.#szx = [16, 32, 64, 128, 256, 512, 1024].indexOf(blockSize);
     if (this.#szx < 0) {
@@ -509,6 +542,17 @@ export class CoapClient {
     const maxBuffered = options.maxBuffered ?? this.#maxBufferedNotifications;
     checkBuffered(maxBuffered, "Cannot make a CoAP request: maxBuffered");
     const { signal, timeout } = options;
+    if (
+      options.oscore !== undefined && options.oscore !== false &&
+      !(options.oscore instanceof SecurityContext)
+    ) {
+      throw new TypeError(
+        "Cannot make a CoAP request: oscore must be a SecurityContext or false",
+      );
+    }
+    const security = options.oscore === false
+      ? undefined
+      : options.oscore ?? this.#oscore;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new TypeError(
         "Cannot make a CoAP request: signal must be an AbortSignal",
@@ -573,7 +617,7 @@ export class CoapClient {
       );
       return pipe;
     }
-    this.#drive(pipe, message);
+    this.#drive(pipe, message, security);
     return pipe;
   }
 
@@ -674,10 +718,11 @@ export class CoapClient {
   #drive(
     pipe: IterablePipe<CoapRequest, CoapResponse>,
     message: CoapMessage,
+    security: SecurityContext | undefined,
   ): void {
-    const szx = this.#uploadSzx(message);
+    const szx = this.#uploadSzx(message, security);
     if (szx !== undefined) {
-      this.#driveUpload(pipe, message, szx);
+      this.#driveUpload(pipe, message, szx, security);
       return;
     }
     const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
@@ -708,7 +753,7 @@ export class CoapClient {
           // goes on.
           this.#lost(connection).then((ok) => {
             if (pipe.ended) return;
-            if (ok) this.#drive(pipe, message);
+            if (ok) this.#drive(pipe, message, security);
             else pipe.addException(exception);
           });
           return false;
@@ -733,7 +778,12 @@ export class CoapClient {
       } else {
         later(async () => {
           if (pipe.ended) return;
-          const whole = await this.#reassemble(message, response, fetches);
+          const whole = await this.#reassemble(
+            message,
+            response,
+            fetches,
+            security,
+          );
           if (pipe.ended) return;
           this.#responded(pipe);
           pipe.addResponse(whole, isLast);
@@ -746,7 +796,7 @@ export class CoapClient {
       for (const cancel of fetches) cancel();
     });
     pipe.onPoke(() => raw.poke());
-    this.#connection.request(raw);
+    this.#send(raw, security);
   }
 
   /**
@@ -755,7 +805,10 @@ export class CoapClient {
    * Max-Message-Size and `blockSize`, or not even the smallest block would
    * fit (the connection then says why it cannot be sent).
    */
-  #uploadSzx(message: CoapMessage): number | undefined {
+  #uploadSzx(
+    message: CoapMessage,
+    security: SecurityContext | undefined,
+  ): number | undefined {
     const length = message.payload.length;
     if (length <= 16) return undefined;
     const connection = this.#connection;
@@ -771,6 +824,8 @@ export class CoapClient {
     }
     // The marker, Block1 (up to 4 bytes), Size1 (up to 5), Request-Tag (up to 6).
     head += 16;
+    // OSCORE's option, code byte and tag.
+    if (security !== undefined) head += OSCORE_REQUEST_OVERHEAD;
     let szx = this.#szx;
     while (szx > 0 && head + (16 << szx) > limit) szx--;
     return head + (16 << szx) > limit ? undefined : szx;
@@ -785,6 +840,7 @@ export class CoapClient {
     pipe: IterablePipe<CoapRequest, CoapResponse>,
     message: CoapMessage,
     szx: number,
+    security: SecurityContext | undefined,
   ): void {
     const fetches = new Set<() => void>();
     pipe.onInterestEnd(() => {
@@ -798,14 +854,19 @@ export class CoapClient {
     const tag = count === 0 ? undefined : uint(++this.#tag & 0xffffffff);
     const upload = async () => {
       try {
-        const last = await this.#upload(message, szx, tag, fetches);
+        const last = await this.#upload(message, szx, tag, fetches, security);
         const response = readResponse(last);
         const followUp: CoapMessage = {
           ...message,
           options: message.options,
           payload: EMPTY,
         };
-        const whole = await this.#reassemble(followUp, response, fetches);
+        const whole = await this.#reassemble(
+          followUp,
+          response,
+          fetches,
+          security,
+        );
         if (pipe.ended) return;
         this.#responded(pipe);
         pipe.addResponse(whole, true);
@@ -826,6 +887,7 @@ export class CoapClient {
     firstSzx: number,
     tag: Uint8Array | undefined,
     fetches: Set<() => void>,
+    security: SecurityContext | undefined,
   ): Promise<CoapMessage> {
     const payload = message.payload;
     const base = tag === undefined
@@ -844,11 +906,15 @@ export class CoapClient {
       if (num === 0) {
         options.push({ number: Option.SIZE1, value: uint(payload.length) });
       }
-      const response = await this.#fetch({
-        ...message,
-        options,
-        payload: payload.subarray(offset, offset + size),
-      }, fetches);
+      const response = await this.#fetch(
+        {
+          ...message,
+          options,
+          payload: payload.subarray(offset, offset + size),
+        },
+        fetches,
+        security,
+      );
       const echoed = getOption(response, Option.BLOCK1);
       const theirs = echoed === undefined ? undefined : decodeBlock(echoed);
       if (more && response.code === Code.CONTINUE) {
@@ -889,6 +955,7 @@ export class CoapClient {
     request: CoapMessage,
     first: CoapResponse,
     fetches: Set<() => void>,
+    security: SecurityContext | undefined,
   ): Promise<CoapResponse> {
     if (!moreBlocks(first)) return first;
     const block = decodeBlock(getOption(first, Option.BLOCK2)!);
@@ -910,7 +977,14 @@ export class CoapClient {
     };
     try {
       hold(first.payload.length);
-      return await this.#fetchBlocks(request, first, block, fetches, hold);
+      return await this.#fetchBlocks(
+        request,
+        first,
+        block,
+        fetches,
+        hold,
+        security,
+      );
     } finally {
       budget?.give(taken);
     }
@@ -923,6 +997,7 @@ export class CoapClient {
     firstBlock: Block,
     fetches: Set<() => void>,
     hold: (bytes: number) => void,
+    security: SecurityContext | undefined,
   ): Promise<CoapResponse> {
     let block = firstBlock;
     const etag = getOption(first, Option.ETAG);
@@ -936,18 +1011,22 @@ export class CoapClient {
         );
       }
       const num = size / blockSize;
-      const next = await this.#fetch({
-        ...request,
-        options: [
-          ...request.options.filter((o) =>
-            o.number !== Option.OBSERVE && o.number !== Option.BLOCK2
-          ),
-          {
-            number: Option.BLOCK2,
-            value: encodeBlock({ num, more: false, szx: block.szx }),
-          },
-        ],
-      }, fetches);
+      const next = await this.#fetch(
+        {
+          ...request,
+          options: [
+            ...request.options.filter((o) =>
+              o.number !== Option.OBSERVE && o.number !== Option.BLOCK2
+            ),
+            {
+              number: Option.BLOCK2,
+              value: encodeBlock({ num, more: false, szx: block.szx }),
+            },
+          ],
+        },
+        fetches,
+        security,
+      );
       const response = readResponse(next);
       const got = getOption(response, Option.BLOCK2);
       if (response.code[0] !== "2" || got === undefined) {
@@ -999,6 +1078,7 @@ export class CoapClient {
   #fetch(
     message: CoapMessage,
     fetches: Set<() => void>,
+    security: SecurityContext | undefined,
   ): Promise<CoapMessage> {
     return new Promise((resolve, reject) => {
       const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
@@ -1013,8 +1093,88 @@ export class CoapClient {
         reject(new BlockwiseError("Block-wise transfer cancelled"));
       };
       fetches.add(cancel);
-      this.#connection.request(raw);
+      this.#send(raw, security);
     });
+  }
+
+  /**
+   * Hands a raw pipe to the connection; with OSCORE, through a layer of
+   * its own: the request protected, and each response unprotected, in
+   * order, before the raw pipe gets it (RFC 8613 §8.1, §8.4). A protected
+   * 4.01 with Echo (B.1.2) is answered once, by the request again with it.
+   */
+  #send(
+    raw: Pipe<CoapMessage, CoapMessage>,
+    security: SecurityContext | undefined,
+  ): void {
+    if (security === undefined) {
+      this.#connection.request(raw);
+      return;
+    }
+    const connection = this.#connection;
+    let stopOuter: (() => void) | undefined;
+    let ended = false;
+    let outer: Pipe<CoapMessage, CoapMessage> | undefined;
+    raw.onInterestEnd(() => {
+      ended = true;
+      stopOuter?.();
+    });
+    raw.onPoke(() => outer?.poke());
+    let tail: Promise<void> = Promise.resolve();
+    let echoed = false;
+    const fail = (exception: unknown) => {
+      if (!raw.ended) raw.addException(exception);
+      stopOuter?.();
+    };
+    const start = async (message: CoapMessage): Promise<void> => {
+      const { message: wire, binding } = await security.protectRequest(
+        message,
+      );
+      if (ended) return;
+      const pipe = new Pipe<CoapMessage, CoapMessage>(wire, this.#log);
+      outer = pipe;
+      const stop = pipe.onEvent((event: PipeEvent<CoapMessage>) => {
+        if (event.kind === "exception") {
+          const exception = event.exception;
+          tail = tail.then(() => fail(exception));
+          return false;
+        }
+        if (event.kind !== "response") return false;
+        const isLast = event.isLast;
+        const response = event.message;
+        tail = tail.then(async () => {
+          if (ended) return;
+          let inner: CoapMessage;
+          try {
+            inner = await security.unprotectResponse(response, binding);
+          } catch (error) {
+            fail(error);
+            return;
+          }
+          if (ended) return;
+          const echo = inner.code === Code.UNAUTHORIZED
+            ? getOption(inner, Option.ECHO)
+            : undefined;
+          if (echo !== undefined && !echoed) {
+            echoed = true;
+            stop();
+            await start({
+              ...message,
+              options: [
+                ...message.options.filter((o) => o.number !== Option.ECHO),
+                { number: Option.ECHO, value: echo },
+              ],
+            });
+            return;
+          }
+          raw.addResponse(inner, isLast);
+        });
+        return !isLast;
+      });
+      stopOuter = stop;
+      connection.request(pipe);
+    };
+    start(raw.request).catch(fail);
   }
 }
 

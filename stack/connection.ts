@@ -665,8 +665,10 @@ export class CoapConnection {
       key,
       pipe,
       request: message,
-      observing: message.code === Code.GET && observe !== undefined &&
-        readUint(observe) === 0,
+      // RFC 8132 §2.4: FETCH observes as GET does (OSCORE's outer
+      // registration is a FETCH).
+      observing: (message.code === Code.GET || message.code === Code.FETCH) &&
+        observe !== undefined && readUint(observe) === 0,
       interested: true,
       deregistered: false,
     };

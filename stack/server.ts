@@ -24,6 +24,15 @@ import {
 } from "@coap/pipe";
 import { blockKey, type UploadBudget, Uploads } from "./blockwise.ts";
 import {
+  decodeOscoreOption,
+  OSCORE_OPTION,
+  OscoreContexts,
+  OscoreError,
+  type OscoreOptionValue,
+  type RequestBinding,
+  type SecurityContext,
+} from "./oscore.ts";
+import {
   type Clock,
   type CoapConnection,
   type ConnectionOptions,
@@ -112,6 +121,13 @@ export interface Resource {
    * that carries an ETag the request names still goes as 2.03.
    */
   etag?: (request: IncomingRequest) => Uint8Array | string | undefined;
+  /**
+   * Whether the resource is served only under OSCORE (RFC 8613): a request
+   * that is not protected gets 4.01 Unauthorized, "OSCORE required". Needs
+   * the server's `oscore` contexts; `oscoreRequired` does this for every
+   * resource.
+   */
+  oscore?: boolean;
 }
 
 /**
@@ -168,6 +184,22 @@ export interface ServerOptions {
    * @default {systemClock}
    */
   clock?: Clock;
+  /**
+   * OSCORE security contexts (RFC 8613), one per client, found by the kid
+   * of a protected request. A protected request is unprotected before any
+   * resource sees it, and its responses and notifications are protected;
+   * one that fails gets the unprotected error RFC 8613 §8.2 names (4.02 for
+   * a malformed OSCORE option, 4.01 for an unknown kid or a replay, 4.00
+   * when it does not verify).
+   */
+  oscore?: readonly SecurityContext[] | OscoreContexts;
+  /**
+   * Whether every resource is served only under OSCORE (as aiocoap's
+   * OSCORE server does): a plain request gets 4.01 "OSCORE required".
+   *
+   * @default {false}
+   */
+  oscoreRequired?: boolean;
 }
 
 const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
@@ -203,6 +235,8 @@ const MAX_SZX = 6;
 export class CoapServer {
   readonly #resources: Map<string, Resource>;
   readonly #proxy: Resource | undefined;
+  readonly #oscore: OscoreContexts | undefined;
+  readonly #oscoreRequired: boolean;
   readonly #log: Logger;
   /** Resources for every path under a prefix (`"/shared/*"`), longest first. */
   readonly #prefixes: [string, Resource][] = [];
@@ -239,6 +273,16 @@ export class CoapServer {
   constructor(resources: Resources, options: ServerOptions = {}) {
     this.#log = options.log ?? console;
     this.#proxy = options.proxy;
+    const oscore = options.oscore;
+    this.#oscore = oscore === undefined || oscore instanceof OscoreContexts
+      ? oscore
+      : new OscoreContexts(oscore);
+    this.#oscoreRequired = options.oscoreRequired ?? false;
+    if (this.#oscoreRequired && this.#oscore === undefined) {
+      throw new TypeError(
+        "Cannot create a CoapServer: oscoreRequired needs oscore contexts",
+      );
+    }
     this.#maxMessageSize = options.maxMessageSize;
     this.#limits = resolveLimits(options.limits);
     this.#clock = options.clock ?? systemClock;
@@ -443,6 +487,8 @@ export class CoapServer {
       served,
       flow,
       table: undefined,
+      secured: undefined,
+      secure: () => link.secured ??= secure(link, connection),
       uploads: () =>
         link.table ??= new Uploads(
           this.#uploadBudget,
@@ -514,12 +560,89 @@ export class CoapServer {
     return undefined;
   }
 
+  /**
+   * A protected request (RFC 8613 §8.2): its context found by kid,
+   * unprotected, and handled as the inner request on the link whose
+   * responses are protected. What fails is answered unprotected.
+   */
+  #unprotect(
+    link: Link,
+    message: CoapMessage,
+    value: Uint8Array,
+    key: number | string,
+  ): void {
+    const secured = link.secure();
+    const real = secured.real;
+    const refuse = (code: number, why: string) => {
+      real.reply({ code, token: message.token, options: [], payload: why });
+    };
+    let fields: OscoreOptionValue;
+    try {
+      fields = decodeOscoreOption(value);
+    } catch (error) {
+      const e = error as OscoreError;
+      refuse(e.code, e.message);
+      return;
+    }
+    const context = this.#oscore!.find(fields);
+    if (context === undefined) {
+      refuse(Code.UNAUTHORIZED, "Security context not found");
+      return;
+    }
+    const previous = secured.requests.get(key);
+    const observe = getOption(message, Option.OBSERVE);
+    if (
+      previous !== undefined && observe !== undefined &&
+      readUint(observe) === 1 && sameBytes(previous.payload, message.payload) &&
+      sameBytes(getOption(previous, OSCORE_OPTION)!, value)
+    ) {
+      // The registration again with Observe 1: how the UDP layer passes on
+      // a Reset of a notification, and how a client deregisters when it
+      // cannot protect anew. It ends the observation; as a request it is a
+      // replay, and is answered so.
+      link.served.get(key)?.stop();
+      secured.bindings.delete(key);
+      secured.requests.delete(key);
+      refuse(Code.UNAUTHORIZED, "Replay detected");
+      return;
+    }
+    context.unprotectRequest(message, fields).then(
+      async ({ message: inner, binding, echo }) => {
+        if (real.state === "closed") return;
+        if (echo) {
+          real.reply(await context.echoChallenge(message.token, binding));
+          return;
+        }
+        secured.bindings.set(key, binding);
+        secured.requests.set(key, message);
+        this.#handle(secured.link, inner, true);
+      },
+      (error) => {
+        if (error instanceof OscoreError) refuse(error.code, error.message);
+        else {
+          real.log.error("Cannot unprotect an OSCORE request", error);
+          refuse(Code.INTERNAL_SERVER_ERROR, "");
+        }
+      },
+    );
+  }
+
   #handle(
     link: Link,
     message: CoapMessage,
+    secured = false,
   ): void {
     const { connection, served, flow } = link;
     const key = tokenKey(message.token);
+    if (this.#oscore !== undefined && !secured) {
+      const value = getOption(message, OSCORE_OPTION);
+      if (value !== undefined && !(this.#proxy && isProxyRequest(message))) {
+        this.#unprotect(link, message, value, key);
+        return;
+      }
+      // A plain request on the token replaces a protected one.
+      if (link.secured?.bindings.delete(key)) link.secured.requests.delete(key);
+    }
     // A new request on a token replaces the old one: a GET with Observe 1
     // (RFC 7641 §3.6) ends the observation it names this way.
     served.get(key)?.stop();
@@ -606,6 +729,18 @@ export class CoapServer {
     const resource = proxying
       ? this.#proxy
       : this.#resources.get(request.path) ?? this.#under(request.path);
+    if (
+      !secured && !proxying && this.#oscore !== undefined &&
+      (this.#oscoreRequired || resource?.oscore === true)
+    ) {
+      this.#answerNow(
+        link,
+        message,
+        { code: "4.01", payload: "OSCORE required" },
+        noResponse,
+      );
+      return;
+    }
     // `observable` is true or an Observers table.
     let observing = request.method === "GET" && request.observe === 0 &&
       !!resource?.observable;
@@ -836,7 +971,8 @@ type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
 /** What a connection's exchanges share: one object, not four fields each. */
 interface Link {
   counts: Counts;
-  connection: CoapConnection;
+  /** Where responses go: the connection, or OSCORE's layer over it. */
+  connection: Replier;
   served: Map<number | string, Served>;
   flow: Flow;
   /** Block-wise uploads and kept answers, if any came yet. */
@@ -845,6 +981,109 @@ interface Link {
   uploads(): Uploads;
   /** How exceptions become responses, and where they are logged. */
   render: ErrorToMessageOptions<ResponseInit>;
+  /** OSCORE on this connection, once a protected request came. */
+  secured: Secured | undefined;
+  /** The OSCORE layer, made by the first protected request. */
+  secure(): Secured;
+}
+
+/** What the server's exchanges use of a connection. */
+type Replier = Pick<
+  CoapConnection,
+  "state" | "peer" | "log" | "reply" | "trySend" | "sizeOf" | "withhold"
+>;
+
+/**
+ * OSCORE on one connection: the protected exchanges' bindings by token, and
+ * the link their responses go through, protected in the order they are
+ * sent.
+ */
+interface Secured {
+  /** The link with OSCORE's `connection`; the rest is the connection's. */
+  readonly link: Link;
+  readonly real: CoapConnection;
+  readonly bindings: Map<number | string, RequestBinding>;
+  /** The outer request of each, to know a repeat of it (a deregistration). */
+  readonly requests: Map<number | string, CoapMessage>;
+  /** The last protection under way: responses go out in order. */
+  tail: Promise<void>;
+}
+
+/**
+ * Room for what OSCORE adds to a response: the OSCORE option with a Partial
+ * IV (up to 7 bytes), the outer code's and the payload marker's bytes, the
+ * 8-byte tag.
+ */
+const OSCORE_OVERHEAD = 24;
+
+/** Makes the OSCORE layer over `real` for `link`'s protected exchanges. */
+function secure(link: Link, real: CoapConnection): Secured {
+  const bindings = new Map<number | string, RequestBinding>();
+  const requests = new Map<number | string, CoapMessage>();
+  const forget = (key: number | string) => {
+    bindings.delete(key);
+    requests.delete(key);
+  };
+  const send = (message: OutgoingMessage): boolean => {
+    const key = tokenKey(message.token);
+    const binding = bindings.get(key);
+    // Its exchange was replaced (by a plain request on the token).
+    if (binding === undefined) return false;
+    const notification = message.code >> 5 === 2 &&
+      getOption(message, Option.OBSERVE) !== undefined;
+    if (!notification) forget(key);
+    const plain: CoapMessage = {
+      ...message,
+      payload: typeof message.payload === "string"
+        ? utf8(message.payload)
+        : message.payload,
+    };
+    secured.tail = secured.tail
+      .then(() => binding.context.protectResponse(plain, binding))
+      .then((outer) => void real.reply(outer), (error) => {
+        real.log.error("Cannot protect a response with OSCORE", error);
+        real.reply({
+          code: Code.INTERNAL_SERVER_ERROR,
+          token: message.token,
+          options: [],
+          payload: new Uint8Array(0),
+        });
+      });
+    return true;
+  };
+  const connection: Replier = {
+    get state() {
+      return real.state;
+    },
+    get peer() {
+      // Block-wise inside OSCORE is the client's to fetch block by block,
+      // each its own OSCORE exchange: no BERT, and room for the overhead.
+      return {
+        maxMessageSize: real.peer.maxMessageSize - OSCORE_OVERHEAD,
+        blockWise: false,
+      };
+    },
+    get log() {
+      return real.log;
+    },
+    reply: send,
+    trySend: (message) =>
+      real.sizeOf(message) + OSCORE_OVERHEAD <= real.peer.maxMessageSize &&
+      send(message),
+    sizeOf: (message) => real.sizeOf(message) + OSCORE_OVERHEAD,
+    withhold: (token) => {
+      forget(tokenKey(token));
+      real.withhold(token);
+    },
+  };
+  const secured: Secured = {
+    link: Object.create(link, { connection: { value: connection } }),
+    real,
+    bindings,
+    requests,
+    tail: Promise.resolve(),
+  };
+  return secured;
 }
 
 /** Bits of `Served.#flags`. */
@@ -1257,7 +1496,7 @@ const EMPTY_PAYLOAD = new Uint8Array(0);
  * block past the end, 5.00 where it cannot be sent).
  */
 function send(
-  connection: CoapConnection,
+  connection: Replier,
   request: IncomingRequest,
   message: OutgoingMessage,
   hooks?: SendHooks,
