@@ -205,7 +205,7 @@ const RFC3610: readonly (readonly string[])[] = [
 
 Deno.test("AesCcm reproduces RFC 3610's 24 packet vectors and decrypts them back", async () => {
   const results: string[] = [];
-  for (const [aad, plain, cipher, tag, key, nonce] of RFC3610) {
+  for (const [aad, plain, _cipher, tag, key, nonce] of RFC3610) {
     const ccm = await AesCcm.create(fromHex(key), {
       tagLength: tag.length / 2,
     });

@@ -1,6 +1,6 @@
 import { assertEquals } from "@std/assert";
 import { CoapClient } from "./client.ts";
-import { type CoapResponse } from "./exchange.ts";
+import type { CoapResponse } from "./exchange.ts";
 import { decodeMessage, encodeMessage, text } from "./message.ts";
 import {
   encodeOscoreOption,
