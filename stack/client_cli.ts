@@ -21,6 +21,8 @@ import {
   utf8,
 } from "./message.ts";
 import type { CoapResponse } from "./exchange.ts";
+import type { SecurityContext } from "./oscore.ts";
+import { loadSecurityContext } from "./oscore_file.ts";
 import {
   CONTENT_FORMATS,
   describeOptions,
@@ -28,7 +30,7 @@ import {
 } from "./explorer/render.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] [--oscore FILE.json [--oscore-state FILE]] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -52,6 +54,8 @@ let timeout: number | undefined;
 let verbose = false;
 let output: string | undefined;
 let pretty = false;
+let oscoreFile: string | undefined;
+let oscoreState: string | undefined;
 const extraOptions: CoapOption[] = [];
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -102,6 +106,13 @@ response prints its code and exits 1.
                           coap://HOST[:PORT]/PATH?QUERY (UDP, port 5683),
                           coap+tcp://HOST[:PORT]/PATH?QUERY (TCP, port
                           5683) or coaps+tcp:// (TLS, port 5684)
+  --oscore FILE.json      protect the request end to end with OSCORE (RFC
+                          8613): the security context in aiocoap's
+                          settings.json form (secret_hex, salt_hex,
+                          sender-id_hex, recipient-id_hex …); also through
+                          --proxy, which cannot read it
+  --oscore-state FILE     where the context's sequence number is kept
+                          (default FILE.json.seq beside the context)
   --ca FILE               for coaps+tcp://, trust the certificates in FILE
                           (PEM) instead of the system's, such as a test
                           server's own CA
@@ -262,6 +273,12 @@ while (args.length > 0) {
       fail(`--proxy needs a URL (coap+ws://HOST:PORT)\n${usage}`);
   } else if (arg === "--ca") {
     caFile = args.shift() || fail(`--ca needs a PEM file\n${usage}`);
+  } else if (arg === "--oscore") {
+    oscoreFile = args.shift() ||
+      fail(`--oscore needs a context file (JSON)\n${usage}`);
+  } else if (arg === "--oscore-state") {
+    oscoreState = args.shift() ||
+      fail(`--oscore-state needs a file\n${usage}`);
   } else if (arg === "--count") count = number(arg);
   else if (arg === "--token") {
     accessToken = args.shift() || fail(`--token needs a token\n${usage}`);
@@ -315,6 +332,17 @@ try {
 } catch (error) {
   fail((error as Error).message);
 }
+if (oscoreState !== undefined && oscoreFile === undefined) {
+  fail(`--oscore-state goes with --oscore\n${usage}`);
+}
+let oscore: SecurityContext | undefined;
+if (oscoreFile !== undefined) {
+  try {
+    oscore = await loadSecurityContext(oscoreFile, { statePath: oscoreState });
+  } catch (error) {
+    fail((error as Error).message);
+  }
+}
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
@@ -324,6 +352,7 @@ try {
       log: quiet,
       blockSize,
       connectTimeout,
+      oscore,
       ...(caFile === undefined
         ? {}
         : { caCerts: [Deno.readTextFileSync(caFile)] }),
@@ -332,6 +361,7 @@ try {
     ? await connectCoapUdp(uri, {
       log: quiet,
       blockSize,
+      oscore,
       udp: { nonConfirmable },
     })
     : await CoapClient.connect(proxy ?? uri, {
@@ -339,6 +369,7 @@ try {
       blockSize,
       connectTimeout,
       accessToken,
+      oscore,
       ...(reconnect
         ? {
           reconnect: {

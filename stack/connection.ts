@@ -69,6 +69,13 @@ export interface Transport {
    * is acknowledged with an empty ACK if it was not yet.
    */
   withhold?(token: Uint8Array): void;
+  /**
+   * The peer's request on `token` proved itself (an OSCORE request that
+   * verified and was new): its response may go whole to an address not
+   * yet verified, past the transport's amplification budget (CoAP over
+   * UDP). Left out where there is no such budget.
+   */
+  vouch?(token: Uint8Array): void;
 }
 
 /** The timers a connection uses (for Ping deadlines). */
@@ -735,6 +742,18 @@ export class CoapConnection {
   withhold(token: Uint8Array): void {
     if (this.#state === "closed") return;
     this.#transport.withhold?.(token);
+  }
+
+  /**
+   * Tells the transport that the peer's request on `token` proved itself
+   * (see `Transport.vouch`): its response is not held to the amplification
+   * budget of an address not yet verified.
+   *
+   * @param token The request's token.
+   */
+  vouch(token: Uint8Array): void {
+    if (this.#state === "closed") return;
+    this.#transport.vouch?.(token);
   }
 
   /**

@@ -25,6 +25,7 @@ import {
   requestMessage,
 } from "./exchange.ts";
 import type { CoapOption, Method } from "./message.ts";
+import type { SecurityContext } from "./oscore.ts";
 
 /** A response, and whether it is a success. */
 export interface CoapResult extends CoapResponse {
@@ -44,7 +45,14 @@ export type Connector = (
 ) => Promise<CoapClient>;
 
 /** Options for {@linkcode CoapContext}. */
-export interface ContextOptions extends ClientOptions {
+export interface ContextOptions extends Omit<ClientOptions, "oscore"> {
+  /**
+   * OSCORE security contexts (RFC 8613) by origin (`coap://host:port`,
+   * the port always written): every request to that origin is protected
+   * with its context, end to end, whether it goes directly or through
+   * `proxy`.
+   */
+  oscore?: Readonly<Record<string, SecurityContext>>;
   /**
    * How long an origin's connection stays open with no request on it, in
    * milliseconds. {@linkcode CoapContext.prototype.close} closes every
@@ -328,10 +336,10 @@ export class CoapContext {
 
   /** The responses of a request, as an async generator (left: cancelled). */
   async *#events(
-    target: { origin: string; request: CoapRequest; direct: Connector },
+    target: Target,
     init: ContextRequest,
   ): AsyncGenerator<CoapResult> {
-    const { origin, request, direct } = target;
+    const { origin, request, direct, security } = target;
     const pooled = this.#use(origin, direct);
     try {
       const client = await pooled.client;
@@ -342,6 +350,7 @@ export class CoapContext {
         ...(init.maxBuffered === undefined
           ? {}
           : { maxBuffered: init.maxBuffered }),
+        ...(security === undefined ? {} : { oscore: security }),
       });
       for await (const event of pipe) {
         if (event.kind === "exception") throw event.exception;
@@ -354,9 +363,7 @@ export class CoapContext {
   }
 
   /** Where a request goes, and the request to send there. */
-  #target(
-    init: ContextRequest,
-  ): { origin: string; request: CoapRequest; direct: Connector } {
+  #target(init: ContextRequest): Target {
     if (this.#closed) {
       throw new TypeError("Cannot make a request: the CoapContext is closed");
     }
@@ -391,6 +398,12 @@ export class CoapContext {
       ...(init.observe === undefined ? {} : { observe: init.observe }),
       ...(init.options === undefined ? {} : { options: init.options }),
     };
+    const host = url.hostname.includes(":") && !url.hostname.startsWith("[")
+      ? `[${url.hostname}]`
+      : url.hostname;
+    // The origin the request is for, whichever way it goes.
+    const origin = `${scheme}//${host}:${url.port === "" ? port : url.port}`;
+    const security = this.#options.oscore?.[origin];
     const connector = this.#connectors.get(scheme);
     if (connector === undefined) {
       const proxy = this.#options.proxy;
@@ -413,11 +426,9 @@ export class CoapContext {
         origin: `${through.protocol}//${through.host}`,
         request,
         direct: this.#connectors.get(through.protocol) ?? WEBSOCKET,
+        security,
       };
     }
-    const host = url.hostname.includes(":") && !url.hostname.startsWith("[")
-      ? `[${url.hostname}]`
-      : url.hostname;
     const request: CoapRequest = {
       ...fields,
       path: url.pathname || "/",
@@ -427,20 +438,18 @@ export class CoapContext {
     };
     // Every field checked now, at the call (the client checks again).
     requestMessage(request, NO_TOKEN);
-    return {
-      origin: `${scheme}//${host}:${url.port === "" ? port : url.port}`,
-      request,
-      direct: connector,
-    };
+    return { origin, request, direct: connector, security };
   }
 
   /** The pooled client of an origin, counted as in use. */
   #use(origin: string, connector: Connector): Pooled {
     let pooled = this.#pool.get(origin);
     if (pooled === undefined) {
+      // The contexts go with each request, by its origin: not to the client.
+      const { oscore: _, ...options } = this.#options;
       const client = connector(origin, {
-        ...this.#options,
-        log: this.#options.log ?? QUIET,
+        ...options,
+        log: options.log ?? QUIET,
       });
       const made: Pooled = { client, users: 0, timer: undefined };
       pooled = made;
@@ -469,6 +478,14 @@ export class CoapContext {
       pooled.client.then((client) => client.close(), () => {});
     }, this.#idleTimeout);
   }
+}
+
+/** Where a request goes, the request, and its OSCORE context. */
+interface Target {
+  readonly origin: string;
+  readonly request: CoapRequest;
+  readonly direct: Connector;
+  readonly security: SecurityContext | undefined;
 }
 
 const NO_TOKEN = new Uint8Array(0);

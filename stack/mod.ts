@@ -62,4 +62,6 @@ export * from "./udp.ts";
 export * from "./tcp.ts";
 export * from "./blockwise.ts";
 export * from "./context.ts";
+export * from "./oscore.ts";
+export * from "./ccm.ts";
 export { type DemoHooks, demoResources } from "./resources.ts";

@@ -819,12 +819,7 @@ export class SecurityContext {
    */
   async #take(): Promise<number> {
     while (this.#sequence >= this.#reserved) {
-      if (this.#saving === undefined) {
-        const next = Math.min(this.#sequence + this.#step, MAX_SEQUENCE + 1);
-        this.#saving = this.#store.save(next).then(() => {
-          this.#reserved = Math.max(this.#reserved, next);
-        }).finally(() => this.#saving = undefined);
-      }
+      this.#saving ??= this.#reserve().finally(() => this.#saving = undefined);
       await this.#saving;
     }
     if (this.#sequence > MAX_SEQUENCE) {
@@ -834,6 +829,20 @@ export class SecurityContext {
       );
     }
     return this.#sequence++;
+  }
+
+  /**
+   * Reserves the next `persistStep` numbers in the store. What the store
+   * holds is read again first: another process that shares it (which it
+   * should not) has its reservation skipped, not reused.
+   */
+  async #reserve(): Promise<void> {
+    const stored = await this.#store.load();
+    const from = Math.max(this.#sequence, stored ?? 0);
+    const next = Math.min(from + this.#step, MAX_SEQUENCE + 1);
+    await this.#store.save(next);
+    this.#sequence = Math.max(this.#sequence, from);
+    this.#reserved = Math.max(this.#reserved, next);
   }
 
   /** The AAD of a message bound to a request (§5.4). */

@@ -615,6 +615,7 @@ export class CoapServer {
         }
         secured.bindings.set(key, binding);
         secured.requests.set(key, message);
+        real.vouch(message.token);
         this.#handle(secured.link, inner, true);
       },
       (error) => {

@@ -17,6 +17,8 @@ import { serveCoapTcp } from "./tcp_node.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
+import type { SecurityContext } from "./oscore.ts";
+import { loadSecurityContext } from "./oscore_file.ts";
 
 /**
  * What this server uses of `cluster/shared.ts`'s `SharedStore`, which is
@@ -33,7 +35,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME] [--oscore FILE.json ... [--oscore-state FILE]]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -50,6 +52,8 @@ let amplificationFactor: number | false = 3;
 let transport: string | undefined;
 let explorer = true;
 let name: string | undefined;
+const oscoreFiles: string[] = [];
+let oscoreState: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   // Asked for: the usage goes to stdout, and it is not an error.
@@ -107,6 +111,14 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
                           as its header arrives; deno (Deno.upgradeWebSocket)
                           costs less CPU a request but buffers a message of
                           up to 64 MiB before the server sees it
+  --oscore FILE.json      serve every resource only under OSCORE (RFC 8613),
+                          with the security context in FILE.json (aiocoap's
+                          settings.json form); repeatable, one per client
+                          (by its Sender ID); a plain request gets 4.01
+  --oscore-state FILE     where the context's sequence number is kept
+                          (default FILE.json.seq); after a restart the
+                          first request of a client is answered 4.01 with
+                          Echo (RFC 8613 B.1.2) and served on its retry
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
@@ -153,7 +165,11 @@ while (args.length > 0) {
   } else if (arg === "--engine-ca") engineCa = value(arg, "a PEM file");
   else if (arg === "--hostname") hostname = value(arg, "an address");
   else if (arg === "--name") name = value(arg, "a name");
-  else if (arg === "--transport") {
+  else if (arg === "--oscore") {
+    oscoreFiles.push(value(arg, "a context file (JSON)"));
+  } else if (arg === "--oscore-state") {
+    oscoreState = value(arg, "a file");
+  } else if (arg === "--transport") {
     transport = value(arg, "ws or deno", (v) => v === "ws" || v === "deno");
   } else if (arg === "--no-explorer") explorer = false;
   else if (arg === "--reuse-port") reusePort = true;
@@ -268,9 +284,26 @@ if (name !== undefined) {
     }),
   };
 }
+if (oscoreState !== undefined && oscoreFiles.length !== 1) {
+  fail("--oscore-state goes with one --oscore");
+}
+const oscore: SecurityContext[] = [];
+for (const file of oscoreFiles) {
+  try {
+    oscore.push(await loadSecurityContext(file, { statePath: oscoreState }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
+}
 let server: CoapServer;
 try {
-  server = new CoapServer(resources, { log, limits });
+  server = new CoapServer(resources, {
+    log,
+    limits,
+    // As aiocoap's OSCORE server: with contexts, every resource is served
+    // only under OSCORE.
+    ...(oscore.length === 0 ? {} : { oscore, oscoreRequired: true }),
+  });
 } catch (error) {
   console.error(`${(error as Error).message}\n${usage}`);
   Deno.exit(2);

@@ -356,6 +356,8 @@ interface Incoming {
   notifications: number;
   /** Set when the client reset the observation: its final goes nowhere. */
   cancelled: boolean;
+  /** Set when the request proved itself (OSCORE): no budget for answers. */
+  vouched?: boolean;
 }
 
 /** A message ID seen from the peer, and what answered it. */
@@ -1312,6 +1314,20 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   /**
+   * The peer's request on `token` proved itself: an OSCORE request that
+   * verified with a known context and was not a replay, which a spoofed
+   * source cannot make anew. Its answers go whole past the amplification
+   * budget; the address itself stays unverified (one captured request,
+   * raced to the server from a spoofed source, reflects one answer).
+   *
+   * @param token The request's token.
+   */
+  vouch(token: Uint8Array): void {
+    const incoming = this.#incoming.get(tokenKey(token));
+    if (incoming !== undefined) incoming.vouched = true;
+  }
+
+  /**
    * The server sends no response to the peer's request on `token`
    * (No-Response, RFC 7967): the request is forgotten, and a CON not yet
    * acknowledged gets its empty ACK now (a retransmission of it, the same).
@@ -1422,6 +1438,15 @@ export class UdpPeerSocket implements WebSocketLike {
     message: CoapMessage,
     incoming: Incoming,
   ): { frame: Uint8Array; echo: boolean; exempt: boolean } | undefined {
+    if (incoming.vouched === true) {
+      return {
+        frame: incoming.answered
+          ? frame
+          : this.#offerEcho(frame, message, Infinity),
+        echo: false,
+        exempt: true,
+      };
+    }
     const room = this.#room();
     if (frame.length + 2 <= room) {
       return {

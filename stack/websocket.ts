@@ -42,6 +42,11 @@ export interface WebSocketLike {
    * `Transport.withhold`); CoAP over UDP's peer socket has this method.
    */
   withhold?(token: Uint8Array): void;
+  /**
+   * The peer's request on `token` proved itself (see `Transport.vouch`);
+   * CoAP over UDP's peer socket has this method.
+   */
+  vouch?(token: Uint8Array): void;
   /** Listens for `open`, `message`, `close` and `error`. */
   addEventListener(
     type: string,
@@ -96,6 +101,9 @@ export function webSocketTransport(socket: WebSocketLike): Transport {
     },
     withhold(token) {
       socket.withhold?.(token);
+    },
+    vouch(token) {
+      socket.vouch?.(token);
     },
     close(code, reason) {
       const allowed = code === 1000 || (code >= 3000 && code <= 4999);
