@@ -260,6 +260,7 @@ const FORMATS: ReadonlyMap<number, Format> = new Map([
   [Option.SIZE1, { min: 0, max: 4, repeatable: false }],
   [Option.PROXY_URI, { min: 1, max: 1034, repeatable: false }],
   [Option.PROXY_SCHEME, { min: 1, max: 255, repeatable: false }],
+  [Option.OSCORE, { min: 0, max: 255, repeatable: false }],
   [Option.NO_RESPONSE, { min: 0, max: 1, repeatable: false }],
   [Option.REQUEST_TAG, { min: 0, max: 8, repeatable: true }],
 ]);
@@ -271,6 +272,9 @@ const FORMATS: ReadonlyMap<number, Format> = new Map([
 const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
   Option.PROXY_URI,
   Option.PROXY_SCHEME,
+  // A server with OSCORE contexts unprotects before it reads a request;
+  // one without refuses a protected request (RFC 8613 §8.2).
+  Option.OSCORE,
 ]);
 
 /** The same, for a server that forwards requests (it has a proxy). */
@@ -315,9 +319,11 @@ export function checkOptions(
       problem = `unknown option ${option.number}`;
     } else if (unsupported.has(option.number)) {
       // Known, but not acted on here: say which, and why.
-      problem = `unknown option ${option.number} (${
-        option.number === Option.PROXY_URI ? "Proxy-Uri" : "Proxy-Scheme"
-      }: this server is not a forward proxy)`;
+      problem = option.number === Option.OSCORE
+        ? `unknown option ${option.number} (OSCORE: this server has no security context)`
+        : `unknown option ${option.number} (${
+          option.number === Option.PROXY_URI ? "Proxy-Uri" : "Proxy-Scheme"
+        }: this server is not a forward proxy)`;
     } else if (
       option.value.length < format.min || option.value.length > format.max
     ) {

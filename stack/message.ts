@@ -94,6 +94,7 @@ export const Option = {
   OBSERVE: 6,
   URI_PORT: 7,
   LOCATION_PATH: 8,
+  OSCORE: 9,
   URI_PATH: 11,
   CONTENT_FORMAT: 12,
   MAX_AGE: 14,

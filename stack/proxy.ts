@@ -271,6 +271,8 @@ function served(cached: Cached, left: number): ResponseInit {
 /** A forward proxy's resource, its upstream connections and observations. */
 export class CoapProxy {
   /** Allowed targets: host:port, and the schemes allowed there. */
+  /** FETCH observations so far: each has a key of its own. */
+  #fetches = 0;
   readonly #allow: Map<string, Set<string>>;
   readonly #timeout: number;
   readonly #maxUpstreams: number;
@@ -413,6 +415,7 @@ export class CoapProxy {
       POST: handler,
       PUT: handler,
       DELETE: handler,
+      FETCH: handler,
     };
   }
 
@@ -589,6 +592,17 @@ export class CoapProxy {
     const { origin, forward } = this.#target(request);
     if (request.method === "GET" && request.observe === 0) {
       return await this.#observe(request, origin, forward, pipe);
+    }
+    if (request.method === "FETCH" && request.observe === 0) {
+      // A FETCH observation (an OSCORE one: its body is ciphertext only
+      // the device can read) is its requester's own, shared with nobody.
+      return await this.#observe(
+        request,
+        origin,
+        forward,
+        pipe,
+        `FETCH ${++this.#fetches}`,
+      );
     }
     if (request.method === "GET" && request.observe === 1) {
       // A deregistration (RFC 7641 §3.6) is answered with the current
@@ -830,8 +844,9 @@ export class CoapProxy {
     origin: string,
     forward: CoapRequest,
     pipe: ResponderPipe<IncomingRequest, ResponseInit>,
+    own?: string,
   ): Promise<void> {
-    const key = `${request.proxyUri}|${request.accept ?? ""}`;
+    const key = own ?? `${request.proxyUri}|${request.accept ?? ""}`;
     let shared = this.#shared.get(key);
     if (shared === undefined) {
       if (this.#shared.size >= this.#maxObservations) {
@@ -887,7 +902,9 @@ export class CoapProxy {
     forward: CoapRequest,
     upstream: Upstream,
   ): Shared {
-    const cacheKey = cacheKeyOf(
+    // A GET observation's notifications are the resource's state, for
+    // the cache; a FETCH's are its own.
+    const cacheKey = forward.method !== "GET" ? undefined : cacheKeyOf(
       key.slice(0, key.lastIndexOf("|")),
       forward.accept,
       forward.options,
@@ -974,7 +991,10 @@ export class CoapProxy {
             return;
           }
           shared.last = init;
-          if (this.#cacheBytes > 0 && init.code === "2.05") {
+          if (
+            cacheKey !== undefined && this.#cacheBytes > 0 &&
+            init.code === "2.05"
+          ) {
             // The latest notification is the resource's current state:
             // GETs of it are answered from the cache while it is fresh.
             this.#store(cacheKey, init);

@@ -97,6 +97,11 @@ export interface Resource {
   /** Answers DELETE. */
   DELETE?: Handler;
   /**
+   * Answers FETCH (RFC 8132): a GET with a body, observable as a GET is
+   * (how a forward proxy passes on an OSCORE observation).
+   */
+  FETCH?: Handler;
+  /**
    * Whether GET with Observe 0 starts an observation. With `true`, the GET
    * handler serves each observation as a task of its own, adding a response
    * per notification until its signal aborts. With an
@@ -202,7 +207,7 @@ export interface ServerOptions {
   oscoreRequired?: boolean;
 }
 
-const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE"] as const;
+const METHOD_NAMES = ["GET", "POST", "PUT", "DELETE", "FETCH"] as const;
 /** The largest block this server sends (SZX 6, 1024 bytes). */
 const MAX_SZX = 6;
 
@@ -743,7 +748,8 @@ export class CoapServer {
       return;
     }
     // `observable` is true or an Observers table.
-    let observing = request.method === "GET" && request.observe === 0 &&
+    let observing = (request.method === "GET" || request.method === "FETCH") &&
+      request.observe === 0 &&
       !!resource?.observable;
     if (
       observing && (
