@@ -726,6 +726,10 @@ export class CoapClient {
       return;
     }
     const raw = new Pipe<CoapMessage, CoapMessage>(message, this.#log);
+    // A request protected by someone else (a proxy forwards it) gets
+    // protected responses, for that someone.
+    const forwardsOscore = security === undefined &&
+      getOption(message, Option.OSCORE) !== undefined;
     // Responses are handed on in arrival order. One that needs block-wise
     // follow-ups first waits in `tail`, and so does everything after it
     // until the chain drains; the rest go on at once, inside the delivery.
@@ -766,7 +770,7 @@ export class CoapClient {
       const isLast = event.isLast;
       let response: CoapResponse;
       try {
-        response = readResponse(event.message);
+        response = readResponse(event.message, forwardsOscore);
       } catch (error) {
         if (busy === 0) fail(error);
         else later(() => fail(error));
@@ -855,7 +859,11 @@ export class CoapClient {
     const upload = async () => {
       try {
         const last = await this.#upload(message, szx, tag, fetches, security);
-        const response = readResponse(last);
+        const response = readResponse(
+          last,
+          security === undefined &&
+            getOption(message, Option.OSCORE) !== undefined,
+        );
         const followUp: CoapMessage = {
           ...message,
           options: message.options,
@@ -1027,7 +1035,11 @@ export class CoapClient {
         fetches,
         security,
       );
-      const response = readResponse(next);
+      const response = readResponse(
+        next,
+        security === undefined &&
+          getOption(request, Option.OSCORE) !== undefined,
+      );
       const got = getOption(response, Option.BLOCK2);
       if (response.code[0] !== "2" || got === undefined) {
         throw new BlockwiseError(

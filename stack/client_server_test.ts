@@ -923,7 +923,7 @@ Deno.test("CoapServer answers 4.02 to a request with an unknown critical option,
     encodeMessage({
       code: Code.GET,
       token: new Uint8Array([1]),
-      options: [{ number: 9, value: new Uint8Array(0) }],
+      options: [{ number: 13, value: new Uint8Array(0) }],
       payload: new Uint8Array(0),
     }),
   );
@@ -947,7 +947,7 @@ Deno.test("CoapServer answers 4.02 to a request with an unknown critical option,
   const replies = received.filter((m) => m.code !== Code.CSM)
     .map((m) => `${m.token[0]} ${m.code.toString(16)} ${text(m.payload)}`);
   assertEquals(replies, [
-    "1 82 Bad Option: the request has a critical unknown option 9",
+    "1 82 Bad Option: the request has a critical unknown option 13",
     "2 45 x",
     // Observe (6) is elective: a malformed one is ignored.
     "3 45 x",

@@ -277,6 +277,14 @@ const UNSUPPORTED_IN_REQUESTS: ReadonlySet<number> = new Set([
   Option.OSCORE,
 ]);
 
+/**
+ * Critical options a plain response may not carry: an OSCORE response is
+ * for whoever protected the request (a proxy passes it on: `forwarded`).
+ */
+const UNSUPPORTED_IN_RESPONSES: ReadonlySet<number> = new Set([
+  Option.OSCORE,
+]);
+
 /** The same, for a server that forwards requests (it has a proxy). */
 const UNSUPPORTED_IN_PROXY_REQUESTS: ReadonlySet<number> = new Set();
 
@@ -319,7 +327,9 @@ export function checkOptions(
       problem = `unknown option ${option.number}`;
     } else if (unsupported.has(option.number)) {
       // Known, but not acted on here: say which, and why.
-      problem = option.number === Option.OSCORE
+      problem = option.number === Option.OSCORE && what === "response"
+        ? `unknown option ${option.number}`
+        : option.number === Option.OSCORE
         ? `unknown option ${option.number} (OSCORE: this server has no security context)`
         : `unknown option ${option.number} (${
           option.number === Option.PROXY_URI ? "Proxy-Uri" : "Proxy-Scheme"
@@ -589,6 +599,8 @@ function querySegments(query: CoapRequest["query"]): readonly string[] {
  * Reads a response message into a {@linkcode CoapResponse}.
  *
  * @param message A message whose code is a response code.
+ * @param forwarded Whether its request was protected with OSCORE by someone
+ * else (a proxy forwards it): the OSCORE option is passed on, not refused.
  * @returns The response.
  * @throws {RequestError} If it has an unknown critical option or a
  * malformed one.
@@ -608,8 +620,15 @@ function querySegments(query: CoapRequest["query"]): readonly string[] {
  * assertEquals([response.code, response.contentFormat], ["2.05", 0]);
  * ```
  */
-export function readResponse(message: CoapMessage): CoapResponse {
-  const options = checkOptions(message, "response");
+export function readResponse(
+  message: CoapMessage,
+  forwarded = false,
+): CoapResponse {
+  const options = checkOptions(
+    message,
+    "response",
+    forwarded ? NONE_UNSUPPORTED : UNSUPPORTED_IN_RESPONSES,
+  );
   const known = { options };
   const contentFormat = optionalUint(known, Option.CONTENT_FORMAT);
   const observe = optionalUint(known, Option.OBSERVE);
