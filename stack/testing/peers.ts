@@ -2,6 +2,8 @@
 // COAP_PEERS says) for the interop checks. Installs nothing: when the peer
 // or Debian's python3-websockets is missing, it says which and stops.
 
+import dgram from "node:dgram";
+
 const here = new URL(".", import.meta.url);
 
 /** The folder with aiocoap_peer.py and aiocoap-client. */
@@ -440,4 +442,82 @@ export async function startLibcoap(): Promise<Running> {
   }
   await server.stop();
   throw new Error(`${LIBCOAP_SERVER} did not answer on ${port}`);
+}
+
+/** Throws, naming what is missing, unless aiocoap's OSCORE peer can run. */
+export async function requireOscorePeer(): Promise<void> {
+  await requirePeer();
+  const { code } = await new Deno.Command(PYTHON, {
+    args: ["-c", "import cbor2, cryptography, filelock"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  if (code !== 0) {
+    throw new Error(
+      `aiocoap's OSCORE needs Debian packages: ${PYTHON} cannot import cbor2, cryptography and filelock (apt-get install python3-cbor2 python3-cryptography python3-filelock)`,
+    );
+  }
+}
+
+/**
+ * Starts aiocoap's OSCORE server (RFC 8613 C.1.2's context) over UDP on a
+ * free port and waits for "ready on PORT".
+ */
+export async function startOscorePeer(): Promise<Running> {
+  await requireOscorePeer();
+  const port = await freeUdpPort();
+  const peer = spawn(
+    PYTHON,
+    [`${PEERS}/aiocoap_oscore_peer.py`, "--udp", String(port)],
+    port,
+    { PYTHONUNBUFFERED: "1" },
+  );
+  await peer.waitFor(new RegExp(`^ready on ${port}$`));
+  return peer;
+}
+
+/** A free UDP port on 127.0.0.1 (bound, noted, let go). */
+export async function freeUdpPort(): Promise<number> {
+  const probe = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => probe.bind(0, "127.0.0.1", resolve));
+  const port = probe.address().port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Runs aiocoap's command line client with OSCORE (the peers'
+ * aiocoap-oscore-client), stopped with SIGINT after `interruptAfter` ms
+ * if given. `--credentials` defaults to RFC 8613 C.1.1's client context;
+ * its sequence number is kept between runs by aiocoap itself.
+ */
+export async function aiocoapOscoreClient(
+  args: string[],
+  interruptAfter?: number,
+): Promise<ClientRun> {
+  const child = new Deno.Command(`${PEERS}/aiocoap-oscore-client`, {
+    args,
+    env: { PYTHONUNBUFFERED: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = interruptAfter === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGINT");
+    } catch { /* gone */ }
+  }, interruptAfter);
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 30_000);
+  const { code, stdout, stderr } = await child.output();
+  clearTimeout(timer);
+  clearTimeout(killer);
+  return {
+    code,
+    stdout: new TextDecoder().decode(stdout),
+    stderr: new TextDecoder().decode(stderr),
+  };
 }

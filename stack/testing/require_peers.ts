@@ -2,10 +2,10 @@
 // peers the checks need is missing here and how to get it, and exits 1,
 // instead of letting the first check that needs one end in a stack trace.
 
-import { requireLibcoap, requirePeer } from "./peers.ts";
+import { requireLibcoap, requireOscorePeer, requirePeer } from "./peers.ts";
 
 const missing: string[] = [];
-for (const need of [requirePeer, requireLibcoap]) {
+for (const need of [requirePeer, requireLibcoap, requireOscorePeer]) {
   try {
     await need();
   } catch (error) {
@@ -37,7 +37,7 @@ for (const [tool, how] of tools) {
 if (missing.length > 0) {
   console.error(
     `deno task test:coap needs what is not here:\n${
-      missing.map((line) => `  - ${line}`).join("\n")
+      [...new Set(missing)].map((line) => `  - ${line}`).join("\n")
     }\n(see ../shared/peers/README.md)`,
   );
   Deno.exit(1);
