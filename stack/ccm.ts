@@ -132,16 +132,19 @@ export class AesCcm {
     aad: Uint8Array,
   ): Promise<Uint8Array<ArrayBuffer>> {
     this.#check(nonce, plaintext.length, "encrypt");
-    const tag = await this.#mac(nonce, plaintext, aad);
-    // One CTR pass from A_0: the first block masks the tag (S_0), the rest
-    // encrypt the message (S_1 …).
+    // The MAC and one CTR pass from A_0 at once: the pass's first block is
+    // S_0, which masks the tag; the rest is the ciphertext.
     const input = new Uint8Array(16 + plaintext.length);
-    input.set(tag, 0);
     input.set(plaintext, 16);
-    const out = await this.#crypt(nonce, input);
+    const [tag, out] = await Promise.all([
+      this.#mac(nonce, plaintext, aad),
+      this.#crypt(nonce, input),
+    ]);
     const result = new Uint8Array(plaintext.length + this.tagLength);
     result.set(out.subarray(16), 0);
-    result.set(out.subarray(0, this.tagLength), plaintext.length);
+    for (let i = 0; i < this.tagLength; i++) {
+      result[plaintext.length + i] = tag[i] ^ out[i];
+    }
     return result;
   }
 
