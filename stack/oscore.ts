@@ -925,8 +925,8 @@ export class SecurityContext {
    *
    * @param message The outer response.
    * @param binding The request's binding.
-   * @returns The inner response, with the outer token (and the outer
-   * Observe when the inner one has none).
+   * @returns The inner response, with the outer token and, for a
+   * notification, the outer Observe.
    * @throws {OscoreError} If the response is not protected, is malformed,
    * fails verification, or replays an earlier one.
    */
@@ -977,13 +977,16 @@ export class SecurityContext {
     else binding.reuse = false;
     const inner = readPlain(plaintext, message.token);
     const observe = message.options.find((o) => o.number === Option.OBSERVE);
-    if (
-      observe !== undefined &&
-      !inner.options.some((o) => o.number === Option.OBSERVE)
-    ) {
-      return { ...inner, options: [...inner.options, observe] };
-    }
-    return inner;
+    if (observe === undefined) return inner;
+    // A notification's number is the outer one (aiocoap's inner one is 0
+    // in every notification); its order was checked by the Partial IV.
+    return {
+      ...inner,
+      options: [
+        ...inner.options.filter((o) => o.number !== Option.OBSERVE),
+        observe,
+      ],
+    };
   }
 
   /**

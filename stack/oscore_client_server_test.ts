@@ -173,18 +173,19 @@ Deno.test("CoapServer with oscore: an observation goes as FETCH, each notificati
   ) {
     if (event.kind !== "response") break;
     got.push(
-      `${event.message.code} ${text(event.message.payload)} observe=${
-        event.message.observe !== undefined
-      }`,
+      `${event.message.code} ${
+        text(event.message.payload)
+      } observe=${event.message.observe}`,
     );
     if (got.length === 3) break;
     value++;
     observers.updated();
   }
+  // The server's own Observe numbers, from outside, in order.
   assertEquals(got, [
-    "2.05 0 observe=true",
-    "2.05 1 observe=true",
-    "2.05 2 observe=true",
+    "2.05 0 observe=0",
+    "2.05 1 observe=1",
+    "2.05 2 observe=2",
   ]);
   // Outer FETCH with Observe; outer 2.05 with Observe, the OSCORE option
   // empty for the first (the request's nonce) and with a Partial IV after.

@@ -14,6 +14,11 @@ import {
   Option,
   text,
 } from "../message.ts";
+import {
+  parseContextJson,
+  SecurityContext,
+  WebStorageStore,
+} from "../oscore.ts";
 import { chartLine } from "./chart.ts";
 import {
   type Link,
@@ -79,6 +84,12 @@ const ui = {
   responseKind: byId<HTMLParagraphElement>("response-kind"),
   responsePayload: byId<HTMLPreElement>("response-payload"),
   noObservations: byId<HTMLParagraphElement>("no-observations"),
+  oscore: byId<HTMLDetailsElement>("oscore"),
+  oscoreState: byId<HTMLSpanElement>("oscore-state"),
+  oscoreContext: byId<HTMLTextAreaElement>("oscore-context"),
+  oscoreFile: byId<HTMLInputElement>("oscore-file"),
+  oscoreUse: byId<HTMLButtonElement>("oscore-use"),
+  oscoreForget: byId<HTMLButtonElement>("oscore-forget"),
   observationList: byId<HTMLDivElement>("observation-list"),
 };
 
@@ -228,6 +239,66 @@ function viaProxy(request: CoapRequest): CoapRequest {
   };
 }
 
+// --- OSCORE ---------------------------------------------------------------
+
+/** The security context requests are protected with, if one is in use. */
+let security: SecurityContext | undefined;
+const OSCORE_KEY = "coap-explorer:oscore";
+
+/** The request's options: its OSCORE context, when one is in use. */
+function protection(): { oscore?: SecurityContext } {
+  return security === undefined ? {} : { oscore: security };
+}
+
+function idText(id: Uint8Array): string {
+  return id.length === 0
+    ? "(empty)"
+    : [...id].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Takes a context in aiocoap's settings.json form: derived here (WebCrypto),
+ * its sequence number kept in localStorage under a key of its own, and the
+ * context itself kept for the next visit.
+ */
+async function useContext(json: string): Promise<void> {
+  let context: SecurityContext;
+  try {
+    const init = parseContextJson(JSON.parse(json));
+    const digest = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", new TextEncoder().encode(json)),
+    );
+    context = await SecurityContext.create({
+      ...init,
+      store: new WebStorageStore(
+        localStorage,
+        `${OSCORE_KEY}:sequence:${idText(digest.subarray(0, 8))}`,
+      ),
+    });
+  } catch (error) {
+    ui.oscoreState.textContent = `not used: ${reasonOf(error)}`;
+    ui.oscoreState.dataset.state = "error";
+    return;
+  }
+  security = context;
+  localStorage.setItem(OSCORE_KEY, json);
+  ui.oscoreContext.value = json;
+  ui.oscoreState.dataset.state = "on";
+  ui.oscoreState.textContent = `on: Sender ID ${
+    idText(context.senderId)
+  }, Recipient ID ${
+    idText(context.recipientId)
+  }; requests are protected end to end (from sequence number ${context.sequence})`;
+}
+
+function forgetContext(): void {
+  security = undefined;
+  localStorage.removeItem(OSCORE_KEY);
+  ui.oscoreContext.value = "";
+  ui.oscoreState.dataset.state = "off";
+  ui.oscoreState.textContent = "off: requests go as they are";
+}
+
 /** Where requests go, for the page's lines: "" or " on coap://…". */
 function onTarget(): string {
   const through = ui.target.value.trim();
@@ -243,7 +314,9 @@ async function once(
   if (client === undefined) {
     return { exception: new Error("Not connected") };
   }
-  for await (const event of client.request(viaProxy(request))) {
+  for await (
+    const event of client.request(viaProxy(request), protection())
+  ) {
     if (event.kind === "response") return { response: event.message };
     if (event.kind === "exception") return { exception: event.exception };
   }
@@ -499,6 +572,7 @@ class Observation {
   constructor(active: CoapClient, path: string, query: string[]) {
     const pipe = active.request(
       viaProxy({ method: "GET", path, query, observe: true }),
+      protection(),
     );
     this.#events = pipe[Symbol.asyncIterator]();
     this.#poke = () => pipe.poke();
@@ -670,6 +744,17 @@ ui.requestForm.addEventListener("submit", (event) => {
 });
 ui.observe.addEventListener("click", () => startObservation(ui.path.value));
 ui.path.addEventListener("input", () => highlight(target(ui.path.value).path));
+ui.oscoreUse.addEventListener("click", () => {
+  void useContext(ui.oscoreContext.value.trim());
+});
+ui.oscoreForget.addEventListener("click", forgetContext);
+ui.oscoreFile.addEventListener("change", async () => {
+  const file = ui.oscoreFile.files?.[0];
+  if (file !== undefined) await useContext((await file.text()).trim());
+});
+// A context kept from an earlier visit is used again.
+const kept = localStorage.getItem(OSCORE_KEY);
+if (kept !== null) await useContext(kept);
 
 const preset = new URLSearchParams(location.search).get("server");
 if (preset !== null) ui.server.value = preset;

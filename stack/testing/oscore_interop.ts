@@ -34,6 +34,7 @@ import {
   startOurServer,
 } from "./peers.ts";
 import { ask } from "./ask.ts";
+import { holds, relay } from "./udp_relay.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
@@ -47,38 +48,6 @@ async function clientContext(from = 0): Promise<SecurityContext> {
     ...parseContextJson(json),
     store: new MemoryStore(from),
   });
-}
-
-/**
- * A UDP relay in front of `target`: what passes each way is kept, as an
- * on-path observer (or the proxy itself) sees it.
- */
-async function relay(target: number) {
-  const front = dgram.createSocket("udp4");
-  const back = dgram.createSocket("udp4");
-  const up: Uint8Array[] = [];
-  const down: Uint8Array[] = [];
-  let client: { address: string; port: number } | undefined;
-  front.on("message", (bytes, from) => {
-    client = { address: from.address, port: from.port };
-    up.push(new Uint8Array(bytes));
-    back.send(bytes, target, "127.0.0.1");
-  });
-  back.on("message", (bytes) => {
-    down.push(new Uint8Array(bytes));
-    if (client !== undefined) front.send(bytes, client.port, client.address);
-  });
-  await new Promise<void>((resolve) => front.bind(0, "127.0.0.1", resolve));
-  await new Promise<void>((resolve) => back.bind(0, "127.0.0.1", resolve));
-  return {
-    port: front.address().port,
-    up,
-    down,
-    close: () => {
-      front.close();
-      back.close();
-    },
-  };
 }
 
 /** Sends one datagram from a socket of its own; resolves with the answer. */
@@ -102,20 +71,6 @@ async function sendOnce(
   } finally {
     socket.close();
   }
-}
-
-/** Whether any of `datagrams` holds `text` as bytes. */
-function holds(datagrams: Uint8Array[], text: string): boolean {
-  const needle = new TextEncoder().encode(text);
-  return datagrams.some((d) => {
-    outer: for (let i = 0; i + needle.length <= d.length; i++) {
-      for (let j = 0; j < needle.length; j++) {
-        if (d[i + j] !== needle[j]) continue outer;
-      }
-      return true;
-    }
-    return false;
-  });
 }
 
 /** Our server with `--oscore` (a fresh copy of C.1.2's context) over UDP. */

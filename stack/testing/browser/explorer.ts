@@ -25,7 +25,15 @@ import { explorerOnServer, serveExplorer } from "../../explorer/serve.ts";
 import { demoResources } from "../../resources.ts";
 import { CoapServer, type Resources } from "../../server.ts";
 import { CoapProxy } from "../../proxy.ts";
-import { freePort, type Running, spawn, startPeer } from "../peers.ts";
+import {
+  freePort,
+  PEERS,
+  type Running,
+  spawn,
+  startOscorePeer,
+  startPeer,
+} from "../peers.ts";
+import { holds, relay } from "../udp_relay.ts";
 
 const root = new URL("../../../", import.meta.url);
 const BINARIES = {
@@ -1146,6 +1154,135 @@ async function throughTheProxy(driver: Driver): Promise<void> {
   }
 }
 
+/**
+ * OSCORE from the page, end to end through coap:proxy to aiocoap's OSCORE
+ * server: refused without a context, the context pasted, then discovery,
+ * GET, POST and an observation; the context kept across a reload; and
+ * what the proxy sent and got (a relay in front of the device) holds none
+ * of it.
+ */
+async function oscoreThroughTheProxy(driver: Driver): Promise<void> {
+  const peer = await startOscorePeer();
+  const tap = await relay(peer.port);
+  const proxy = new CoapProxy({ allow: [`127.0.0.1:${tap.port}`] });
+  const coap = serveCoap(
+    new CoapServer({}, { proxy: proxy.resource }),
+    { port: 0, page: explorerOnServer("coap+ws") },
+  );
+  try {
+    const target = `coap://127.0.0.1:${tap.port}`;
+    const page = `http://127.0.0.1:${coap.http.addr.port}/?target=${
+      encodeURIComponent(target)
+    }`;
+    await driver.goto(page);
+    await until(driver, "the connection", state("connected"));
+    // No context yet: the device answers the plain discovery 4.01.
+    await until(
+      driver,
+      "the refused discovery",
+      "document.querySelector('#discovery').textContent.includes('4.01')",
+    );
+    assertEquals(
+      await text(driver, "#discovery"),
+      "GET /.well-known/core answered 4.01 Unauthorized: OSCORE required",
+    );
+    const context = (await Deno.readTextFile(`${PEERS}/oscore-client.json`))
+      .trim();
+    // What crossed in the clear so far: the plain discovery and its 4.01.
+    const [plainUp, plainDown] = [tap.up.length, tap.down.length];
+    await driver.evaluate("document.querySelector('#oscore').open = true");
+    await driver.fill("#oscore-context", context);
+    await driver.click("#oscore-use");
+    await until(
+      driver,
+      "the context in use",
+      "document.querySelector('#oscore-state').dataset.state === 'on'",
+    );
+    assertEquals(
+      await text(driver, "#oscore-state"),
+      "on: Sender ID (empty), Recipient ID 01; requests are protected end to end (from sequence number 0)",
+    );
+    await driver.click("#discover");
+    await until(
+      driver,
+      "the protected listing",
+      "document.querySelectorAll('#resource-list li').length > 0",
+    );
+    const paths = (await listing(driver)).map(([path]) => path);
+    for (const path of ["/", "/echo", "/counter", "/big"]) {
+      assertEquals(paths.includes(path), true, `${path} in ${paths}`);
+    }
+    await driver.click(item("/", "target"));
+    await until(driver, "GET /", code("2.05 Content"));
+    assertEquals(
+      await text(driver, "#response-payload"),
+      "Welcome to the OSCORE demo server",
+    );
+    await driver.fill("#path", "/echo");
+    await driver.select("#method", "POST");
+    await driver.fill("#payload", "open the valve");
+    await driver.click("#send");
+    await until(driver, "the POST's answer", code("2.04 Changed"));
+    assertEquals(await text(driver, "#response-payload"), "open the valve");
+    await driver.select("#method", "GET");
+    await driver.click(item("/counter", "observe"));
+    await until(
+      driver,
+      "three protected notifications of /counter",
+      "Number(document.querySelector('.observation')?.dataset.count) >= 3",
+    );
+    await shot(driver, "15-oscore-through-the-proxy.png");
+    await driver.click(".observation button.stop");
+    await until(
+      driver,
+      "the card to say it stopped",
+      "document.querySelector('.observation .status').textContent.startsWith('stopped')",
+    );
+    // Kept in the browser: after a reload the context is used again, its
+    // sequence number on from the step reserved in localStorage (64).
+    await driver.goto(page);
+    await until(driver, "the connection again", state("connected"));
+    await until(
+      driver,
+      "the kept context",
+      "document.querySelector('#oscore-state').dataset.state === 'on'",
+    );
+    assertMatch(
+      await text(driver, "#oscore-state"),
+      /^on: Sender ID \(empty\), Recipient ID 01; requests are protected end to end \(from sequence number 64\)$/,
+    );
+    await until(
+      driver,
+      "the listing after the reload",
+      "document.querySelectorAll('#resource-list li').length > 0",
+    );
+    await driver.click(item("/", "target"));
+    await until(driver, "GET / after the reload", code("2.05 Content"));
+    // The proxy's side once the context was in use: outer POST and FETCH
+    // and ciphertext; no path, no payload, no answer.
+    const up = tap.up.slice(plainUp);
+    const down = tap.down.slice(plainDown);
+    for (
+      const secret of [
+        "Welcome",
+        "open the valve",
+        "echo",
+        "counter",
+        "well-known",
+        "</",
+      ]
+    ) {
+      assertEquals(holds(up, secret) || holds(down, secret), false, secret);
+    }
+    assertEquals(driver.problems, []);
+  } finally {
+    proxy.close();
+    await coap.http.shutdown();
+    tap.close();
+    await peer.stop();
+  }
+}
+
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
   chromium: chromiumDriver,
   firefox: firefoxDriver,
@@ -1173,6 +1310,10 @@ for (const browser of ["chromium", "firefox"] as const) {
       [
         "libcoap's coap-server over UDP, through coap:proxy: the device's resources, GET /, Observe /time",
         throughTheProxy,
+      ],
+      [
+        "aiocoap's OSCORE server through coap:proxy, end to end: a pasted context, discovery, GET, POST, Observe, kept across a reload",
+        oscoreThroughTheProxy,
       ],
     ] as const
   ) {
