@@ -587,3 +587,65 @@ Deno.test("OscoreContexts.find() picks by kid, and by kid context where two shar
     "two contexts have the Recipient ID (empty) and the same ID Context",
   );
 });
+
+Deno.test("SecurityContext.unprotectRequest() and unprotectResponse() meet 2,000 hostile messages with an OscoreError each, and nothing else", async () => {
+  // Deterministic noise (xorshift): options, Partial IVs, kids and
+  // ciphertexts of every length, near-valid ones among them.
+  let seed = 0x2545f491;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const bytes = (max: number) =>
+    new Uint8Array(next() % (max + 1)).map(() => next() & 0xff);
+  const server = await SecurityContext.create(C1_SERVER);
+  const client = await SecurityContext.create(C1_CLIENT);
+  const { message: valid, binding } = await client.protectRequest({
+    code: Code.GET,
+    token: h("01"),
+    options: [],
+    payload: new Uint8Array(0),
+  });
+  const outcomes = new Map<string, number>();
+  for (let i = 0; i < 2000; i++) {
+    const flip = next() % valid.payload.length;
+    // A valid ciphertext with one bit changed, or noise.
+    const payload = i % 3 === 0
+      ? valid.payload.map((b, at) => at === flip ? b ^ 1 : b)
+      : bytes(40);
+    const option = i % 5 === 0
+      ? valid.options.find((o) => o.number === OSCORE_OPTION)!.value
+      : bytes(12);
+    const message = {
+      code: i % 2 ? Code.POST : Code.CHANGED,
+      token: bytes(8),
+      options: [{ number: OSCORE_OPTION, value: option }],
+      payload,
+    };
+    for (
+      const attempt of [
+        async () =>
+          await server.unprotectRequest(message, decodeOscoreOption(option)),
+        async () =>
+          await client.unprotectResponse(message, {
+            ...binding,
+            reuse: true,
+            lastPiv: -1,
+          }),
+      ]
+    ) {
+      try {
+        await attempt();
+        outcomes.set("accepted", (outcomes.get("accepted") ?? 0) + 1);
+      } catch (error) {
+        const kind = error instanceof OscoreError
+          ? "OscoreError"
+          : `other: ${error}`;
+        outcomes.set(kind, (outcomes.get(kind) ?? 0) + 1);
+      }
+    }
+  }
+  assertEquals([...outcomes.keys()], ["OscoreError"]);
+});
