@@ -35,7 +35,7 @@ import {
 } from "./message.ts";
 
 /** The OSCORE option's number (RFC 8613 §2). */
-export const OSCORE_OPTION = Option.OSCORE;
+export const OSCORE_OPTION: 9 = Option.OSCORE;
 
 /** COSE's number for AES-CCM-16-64-128, the algorithm used here. */
 export const AES_CCM_16_64_128 = 10;

@@ -21,8 +21,9 @@ import {
  * whole (written beside it, then renamed over it) so that a crash leaves
  * the old number or the new one, never half of one.
  *
- * @example
- * ```ts
+ * @example (Needs --allow-read and --allow-write: `deno task test:coap`
+ * checks the file through `coap:client --oscore`.)
+ * ```ts ignore
  * import { FileSequenceStore } from "./oscore_file.ts";
  * import { assertEquals } from "@std/assert";
  *
