@@ -5,7 +5,7 @@
 // as `deno task coap:server` runs it:
 //
 //   deno task fuzz [--seed N] [--runs N] [--seconds S] [--loopback N]
-//     [--only codec|client|server|tcp|udp|proxy|loopback]
+//     [--only codec|client|server|tcp|udp|proxy|oscore|loopback]
 //
 // --runs bounds the inputs of each in-process target and --seconds its
 // time (whichever comes first; CI runs a fixed seed with both set); a
@@ -21,6 +21,7 @@ import { frame as wsFrame, join, RawWebSocket, read } from "../raw_ws.ts";
 import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
 import { deviceSession, frame, session, udpSession } from "./generators.ts";
+import { oscore, oscoreSession } from "./oscore_target.ts";
 import {
   client,
   codec,
@@ -111,6 +112,7 @@ await target("server", session, server, (frames) => frames.length);
 await target("tcp", session, tcp, (frames) => frames.length);
 await target("udp", udpSession, udp, (datagrams) => datagrams.length);
 await target("proxy", deviceSession, proxy, (datagrams) => datagrams.length);
+await target("oscore", oscoreSession, oscore, (frames) => frames.length);
 
 // Loopback: sessions over real sockets to the server process, with a
 // bystander every so often; the process must serve to the end, log no

@@ -259,7 +259,7 @@ const structured = fc.oneof(
 }).filter((bytes): bytes is Uint8Array => bytes !== undefined);
 
 /** A byte-level change to a valid frame. */
-const mutation = fc.oneof(
+export const mutation = fc.oneof(
   fc.record({
     kind: fc.constant("flip" as const),
     at: fc.nat(),
