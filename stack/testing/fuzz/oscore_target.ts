@@ -27,7 +27,7 @@ import {
 import { CoapServer } from "../../server.ts";
 import { socketPair } from "../socket_pair.ts";
 import { csm, frame, mutate, mutation } from "./generators.ts";
-import { escaped, fuzzResources, quiet } from "./targets.ts";
+import { escaped, escapedSince, fuzzResources, quiet } from "./targets.ts";
 
 const h = (text: string) =>
   new Uint8Array((text.match(/../g) ?? []).map((b) => parseInt(b, 16)));
@@ -192,16 +192,14 @@ export async function oscore(frames: Uint8Array[]): Promise<string[]> {
     coap.exchanges,
     coap.observations,
     coap.drivers,
+    coap.heldBytes,
+    coap.uploadBytes,
   ];
   if (left.some((n) => n !== 0)) {
     defects.push(
-      `left after the peer went (connections, exchanges, observations, drivers): ${left}`,
+      `left after the peer went (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
     );
   }
-  defects.push(
-    ...escaped.slice(before).map((e) =>
-      `escaped to the platform: ${(e as Error)?.stack ?? e}`
-    ),
-  );
+  defects.push(...escapedSince(before));
   return defects;
 }

@@ -43,7 +43,7 @@ import {
 } from "../../udp.ts";
 
 /** What reached the platform since `escaped` had `before` entries, as defects. */
-function escapedSince(before: number): string[] {
+export function escapedSince(before: number): string[] {
   return escaped.slice(before).map((e) =>
     `escaped to the platform: ${(e as Error)?.stack ?? e}`
   );
