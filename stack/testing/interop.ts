@@ -758,11 +758,12 @@ Deno.test({
         options: [],
         payload: utf8("stray"),
       });
-      raw.send(get(2, "", [{ number: 9, value: new Uint8Array(0) }]));
+      // 13: critical, and assigned to nothing (9 is OSCORE's now).
+      raw.send(get(2, "", [{ number: 13, value: new Uint8Array(0) }]));
       const bad = await raw.next((m) => m.token[0] === 2);
       assertEquals([bad.code, text(bad.payload)], [
         Code.BAD_OPTION,
-        "Bad Option: the request has a critical unknown option 9",
+        "Bad Option: the request has a critical unknown option 13",
       ]);
       raw.send(get(3, ""));
       const ok = await raw.next((m) => m.token[0] === 3);
