@@ -11,6 +11,7 @@
 import { CoapClient, parseCoapUri } from "./client.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
+import { connectCoapDtls, parseDtlsUri } from "./dtls_node.ts";
 import {
   type CoapOption,
   type Method,
@@ -30,7 +31,7 @@ import {
 } from "./explorer/render.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] [--oscore FILE.json [--oscore-state FILE]] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] [--oscore FILE.json [--oscore-state FILE]] [--psk-identity ID --psk-key-file FILE] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -55,6 +56,8 @@ let verbose = false;
 let output: string | undefined;
 let pretty = false;
 let oscoreFile: string | undefined;
+let pskIdentity: string | undefined;
+let pskKeyFile: string | undefined;
 let oscoreState: string | undefined;
 const extraOptions: CoapOption[] = [];
 const args = [...Deno.args];
@@ -104,6 +107,7 @@ response prints its code and exits 1.
                           forwards it to URI (coap:// or coap+ws://)
   URI                     coap+ws://HOST:PORT/PATH?QUERY, coaps+ws://,
                           coap://HOST[:PORT]/PATH?QUERY (UDP, port 5683),
+                          coaps://HOST[:PORT]/PATH?QUERY (DTLS, port 5684),
                           coap+tcp://HOST[:PORT]/PATH?QUERY (TCP, port
                           5683) or coaps+tcp:// (TLS, port 5684)
   --oscore FILE.json      protect the request end to end with OSCORE (RFC
@@ -113,6 +117,10 @@ response prints its code and exits 1.
                           --proxy, which cannot read it
   --oscore-state FILE     where the context's sequence number is kept
                           (default FILE.json.seq beside the context)
+  --psk-identity ID       for coaps:// (DTLS 1.2 with a pre-shared key,
+                          TLS_PSK_WITH_AES_128_CCM_8): the identity
+  --psk-key-file FILE     the key, as libcoap's -k takes it: the file's bytes
+                          (one line end dropped); never on the command line
   --ca FILE               for coaps+tcp://, trust the certificates in FILE
                           (PEM) instead of the system's, such as a test
                           server's own CA
@@ -276,6 +284,12 @@ while (args.length > 0) {
   } else if (arg === "--oscore") {
     oscoreFile = args.shift() ||
       fail(`--oscore needs a context file (JSON)\n${usage}`);
+  } else if (arg === "--psk-identity") {
+    pskIdentity = args.shift() ??
+      fail(`--psk-identity needs an identity\n${usage}`);
+  } else if (arg === "--psk-key-file") {
+    pskKeyFile = args.shift() ||
+      fail(`--psk-key-file needs a file\n${usage}`);
   } else if (arg === "--oscore-state") {
     oscoreState = args.shift() ||
       fail(`--oscore-state needs a file\n${usage}`);
@@ -302,11 +316,22 @@ if (count !== Infinity && !observe) {
 // Through a proxy, the client speaks WebSocket to the proxy, whatever URI
 // names.
 const udp = proxy === undefined && uri.startsWith("coap://");
+const dtls = proxy === undefined && uri.startsWith("coaps://");
 const tcp = proxy === undefined && /^coaps?\+tcp:\/\//.test(uri);
 if (proxy !== undefined && !/^coaps?\+ws:\/\//.test(proxy)) {
   fail(`--proxy needs a coap+ws:// or coaps+ws:// URL\n${usage}`);
 }
-if (nonConfirmable && !udp) fail(`--non goes with a coap:// URI\n${usage}`);
+if (nonConfirmable && !udp && !dtls) {
+  fail(`--non goes with a coap:// or coaps:// URI\n${usage}`);
+}
+if (dtls && (pskIdentity === undefined || pskKeyFile === undefined)) {
+  fail(
+    `a coaps:// URI needs --psk-identity ID and --psk-key-file FILE\n${usage}`,
+  );
+}
+if (!dtls && (pskIdentity !== undefined || pskKeyFile !== undefined)) {
+  fail(`--psk-identity and --psk-key-file go with a coaps:// URI\n${usage}`);
+}
 if ((udp || tcp) && (reconnect || accessToken !== undefined)) {
   fail(`--reconnect and --token go with coap+ws:// URIs\n${usage}`);
 }
@@ -323,7 +348,9 @@ try {
     }
     target = { path: "/", query: [] };
   } else {
-    target = udp
+    target = dtls
+      ? parseDtlsUri(uri)
+      : udp
       ? parseUdpUri(uri)
       : tcp
       ? parseTcpUri(uri)
@@ -347,7 +374,18 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let client: CoapClient;
 try {
   const connectTimeout = timeout === undefined ? undefined : timeout * 1000;
-  client = tcp
+  client = dtls
+    ? await connectCoapDtls(uri, {
+      log: quiet,
+      blockSize,
+      oscore,
+      udp: { nonConfirmable },
+      psk: { identity: pskIdentity!, key: readKey(pskKeyFile!) },
+      ...(connectTimeout === undefined
+        ? {}
+        : { dtls: { handshakeTimeout: connectTimeout } }),
+    })
+    : tcp
     ? await connectCoapTcp(uri, {
       log: quiet,
       blockSize,
@@ -459,6 +497,25 @@ if (udp && observe) {
 }
 client.close();
 Deno.exit(status);
+
+/**
+ * A pre-shared key from a file, as libcoap's `-k` takes it: the file's
+ * bytes, less one line end. Never from the command line, where other users
+ * of the machine could read it.
+ */
+function readKey(file: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(file);
+  } catch (error) {
+    fail(`Cannot read the key file ${file}: ${(error as Error).message}`);
+  }
+  let end = bytes.length;
+  if (end > 0 && bytes[end - 1] === 0x0a) end--;
+  if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  if (end === 0) fail(`The key file ${file} is empty`);
+  return bytes.subarray(0, end);
+}
 
 /** A payload for the terminal: text as it is, the rest rendered. */
 function show(response: CoapResponse): string {

@@ -14,6 +14,7 @@ import { serveCoap } from "./deno_server.ts";
 import { flagReader } from "./cli_args.ts";
 import { serveCoapUdp } from "./udp_node.ts";
 import { serveCoapTcp } from "./tcp_node.ts";
+import { serveCoapDtls } from "./dtls_node.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
@@ -35,7 +36,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME] [--oscore FILE.json ... [--oscore-state FILE]]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME] [--oscore FILE.json ... [--oscore-state FILE]] [--dtls-port N --psk-file FILE [--psk-hint HINT]]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -53,6 +54,9 @@ let transport: string | undefined;
 let explorer = true;
 let name: string | undefined;
 const oscoreFiles: string[] = [];
+let dtlsPort: number | undefined;
+let pskFile: string | undefined;
+let pskHint: string | undefined;
 let oscoreState: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -119,6 +123,12 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
                           (default FILE.json.seq); after a restart the
                           first request of a client is answered 4.01 with
                           Echo (RFC 8613 B.1.2) and served on its retry
+  --dtls-port N           also serve them over CoAP over DTLS (coaps://,
+                          RFC 7252 §9) on port N, with the pre-shared keys
+                          of --psk-file (TLS_PSK_WITH_AES_128_CCM_8)
+  --psk-file FILE         the keys: a line identity:key each, the key as
+                          libcoap's -k takes it
+  --psk-hint HINT         the identity hint to send (libcoap's -h)
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
@@ -165,6 +175,10 @@ while (args.length > 0) {
   } else if (arg === "--engine-ca") engineCa = value(arg, "a PEM file");
   else if (arg === "--hostname") hostname = value(arg, "an address");
   else if (arg === "--name") name = value(arg, "a name");
+  else if (arg === "--dtls-port") {
+    dtlsPort = Number(value(arg, "a port", (v) => /^\d{1,5}$/.test(v)));
+  } else if (arg === "--psk-file") pskFile = value(arg, "a file");
+  else if (arg === "--psk-hint") pskHint = value(arg, "a hint");
   else if (arg === "--oscore") {
     oscoreFiles.push(value(arg, "a context file (JSON)"));
   } else if (arg === "--oscore-state") {
@@ -284,6 +298,20 @@ if (name !== undefined) {
     }),
   };
 }
+if ((dtlsPort === undefined) !== (pskFile === undefined)) {
+  fail("--dtls-port and --psk-file go together");
+}
+if (pskHint !== undefined && dtlsPort === undefined) {
+  fail("--psk-hint goes with --dtls-port");
+}
+let pskKeys: Record<string, Uint8Array> | undefined;
+if (pskFile !== undefined) {
+  try {
+    pskKeys = readPskFile(Deno.readTextFileSync(pskFile));
+  } catch (error) {
+    fail(`--psk-file ${pskFile}: ${(error as Error).message}`);
+  }
+}
 if (oscoreState !== undefined && oscoreFiles.length !== 1) {
   fail("--oscore-state goes with one --oscore");
 }
@@ -359,6 +387,21 @@ if (udpPort !== undefined) {
   }
 }
 
+if (dtlsPort !== undefined) {
+  try {
+    const serving = await serveCoapDtls(server, {
+      hostname,
+      port: dtlsPort,
+      psk: pskKeys!,
+      pskHint,
+    });
+    console.log(`dtls on ${serving.port}`);
+  } catch (error) {
+    console.error(startError(error, "DTLS"));
+    Deno.exit(2);
+  }
+}
+
 if (tcpPort !== undefined) {
   try {
     const tcp = await serveCoapTcp(server, { hostname, port: tcpPort, tls });
@@ -399,11 +442,41 @@ try {
   console.error(startError(error));
   Deno.exit(2);
 }
+/**
+ * The keys of a PSK file: a line `identity:key` each (the key is what
+ * follows the first colon, as bytes of its text); blank lines and lines
+ * starting with # are skipped.
+ */
+function readPskFile(text: string): Record<string, Uint8Array> {
+  const keys: Record<string, Uint8Array> = {};
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.replace(/\r$/, "");
+    if (line.trim() === "" || line.startsWith("#")) continue;
+    const colon = line.indexOf(":");
+    if (colon <= 0 || colon === line.length - 1) {
+      throw new Error(`line ${i + 1} is not identity:key`);
+    }
+    keys[line.slice(0, colon)] = new TextEncoder().encode(
+      line.slice(colon + 1),
+    );
+  }
+  if (Object.keys(keys).length === 0) throw new Error("it holds no key");
+  return keys;
+}
+
 /** Why serving could not start, in one line. */
-function startError(error: unknown, side?: true | "TCP"): string {
-  const where = `${side === true ? "UDP " : side === "TCP" ? "TCP " : ""}${
+function startError(error: unknown, side?: true | "TCP" | "DTLS"): string {
+  const where = `${side === true ? "UDP " : side ? `${side} ` : ""}${
     hostname.includes(":") ? `[${hostname}]` : hostname
-  }:${side === true ? udpPort : side === "TCP" ? tcpPort : port}`;
+  }:${
+    side === true
+      ? udpPort
+      : side === "TCP"
+      ? tcpPort
+      : side === "DTLS"
+      ? dtlsPort
+      : port
+  }`;
   const message = String((error as Error)?.message ?? error);
   // Deno's own errors, and node:net's codes for the ws transport.
   const code = (error as { code?: unknown })?.code;

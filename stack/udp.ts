@@ -599,6 +599,17 @@ export class CoapUdpEndpoint {
   }
 
   /**
+   * Ends the peer at `address`, if there is one: its connection closes with
+   * `reason`, and what was open on it ends (a DTLS session under it ended).
+   *
+   * @param address The peer.
+   * @param reason Why, for its close event.
+   */
+  disconnect(address: PeerAddress, reason: string): void {
+    this.#peer(address)?._end(4000, reason);
+  }
+
+  /**
    * Logs `line` as a warning, at most once a second for each `kind`: the
    * first at once, and how many more came within the second in one line
    * after it. For refusals a flood would otherwise log once a datagram.
