@@ -1306,7 +1306,7 @@ export class DtlsSession {
     }
   }
 
-  async #serverHello(message: HandshakeMessage, hello: ClientHello) {
+  #serverHello(message: HandshakeMessage, hello: ClientHello): void {
     if (!hello.suites.includes(TLS_PSK_WITH_AES_128_CCM_8)) {
       throw new DtlsError(
         "The client offers no cipher suite this server has (TLS_PSK_WITH_AES_128_CCM_8)",

@@ -1,0 +1,280 @@
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  AlertDescription,
+  DtlsEndpoint,
+  type DtlsEndpointOptions,
+  DtlsError,
+  prf,
+  readRecords,
+} from "./dtls.ts";
+import { ManualClock } from "./testing/manual_clock.ts";
+import type { PeerAddress } from "./udp.ts";
+
+const KEY = new TextEncoder().encode("secretPSK");
+const SERVER: PeerAddress = { hostname: "127.0.0.1", port: 5684 };
+const CLIENT: PeerAddress = { hostname: "127.0.0.1", port: 40000 };
+const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Waits until WebCrypto's calls (in other threads) and their work are done. */
+async function quiet(ms = 30): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A client and a server endpoint wired in memory; `drop` decides, for each
+ * datagram in order, whether the network loses it.
+ */
+function pair(
+  options: {
+    server?: Partial<DtlsEndpointOptions>;
+    client?: Partial<DtlsEndpointOptions>;
+    drop?: (n: number, datagram: Uint8Array, toServer: boolean) => boolean;
+  } = {},
+) {
+  const wire: { toServer: boolean; bytes: Uint8Array }[] = [];
+  const got: string[] = [];
+  let n = 0;
+  const server: DtlsEndpoint = new DtlsEndpoint(
+    (datagram) => {
+      wire.push({ toServer: false, bytes: datagram });
+      if (options.drop?.(n++, datagram, false)) return;
+      queueMicrotask(() => client.receive(datagram, SERVER));
+    },
+    (data) => got.push(`server got ${decode(data)}`),
+    {
+      pskLookup: (identity) => decode(identity) === "me" ? KEY : undefined,
+      ...options.server,
+    },
+  );
+  const client: DtlsEndpoint = new DtlsEndpoint(
+    (datagram) => {
+      wire.push({ toServer: true, bytes: datagram });
+      if (options.drop?.(n++, datagram, true)) return;
+      queueMicrotask(() => server.receive(datagram, CLIENT));
+    },
+    (data) => got.push(`client got ${decode(data)}`),
+    { psk: { identity: "me", key: KEY }, ...options.client },
+  );
+  return { server, client, wire, got };
+}
+
+/** What each datagram on the wire held: its records' content types. */
+function shapes(wire: { toServer: boolean; bytes: Uint8Array }[]): string[] {
+  const names: Record<number, string> = {
+    20: "ccs",
+    21: "alert",
+    22: "handshake",
+    23: "data",
+  };
+  return wire.map(({ toServer, bytes }) =>
+    `${toServer ? ">" : "<"} ${
+      readRecords(bytes).map((r) =>
+        r.type === 22 && r.epoch === 0
+          ? `hs${r.fragment[0]}`
+          : `${names[r.type]}@${r.epoch}`
+      ).join(",")
+    }`
+  );
+}
+
+Deno.test("prf() is TLS 1.2's PRF with SHA-256: the test vector's 100 bytes", async () => {
+  const h = (s: string) =>
+    new Uint8Array(s.match(/../g)!.map((b) => parseInt(b, 16)));
+  const out = await prf(
+    h("9bbe436ba940f017b17652849a71db35"),
+    "test label",
+    h("a0ba9f936cda311827a6f796ffd5198c"),
+    100,
+  );
+  assertEquals(
+    [...out].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    "e3f229ba727be17b8d122620557cd453c2aab21d07c3d495329b52d4e61edb5a6b301791e90d35c9c9a46b4e14baf9af0fa022f7077def17abfd3797c0564bab4fbc91666e9def9b97fce34f796789baa48082d122ee42c5a72e5a5110fff70187347b66",
+  );
+});
+
+Deno.test("DtlsEndpoint: a PSK handshake in its flights (cookie first), then data both ways", async () => {
+  const { server, client, wire, got } = pair({
+    server: { pskHint: "hint" },
+  });
+  const session = await client.connect(SERVER);
+  session.send(new TextEncoder().encode("ping"));
+  await quiet();
+  server.send(new TextEncoder().encode("pong"), CLIENT);
+  await quiet();
+  assertEquals(got, ["server got ping", "client got pong"]);
+  assertEquals(shapes(wire), [
+    "> hs1", // ClientHello
+    "< hs3", // HelloVerifyRequest
+    "> hs1", // ClientHello with the cookie
+    "< hs2,hs12,hs14", // ServerHello, ServerKeyExchange (hint), Done
+    "> hs16,ccs@0,handshake@1", // ClientKeyExchange, CCS, Finished
+    "< ccs@0,handshake@1", // CCS, Finished
+    "> data@1",
+    "< data@1",
+  ]);
+  assertEquals([server.sessions, server.handshakes, server.cookiesSent], [
+    1,
+    0,
+    1,
+  ]);
+  client.close();
+  await quiet();
+  // The close_notify ended the server's session too.
+  assertEquals([client.sessions, server.sessions], [0, 0]);
+});
+
+Deno.test("DtlsEndpoint: application data is sealed (no plaintext on the wire), and a changed or replayed record is dropped", async () => {
+  const { server, client, wire, got } = pair();
+  const session = await client.connect(SERVER);
+  session.send(new TextEncoder().encode("the secret reading"));
+  await quiet();
+  const record = wire.at(-1)!.bytes;
+  assert(!decode(record).includes("secret"));
+  server.receive(record, CLIENT); // replayed
+  const changed = record.slice();
+  changed[changed.length - 1] ^= 1;
+  server.receive(changed, CLIENT);
+  await quiet();
+  assertEquals(got, ["server got the secret reading"]);
+  client.close();
+  server.close();
+});
+
+Deno.test("DtlsEndpoint: lost flights are sent again on the timer, doubling, and the handshake completes", async () => {
+  const clock = new ManualClock();
+  const lost = new Set([1, 3, 5]); // the HVR, the server's flight, the client's
+  const { server, client, wire } = pair({
+    server: { clock },
+    client: { clock },
+    drop: (n) => lost.has(n),
+  });
+  const connecting = client.connect(SERVER);
+  let open = false;
+  connecting.then(() => open = true);
+  for (let i = 0; i < 12 && !open; i++) {
+    await quiet(10);
+    await clock.advance(1000 * 2 ** Math.min(i, 5));
+  }
+  assertEquals(open, true);
+  assert(wire.length > 8, shapes(wire).join(" "));
+  client.close();
+  server.close();
+});
+
+Deno.test("DtlsEndpoint: handshake messages larger than the MTU go in fragments and are reassembled", async () => {
+  const { server, client, wire, got } = pair({
+    // The server's side only: a ClientHello must come whole (§4.2.1's
+    // stateless cookie needs it in one datagram).
+    server: { mtu: 60, pskHint: "h".repeat(100) },
+  });
+  const session = await client.connect(SERVER);
+  session.send(new TextEncoder().encode("through"));
+  await quiet();
+  assertEquals(got, ["server got through"]);
+  // The server's ServerKeyExchange (a 100-byte hint) crossed in pieces.
+  assert(
+    wire.some(({ toServer, bytes }) =>
+      !toServer && readRecords(bytes).some((r) =>
+        r.fragment[0] === 12 &&
+        (r.fragment[9] | r.fragment[10] | r.fragment[11]) !== 0
+      )
+    ),
+  );
+  client.close();
+  server.close();
+});
+
+Deno.test("DtlsEndpoint: an unknown identity gets unknown_psk_identity; a wrong key never opens and says why", async () => {
+  const unknown = pair({ client: { psk: { identity: "stranger", key: KEY } } });
+  const error = await assertRejects(
+    () => unknown.client.connect(SERVER),
+    DtlsError,
+  );
+  assertEquals(
+    [error.message, error.alert, error.sent],
+    [
+      "The peer sent a fatal alert: unknown_psk_identity",
+      AlertDescription.UNKNOWN_PSK_IDENTITY,
+      false,
+    ],
+  );
+  const clock = new ManualClock();
+  const wrong = pair({
+    server: { clock },
+    client: { psk: { identity: "me", key: "not it" }, clock },
+  });
+  const failing = wrong.client.connect(SERVER);
+  const outcome = failing.then(() => "opened", (e: DtlsError) => e.message);
+  for (let i = 0; i < 8; i++) {
+    await quiet(10);
+    await clock.advance(5000);
+  }
+  assertEquals(
+    await outcome,
+    "The server did not answer the Finished within 30000 ms: it could not verify it (a wrong pre-shared key, or an identity it does not know)",
+  );
+  assertEquals([wrong.server.sessions, wrong.server.handshakes], [0, 0]);
+});
+
+Deno.test("DtlsEndpoint as a server: a ClientHello without a cookie costs a cookie and nothing more; bounds on handshakes hold", async () => {
+  const sent: Uint8Array[] = [];
+  const server = new DtlsEndpoint((d) => sent.push(d), () => {}, {
+    pskLookup: () => KEY,
+    maxHandshakesPerAddress: 2,
+  });
+  // A real client's first ClientHello, sent from 1,000 spoofed sources.
+  const hello: Uint8Array[] = [];
+  const probe = new DtlsEndpoint((d) => hello.push(d), () => {}, {
+    psk: { identity: "me", key: KEY },
+  });
+  probe.connect(SERVER).catch(() => {});
+  await quiet();
+  for (let i = 0; i < 1000; i++) {
+    server.receive(hello[0], {
+      hostname: `10.0.${i >> 8}.${i & 255}`,
+      port: 1000 + i,
+    });
+  }
+  await quiet(200);
+  assertEquals([server.sessions, server.handshakes, server.cookiesSent], [
+    0,
+    0,
+    1000,
+  ]);
+  // Each answer is no larger than what it answers: no amplification.
+  assert(
+    sent.every((d) => d.length <= hello[0].length),
+    `${sent[0].length} > ${hello[0].length}`,
+  );
+  probe.close();
+  server.close();
+  assertThrows(
+    () => new DtlsEndpoint(() => {}, () => {}, { maxSessions: 0 }),
+    RangeError,
+    "maxSessions must be a positive integer, got 0",
+  );
+});
+
+Deno.test("DtlsEndpoint: malformed and hostile datagrams are dropped without a session or a throw", async () => {
+  const { server, client } = pair();
+  const session = await client.connect(SERVER);
+  let seed = 7;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const stranger = { hostname: "127.0.0.9", port: 9 };
+  for (let i = 0; i < 2000; i++) {
+    const bytes = new Uint8Array(next() % 80).map(() => next() & 0xff);
+    if (i % 2 === 0 && bytes.length > 13) {
+      bytes.set([22, 0xfe, 0xfd, 0, 0], 0); // a plausible record header
+    }
+    server.receive(bytes, i % 3 === 0 ? CLIENT : stranger);
+  }
+  await quiet(100);
+  assertEquals([session.state, server.sessions], ["open", 1]);
+  client.close();
+  server.close();
+});
