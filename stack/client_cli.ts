@@ -339,11 +339,11 @@ let target: { path: string; query: string[] };
 try {
   if (proxy !== undefined) {
     // Checked here, sent whole as Proxy-Uri.
-    if (!/^(coap|coap\+ws|coaps\+ws):\/\/[^/]/.test(uri)) {
+    if (!/^(coaps?|coaps?\+ws|coaps?\+tcp):\/\/[^/]/.test(uri)) {
       throw new TypeError(
         `Cannot ask the proxy for ${
           JSON.stringify(uri)
-        }: expected coap:// or coap+ws://`,
+        }: expected coap://, coaps://, coap+ws:// or coap+tcp://`,
       );
     }
     target = { path: "/", query: [] };

@@ -48,6 +48,8 @@ import {
 import { CoapError, type Resource } from "./server.ts";
 import { connectCoapUdp } from "./udp_node.ts";
 import { connectCoapTcp } from "./tcp_node.ts";
+import { connectCoapDtls } from "./dtls_node.ts";
+import type { PskCredentials } from "./dtls.ts";
 import { type Clock, systemClock } from "./connection.ts";
 import type { UdpOptions } from "./udp.ts";
 
@@ -117,6 +119,13 @@ export interface ProxyOptions {
   /** Settings for CoAP over UDP upstream. */
   udp?: UdpOptions;
   /**
+   * The pre-shared keys for `coaps://` targets (DTLS 1.2,
+   * `TLS_PSK_WITH_AES_128_CCM_8`), by target (`host:port`, as in
+   * `allow`); `"*"` for every target without its own. A `coaps://` target
+   * without credentials gets 5.02.
+   */
+  psk?: Readonly<Record<string, PskCredentials>>;
+  /**
    * Where trouble is logged.
    *
    * @default {console}
@@ -151,6 +160,7 @@ const DEFAULT_PORTS: Record<string, number> = {
   "coaps+ws:": 443,
   "coap+tcp:": 5683,
   "coaps+tcp:": 5684,
+  "coaps:": 5684,
 };
 
 /** Options a response carries that the downstream server sets itself. */
@@ -304,7 +314,7 @@ export class CoapProxy {
     this.#allow = new Map();
     for (const entry of options.allow ?? []) {
       const match =
-        /^(?:(coap|coap\+ws|coaps\+ws|coap\+tcp|coaps\+tcp):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})$/
+        /^(?:(coap|coaps|coap\+ws|coaps\+ws|coap\+tcp|coaps\+tcp):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(\d{1,5})$/
           .exec(entry);
       if (match === null || Number(match[3]) > 65535) {
         throw new TypeError(
@@ -345,9 +355,12 @@ export class CoapProxy {
     const budget = this.#budget = new ByteBudget(
       options.maxReassemblyBytes ?? 16 * 1024 * 1024,
     );
+    const psk = options.psk ?? {};
     const connect = options.connect ??
       ((origin) =>
-        origin.startsWith("coap://")
+        origin.startsWith("coaps://")
+          ? dtls(origin)
+          : origin.startsWith("coap://")
           ? connectCoapUdp(origin, {
             log: this.#log,
             udp,
@@ -362,6 +375,22 @@ export class CoapProxy {
             log: this.#log,
             reassemblyBudget: budget,
           }));
+    const dtls = (origin: string) => {
+      const where = origin.slice("coaps://".length).toLowerCase();
+      const credentials = psk[where] ?? psk["*"];
+      if (credentials === undefined) {
+        return Promise.reject(
+          new Error(`no pre-shared key for ${where} (--psk-identity)`),
+        );
+      }
+      return connectCoapDtls(origin, {
+        log: this.#log,
+        udp,
+        reassemblyBudget: budget,
+        psk: credentials,
+        dtls: { handshakeTimeout: this.#timeout },
+      });
+    };
     this.#connect = (origin) => connect(origin, budget);
   }
 
@@ -443,7 +472,7 @@ export class CoapProxy {
     if (DEFAULT_PORTS[url.protocol] === undefined) {
       throw new CoapError(
         "5.05",
-        `Proxying Not Supported: this proxy forwards to coap://, coap+tcp:// and coap+ws:// only, not ${
+        `Proxying Not Supported: this proxy forwards to coap://, coaps://, coap+tcp:// and coap+ws:// only, not ${
           url.protocol.slice(0, 20)
         }//`,
       );

@@ -8,11 +8,12 @@
 
 import { flagReader } from "./cli_args.ts";
 import { serveCoap } from "./deno_server.ts";
+import type { PskCredentials } from "./dtls.ts";
 import { CoapProxy } from "./proxy.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--cache-bytes BYTES] [--no-explorer]";
+  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--cache-bytes BYTES] [--psk-identity ID --psk-key-file FILE] [--psk-credentials FILE.json] [--no-explorer]";
 let port = 8684;
 let hostname = "127.0.0.1";
 const allow: string[] = [];
@@ -23,6 +24,9 @@ let timeout: number | undefined;
 let maxReassemblyBytes: number | undefined;
 let cacheBytes: number | undefined;
 let explorer = true;
+let pskIdentity: string | undefined;
+let pskKeyFile: string | undefined;
+let pskCredentials: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   console.log(`${usage}
@@ -43,6 +47,15 @@ amplifier and a door into the network behind it.
                           a WebSocket server it may forward to
   --allow coap+tcp://HOST:PORT
                           a server over TCP (coaps+tcp:// for TLS)
+  --allow coaps://HOST:PORT
+                          a device over DTLS with a pre-shared key
+  --psk-identity ID --psk-key-file FILE
+                          the identity and key (the file's bytes, one line
+                          end dropped) for coaps:// targets
+  --psk-credentials FILE.json
+                          each coaps:// target's own: {"HOST:PORT":
+                          {"identity": "…", "key": "…"}, …} ("key_hex" for
+                          bytes; "*" for every other target)
   --origin URL            also let web pages from URL in (repeatable)
   --allowed-host NAME     also answer requests that name the proxy NAME
   --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients
@@ -94,7 +107,11 @@ while (args.length > 0) {
       value(arg, "a number of bytes", (v) => /^\d+$/.test(v)),
     );
   } else if (arg === "--no-explorer") explorer = false;
-  else fail(`unknown option ${JSON.stringify(arg)}`);
+  else if (arg === "--psk-identity") pskIdentity = value(arg, "an identity");
+  else if (arg === "--psk-key-file") pskKeyFile = value(arg, "a file");
+  else if (arg === "--psk-credentials") {
+    pskCredentials = value(arg, "a JSON file");
+  } else fail(`unknown option ${JSON.stringify(arg)}`);
 }
 if ((certFile === undefined) !== (keyFile === undefined)) {
   fail("--cert and --key go together");
@@ -111,6 +128,25 @@ const log = {
   warn: (...data: unknown[]) => console.error("warn:", ...data),
   error: (...data: unknown[]) => console.error("error:", ...data),
 };
+if ((pskIdentity === undefined) !== (pskKeyFile === undefined)) {
+  fail("--psk-identity and --psk-key-file go together");
+}
+const psk: Record<string, PskCredentials> = {};
+try {
+  if (pskCredentials !== undefined) {
+    Object.assign(psk, readCredentials(Deno.readTextFileSync(pskCredentials)));
+  }
+  if (pskIdentity !== undefined) {
+    const bytes = Deno.readFileSync(pskKeyFile!);
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] === 0x0a) end--;
+    if (end > 0 && bytes[end - 1] === 0x0d) end--;
+    if (end === 0) throw new Error(`the key file ${pskKeyFile} is empty`);
+    psk["*"] ??= { identity: pskIdentity, key: bytes.slice(0, end) };
+  }
+} catch (error) {
+  fail(`Cannot read the pre-shared keys: ${(error as Error).message}`);
+}
 let proxy: CoapProxy;
 try {
   proxy = new CoapProxy({
@@ -119,6 +155,7 @@ try {
     log,
     maxReassemblyBytes,
     cacheBytes,
+    psk,
   });
 } catch (error) {
   fail(`--allow: ${(error as Error).message}`);
@@ -202,4 +239,40 @@ try {
       : `Cannot start the proxy on ${where}: ${(error as Error).message}`,
   );
   Deno.exit(2);
+}
+
+/**
+ * A credentials file: each coaps:// target (`host:port`, or `*`) to its
+ * identity and key (`key` as text, or `key_hex`).
+ */
+function readCredentials(text: string): Record<string, PskCredentials> {
+  const json = JSON.parse(text);
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new Error("the credentials file is not a JSON object");
+  }
+  const out: Record<string, PskCredentials> = {};
+  for (const [target, entry] of Object.entries(json)) {
+    const { identity, key, key_hex } = (entry ?? {}) as Record<
+      string,
+      unknown
+    >;
+    if (
+      typeof identity !== "string" ||
+      (typeof key !== "string") === (typeof key_hex !== "string") ||
+      (typeof key_hex === "string" && !/^(?:[0-9a-fA-F]{2})+$/.test(key_hex))
+    ) {
+      throw new Error(
+        `the entry for ${
+          JSON.stringify(target)
+        } needs "identity" and one of "key" or "key_hex" (hex digits)`,
+      );
+    }
+    out[target.toLowerCase()] = {
+      identity,
+      key: typeof key === "string" ? key : new Uint8Array(
+        (key_hex as string).match(/../g)!.map((b) => parseInt(b, 16)),
+      ),
+    };
+  }
+  return out;
 }
