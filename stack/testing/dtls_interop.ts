@@ -19,9 +19,11 @@ import {
   requireLibcoap,
   type Running,
   spawn,
+  startOurProxy,
   startOurServer,
 } from "./peers.ts";
 import { rss } from "./proc.ts";
+import { CoapClient } from "../client.ts";
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const network = { sanitizeOps: false, sanitizeResources: false };
@@ -328,6 +330,73 @@ Deno.test({
     } finally {
       for (const socket of sockets) socket.close();
       await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "DTLS through coap:proxy from WebSocket: a client without keys reaches coap-server-openssl's coaps:// with the proxy's pre-shared key (GET, an observation); a target without credentials gets 5.02",
+  ...network,
+  async fn() {
+    const device = await startLibcoapDtls("openssl");
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/credentials.json`,
+      JSON.stringify({
+        [`127.0.0.1:${device.dtls}`]: { identity: "user", key: KEY },
+      }),
+    );
+    const keyless = await freeUdpPort();
+    const proxy = await startOurProxy([
+      "--allow",
+      `coaps://127.0.0.1:${device.dtls}`,
+      "--allow",
+      `coaps://127.0.0.1:${keyless}`,
+      "--psk-credentials",
+      `${dir}/credentials.json`,
+      "--timeout",
+      "3000",
+      "--no-explorer",
+    ]);
+    const client = await CoapClient.connect(
+      `coap+ws://127.0.0.1:${proxy.port}`,
+      { log: quiet },
+    );
+    try {
+      const through = (uri: string, extra = {}) => ({
+        method: "GET" as const,
+        path: "/",
+        proxyUri: uri,
+        ...extra,
+      });
+      const index = await ask(
+        client,
+        through(`coaps://127.0.0.1:${device.dtls}/`),
+      );
+      assert(
+        index[0].startsWith("2.05 This is a test server made with libcoap"),
+        index[0],
+      );
+      const ticks = await ask(
+        client,
+        through(`coaps://127.0.0.1:${device.dtls}/time`, { observe: true }),
+        2,
+      );
+      assertEquals(ticks.length, 2, ticks.join());
+      assertEquals(
+        await ask(client, through(`coaps://127.0.0.1:${keyless}/`)),
+        [
+          `5.02 Bad Gateway: cannot reach coaps://127.0.0.1:${keyless} (no pre-shared key for 127.0.0.1:${keyless} (--psk-identity))`,
+        ],
+      );
+      // The key never reaches the proxy's output.
+      assert(!proxy.lines.some((line) => line.includes(KEY)));
+    } finally {
+      client.close();
+      await proxy.stop();
+      await device.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -1283,6 +1283,80 @@ async function oscoreThroughTheProxy(driver: Driver): Promise<void> {
   }
 }
 
+/**
+ * A DTLS device (libcoap's OpenSSL server with a pre-shared key) through
+ * coap:proxy, which holds the key: the page lists its resources, GETs and
+ * observes, over WebSocket to the proxy and DTLS beyond it.
+ */
+async function dtlsThroughTheProxy(driver: Driver): Promise<void> {
+  let port = 0;
+  let device: Running | undefined;
+  for (let attempt = 0; attempt < 5 && device === undefined; attempt++) {
+    port = freePort();
+    device = spawn("coap-server-openssl", [
+      "-A",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-k",
+      "secretPSK",
+      "-d",
+      "10",
+    ], port);
+  }
+  const proxy = new CoapProxy({
+    allow: [`coaps://127.0.0.1:${port + 1}`],
+    psk: { "*": { identity: "user", key: "secretPSK" } },
+  });
+  const coap = serveCoap(
+    new CoapServer({}, { proxy: proxy.resource }),
+    { port: 0, page: explorerOnServer("coap+ws") },
+  );
+  try {
+    const target = `coaps://127.0.0.1:${port + 1}`;
+    await driver.goto(
+      `http://127.0.0.1:${coap.http.addr.port}/?target=${
+        encodeURIComponent(target)
+      }`,
+    );
+    await until(driver, "the connection", state("connected"));
+    for (let i = 0; i < 60; i++) {
+      const [listed, asking] = await driver.evaluate<[number, boolean]>(
+        "[document.querySelectorAll('#resource-list li').length, document.querySelector('#discovery').textContent.startsWith('Asking')]",
+      );
+      if (listed > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      if (!asking) await driver.click("#discover");
+    }
+    const paths = (await listing(driver)).map(([path]) => path);
+    assertEquals(paths.slice(0, 2), ["/", "/time"]);
+    await driver.click(item("/", "target"));
+    await until(driver, "GET /", code("2.05 Content"));
+    assertMatch(
+      await text(driver, "#response-payload"),
+      /^This is a test server made with libcoap/,
+    );
+    await driver.click(item("/time", "observe"));
+    await until(
+      driver,
+      "three notifications of /time over DTLS",
+      "Number(document.querySelector('.observation')?.dataset.count) >= 3",
+    );
+    await shot(driver, "16-dtls-through-the-proxy.png");
+    await driver.click(".observation button.stop");
+    await until(
+      driver,
+      "the card to say it stopped",
+      "document.querySelector('.observation .status').textContent.startsWith('stopped')",
+    );
+    assertEquals(driver.problems, []);
+  } finally {
+    proxy.close();
+    await coap.http.shutdown();
+    await device?.stop();
+  }
+}
+
 const DRIVERS: Record<Browser, () => Promise<Driver>> = {
   chromium: chromiumDriver,
   firefox: firefoxDriver,
@@ -1314,6 +1388,10 @@ for (const browser of ["chromium", "firefox"] as const) {
       [
         "aiocoap's OSCORE server through coap:proxy, end to end: a pasted context, discovery, GET, POST, Observe, kept across a reload",
         oscoreThroughTheProxy,
+      ],
+      [
+        "libcoap's OpenSSL server over DTLS with a pre-shared key, through coap:proxy: the device's resources, GET /, Observe /time",
+        dtlsThroughTheProxy,
       ],
     ] as const
   ) {
