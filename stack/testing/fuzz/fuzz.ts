@@ -5,7 +5,7 @@
 // as `deno task coap:server` runs it:
 //
 //   deno task fuzz [--seed N] [--runs N] [--seconds S] [--loopback N]
-//     [--only codec|client|server|tcp|udp|proxy|oscore|loopback]
+//     [--only codec|client|server|tcp|udp|proxy|oscore|dtls|loopback]
 //
 // --runs bounds the inputs of each in-process target and --seconds its
 // time (whichever comes first; CI runs a fixed seed with both set); a
@@ -22,6 +22,7 @@ import { startOurServer } from "../peers.ts";
 import { rss } from "../proc.ts";
 import { deviceSession, frame, session, udpSession } from "./generators.ts";
 import { oscore, oscoreSession } from "./oscore_target.ts";
+import { dtls, dtlsSession } from "./dtls_target.ts";
 import {
   client,
   codec,
@@ -113,6 +114,7 @@ await target("tcp", session, tcp, (frames) => frames.length);
 await target("udp", udpSession, udp, (datagrams) => datagrams.length);
 await target("proxy", deviceSession, proxy, (datagrams) => datagrams.length);
 await target("oscore", oscoreSession, oscore, (frames) => frames.length);
+await target("dtls", dtlsSession, dtls, (datagrams) => datagrams.length);
 
 // Loopback: sessions over real sockets to the server process, with a
 // bystander every so often; the process must serve to the end, log no
