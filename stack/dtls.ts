@@ -359,10 +359,15 @@ const MAX_PLAINTEXT = 16384;
 
 /** One record read from a datagram, as it came. */
 export interface DtlsRecord {
+  /** The content type: 20 ChangeCipherSpec, 21 alert, 22 handshake, 23 data. */
   readonly type: number;
+  /** The version field (254, 253 for DTLS 1.2). */
   readonly version: Uint8Array;
+  /** The epoch: 0 in the clear, 1 once keys are in use. */
   readonly epoch: number;
+  /** The record's 48-bit sequence number. */
   readonly sequence: number;
+  /** The record's body, as it came (sealed from epoch 1). */
   readonly fragment: Uint8Array;
   /** The bytes of the whole record (header and fragment). */
   readonly raw: Uint8Array;
@@ -477,9 +482,13 @@ async function open(
 // ---------------------------------------------------------------------------
 // Handshake messages (RFC 6347 §4.2.2)
 
-interface HandshakeMessage {
+/** A whole handshake message: its type, message_seq and body. */
+export interface HandshakeMessage {
+  /** The handshake type (1 ClientHello, 2 ServerHello, …). */
   readonly type: number;
+  /** Its message_seq. */
   readonly seq: number;
+  /** Its body, reassembled. */
   readonly body: Uint8Array;
 }
 
@@ -542,12 +551,19 @@ const MAX_HELD_MESSAGES = 8;
 // ---------------------------------------------------------------------------
 // ClientHello (RFC 5246 §7.4.1.2, RFC 6347 §4.2.1)
 
-interface ClientHello {
+/** A ClientHello, read (RFC 5246 §7.4.1.2, RFC 6347 §4.2.1). */
+export interface ClientHello {
+  /** The version it offers. */
   readonly version: Uint8Array;
+  /** Its 32 random bytes. */
   readonly random: Uint8Array;
+  /** A session to resume (never resumed here). */
   readonly sessionId: Uint8Array;
+  /** The cookie of a HelloVerifyRequest, or empty. */
   readonly cookie: Uint8Array;
+  /** The cipher suites it offers. */
   readonly suites: number[];
+  /** Its extensions, by type. */
   readonly extensions: Map<number, Uint8Array>;
 }
 

@@ -17,13 +17,12 @@ const SERVER: PeerAddress = { hostname: "127.0.0.1", port: 5684 };
 const CLIENT: PeerAddress = { hostname: "127.0.0.1", port: 40000 };
 
 async function handshake(): Promise<void> {
-  let client!: DtlsEndpoint;
   const server: DtlsEndpoint = new DtlsEndpoint(
     (d) => queueMicrotask(() => client.receive(d, SERVER)),
     () => {},
     { pskLookup: () => KEY },
   );
-  client = new DtlsEndpoint(
+  const client: DtlsEndpoint = new DtlsEndpoint(
     (d) => queueMicrotask(() => server.receive(d, CLIENT)),
     () => {},
     { psk: { identity: "me", key: KEY } },

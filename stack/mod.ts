@@ -64,4 +64,5 @@ export * from "./blockwise.ts";
 export * from "./context.ts";
 export * from "./oscore.ts";
 export * from "./ccm.ts";
+export * from "./dtls.ts";
 export { type DemoHooks, demoResources } from "./resources.ts";

@@ -170,7 +170,7 @@ Deno.test("CoapProxy refuses what it was not allowed (4.03, a WebSocket scheme t
     );
     assertEquals(
       await t.ask(proxyUri("http://127.0.0.1:5683/x")),
-      "5.05 Proxying Not Supported: this proxy forwards to coap://, coap+tcp:// and coap+ws:// only, not http://",
+      "5.05 Proxying Not Supported: this proxy forwards to coap://, coaps://, coap+tcp:// and coap+ws:// only, not http://",
     );
     assertEquals(
       await t.ask(proxyUri("not a uri")),

@@ -173,7 +173,7 @@ Deno.test({
         "4.03 Forbidden: this proxy does not forward to 127.0.0.1:9 (it forwards only to the targets it was started with, --allow HOST:PORT)",
       ]);
       assertEquals(await ask(a, through(`http://127.0.0.1:${device.port}/`)), [
-        "5.05 Proxying Not Supported: this proxy forwards to coap://, coap+tcp:// and coap+ws:// only, not http://",
+        "5.05 Proxying Not Supported: this proxy forwards to coap://, coaps://, coap+tcp:// and coap+ws:// only, not http://",
       ]);
       const unreachable = await ask(
         a,

@@ -24,13 +24,12 @@ const SOURCES: PeerAddress[] = [0, 1, 2].map((i) => ({
 /** A real handshake's client datagrams, and some sealed data after it. */
 const POOL: Uint8Array[] = await (async () => {
   const captured: Uint8Array[] = [];
-  let client!: DtlsEndpoint;
   const server: DtlsEndpoint = new DtlsEndpoint(
     (datagram) => queueMicrotask(() => client.receive(datagram, SERVER)),
     () => {},
     { pskLookup: () => KEY, pskHint: "hint" },
   );
-  client = new DtlsEndpoint(
+  const client: DtlsEndpoint = new DtlsEndpoint(
     (datagram) => {
       captured.push(datagram);
       queueMicrotask(() => server.receive(datagram, SOURCES[0]));
