@@ -25,6 +25,13 @@ import { AesCcm } from "./ccm.ts";
 import { type Clock, systemClock } from "./connection.ts";
 import { ReplayWindow } from "./oscore.ts";
 import { siphash24 } from "./siphash.ts";
+import {
+  CertificateError,
+  checkChain,
+  ecdsaToDer,
+  parseCertificate,
+  verifySignature,
+} from "./x509.ts";
 import type { PeerAddress } from "./udp.ts";
 
 // Content types (RFC 5246 §6.2.1).
@@ -46,6 +53,18 @@ const FINISHED = 20;
 
 /** `TLS_PSK_WITH_AES_128_CCM_8` (RFC 6655). */
 export const TLS_PSK_WITH_AES_128_CCM_8 = 0xc0a8;
+/** `TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8` (RFC 7251). */
+export const TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = 0xc0ae;
+const CERTIFICATE_VERIFY = 15;
+const EXT_SUPPORTED_GROUPS = 10;
+const EXT_EC_POINT_FORMATS = 11;
+const EXT_SIGNATURE_ALGORITHMS = 13;
+const EXT_CLIENT_CERTIFICATE_TYPE = 19;
+const EXT_SERVER_CERTIFICATE_TYPE = 20;
+const SECP256R1 = 23;
+const ECDSA_SECP256R1_SHA256 = 0x0403;
+const CERT_TYPE_X509 = 0;
+const CERT_TYPE_RAW_PUBLIC_KEY = 2;
 
 const EXT_RENEGOTIATION_INFO = 0xff01;
 const TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00ff;
@@ -117,6 +136,16 @@ export interface PskCredentials {
   readonly key: Uint8Array | string;
 }
 
+/** A certificate (or raw public key) and the key that goes with it. */
+export interface DtlsCertificate {
+  /** The chain, DER, this side's own first (empty for a raw public key). */
+  readonly chain: readonly Uint8Array[];
+  /** The P-256 ECDSA private key. */
+  readonly key: CryptoKey;
+  /** Its public key (SubjectPublicKeyInfo, DER). */
+  readonly spki: Uint8Array;
+}
+
 /** The options of a {@linkcode DtlsSession}. */
 export interface DtlsSessionOptions {
   /** Client: the identity and key to offer. */
@@ -128,6 +157,28 @@ export interface DtlsSessionOptions {
   pskLookup?: (identity: Uint8Array) => Uint8Array | undefined;
   /** Server: the identity hint to send (libcoap's `-h`). */
   pskHint?: Uint8Array | string;
+  /**
+   * This side's certificate and key, for `TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8`:
+   * the chain (DER, its own first; empty with `rawPublicKey`), the P-256
+   * signing key and its public key (SubjectPublicKeyInfo). A server needs
+   * it for that suite; a client sends it when asked.
+   */
+  certificate?: DtlsCertificate;
+  /** The CAs (DER) the peer's certificate must chain to. */
+  cas?: readonly Uint8Array[];
+  /**
+   * Raw public keys (RFC 7250; SubjectPublicKeyInfo, DER) the peer may
+   * present instead of a certificate.
+   */
+  trustedKeys?: readonly Uint8Array[];
+  /** Present this side's key raw (RFC 7250) rather than a certificate. */
+  rawPublicKey?: boolean;
+  /** Client: the host the server's certificate must name. */
+  host?: string;
+  /** Server: ask every client for a certificate, and refuse one without. */
+  requireClientCertificate?: boolean;
+  /** The time certificates are checked at (ms since the epoch). */
+  now?: () => number;
   /**
    * The first retransmission timeout of a flight, doubled each time up to
    * 60 s (RFC 6347 §4.2.4.1).
@@ -660,6 +711,7 @@ type State =
   | "waitServerHelloDone"
   | "waitServerFinished"
   | "waitClientKeyExchange"
+  | "waitCertificateVerify"
   | "waitClientFinished"
   | "open"
   | "closed";
@@ -733,6 +785,17 @@ export class DtlsSession {
   /** Work in order: every datagram's records go through one chain. */
   #tail: Promise<void> = Promise.resolve();
   #identity: Uint8Array = EMPTY;
+  #suite = 0;
+  /** The peer presents a raw public key (RFC 7250), not a certificate. */
+  #peerRpk = false;
+  /** This side presents a raw public key. */
+  #ownRpk = false;
+  /** The peer's public key, once its certificate was checked. */
+  #peerKey: Uint8Array | undefined;
+  #peerPoint: Uint8Array | undefined;
+  #ecdh: CryptoKeyPair | undefined;
+  #certificateRequested = false;
+  #clientCertificateSeen = false;
 
   /**
    * Makes a session; a client's starts with {@linkcode DtlsSession.prototype.start},
@@ -749,14 +812,20 @@ export class DtlsSession {
     hooks: DtlsSessionHooks,
     options: DtlsSessionOptions = {},
   ) {
-    if (role === "client" && options.psk === undefined) {
+    if (
+      role === "client" && options.psk === undefined &&
+      options.cas === undefined && options.trustedKeys === undefined
+    ) {
       throw new TypeError(
-        "Cannot create a DTLS client: psk (an identity and key) is needed",
+        "Cannot create a DTLS client: psk (an identity and key), or cas or trustedKeys to check the server's key, is needed",
       );
     }
-    if (role === "server" && options.pskLookup === undefined) {
+    if (
+      role === "server" && options.pskLookup === undefined &&
+      options.certificate === undefined
+    ) {
       throw new TypeError(
-        "Cannot create a DTLS server: pskLookup is needed",
+        "Cannot create a DTLS server: pskLookup or a certificate is needed",
       );
     }
     this.role = role;
@@ -1162,19 +1231,61 @@ export class DtlsSession {
 
   // --- The handshake ----------------------------------------------------------
 
+  /** Whether this client offers ECDHE_ECDSA: it can check a server's key. */
+  #offersEcdhe(): boolean {
+    const o = this.#options;
+    return o.cas !== undefined || o.trustedKeys !== undefined;
+  }
+
   #clientHello(): { type: number; epoch: number; body: Uint8Array } {
-    const extensions = concat(
+    const o = this.#options;
+    const suites: Uint8Array[] = [];
+    if (this.#offersEcdhe()) {
+      suites.push(u16(TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8));
+    }
+    if (o.psk !== undefined) suites.push(u16(TLS_PSK_WITH_AES_128_CCM_8));
+    let extensions = concat(
       u16(EXT_RENEGOTIATION_INFO),
       vector(2, vector(1, EMPTY)),
       u16(EXT_EXTENDED_MASTER_SECRET),
       vector(2, EMPTY),
     );
+    if (this.#offersEcdhe()) {
+      extensions = concat(
+        extensions,
+        u16(EXT_SUPPORTED_GROUPS),
+        vector(2, vector(2, u16(SECP256R1))),
+        u16(EXT_EC_POINT_FORMATS),
+        vector(2, vector(1, u8(0))),
+        u16(EXT_SIGNATURE_ALGORITHMS),
+        vector(2, vector(2, u16(ECDSA_SECP256R1_SHA256))),
+      );
+      if (o.trustedKeys !== undefined) {
+        // RFC 7250 §4.1: the types this side takes from the server, and
+        // the one it can send, best first.
+        const types = o.cas !== undefined
+          ? concat(u8(CERT_TYPE_RAW_PUBLIC_KEY), u8(CERT_TYPE_X509))
+          : u8(CERT_TYPE_RAW_PUBLIC_KEY);
+        extensions = concat(
+          extensions,
+          u16(EXT_SERVER_CERTIFICATE_TYPE),
+          vector(2, vector(1, types)),
+        );
+      }
+      if (o.certificate !== undefined && o.rawPublicKey) {
+        extensions = concat(
+          extensions,
+          u16(EXT_CLIENT_CERTIFICATE_TYPE),
+          vector(2, vector(1, u8(CERT_TYPE_RAW_PUBLIC_KEY))),
+        );
+      }
+    }
     const body = concat(
       DTLS_1_2,
       this.#clientRandom,
       vector(1, EMPTY), // no session to resume
       vector(1, this.#cookie),
-      vector(2, u16(TLS_PSK_WITH_AES_128_CCM_8)),
+      vector(2, concat(...suites)),
       vector(1, u8(0)), // null compression
       vector(2, extensions),
     );
@@ -1193,6 +1304,123 @@ export class DtlsSession {
     return new DtlsError(
       `Unexpected handshake message ${message.type} in state ${this.#state}`,
       AlertDescription.UNEXPECTED_MESSAGE,
+    );
+  }
+
+  /** A Certificate message's body: a chain, or one raw public key. */
+  #certificateBody(): Uint8Array {
+    const own = this.#options.certificate;
+    if (own === undefined) return vector(3, EMPTY);
+    if (this.#ownRpk) return vector(3, own.spki);
+    return vector(3, concat(...own.chain.map((c) => vector(3, c))));
+  }
+
+  /**
+   * Reads and checks the peer's Certificate message: a chain to one of
+   * `cas` (naming `host`, for a server), or a raw public key among
+   * `trustedKeys`. Returns its public key, or `undefined` if it is empty.
+   */
+  async #peerCertificate(
+    body: Uint8Array,
+    rpk: boolean,
+  ): Promise<Uint8Array | undefined> {
+    const o = this.#options;
+    const peer = this.role === "client" ? "server" : "client";
+    const reader = new Reader(body, "Certificate");
+    const list = reader.vector(3);
+    reader.end();
+    if (list.length === 0) return undefined;
+    if (rpk) {
+      const spki = list.slice();
+      if (!(o.trustedKeys ?? []).some((key) => equal(key, spki))) {
+        throw new DtlsError(
+          `The ${peer}'s raw public key is not one this side trusts`,
+          AlertDescription.BAD_CERTIFICATE,
+        );
+      }
+      return spki;
+    }
+    const chain: Uint8Array[] = [];
+    const entries = new Reader(list, "certificate_list");
+    while (entries.left > 0) chain.push(entries.vector(3).slice());
+    if (o.cas === undefined) {
+      throw new DtlsError(
+        `The ${peer} sent a certificate, and this side was given no CA to check it with`,
+        AlertDescription.UNKNOWN_CA,
+      );
+    }
+    try {
+      const leaf = await checkChain(chain, {
+        cas: o.cas,
+        host: this.role === "client" ? o.host : undefined,
+        now: o.now?.(),
+      });
+      if (leaf.keyType !== "P-256") {
+        throw new CertificateError(
+          "Its key is not a P-256 key (ECDHE_ECDSA needs one)",
+          "unsupported",
+        );
+      }
+      return leaf.publicKey;
+    } catch (error) {
+      if (!(error instanceof CertificateError)) throw error;
+      const alert = {
+        expired: AlertDescription.CERTIFICATE_EXPIRED,
+        unknown_ca: AlertDescription.UNKNOWN_CA,
+        bad_certificate: AlertDescription.BAD_CERTIFICATE,
+        unsupported: AlertDescription.UNSUPPORTED_CERTIFICATE,
+      }[error.reason];
+      throw new DtlsError(`The ${peer}'s certificate: ${error.message}`, alert);
+    }
+  }
+
+  async #sign(data: Uint8Array): Promise<Uint8Array> {
+    const raw = new Uint8Array(
+      await crypto.subtle.sign(
+        { name: "ECDSA", hash: "SHA-256" },
+        this.#options.certificate!.key,
+        data.slice(),
+      ),
+    );
+    return concat(u16(ECDSA_SECP256R1_SHA256), vector(2, ecdsaToDer(raw)));
+  }
+
+  /** A fresh P-256 ECDH key pair and its public point (65 bytes). */
+  async #ecdhKey(): Promise<Uint8Array> {
+    this.#ecdh = await crypto.subtle.generateKey(
+      { name: "ECDH", namedCurve: "P-256" },
+      false,
+      ["deriveBits"],
+    ) as CryptoKeyPair;
+    return new Uint8Array(
+      await crypto.subtle.exportKey("raw", this.#ecdh.publicKey),
+    );
+  }
+
+  /** The ECDH premaster secret with the peer's point (RFC 8422 §5.10). */
+  async #ecdhSecret(point: Uint8Array): Promise<Uint8Array> {
+    let peer: CryptoKey;
+    try {
+      if (point.length !== 65 || point[0] !== 4) throw new Error("not a point");
+      peer = await crypto.subtle.importKey(
+        "raw",
+        point.slice(),
+        { name: "ECDH", namedCurve: "P-256" },
+        false,
+        [],
+      );
+    } catch {
+      throw new DtlsError(
+        "The peer's ECDH point is not a P-256 point",
+        AlertDescription.ILLEGAL_PARAMETER,
+      );
+    }
+    return new Uint8Array(
+      await crypto.subtle.deriveBits(
+        { name: "ECDH", public: peer },
+        this.#ecdh!.privateKey,
+        256,
+      ),
     );
   }
 
@@ -1230,7 +1458,10 @@ export class DtlsSession {
         const compression = reader.u8();
         const extensions = readExtensions(reader, "ServerHello");
         reader.end();
-        if (suite !== TLS_PSK_WITH_AES_128_CCM_8 || compression !== 0) {
+        const offered = (suite === TLS_PSK_WITH_AES_128_CCM_8 &&
+          this.#options.psk !== undefined) ||
+          (suite === TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 && this.#offersEcdhe());
+        if (!offered || compression !== 0) {
           throw new DtlsError(
             `The server chose cipher suite 0x${
               suite.toString(16)
@@ -1238,16 +1469,88 @@ export class DtlsSession {
             AlertDescription.ILLEGAL_PARAMETER,
           );
         }
+        this.#suite = suite;
         this.#ems = extensions.has(EXT_EXTENDED_MASTER_SECRET);
+        const serverType = extensions.get(EXT_SERVER_CERTIFICATE_TYPE);
+        this.#peerRpk = serverType?.length === 1 &&
+          serverType[0] === CERT_TYPE_RAW_PUBLIC_KEY;
+        if (!this.#peerRpk && this.#options.cas === undefined) {
+          if (suite === TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) {
+            throw new DtlsError(
+              "The server presents a certificate, and this side takes only raw public keys (no CA given)",
+              AlertDescription.UNSUPPORTED_CERTIFICATE,
+            );
+          }
+        }
+        const clientType = extensions.get(EXT_CLIENT_CERTIFICATE_TYPE);
+        this.#ownRpk = clientType?.length === 1 &&
+          clientType[0] === CERT_TYPE_RAW_PUBLIC_KEY;
         this.#state = "waitServerHelloDone";
         return;
       }
       case "waitServerHelloDone": {
+        const ecdhe = this.#suite === TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8;
+        if (message.type === CERTIFICATE && ecdhe && !this.#peerKey) {
+          this.#peerKey = await this.#peerCertificate(
+            message.body,
+            this.#peerRpk,
+          );
+          if (this.#peerKey === undefined) {
+            throw new DtlsError(
+              "The server sent no certificate",
+              AlertDescription.HANDSHAKE_FAILURE,
+            );
+          }
+          this.#transcript.push(whole);
+          return;
+        }
         if (message.type === SERVER_KEY_EXCHANGE) {
-          // The PSK identity hint: read, not needed.
           const reader = new Reader(message.body, "ServerKeyExchange");
+          if (!ecdhe) {
+            // The PSK identity hint: read, not needed.
+            reader.vector(2);
+            reader.end();
+          } else {
+            if (this.#peerKey === undefined) throw this.#unexpected(message);
+            const curveType = reader.u8();
+            const curve = reader.u16();
+            const point = reader.vector(1);
+            const params = message.body.subarray(0, 4 + point.length);
+            const algorithm = reader.u16();
+            const signature = reader.vector(2);
+            reader.end();
+            if (curveType !== 3 || curve !== SECP256R1) {
+              throw new DtlsError(
+                "The server's ECDH parameters are not secp256r1",
+                AlertDescription.ILLEGAL_PARAMETER,
+              );
+            }
+            if (
+              algorithm !== ECDSA_SECP256R1_SHA256 ||
+              !(await verifySignature(
+                this.#peerKey,
+                "ECDSA-SHA256",
+                signature,
+                concat(this.#clientRandom, this.#serverRandom, params),
+              ))
+            ) {
+              throw new DtlsError(
+                "The server's key exchange is not signed by its certificate's key",
+                AlertDescription.DECRYPT_ERROR,
+              );
+            }
+            this.#peerPoint = point.slice();
+          }
+          this.#transcript.push(whole);
+          return;
+        }
+        if (message.type === CERTIFICATE_REQUEST && ecdhe) {
+          const reader = new Reader(message.body, "CertificateRequest");
+          reader.vector(1);
+          reader.vector(2);
           reader.vector(2);
           reader.end();
+          this.#certificateRequested = true;
           this.#transcript.push(whole);
           return;
         }
@@ -1266,15 +1569,48 @@ export class DtlsSession {
             AlertDescription.DECODE_ERROR,
           );
         }
+        if (ecdhe && this.#peerPoint === undefined) {
+          throw new DtlsError(
+            "The server sent no key exchange",
+            AlertDescription.HANDSHAKE_FAILURE,
+          );
+        }
         this.#transcript.push(whole);
-        const psk = this.#options.psk!;
-        const keyExchange = this.#message(
-          CLIENT_KEY_EXCHANGE,
-          vector(2, bytesOf(psk.identity)),
-        );
+        const flight: { type: number; epoch: number; body: Uint8Array }[] = [];
+        const sendsCertificate = this.#certificateRequested &&
+          this.#options.certificate !== undefined;
+        if (this.#certificateRequested) {
+          const certificate = this.#message(
+            CERTIFICATE,
+            this.#certificateBody(),
+          );
+          flight.push(certificate);
+          this.#transcript.push(certificate.whole);
+        }
+        let keyExchange;
+        if (ecdhe) {
+          const point = await this.#ecdhKey();
+          keyExchange = this.#message(CLIENT_KEY_EXCHANGE, vector(1, point));
+          this.#premaster = await this.#ecdhSecret(this.#peerPoint!);
+        } else {
+          const psk = this.#options.psk!;
+          keyExchange = this.#message(
+            CLIENT_KEY_EXCHANGE,
+            vector(2, bytesOf(psk.identity)),
+          );
+          this.#premaster = pskPremaster(bytesOf(psk.key));
+        }
+        flight.push(keyExchange);
         this.#transcript.push(keyExchange.whole);
-        this.#premaster = pskPremaster(bytesOf(psk.key));
         await this.#deriveKeys();
+        if (sendsCertificate) {
+          const verify = this.#message(
+            CERTIFICATE_VERIFY,
+            await this.#sign(concat(...this.#transcript)),
+          );
+          flight.push(verify);
+          this.#transcript.push(verify.whole);
+        }
         const finished = this.#message(
           FINISHED,
           await this.#verifyData("client finished"),
@@ -1283,7 +1619,7 @@ export class DtlsSession {
         this.#writeEpoch = 1;
         this.#writeCipher = this.#pendingWriteCipher;
         this.#sendFlight([
-          keyExchange,
+          ...flight,
           { type: CHANGE_CIPHER_SPEC, epoch: 0, body: u8(1) },
           { ...finished, epoch: 1 },
         ]);
@@ -1309,13 +1645,28 @@ export class DtlsSession {
     }
   }
 
-  #serverHello(message: HandshakeMessage, hello: ClientHello): void {
-    if (!hello.suites.includes(TLS_PSK_WITH_AES_128_CCM_8)) {
+  async #serverHello(message: HandshakeMessage, hello: ClientHello) {
+    const o = this.#options;
+    const ecdhe = o.certificate !== undefined &&
+      hello.suites.includes(TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    if (
+      !ecdhe &&
+      !(o.pskLookup !== undefined &&
+        hello.suites.includes(TLS_PSK_WITH_AES_128_CCM_8))
+    ) {
       throw new DtlsError(
-        "The client offers no cipher suite this server has (TLS_PSK_WITH_AES_128_CCM_8)",
+        `The client offers no cipher suite this server has (${
+          [
+            o.certificate && "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
+            o.pskLookup && "TLS_PSK_WITH_AES_128_CCM_8",
+          ].filter(Boolean).join(", ")
+        })`,
         AlertDescription.HANDSHAKE_FAILURE,
       );
     }
+    this.#suite = ecdhe
+      ? TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8
+      : TLS_PSK_WITH_AES_128_CCM_8;
     this.#clientRandom = hello.random.slice();
     this.#serverRandom = randomWithTime();
     this.#ems = hello.extensions.has(EXT_EXTENDED_MASTER_SECRET);
@@ -1342,54 +1693,176 @@ export class DtlsSession {
         vector(2, EMPTY),
       );
     }
+    if (ecdhe) {
+      // RFC 7250 §4.2: which kind of key each side presents.
+      const offered = (type: number) => {
+        const list = hello.extensions.get(type);
+        return list === undefined ? [CERT_TYPE_X509] : [...list.subarray(1)];
+      };
+      const serverType = o.rawPublicKey
+        ? CERT_TYPE_RAW_PUBLIC_KEY
+        : CERT_TYPE_X509;
+      if (!offered(EXT_SERVER_CERTIFICATE_TYPE).includes(serverType)) {
+        throw new DtlsError(
+          `The client takes no ${
+            o.rawPublicKey ? "raw public key" : "certificate"
+          } from the server`,
+          AlertDescription.UNSUPPORTED_CERTIFICATE,
+        );
+      }
+      this.#ownRpk = o.rawPublicKey === true;
+      if (hello.extensions.has(EXT_SERVER_CERTIFICATE_TYPE)) {
+        extensions = concat(
+          extensions,
+          u16(EXT_SERVER_CERTIFICATE_TYPE),
+          vector(2, u8(serverType)),
+        );
+      }
+      if (o.requireClientCertificate) {
+        const clientTypes = offered(EXT_CLIENT_CERTIFICATE_TYPE);
+        this.#peerRpk = o.trustedKeys !== undefined &&
+          clientTypes.includes(CERT_TYPE_RAW_PUBLIC_KEY);
+        if (hello.extensions.has(EXT_CLIENT_CERTIFICATE_TYPE)) {
+          extensions = concat(
+            extensions,
+            u16(EXT_CLIENT_CERTIFICATE_TYPE),
+            vector(
+              2,
+              u8(this.#peerRpk ? CERT_TYPE_RAW_PUBLIC_KEY : CERT_TYPE_X509),
+            ),
+          );
+        }
+      }
+    }
     const serverHello = this.#message(
       SERVER_HELLO,
       concat(
         DTLS_1_2,
         this.#serverRandom,
         vector(1, EMPTY), // sessions are not resumed
-        u16(TLS_PSK_WITH_AES_128_CCM_8),
+        u16(this.#suite),
         u8(0),
         extensions.length === 0 ? EMPTY : vector(2, extensions),
       ),
     );
     const flight = [serverHello];
     this.#transcript.push(serverHello.whole);
-    if (this.#options.pskHint !== undefined) {
-      const keyExchange = this.#message(
+    const add = (type: number, body: Uint8Array) => {
+      const next = this.#message(type, body);
+      flight.push(next);
+      this.#transcript.push(next.whole);
+    };
+    if (ecdhe) {
+      add(CERTIFICATE, this.#certificateBody());
+      const point = await this.#ecdhKey();
+      const params = concat(u8(3), u16(SECP256R1), vector(1, point));
+      add(
         SERVER_KEY_EXCHANGE,
-        vector(2, bytesOf(this.#options.pskHint)),
+        concat(
+          params,
+          await this.#sign(
+            concat(this.#clientRandom, this.#serverRandom, params),
+          ),
+        ),
       );
-      flight.push(keyExchange);
-      this.#transcript.push(keyExchange.whole);
+      if (o.requireClientCertificate) {
+        this.#certificateRequested = true;
+        add(
+          CERTIFICATE_REQUEST,
+          concat(
+            vector(1, u8(64)), // ecdsa_sign
+            vector(2, u16(ECDSA_SECP256R1_SHA256)),
+            vector(2, EMPTY),
+          ),
+        );
+      }
+    } else if (o.pskHint !== undefined) {
+      add(SERVER_KEY_EXCHANGE, vector(2, bytesOf(o.pskHint)));
     }
-    const done = this.#message(SERVER_HELLO_DONE, EMPTY);
-    flight.push(done);
-    this.#transcript.push(done.whole);
+    add(SERVER_HELLO_DONE, EMPTY);
     this.#state = "waitClientKeyExchange";
     this.#sendFlight(flight);
   }
 
   async #serverStep(message: HandshakeMessage, whole: Uint8Array) {
+    const ecdhe = this.#suite === TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8;
     switch (this.#state) {
       case "waitClientKeyExchange": {
+        if (
+          message.type === CERTIFICATE && this.#certificateRequested &&
+          !this.#clientCertificateSeen
+        ) {
+          this.#clientCertificateSeen = true;
+          this.#peerKey = await this.#peerCertificate(
+            message.body,
+            this.#peerRpk,
+          );
+          if (this.#peerKey === undefined) {
+            throw new DtlsError(
+              "The client sent no certificate, and this server requires one",
+              AlertDescription.HANDSHAKE_FAILURE,
+            );
+          }
+          this.#transcript.push(whole);
+          return;
+        }
         if (message.type !== CLIENT_KEY_EXCHANGE) {
           throw this.#unexpected(message);
         }
-        const reader = new Reader(message.body, "ClientKeyExchange");
-        const identity = reader.vector(2);
-        reader.end();
-        this.#identity = identity.slice();
-        const key = this.#options.pskLookup!(this.#identity);
-        if (key === undefined) {
+        if (this.#certificateRequested && this.#peerKey === undefined) {
           throw new DtlsError(
-            "Unknown PSK identity",
-            AlertDescription.UNKNOWN_PSK_IDENTITY,
+            "The client sent no certificate, and this server requires one",
+            AlertDescription.HANDSHAKE_FAILURE,
+          );
+        }
+        const reader = new Reader(message.body, "ClientKeyExchange");
+        if (ecdhe) {
+          const point = reader.vector(1);
+          reader.end();
+          this.#premaster = await this.#ecdhSecret(point);
+        } else {
+          const identity = reader.vector(2);
+          reader.end();
+          this.#identity = identity.slice();
+          const key = this.#options.pskLookup!(this.#identity);
+          if (key === undefined) {
+            throw new DtlsError(
+              "Unknown PSK identity",
+              AlertDescription.UNKNOWN_PSK_IDENTITY,
+            );
+          }
+          this.#premaster = pskPremaster(key);
+        }
+        this.#transcript.push(whole);
+        await this.#deriveKeys();
+        this.#state = this.#peerKey !== undefined
+          ? "waitCertificateVerify"
+          : "waitClientFinished";
+        return;
+      }
+      case "waitCertificateVerify": {
+        if (message.type !== CERTIFICATE_VERIFY) {
+          throw this.#unexpected(message);
+        }
+        const reader = new Reader(message.body, "CertificateVerify");
+        const algorithm = reader.u16();
+        const signature = reader.vector(2);
+        reader.end();
+        if (
+          algorithm !== ECDSA_SECP256R1_SHA256 ||
+          !(await verifySignature(
+            this.#peerKey!,
+            "ECDSA-SHA256",
+            signature,
+            concat(...this.#transcript),
+          ))
+        ) {
+          throw new DtlsError(
+            "The client's CertificateVerify does not verify with its certificate's key",
+            AlertDescription.DECRYPT_ERROR,
           );
         }
         this.#transcript.push(whole);
-        this.#premaster = pskPremaster(key);
-        await this.#deriveKeys();
         this.#state = "waitClientFinished";
         return;
       }
@@ -1520,6 +1993,12 @@ function randomWithTime(): Uint8Array {
 /** The options of a {@linkcode DtlsEndpoint}. */
 export interface DtlsEndpointOptions extends DtlsSessionOptions {
   /**
+   * Whether this endpoint answers ClientHellos (a server). By default it
+   * does when it has `pskLookup`, or a certificate and nothing to check a
+   * server with.
+   */
+  server?: boolean;
+  /**
    * Handshakes under way at once, over all peers; a ClientHello with a
    * valid cookie past it is dropped (the client sends it again).
    *
@@ -1573,6 +2052,7 @@ export class DtlsEndpoint {
   #secretsAt = 0;
   #cookies = 0;
   #closed = false;
+  readonly #isServer: boolean;
 
   /**
    * Makes the endpoint.
@@ -1606,6 +2086,10 @@ export class DtlsEndpoint {
     this.#send = send;
     this.#deliver = deliver;
     this.#options = options;
+    this.#isServer = options.server ??
+      (options.pskLookup !== undefined ||
+        (options.certificate !== undefined && options.psk === undefined &&
+          options.cas === undefined && options.trustedKeys === undefined));
     this.#clock = options.clock ?? systemClock;
     this.#secretsAt = this.#clock.now();
   }
@@ -1657,7 +2141,7 @@ export class DtlsEndpoint {
       peer.session.receive(datagram);
       return;
     }
-    if (this.#options.pskLookup === undefined) return; // not a server
+    if (!this.#isServer) return;
     this.#hello(datagram, from);
   }
 

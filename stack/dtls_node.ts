@@ -20,11 +20,13 @@ import {
   type UdpOptions,
 } from "./udp.ts";
 import {
+  type DtlsCertificate,
   DtlsEndpoint,
   type DtlsEndpointOptions,
   type DtlsError,
   type PskCredentials,
 } from "./dtls.ts";
+import { importPrivateKey, parseCertificate, pemBlocks } from "./x509.ts";
 import { type BindOptions, bindUdp, type BoundUdp } from "./udp_node.ts";
 
 /** Options for {@linkcode serveCoapDtls}. */
@@ -36,9 +38,23 @@ export interface ServeDtlsOptions extends BindOptions, UdpOptions {
    */
   port?: number;
   /** Pre-shared keys by identity (text), or a lookup of an identity's key. */
-  psk:
+  psk?:
     | Readonly<Record<string, Uint8Array | string>>
     | ((identity: Uint8Array) => Uint8Array | undefined);
+  /**
+   * The server's certificate and key (see {@linkcode loadCertificate}), for
+   * `TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8`; with `rawPublicKey`, its key is
+   * presented raw (RFC 7250).
+   */
+  certificate?: DtlsCertificate;
+  /** Present the key raw (RFC 7250) rather than the certificate. */
+  rawPublicKey?: boolean;
+  /** Ask every client for a certificate, checked against `cas`. */
+  requireClientCertificate?: boolean;
+  /** The CAs (DER) a client's certificate must chain to. */
+  cas?: readonly Uint8Array[];
+  /** Raw public keys (SubjectPublicKeyInfo, DER) a client may present. */
+  trustedKeys?: readonly Uint8Array[];
   /** The identity hint to send (libcoap's `-h`). */
   pskHint?: string;
   /**
@@ -62,7 +78,7 @@ export interface DtlsServing {
 }
 
 function lookupOf(
-  psk: ServeDtlsOptions["psk"],
+  psk: NonNullable<ServeDtlsOptions["psk"]>,
 ): (identity: Uint8Array) => Uint8Array | undefined {
   if (typeof psk === "function") return psk;
   const keys = new Map<string, Uint8Array>();
@@ -90,6 +106,11 @@ export async function serveCoapDtls(
   server: CoapServer,
   options: ServeDtlsOptions,
 ): Promise<DtlsServing> {
+  if (options.psk === undefined && options.certificate === undefined) {
+    throw new TypeError(
+      "Cannot serve DTLS: give psk (pre-shared keys) or a certificate",
+    );
+  }
   const socket: { bound?: BoundUdp } = {};
   const holder: { endpoint?: CoapUdpEndpoint } = {};
   const dtls = new DtlsEndpoint(
@@ -97,8 +118,14 @@ export async function serveCoapDtls(
     (data, from) => holder.endpoint?.receive(data, from),
     {
       ...options.dtls,
-      pskLookup: lookupOf(options.psk),
+      server: true,
+      pskLookup: options.psk === undefined ? undefined : lookupOf(options.psk),
       pskHint: options.pskHint,
+      certificate: options.certificate,
+      rawPublicKey: options.rawPublicKey,
+      requireClientCertificate: options.requireClientCertificate,
+      cas: options.cas,
+      trustedKeys: options.trustedKeys,
       onClose: (address: PeerAddress, reason: DtlsError, wasOpen: boolean) => {
         if (wasOpen) {
           holder.endpoint?.disconnect(
@@ -172,7 +199,19 @@ export function parseDtlsUri(
 /** Options for {@linkcode connectCoapDtls}. */
 export interface ConnectDtlsOptions extends ClientOptions {
   /** The identity and key to offer (libcoap's `-u` and `-k`). */
-  psk: PskCredentials;
+  psk?: PskCredentials;
+  /**
+   * The CAs (DER) the server's certificate must chain to; it must name the
+   * URI's host too. Nothing is accepted unchecked: without `cas` or
+   * `trustedKeys`, only a pre-shared key is offered.
+   */
+  cas?: readonly Uint8Array[];
+  /** The server's raw public key(s) (RFC 7250; SubjectPublicKeyInfo, DER). */
+  trustedKeys?: readonly Uint8Array[];
+  /** This client's certificate and key, sent when the server asks. */
+  certificate?: DtlsCertificate;
+  /** Present this client's key raw (RFC 7250). */
+  rawPublicKey?: boolean;
   /** The message layer's settings. */
   udp?: UdpOptions;
   /** Where to bind the client's socket (any free port on 127.0.0.1). */
@@ -198,6 +237,14 @@ export async function connectCoapDtls(
   options: ConnectDtlsOptions,
 ): Promise<CoapClient> {
   const { address } = parseDtlsUri(uri);
+  if (
+    options.psk === undefined && options.cas === undefined &&
+    options.trustedKeys === undefined
+  ) {
+    throw new TypeError(
+      "Cannot connect over DTLS: give psk, or cas (or trustedKeys) to check the server with",
+    );
+  }
   const socket: { bound?: BoundUdp } = {};
   const holder: { endpoint?: CoapUdpEndpoint } = {};
   const dtls = new DtlsEndpoint(
@@ -206,6 +253,12 @@ export async function connectCoapDtls(
     {
       ...options.dtls,
       psk: options.psk,
+      cas: options.cas,
+      trustedKeys: options.trustedKeys,
+      certificate: options.certificate,
+      rawPublicKey: options.rawPublicKey,
+      host: address.hostname,
+      server: false,
       onClose: (peer, reason, wasOpen) => {
         if (wasOpen) {
           holder.endpoint?.disconnect(
@@ -248,4 +301,47 @@ export async function connectCoapDtls(
   });
   await connection.ready;
   return new CoapClient(connection, options);
+}
+
+/**
+ * A certificate and its key from PEM text, as DTLS presents them: the
+ * chain's `CERTIFICATE` blocks (none for a raw public key) and a P-256 key
+ * (`PRIVATE KEY` or `EC PRIVATE KEY`).
+ *
+ * @param certificatePem The certificate chain, its own first ("" for a
+ * raw public key).
+ * @param keyPem The private key.
+ * @returns The certificate for `serveCoapDtls` and `connectCoapDtls`.
+ * @throws {Error} If the key is not a P-256 key, or does not go with the
+ * certificate.
+ */
+export async function loadCertificate(
+  certificatePem: string,
+  keyPem: string,
+): Promise<DtlsCertificate> {
+  const chain = pemBlocks(certificatePem, "CERTIFICATE");
+  const { key, spki } = await importPrivateKey(keyPem);
+  if (chain.length > 0) {
+    const leaf = parseCertificate(chain[0]);
+    if (
+      leaf.publicKey.length !== spki.length ||
+      leaf.publicKey.some((b, i) => b !== spki[i])
+    ) {
+      throw new Error("The key does not go with the certificate");
+    }
+  }
+  return { chain, key, spki };
+}
+
+/**
+ * Public keys (SubjectPublicKeyInfo, DER) from PEM: `PUBLIC KEY` blocks,
+ * or the public halves of private keys.
+ *
+ * @param pem PEM text.
+ * @returns The keys.
+ */
+export async function loadPublicKeys(pem: string): Promise<Uint8Array[]> {
+  const keys = pemBlocks(pem, "PUBLIC KEY");
+  if (keys.length > 0) return keys;
+  return [(await importPrivateKey(pem)).spki];
 }

@@ -7,6 +7,13 @@ import {
   prf,
   readRecords,
 } from "./dtls.ts";
+import {
+  CA,
+  SERVER as SERVER_PEM,
+  SERVER_KEY_SEC1,
+  STRANGER,
+} from "./testing/pki_fixtures.ts";
+import { importPrivateKey, pemBlocks } from "./x509.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
 import type { PeerAddress } from "./udp.ts";
 
@@ -292,4 +299,144 @@ Deno.test("DtlsEndpoint: malformed and hostile datagrams are dropped without a s
   assertEquals([session.state, server.sessions], ["open", 1]);
   client.close();
   server.close();
+});
+
+// --- ECDHE_ECDSA: certificates and raw public keys ---------------------------
+
+const cert = (pem: string) => pemBlocks(pem, "CERTIFICATE")[0];
+
+async function serverCertificate(pem = SERVER_PEM) {
+  const { key, spki } = await importPrivateKey(SERVER_KEY_SEC1);
+  return { chain: [cert(pem)], key, spki };
+}
+
+Deno.test("DtlsEndpoint with ECDHE_ECDSA: a certificate checked against the CA and the host, then data; mutual with a client certificate", async () => {
+  const certificate = await serverCertificate();
+  const { server, client, wire, got } = pair({
+    server: { pskLookup: undefined, certificate, server: true },
+    client: {
+      psk: undefined,
+      cas: [cert(CA)],
+      host: "127.0.0.1",
+    },
+  });
+  const session = await client.connect(SERVER);
+  session.send(new TextEncoder().encode("signed"));
+  await quiet();
+  assertEquals(got, ["server got signed"]);
+  assertEquals(shapes(wire).slice(3, 6), [
+    "< hs2,hs11,hs12,hs14", // ServerHello, Certificate, ServerKeyExchange, Done
+    "> hs16,ccs@0,handshake@1",
+    "< ccs@0,handshake@1",
+  ]);
+  client.close();
+  server.close();
+  // Mutual: the server asks, the client sends its own (the same test
+  // certificate here), checked against the CA.
+  const mutual = pair({
+    server: {
+      pskLookup: undefined,
+      certificate,
+      server: true,
+      requireClientCertificate: true,
+      cas: [cert(CA)],
+    },
+    client: { psk: undefined, cas: [cert(CA)], certificate },
+  });
+  await mutual.client.connect(SERVER);
+  assertEquals(shapes(mutual.wire).slice(3, 5), [
+    "< hs2,hs11,hs12,hs13,hs14",
+    "> hs11,hs16,hs15,ccs@0,handshake@1",
+  ]);
+  mutual.client.close();
+  mutual.server.close();
+});
+
+Deno.test("DtlsEndpoint with ECDHE_ECDSA refuses an unknown CA, another host, an expired certificate and a client without one, each in words with its alert", async () => {
+  const outcomes: string[] = [];
+  const attempt = async (
+    server: Partial<DtlsEndpointOptions>,
+    client: Partial<DtlsEndpointOptions>,
+  ) => {
+    const p = pair({
+      server: { pskLookup: undefined, server: true, ...server },
+      client: { psk: undefined, ...client },
+    });
+    try {
+      await p.client.connect(SERVER);
+      outcomes.push("opened");
+    } catch (error) {
+      const e = error as DtlsError;
+      outcomes.push(`${e.alert} ${e.message}`);
+    }
+    p.client.close();
+    p.server.close();
+  };
+  const certificate = await serverCertificate();
+  await attempt({ certificate: await serverCertificate(STRANGER) }, {
+    cas: [cert(CA)],
+    host: "127.0.0.1",
+  });
+  await attempt({ certificate }, { cas: [cert(CA)], host: "10.1.2.3" });
+  await attempt({ certificate }, {
+    cas: [cert(CA)],
+    host: "127.0.0.1",
+    now: () => Date.UTC(2200, 0, 1),
+  });
+  await attempt({
+    certificate,
+    requireClientCertificate: true,
+    cas: [cert(CA)],
+  }, { cas: [cert(CA)] });
+  assertEquals(outcomes.map((o) => o.replace(/\(\d{4}.*?\)/, "(…)")), [
+    "48 The server's certificate: The certificate was not issued by a CA this side trusts",
+    "42 The server's certificate: The certificate does not name 10.1.2.3 (it names localhost, 127.0.0.1)",
+    "45 The server's certificate: A certificate of the chain is not valid now (…)",
+    "40 The peer sent a fatal alert: handshake_failure",
+  ]);
+});
+
+Deno.test("DtlsEndpoint with raw public keys (RFC 7250): the server's key trusted by value; another key refused", async () => {
+  const { key, spki } = await importPrivateKey(SERVER_KEY_SEC1);
+  const rpk = { chain: [], key, spki };
+  const ok = pair({
+    server: {
+      pskLookup: undefined,
+      server: true,
+      certificate: rpk,
+      rawPublicKey: true,
+    },
+    client: { psk: undefined, trustedKeys: [spki] },
+  });
+  const session = await ok.client.connect(SERVER);
+  assertEquals(session.state, "open");
+  ok.client.close();
+  ok.server.close();
+  const other = (await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    true,
+    ["sign"],
+  )) as CryptoKeyPair;
+  const otherSpki = new Uint8Array(
+    await crypto.subtle.exportKey("spki", other.publicKey),
+  );
+  const refused = pair({
+    server: {
+      pskLookup: undefined,
+      server: true,
+      certificate: rpk,
+      rawPublicKey: true,
+    },
+    client: { psk: undefined, trustedKeys: [otherSpki] },
+  });
+  const error = await assertRejects(
+    () => refused.client.connect(SERVER),
+    DtlsError,
+  );
+  assertEquals(
+    [error.alert, error.message],
+    [42, "The server's raw public key is not one this side trusts"],
+  );
+  refused.client.close();
+  refused.server.close();
 });

@@ -14,7 +14,9 @@ import { serveCoap } from "./deno_server.ts";
 import { flagReader } from "./cli_args.ts";
 import { serveCoapUdp } from "./udp_node.ts";
 import { serveCoapTcp } from "./tcp_node.ts";
-import { serveCoapDtls } from "./dtls_node.ts";
+import { loadCertificate, loadPublicKeys, serveCoapDtls } from "./dtls_node.ts";
+import type { DtlsCertificate } from "./dtls.ts";
+import { pemBlocks } from "./x509.ts";
 import { bearerToken } from "./upgrade.ts";
 import { demoResources, printingHooks } from "./resources.ts";
 import { CoapServer, type Resources } from "./server.ts";
@@ -36,7 +38,7 @@ export interface SharedStoreLike {
 }
 
 const usage =
-  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME] [--oscore FILE.json ... [--oscore-state FILE]] [--dtls-port N --psk-file FILE [--psk-hint HINT]]";
+  "usage: deno task coap:server [--port N] [--hostname H] [--origin URL ...] [--allowed-host NAME ...] [--token TOKEN] [--cert FILE --key FILE] [--limit NAME=VALUE ...] [--engine URL [--engine-ca FILE]] [--udp-port N [--udp-amplification F|off]] [--tcp-port N] [--reuse-port] [--transport ws|deno] [--no-explorer] [--name NAME] [--oscore FILE.json ... [--oscore-state FILE]] [--dtls-port N [--psk-file FILE [--psk-hint HINT]] [--dtls-cert FILE --dtls-key FILE [--dtls-ca FILE] | --dtls-rpk FILE [--dtls-trust-key FILE]]]";
 let port = 8683;
 const origins: string[] = [];
 const allowedHosts: string[] = [];
@@ -57,6 +59,11 @@ const oscoreFiles: string[] = [];
 let dtlsPort: number | undefined;
 let pskFile: string | undefined;
 let pskHint: string | undefined;
+let dtlsCert: string | undefined;
+let dtlsKey: string | undefined;
+let dtlsCa: string | undefined;
+let dtlsRpk: string | undefined;
+let dtlsTrustKey: string | undefined;
 let oscoreState: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
@@ -129,6 +136,15 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --psk-file FILE         the keys: a line identity:key each, the key as
                           libcoap's -k takes it
   --psk-hint HINT         the identity hint to send (libcoap's -h)
+  --dtls-cert FILE --dtls-key FILE
+                          a certificate (PEM, P-256) and its key, for
+                          TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 clients
+  --dtls-ca FILE          ask every DTLS client for a certificate, checked
+                          against the CAs in FILE (PEM)
+  --dtls-rpk FILE         present the P-256 key in FILE raw (RFC 7250)
+                          instead of a certificate
+  --dtls-trust-key FILE   with --dtls-rpk, ask every client for its raw
+                          public key, one of those in FILE (PEM)
   --name NAME             a name for this process in its log lines; also
                           serves /process (its name, pid and shared counts)`);
   Deno.exit(0);
@@ -179,7 +195,13 @@ while (args.length > 0) {
     dtlsPort = Number(value(arg, "a port", (v) => /^\d{1,5}$/.test(v)));
   } else if (arg === "--psk-file") pskFile = value(arg, "a file");
   else if (arg === "--psk-hint") pskHint = value(arg, "a hint");
-  else if (arg === "--oscore") {
+  else if (arg === "--dtls-cert") dtlsCert = value(arg, "a PEM file");
+  else if (arg === "--dtls-key") dtlsKey = value(arg, "a PEM file");
+  else if (arg === "--dtls-ca") dtlsCa = value(arg, "a PEM file");
+  else if (arg === "--dtls-rpk") dtlsRpk = value(arg, "a PEM file");
+  else if (arg === "--dtls-trust-key") {
+    dtlsTrustKey = value(arg, "a PEM file");
+  } else if (arg === "--oscore") {
     oscoreFiles.push(value(arg, "a context file (JSON)"));
   } else if (arg === "--oscore-state") {
     oscoreState = value(arg, "a file");
@@ -298,8 +320,54 @@ if (name !== undefined) {
     }),
   };
 }
-if ((dtlsPort === undefined) !== (pskFile === undefined)) {
-  fail("--dtls-port and --psk-file go together");
+const dtlsCredentials = [pskFile, dtlsCert, dtlsRpk].filter((f) =>
+  f !== undefined
+);
+if (
+  dtlsPort !== undefined && pskFile === undefined && dtlsCert === undefined &&
+  dtlsRpk === undefined
+) {
+  fail(
+    "--dtls-port needs --psk-file, --dtls-cert and --dtls-key, or --dtls-rpk",
+  );
+}
+if (dtlsPort === undefined && dtlsCredentials.length > 0) {
+  fail("--psk-file, --dtls-cert and --dtls-rpk go with --dtls-port");
+}
+if ((dtlsCert === undefined) !== (dtlsKey === undefined)) {
+  fail("--dtls-cert and --dtls-key go together");
+}
+if (dtlsCert !== undefined && dtlsRpk !== undefined) {
+  fail("--dtls-cert and --dtls-rpk: one or the other");
+}
+if (dtlsCa !== undefined && dtlsCert === undefined) {
+  fail("--dtls-ca goes with --dtls-cert");
+}
+if (dtlsTrustKey !== undefined && dtlsRpk === undefined) {
+  fail("--dtls-trust-key goes with --dtls-rpk");
+}
+let dtlsCertificate: DtlsCertificate | undefined;
+let dtlsCas: Uint8Array[] | undefined;
+let dtlsTrusted: Uint8Array[] | undefined;
+try {
+  if (dtlsCert !== undefined) {
+    dtlsCertificate = await loadCertificate(
+      Deno.readTextFileSync(dtlsCert),
+      Deno.readTextFileSync(dtlsKey!),
+    );
+  }
+  if (dtlsRpk !== undefined) {
+    dtlsCertificate = await loadCertificate("", Deno.readTextFileSync(dtlsRpk));
+  }
+  if (dtlsCa !== undefined) {
+    dtlsCas = pemBlocks(Deno.readTextFileSync(dtlsCa), "CERTIFICATE");
+    if (dtlsCas.length === 0) throw new Error(`no CERTIFICATE in ${dtlsCa}`);
+  }
+  if (dtlsTrustKey !== undefined) {
+    dtlsTrusted = await loadPublicKeys(Deno.readTextFileSync(dtlsTrustKey));
+  }
+} catch (error) {
+  fail(`Cannot read the DTLS certificate or keys: ${(error as Error).message}`);
 }
 if (pskHint !== undefined && dtlsPort === undefined) {
   fail("--psk-hint goes with --dtls-port");
@@ -392,8 +460,14 @@ if (dtlsPort !== undefined) {
     const serving = await serveCoapDtls(server, {
       hostname,
       port: dtlsPort,
-      psk: pskKeys!,
+      psk: pskKeys,
       pskHint,
+      certificate: dtlsCertificate,
+      rawPublicKey: dtlsRpk !== undefined,
+      cas: dtlsCas,
+      trustedKeys: dtlsTrusted,
+      requireClientCertificate: dtlsCas !== undefined ||
+        dtlsTrusted !== undefined,
     });
     console.log(`dtls on ${serving.port}`);
   } catch (error) {
