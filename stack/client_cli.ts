@@ -11,7 +11,13 @@
 import { CoapClient, parseCoapUri } from "./client.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
-import { connectCoapDtls, parseDtlsUri } from "./dtls_node.ts";
+import {
+  connectCoapDtls,
+  loadCertificate,
+  loadPublicKeys,
+  parseDtlsUri,
+} from "./dtls_node.ts";
+import { pemBlocks } from "./x509.ts";
 import {
   type CoapOption,
   type Method,
@@ -31,7 +37,7 @@ import {
 } from "./explorer/render.ts";
 
 const usage =
-  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] [--oscore FILE.json [--oscore-state FILE]] [--psk-identity ID --psk-key-file FILE] URI";
+  "usage: deno task coap:client [-m METHOD] [--payload TEXT|@FILE|- | -f FILE] [--block-size N] [--content-format NAME|N] [--accept NAME|N] [--observe] [--count N] [--timeout SECONDS] [-v] [-o FILE] [--pretty] [--reconnect] [--token TOKEN] [--non] [--proxy coap+ws://HOST:PORT] [--ca FILE] [--oscore FILE.json [--oscore-state FILE]] [--psk-identity ID --psk-key-file FILE] [--cert FILE --key FILE] [--server-key FILE] [--rpk FILE] URI";
 
 function fail(message: string, code = 2): never {
   console.error(message);
@@ -57,6 +63,10 @@ let output: string | undefined;
 let pretty = false;
 let oscoreFile: string | undefined;
 let pskIdentity: string | undefined;
+let certFile: string | undefined;
+let keyFile: string | undefined;
+let serverKeyFile: string | undefined;
+let rpkFile: string | undefined;
 let pskKeyFile: string | undefined;
 let oscoreState: string | undefined;
 const extraOptions: CoapOption[] = [];
@@ -121,7 +131,12 @@ response prints its code and exits 1.
                           TLS_PSK_WITH_AES_128_CCM_8): the identity
   --psk-key-file FILE     the key, as libcoap's -k takes it: the file's bytes
                           (one line end dropped); never on the command line
-  --ca FILE               for coaps+tcp://, trust the certificates in FILE
+  --cert FILE --key FILE  for coaps://, this client's certificate and P-256
+                          key (PEM), sent when the server asks
+  --server-key FILE       for coaps://, the server's raw public key (RFC 7250;
+                          PEM, a public or private key) to trust
+  --rpk FILE              for coaps://, present the P-256 key in FILE raw
+  --ca FILE               for coaps:// and coaps+tcp://, trust the certificates in FILE
                           (PEM) instead of the system's, such as a test
                           server's own CA
 
@@ -284,6 +299,15 @@ while (args.length > 0) {
   } else if (arg === "--oscore") {
     oscoreFile = args.shift() ||
       fail(`--oscore needs a context file (JSON)\n${usage}`);
+  } else if (arg === "--cert") {
+    certFile = args.shift() || fail(`--cert needs a PEM file\n${usage}`);
+  } else if (arg === "--key") {
+    keyFile = args.shift() || fail(`--key needs a PEM file\n${usage}`);
+  } else if (arg === "--server-key") {
+    serverKeyFile = args.shift() ||
+      fail(`--server-key needs a PEM file\n${usage}`);
+  } else if (arg === "--rpk") {
+    rpkFile = args.shift() || fail(`--rpk needs a PEM file\n${usage}`);
   } else if (arg === "--psk-identity") {
     pskIdentity = args.shift() ??
       fail(`--psk-identity needs an identity\n${usage}`);
@@ -324,9 +348,23 @@ if (proxy !== undefined && !/^coaps?\+ws:\/\//.test(proxy)) {
 if (nonConfirmable && !udp && !dtls) {
   fail(`--non goes with a coap:// or coaps:// URI\n${usage}`);
 }
-if (dtls && (pskIdentity === undefined || pskKeyFile === undefined)) {
+if (
+  dtls && (pskIdentity === undefined || pskKeyFile === undefined) &&
+  caFile === undefined && serverKeyFile === undefined
+) {
   fail(
-    `a coaps:// URI needs --psk-identity ID and --psk-key-file FILE\n${usage}`,
+    `a coaps:// URI needs --psk-identity ID and --psk-key-file FILE, or --ca FILE (the server's certificate's CA), or --server-key FILE (its raw public key)\n${usage}`,
+  );
+}
+if ((pskIdentity === undefined) !== (pskKeyFile === undefined)) {
+  fail(`--psk-identity and --psk-key-file go together\n${usage}`);
+}
+if ((certFile === undefined) !== (keyFile === undefined)) {
+  fail(`--cert and --key go together\n${usage}`);
+}
+if (!dtls && (certFile ?? serverKeyFile ?? rpkFile) !== undefined) {
+  fail(
+    `--cert, --key, --server-key and --rpk go with a coaps:// URI\n${usage}`,
   );
 }
 if (!dtls && (pskIdentity !== undefined || pskKeyFile !== undefined)) {
@@ -380,7 +418,30 @@ try {
       blockSize,
       oscore,
       udp: { nonConfirmable },
-      psk: { identity: pskIdentity!, key: readKey(pskKeyFile!) },
+      ...(pskIdentity === undefined
+        ? {}
+        : { psk: { identity: pskIdentity, key: readKey(pskKeyFile!) } }),
+      ...(caFile === undefined ? {} : {
+        cas: pemBlocks(Deno.readTextFileSync(caFile), "CERTIFICATE"),
+      }),
+      ...(serverKeyFile === undefined ? {} : {
+        trustedKeys: await loadPublicKeys(
+          Deno.readTextFileSync(serverKeyFile),
+        ),
+      }),
+      ...(certFile === undefined ? {} : {
+        certificate: await loadCertificate(
+          Deno.readTextFileSync(certFile),
+          Deno.readTextFileSync(keyFile!),
+        ),
+      }),
+      ...(rpkFile === undefined ? {} : {
+        certificate: await loadCertificate(
+          "",
+          Deno.readTextFileSync(rpkFile),
+        ),
+        rawPublicKey: true,
+      }),
       ...(connectTimeout === undefined
         ? {}
         : { dtls: { handshakeTimeout: connectTimeout } }),
