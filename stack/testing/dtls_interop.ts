@@ -12,6 +12,8 @@ import dgram from "node:dgram";
 import type { Logger } from "@coap/pipe";
 import { connectCoapDtls } from "../dtls_node.ts";
 import { DtlsEndpoint, DtlsError } from "../dtls.ts";
+import { loadCertificate, loadPublicKeys } from "../dtls_node.ts";
+import { pemBlocks } from "../x509.ts";
 import { ask } from "./ask.ts";
 import {
   freeUdpPort,
@@ -397,6 +399,268 @@ Deno.test({
       client.close();
       await proxy.stop();
       await device.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * A PKI made with OpenSSL in `dir`: a CA and another one, a server
+ * certificate for 127.0.0.1 from each, an expired one, and a client
+ * certificate; P-256 keys in SEC1 form (as libcoap takes them).
+ */
+async function makePki(dir: string): Promise<void> {
+  const run = async (...args: string[]) => {
+    const { code, stderr } = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (code !== 0) {
+      throw new Error(
+        `openssl ${args.join(" ")}: ${new TextDecoder().decode(stderr)}`,
+      );
+    }
+  };
+  const key = (name: string) =>
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", name);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+  );
+  for (const ca of ["ca", "other"]) {
+    await key(`${ca}.key`);
+    await run(
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      `${ca}.key`,
+      "-subj",
+      `/CN=${ca}`,
+      "-days",
+      "3650",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-out",
+      `${ca}.pem`,
+    );
+  }
+  for (const name of ["server", "client"]) {
+    await key(`${name}.key`);
+    await run(
+      "req",
+      "-new",
+      "-key",
+      `${name}.key`,
+      "-subj",
+      `/CN=${name === "server" ? "127.0.0.1" : "client"}`,
+      "-out",
+      `${name}.csr`,
+    );
+  }
+  const sign = (csr: string, ca: string, days: string, out: string) =>
+    run(
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      `${ca}.pem`,
+      "-CAkey",
+      `${ca}.key`,
+      "-CAcreateserial",
+      "-days",
+      days,
+      "-extfile",
+      "server.ext",
+      "-out",
+      out,
+    );
+  await sign("server.csr", "ca", "3650", "server.pem");
+  await sign("server.csr", "other", "3650", "stranger.pem");
+  await sign("server.csr", "ca", "-1", "expired.pem");
+  await sign("client.csr", "ca", "3650", "client.pem");
+}
+
+for (const build of ["openssl", "gnutls"] as const) {
+  Deno.test({
+    name:
+      `DTLS with certificates: our client against coap-server-${build} -c -j -C (a client certificate asked for and sent); an unknown CA and an expired certificate refused in words`,
+    ...network,
+    async fn() {
+      const dir = await Deno.makeTempDir();
+      const servers: Running[] = [];
+      try {
+        await makePki(dir);
+        const read = (name: string) => Deno.readTextFileSync(`${dir}/${name}`);
+        const start = async (certificate: string) => {
+          const port = await freeUdpPort();
+          const server = spawn(`coap-server-${build}`, [
+            "-A",
+            "127.0.0.1",
+            "-p",
+            String(port),
+            "-c",
+            `${dir}/${certificate}`,
+            "-j",
+            `${dir}/server.key`,
+            "-C",
+            `${dir}/ca.pem`,
+          ], port);
+          servers.push(server);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          return `coaps://127.0.0.1:${port + 1}`;
+        };
+        const options = {
+          log: quiet,
+          cas: pemBlocks(read("ca.pem"), "CERTIFICATE"),
+          certificate: await loadCertificate(
+            read("client.pem"),
+            read("client.key"),
+          ),
+          dtls: { handshakeTimeout: 4000 },
+        };
+        const uri = await start("server.pem");
+        const client = await connectCoapDtls(uri, options);
+        const index = await ask(client, { method: "GET", path: "/" });
+        assert(
+          index[0].startsWith("2.05 This is a test server made with libcoap"),
+          index[0],
+        );
+        client.close();
+        const refusals: string[] = [];
+        for (const certificate of ["stranger.pem", "expired.pem"]) {
+          const other = await start(certificate);
+          const error = await assertRejects(
+            () => connectCoapDtls(other, options),
+            DtlsError,
+          );
+          refusals.push(error.message.replace(/\(\d{4}.*\)/, "(…)"));
+        }
+        assertEquals(refusals, [
+          "The server's certificate: The certificate was not issued by a CA this side trusts",
+          "The server's certificate: A certificate of the chain is not valid now (…)",
+        ]);
+      } finally {
+        for (const server of servers) await server.stop();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "DTLS with certificates and raw public keys: libcoap's OpenSSL and GnuTLS clients against coap:server --dtls-cert (and --dtls-ca, asking for theirs), GnuTLS's with a raw public key both ways, and our client against coap-server-gnutls -M",
+  ...network,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const running: Running[] = [];
+    try {
+      await makePki(dir);
+      const pubkey = await new Deno.Command("openssl", {
+        args: ["pkey", "-in", "client.key", "-pubout", "-out", "client.pub"],
+        cwd: dir,
+        stderr: "null",
+      }).output();
+      assertEquals(pubkey.code, 0);
+      const serve = async (args: string[]) => {
+        const port = await freeUdpPort();
+        running.push(
+          await startOurServer([
+            "--no-explorer",
+            "--dtls-port",
+            String(port),
+            ...args,
+          ]),
+        );
+        return `coaps://127.0.0.1:${port}/`;
+      };
+      const plain = await serve([
+        "--dtls-cert",
+        `${dir}/server.pem`,
+        "--dtls-key",
+        `${dir}/server.key`,
+      ]);
+      const mutual = await serve([
+        "--dtls-cert",
+        `${dir}/server.pem`,
+        "--dtls-key",
+        `${dir}/server.key`,
+        "--dtls-ca",
+        `${dir}/ca.pem`,
+      ]);
+      const rpk = await serve([
+        "--dtls-rpk",
+        `${dir}/server.key`,
+        "--dtls-trust-key",
+        `${dir}/client.pub`,
+      ]);
+      const pki = [
+        "-C",
+        `${dir}/ca.pem`,
+        "-c",
+        `${dir}/client.pem`,
+        "-j",
+        `${dir}/client.key`,
+        "-B",
+        "5",
+      ];
+      for (const build of ["openssl", "gnutls"] as const) {
+        assertEquals(
+          await libcoap(build, [...pki, plain]),
+          "Welcome to the demo server",
+          `${build}, server certificate`,
+        );
+        assertEquals(
+          await libcoap(build, [...pki, mutual]),
+          "Welcome to the demo server",
+          `${build}, both certificates`,
+        );
+      }
+      assertEquals(
+        await libcoap("gnutls", ["-M", `${dir}/client.key`, "-B", "5", rpk]),
+        "Welcome to the demo server",
+      );
+      // Another key than the one trusted: no session.
+      const stranger = await libcoap("gnutls", [
+        "-M",
+        `${dir}/server.key`,
+        "-B",
+        "3",
+        rpk,
+      ]);
+      assert(!stranger.includes("Welcome"), stranger);
+      // Our client against libcoap's raw-public-key server.
+      const port = await freeUdpPort();
+      const device = spawn("coap-server-gnutls", [
+        "-A",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-M",
+        `${dir}/server.key`,
+      ], port);
+      running.push(device);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const client = await connectCoapDtls(`coaps://127.0.0.1:${port + 1}`, {
+        log: quiet,
+        trustedKeys: await loadPublicKeys(
+          Deno.readTextFileSync(`${dir}/server.key`),
+        ),
+        certificate: await loadCertificate(
+          "",
+          Deno.readTextFileSync(`${dir}/client.key`),
+        ),
+        rawPublicKey: true,
+      });
+      const index = await ask(client, { method: "GET", path: "/" });
+      assert(index[0].startsWith("2.05 This is a test server"), index[0]);
+      client.close();
+    } finally {
+      for (const process of running) await process.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },
