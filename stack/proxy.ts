@@ -49,7 +49,7 @@ import { CoapError, type Resource } from "./server.ts";
 import { connectCoapUdp } from "./udp_node.ts";
 import { connectCoapTcp } from "./tcp_node.ts";
 import { connectCoapDtls } from "./dtls_node.ts";
-import type { PskCredentials } from "./dtls.ts";
+import type { DtlsCertificate, PskCredentials } from "./dtls.ts";
 import { type Clock, systemClock } from "./connection.ts";
 import type { UdpOptions } from "./udp.ts";
 
@@ -125,6 +125,17 @@ export interface ProxyOptions {
    * without credentials gets 5.02.
    */
   psk?: Readonly<Record<string, PskCredentials>>;
+  /**
+   * For `coaps://` targets without a pre-shared key: the CAs (DER) their
+   * certificates must chain to, their raw public keys (RFC 7250), and the
+   * proxy's own certificate for those that ask (`TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8`).
+   */
+  dtls?: {
+    readonly cas?: readonly Uint8Array[];
+    readonly trustedKeys?: readonly Uint8Array[];
+    readonly certificate?: DtlsCertificate;
+    readonly rawPublicKey?: boolean;
+  };
   /**
    * Where trouble is logged.
    *
@@ -378,16 +389,22 @@ export class CoapProxy {
     const dtls = (origin: string) => {
       const where = origin.slice("coaps://".length).toLowerCase();
       const credentials = psk[where] ?? psk["*"];
-      if (credentials === undefined) {
+      const trust = options.dtls;
+      if (
+        credentials === undefined && trust?.cas === undefined &&
+        trust?.trustedKeys === undefined
+      ) {
         return Promise.reject(
-          new Error(`no pre-shared key for ${where} (--psk-identity)`),
+          new Error(
+            `no pre-shared key for ${where} (--psk-identity), and no CA or raw public key to check it with (--ca, --server-key)`,
+          ),
         );
       }
       return connectCoapDtls(origin, {
         log: this.#log,
         udp,
         reassemblyBudget: budget,
-        psk: credentials,
+        ...(credentials === undefined ? trust : { psk: credentials }),
         dtls: { handshakeTimeout: this.#timeout },
       });
     };

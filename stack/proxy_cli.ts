@@ -8,12 +8,14 @@
 
 import { flagReader } from "./cli_args.ts";
 import { serveCoap } from "./deno_server.ts";
-import type { PskCredentials } from "./dtls.ts";
+import type { DtlsCertificate, PskCredentials } from "./dtls.ts";
+import { loadCertificate, loadPublicKeys } from "./dtls_node.ts";
+import { pemBlocks } from "./x509.ts";
 import { CoapProxy } from "./proxy.ts";
 import { CoapServer } from "./server.ts";
 
 const usage =
-  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--cache-bytes BYTES] [--psk-identity ID --psk-key-file FILE] [--psk-credentials FILE.json] [--no-explorer]";
+  "usage: deno task coap:proxy [--port N] [--hostname H] --allow HOST:PORT [--allow ...] [--origin URL ...] [--allowed-host NAME ...] [--cert FILE --key FILE] [--timeout MS] [--max-reassembly BYTES] [--cache-bytes BYTES] [--psk-identity ID --psk-key-file FILE] [--psk-credentials FILE.json] [--ca FILE] [--dtls-cert FILE --dtls-key FILE] [--server-key FILE] [--no-explorer]";
 let port = 8684;
 let hostname = "127.0.0.1";
 const allow: string[] = [];
@@ -27,6 +29,10 @@ let explorer = true;
 let pskIdentity: string | undefined;
 let pskKeyFile: string | undefined;
 let pskCredentials: string | undefined;
+let caFile: string | undefined;
+let dtlsCert: string | undefined;
+let dtlsKey: string | undefined;
+let serverKey: string | undefined;
 const args = [...Deno.args];
 if (args.includes("-h") || args.includes("--help")) {
   console.log(`${usage}
@@ -56,6 +62,11 @@ amplifier and a door into the network behind it.
                           each coaps:// target's own: {"HOST:PORT":
                           {"identity": "…", "key": "…"}, …} ("key_hex" for
                           bytes; "*" for every other target)
+  --ca FILE               for coaps:// targets without a key: the CAs (PEM)
+                          their certificates must chain to
+  --server-key FILE       … or their raw public keys (PEM)
+  --dtls-cert FILE --dtls-key FILE
+                          the proxy's own certificate, for targets that ask
   --origin URL            also let web pages from URL in (repeatable)
   --allowed-host NAME     also answer requests that name the proxy NAME
   --cert FILE --key FILE  serve TLS (PEM), for coaps+ws:// clients
@@ -109,6 +120,10 @@ while (args.length > 0) {
   } else if (arg === "--no-explorer") explorer = false;
   else if (arg === "--psk-identity") pskIdentity = value(arg, "an identity");
   else if (arg === "--psk-key-file") pskKeyFile = value(arg, "a file");
+  else if (arg === "--ca") caFile = value(arg, "a PEM file");
+  else if (arg === "--dtls-cert") dtlsCert = value(arg, "a PEM file");
+  else if (arg === "--dtls-key") dtlsKey = value(arg, "a PEM file");
+  else if (arg === "--server-key") serverKey = value(arg, "a PEM file");
   else if (arg === "--psk-credentials") {
     pskCredentials = value(arg, "a JSON file");
   } else fail(`unknown option ${JSON.stringify(arg)}`);
@@ -147,9 +162,36 @@ try {
 } catch (error) {
   fail(`Cannot read the pre-shared keys: ${(error as Error).message}`);
 }
+if ((dtlsCert === undefined) !== (dtlsKey === undefined)) {
+  fail("--dtls-cert and --dtls-key go together");
+}
+const trust: {
+  cas?: Uint8Array[];
+  trustedKeys?: Uint8Array[];
+  certificate?: DtlsCertificate;
+} = {};
+try {
+  if (caFile !== undefined) {
+    trust.cas = pemBlocks(Deno.readTextFileSync(caFile), "CERTIFICATE");
+  }
+  if (serverKey !== undefined) {
+    trust.trustedKeys = await loadPublicKeys(Deno.readTextFileSync(serverKey));
+  }
+  if (dtlsCert !== undefined) {
+    trust.certificate = await loadCertificate(
+      Deno.readTextFileSync(dtlsCert),
+      Deno.readTextFileSync(dtlsKey!),
+    );
+  }
+} catch (error) {
+  fail(
+    `Cannot read the DTLS certificates or keys: ${(error as Error).message}`,
+  );
+}
 let proxy: CoapProxy;
 try {
   proxy = new CoapProxy({
+    dtls: trust,
     allow,
     timeout,
     log,

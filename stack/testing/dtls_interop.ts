@@ -390,7 +390,7 @@ Deno.test({
       assertEquals(
         await ask(client, through(`coaps://127.0.0.1:${keyless}/`)),
         [
-          `5.02 Bad Gateway: cannot reach coaps://127.0.0.1:${keyless} (no pre-shared key for 127.0.0.1:${keyless} (--psk-identity))`,
+          `5.02 Bad Gateway: cannot reach coaps://127.0.0.1:${keyless} (no pre-shared key for 127.0.0.1:${keyless} (--psk-identity), and no CA or raw public key to check it with (--ca, --server-key))`,
         ],
       );
       // The key never reaches the proxy's output.
