@@ -10,7 +10,8 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import dgram from "node:dgram";
 import type { Logger } from "@coap/pipe";
-import { connectCoapDtls } from "../dtls_node.ts";
+import { connectCoapDtls, serveCoapDtls } from "../dtls_node.ts";
+import { CoapServer, Observers } from "../server.ts";
 import { DtlsEndpoint, DtlsError } from "../dtls.ts";
 import { loadCertificate, loadPublicKeys } from "../dtls_node.ts";
 import { pemBlocks } from "../x509.ts";
@@ -663,5 +664,68 @@ Deno.test({
       for (const process of running) await process.stop();
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "DTLS: a session's end ends its observations on both sides (the server closes it; the client's pipe ends, the server's observation is gone)",
+  ...network,
+  async fn() {
+    let value = 0;
+    const observers = new Observers();
+    const coap = new CoapServer({
+      "/counter": {
+        observable: observers,
+        GET: () => ({ payload: String(value) }),
+      },
+    }, { log: quiet });
+    const serving = await serveCoapDtls(coap, {
+      port: 0,
+      psk: { user: KEY },
+    });
+    const client = await connectCoapDtls(
+      `coaps://127.0.0.1:${serving.port}`,
+      { psk, log: quiet },
+    );
+    const seen: string[] = [];
+    const pipe = client.request({
+      method: "GET",
+      path: "/counter",
+      observe: true,
+    });
+    const done = (async () => {
+      for await (const event of pipe) {
+        if (event.kind === "response") {
+          seen.push(
+            `${event.message.code} ${
+              new TextDecoder().decode(event.message.payload)
+            }`,
+          );
+          if (seen.length === 2) serving.dtls.close(); // the server ends the session
+          else {
+            value++;
+            observers.updated();
+          }
+        } else {
+          seen.push(`${event.kind} ${(event.exception as Error)?.message}`);
+        }
+      }
+    })();
+    await done;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assertEquals(seen.slice(0, 2), ["2.05 0", "2.05 1"]);
+    assert(
+      /^exception .*DTLS session ended: The peer closed the session \(close_notify\)/
+        .test(seen[2]),
+      seen[2],
+    );
+    assertEquals([coap.observations, observers.count, serving.dtls.sessions], [
+      0,
+      0,
+      0,
+    ]);
+    client.close();
+    serving.close();
   },
 });
