@@ -594,6 +594,12 @@ class Reassembly {
   }
 }
 
+/**
+ * Datagrams a session holds while WebCrypto works on those before them
+ * (each record is opened in turn); past it, datagrams are dropped.
+ */
+const MAX_PENDING = 64;
+
 /** The largest handshake message taken (a certificate chain fits). */
 const MAX_HANDSHAKE_MESSAGE = 16384;
 /** Handshake messages held ahead of the next expected one. */
@@ -785,6 +791,8 @@ export class DtlsSession {
   /** Work in order: every datagram's records go through one chain. */
   #tail: Promise<void> = Promise.resolve();
   #identity: Uint8Array = EMPTY;
+  #pending = 0;
+  #dropped = 0;
   #suite = 0;
   /** The peer presents a raw public key (RFC 7250), not a certificate. */
   #peerRpk = false;
@@ -883,13 +891,29 @@ export class DtlsSession {
    */
   receive(datagram: Uint8Array): void {
     if (this.#state === "closed") return;
+    // Each datagram waits for WebCrypto behind the ones before it: past
+    // MAX_PENDING waiting, one more is dropped, as a full socket would.
+    if (this.#pending >= MAX_PENDING) {
+      this.#dropped++;
+      return;
+    }
     const records = readRecords(datagram);
+    this.#pending++;
     this.#run(async () => {
-      for (const record of records) {
-        if (this.#state === "closed") return;
-        await this.#record(record);
+      try {
+        for (const record of records) {
+          if (this.#state === "closed") return;
+          await this.#record(record);
+        }
+      } finally {
+        this.#pending--;
       }
     });
+  }
+
+  /** Datagrams dropped because `MAX_PENDING` were waiting. */
+  get dropped(): number {
+    return this.#dropped;
   }
 
   /**

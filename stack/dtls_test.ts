@@ -440,3 +440,34 @@ Deno.test("DtlsEndpoint with raw public keys (RFC 7250): the server's key truste
   refused.client.close();
   refused.server.close();
 });
+
+Deno.test("DtlsSession holds at most 64 datagrams waiting on WebCrypto: a burst of 500 at once keeps 64, drops the rest, and the session goes on", async () => {
+  // The network keeps the client's data records from the server; they are
+  // then given to it all at once.
+  const { server, client, wire, got } = pair({
+    drop: (_n, datagram, toServer) =>
+      toServer && readRecords(datagram)[0]?.type === 23,
+  });
+  const session = await client.connect(SERVER);
+  for (let i = 0; i < 500; i++) {
+    session.send(new TextEncoder().encode(`#${i}`));
+  }
+  await quiet(100);
+  const sealed = wire.filter((w) =>
+    w.toServer && readRecords(w.bytes)[0]?.type === 23
+  );
+  assertEquals(sealed.length, 500);
+  for (const { bytes } of sealed) server.receive(bytes, CLIENT);
+  await quiet(200);
+  assertEquals(got.length, 64);
+  assertEquals(got.slice(0, 2), ["server got #0", "server got #1"]);
+  // Later ones still come through: the session goes on.
+  session.send(new TextEncoder().encode("after"));
+  await quiet();
+  const last = wire.at(-1)!.bytes;
+  server.receive(last, CLIENT);
+  await quiet();
+  assertEquals(got.at(-1), "server got after");
+  client.close();
+  server.close();
+});

@@ -335,3 +335,52 @@ Deno.test("CoapServer: a resource marked oscore answers a plain request 4.01 and
   ], ["4.01 OSCORE required", "2.05 p", "2.05 q", "2.05 q"]);
   client.close();
 });
+
+Deno.test("CoapServer with oscore: a connection that sends 200 protected requests at once has 64 unprotected at a time; the others get 5.03, and every one an answer", async () => {
+  const [client, server] = await contexts();
+  const coap = new CoapServer({ "/": { GET: () => ({ payload: "ok" }) } }, {
+    oscore: [server],
+    log: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+  const [near, far] = socketPair();
+  const codes: number[] = [];
+  near.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    if (data instanceof ArrayBuffer) {
+      const m = decodeMessage(new Uint8Array(data));
+      if (m.code !== 0xe1) codes.push(m.code);
+    }
+  });
+  coap.accept(far);
+  near.send(
+    encodeMessage({
+      code: 0xe1,
+      token: new Uint8Array(0),
+      options: [],
+      payload: new Uint8Array(0),
+    }),
+  );
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < 200; i++) {
+    const { message } = await client.protectRequest({
+      code: 0x01,
+      token: new Uint8Array([i >> 8, i & 255]),
+      options: [],
+      payload: new Uint8Array(0),
+    });
+    frames.push(encodeMessage(message));
+  }
+  for (const frame of frames) near.send(frame);
+  for (let i = 0; i < 100 && codes.length < 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const changed = codes.filter((c) => c === 0x44).length;
+  const busy = codes.filter((c) => c === 0xa3).length;
+  assertEquals([codes.length, changed + busy], [200, 200]);
+  assertEquals(
+    changed >= 64 && busy > 0,
+    true,
+    `${changed} served, ${busy} 5.03`,
+  );
+  near.close();
+});

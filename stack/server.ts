@@ -594,6 +594,17 @@ export class CoapServer {
       refuse(Code.UNAUTHORIZED, "Security context not found");
       return;
     }
+    // Unprotecting waits for WebCrypto: what one connection may have
+    // waiting is bounded, and past it a request is answered 5.03.
+    if (secured.pending >= MAX_PENDING_UNPROTECT) {
+      real.reply({
+        code: Code.SERVICE_UNAVAILABLE,
+        token: message.token,
+        options: [{ number: Option.MAX_AGE, value: uint(1) }],
+        payload: "Too many OSCORE requests waiting on this connection",
+      });
+      return;
+    }
     const previous = secured.requests.get(key);
     const observe = getOption(message, Option.OBSERVE);
     if (
@@ -611,26 +622,34 @@ export class CoapServer {
       refuse(Code.UNAUTHORIZED, "Replay detected");
       return;
     }
-    context.unprotectRequest(message, fields).then(
-      async ({ message: inner, binding, echo }) => {
-        if (real.state === "closed") return;
-        if (echo) {
-          real.reply(await context.echoChallenge(message.token, binding));
-          return;
-        }
-        secured.bindings.set(key, binding);
-        secured.requests.set(key, message);
-        real.vouch(message.token);
-        this.#handle(secured.link, inner, true);
-      },
-      (error) => {
-        if (error instanceof OscoreError) refuse(error.code, error.message);
-        else {
-          real.log.error("Cannot unprotect an OSCORE request", error);
-          refuse(Code.INTERNAL_SERVER_ERROR, "");
-        }
-      },
+    secured.pending++;
+    // In arrival order: the replay window sees the numbers as they came
+    // (in parallel, WebCrypto's answers reorder them past the window).
+    const unprotected = secured.order.then(() =>
+      context.unprotectRequest(message, fields)
     );
+    secured.order = unprotected.then(() => {}, () => {});
+    unprotected.finally(() => secured.pending--)
+      .then(
+        async ({ message: inner, binding, echo }) => {
+          if (real.state === "closed") return;
+          if (echo) {
+            real.reply(await context.echoChallenge(message.token, binding));
+            return;
+          }
+          secured.bindings.set(key, binding);
+          secured.requests.set(key, message);
+          real.vouch(message.token);
+          this.#handle(secured.link, inner, true);
+        },
+        (error) => {
+          if (error instanceof OscoreError) refuse(error.code, error.message);
+          else {
+            real.log.error("Cannot unprotect an OSCORE request", error);
+            refuse(Code.INTERNAL_SERVER_ERROR, "");
+          }
+        },
+      );
   }
 
   #handle(
@@ -1014,7 +1033,14 @@ interface Secured {
   readonly requests: Map<number | string, CoapMessage>;
   /** The last protection under way: responses go out in order. */
   tail: Promise<void>;
+  /** Requests being unprotected now. */
+  pending: number;
+  /** The last unprotection: they run one after another, in order. */
+  order: Promise<void>;
 }
+
+/** Requests one connection may have waiting to be unprotected. */
+const MAX_PENDING_UNPROTECT = 64;
 
 /**
  * Room for what OSCORE adds to a response: the OSCORE option with a Partial
@@ -1089,6 +1115,8 @@ function secure(link: Link, real: CoapConnection): Secured {
     bindings,
     requests,
     tail: Promise.resolve(),
+    pending: 0,
+    order: Promise.resolve(),
   };
   return secured;
 }
