@@ -29,7 +29,6 @@ import {
   CertificateError,
   checkChain,
   ecdsaToDer,
-  parseCertificate,
   verifySignature,
 } from "./x509.ts";
 import type { PeerAddress } from "./udp.ts";
