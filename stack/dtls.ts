@@ -21,6 +21,7 @@
  * @module
  */
 
+import { concat, equalBytes as equal } from "./bytes.ts";
 import { AesCcm } from "./ccm.ts";
 import { type Clock, systemClock } from "./connection.ts";
 import { ReplayWindow } from "./oscore.ts";
@@ -212,18 +213,6 @@ function bytesOf(value: Uint8Array | string): Uint8Array {
   return typeof value === "string" ? encoder.encode(value) : value;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 function u8(n: number): Uint8Array {
   return new Uint8Array([n & 0xff]);
 }
@@ -253,13 +242,6 @@ function vector(size: 1 | 2 | 3, body: Uint8Array): Uint8Array {
     ? u16(body.length)
     : u24(body.length);
   return concat(head, body);
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
 }
 
 /** Reads fields of a message in order; any overrun is a decode_error. */

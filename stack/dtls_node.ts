@@ -27,7 +27,12 @@ import {
   type PskCredentials,
 } from "./dtls.ts";
 import { importPrivateKey, parseCertificate, pemBlocks } from "./x509.ts";
-import { type BindOptions, bindUdp, type BoundUdp } from "./udp_node.ts";
+import {
+  type BindOptions,
+  bindUdp,
+  type BoundUdp,
+  parseDatagramUri,
+} from "./udp_node.ts";
 
 /** Options for {@linkcode serveCoapDtls}. */
 export interface ServeDtlsOptions extends BindOptions, UdpOptions {
@@ -172,28 +177,7 @@ export async function serveCoapDtls(
 export function parseDtlsUri(
   uri: string,
 ): { address: PeerAddress; path: string; query: string[] } {
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch {
-    throw new TypeError(
-      `Cannot use ${JSON.stringify(uri)}: expected coaps://HOST[:PORT]/PATH`,
-    );
-  }
-  if (url.protocol !== "coaps:") {
-    throw new TypeError(
-      `Cannot use ${JSON.stringify(uri)}: expected coaps://HOST[:PORT]/PATH`,
-    );
-  }
-  let hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  if (hostname === "localhost") hostname = "127.0.0.1";
-  return {
-    address: { hostname, port: url.port === "" ? 5684 : Number(url.port) },
-    path: decodeURIComponent(url.pathname) || "/",
-    query: url.search === ""
-      ? []
-      : url.search.slice(1).split("&").map((part) => decodeURIComponent(part)),
-  };
+  return parseDatagramUri(uri, "coaps", 5684);
 }
 
 /** Options for {@linkcode connectCoapDtls}. */

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { equalBytes as equal } from "./bytes.ts";
 import { AesCcm } from "./ccm.ts";
 import { pathSegments } from "./exchange.ts";
 import {
@@ -463,12 +464,6 @@ function pivValue(piv: Uint8Array): number {
   let n = 0;
   for (const byte of piv) n = n * 256 + byte;
   return n;
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**

@@ -246,17 +246,39 @@ export async function serveCoapUdp(
 export function parseUdpUri(
   uri: string,
 ): { address: PeerAddress; path: string; query: string[] } {
+  return parseDatagramUri(uri, "coap", 5683);
+}
+
+/**
+ * Reads a `scheme://host[:port]/path?query` URI of a datagram transport
+ * (`coap`, `coaps`).
+ *
+ * @param uri The URI.
+ * @param scheme The scheme it must have.
+ * @param port The port when it names none.
+ * @returns The server's address, and the path and query to request.
+ * @throws {TypeError} If it is not such a URI.
+ */
+export function parseDatagramUri(
+  uri: string,
+  scheme: string,
+  port: number,
+): { address: PeerAddress; path: string; query: string[] } {
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
     throw new TypeError(
-      `Cannot use ${JSON.stringify(uri)}: expected coap://HOST[:PORT]/PATH`,
+      `Cannot use ${
+        JSON.stringify(uri)
+      }: expected ${scheme}://HOST[:PORT]/PATH`,
     );
   }
-  if (url.protocol !== "coap:") {
+  if (url.protocol !== `${scheme}:`) {
     throw new TypeError(
-      `Cannot use ${JSON.stringify(uri)}: expected coap://HOST[:PORT]/PATH`,
+      `Cannot use ${
+        JSON.stringify(uri)
+      }: expected ${scheme}://HOST[:PORT]/PATH`,
     );
   }
   let hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
@@ -264,7 +286,7 @@ export function parseUdpUri(
   return {
     address: {
       hostname,
-      port: url.port === "" ? 5683 : Number(url.port),
+      port: url.port === "" ? port : Number(url.port),
     },
     path: decodeURIComponent(url.pathname) || "/",
     query: url.search === ""

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { concat, equalBytes as equal } from "./bytes.ts";
+
 /** A certificate that cannot be trusted; `reason` says why, for an alert. */
 export class CertificateError extends Error {
   /** `"expired"`, `"unknown_ca"`, `"bad_certificate"`, `"unsupported"`. */
@@ -446,12 +448,6 @@ function names(certificate: Certificate, host: string): boolean {
   return certificate.commonName?.toLowerCase() === bare;
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * Checks a chain as a peer sent it (its own certificate first) against the
  * trusted CAs: every signature up to one of them, every validity period,
@@ -627,18 +623,6 @@ export async function importPrivateKey(
   );
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", publicKey));
   return { key, spki };
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 function derWrap(tag: number, content: Uint8Array): Uint8Array {
