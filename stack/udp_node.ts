@@ -98,10 +98,14 @@ export function bindUdp(
           options.onError?.(error);
         } catch { /* a listener's failure changes nothing */ }
       });
+      let closed = false;
       const bound = () =>
         resolve({
           port: socket.address().port,
           send(bytes, to) {
+            // What a layer above still sends once the socket closed (a
+            // DTLS close_notify sealed meanwhile) goes nowhere, quietly.
+            if (closed) return;
             const buffer = Buffer.from(
               bytes.buffer,
               bytes.byteOffset,
@@ -112,6 +116,7 @@ export function bindUdp(
             else socket.send(buffer, to.port, to.hostname);
           },
           close() {
+            closed = true;
             try {
               socket.close();
             } catch { /* closed already */ }

@@ -11,6 +11,7 @@ import { assert, assertEquals, assertRejects } from "@std/assert";
 import dgram from "node:dgram";
 import type { Logger } from "@coap/pipe";
 import { connectCoapDtls, serveCoapDtls } from "../dtls_node.ts";
+import { CoapContext } from "../context_node.ts";
 import { CoapServer, Observers } from "../server.ts";
 import { DtlsEndpoint, DtlsError } from "../dtls.ts";
 import { loadCertificate, loadPublicKeys } from "../dtls_node.ts";
@@ -727,5 +728,38 @@ Deno.test({
     ]);
     client.close();
     serving.close();
+  },
+});
+
+Deno.test({
+  name:
+    "DTLS in CoapContext: coaps:// URIs with the context's pre-shared key; an origin without credentials fails in words",
+  ...network,
+  async fn() {
+    const coap = new CoapServer({ "/": { GET: () => ({ payload: "hi" }) } }, {
+      log: quiet,
+    });
+    const serving = await serveCoapDtls(coap, { port: 0, psk: { user: KEY } });
+    const ctx = new CoapContext({
+      log: quiet,
+      timeout: 5000,
+      dtls: { psk: { [`127.0.0.1:${serving.port}`]: psk } },
+    });
+    const bare = new CoapContext({ log: quiet, timeout: 5000 });
+    try {
+      const response = await ctx.get(`coaps://127.0.0.1:${serving.port}/`);
+      assertEquals([response.code, response.text()], ["2.05", "hi"]);
+      const error = await assertRejects(() =>
+        bare.get(`coaps://127.0.0.1:${serving.port}/`)
+      );
+      assertEquals(
+        (error as Error).message,
+        "Cannot connect over DTLS: give psk, or cas (or trustedKeys) to check the server with",
+      );
+    } finally {
+      ctx.close();
+      bare.close();
+      serving.close();
+    }
   },
 });
