@@ -138,7 +138,8 @@ Serves the demo resources over CoAP over WebSocket (RFC 8323) on 127.0.0.1:
   --psk-hint HINT         the identity hint to send (libcoap's -h)
   --dtls-cert FILE --dtls-key FILE
                           a certificate (PEM, P-256) and its key, for
-                          TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 clients
+                          TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 clients; with
+                          neither, --cert and --key serve DTLS too
   --dtls-ca FILE          ask every DTLS client for a certificate, checked
                           against the CAs in FILE (PEM)
   --dtls-rpk FILE         present the P-256 key in FILE raw (RFC 7250)
@@ -324,11 +325,20 @@ const dtlsCredentials = [pskFile, dtlsCert, dtlsRpk].filter((f) =>
   f !== undefined
 );
 if (
+  dtlsPort !== undefined && dtlsCert === undefined && dtlsRpk === undefined &&
+  certFile !== undefined && keyFile !== undefined
+) {
+  // The server's certificate serves DTLS too, where it has a P-256 key and
+  // no DTLS certificate of its own was given.
+  dtlsCert = certFile;
+  dtlsKey = keyFile;
+}
+if (
   dtlsPort !== undefined && pskFile === undefined && dtlsCert === undefined &&
   dtlsRpk === undefined
 ) {
   fail(
-    "--dtls-port needs --psk-file, --dtls-cert and --dtls-key, or --dtls-rpk",
+    "--dtls-port needs --psk-file, --dtls-cert and --dtls-key (or --cert and --key), or --dtls-rpk",
   );
 }
 if (dtlsPort === undefined && dtlsCredentials.length > 0) {

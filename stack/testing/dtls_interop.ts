@@ -594,6 +594,14 @@ Deno.test({
         "--dtls-ca",
         `${dir}/ca.pem`,
       ]);
+      // The server's own certificate (--cert, --key: its TLS one) serves
+      // DTLS too when no DTLS certificate is given.
+      const shared = await serve([
+        "--cert",
+        `${dir}/server.pem`,
+        "--key",
+        `${dir}/server.key`,
+      ]);
       const rpk = await serve([
         "--dtls-rpk",
         `${dir}/server.key`,
@@ -622,6 +630,11 @@ Deno.test({
           `${build}, both certificates`,
         );
       }
+      assertEquals(
+        await libcoap("openssl", [...pki, shared]),
+        "Welcome to the demo server",
+        "openssl, --cert and --key for DTLS",
+      );
       assertEquals(
         await libcoap("gnutls", ["-M", `${dir}/client.key`, "-B", "5", rpk]),
         "Welcome to the demo server",
