@@ -28,3 +28,17 @@ export function flagReader(args: string[], usage: string): {
     },
   };
 }
+
+/**
+ * A pre-shared key as a key file holds it, the way libcoap's `-k` takes a
+ * key: the file's bytes, less one line end (`\n` or `\r\n`).
+ *
+ * @param bytes The file's bytes.
+ * @returns The key, or `undefined` if nothing is left.
+ */
+export function keyFileBytes(bytes: Uint8Array): Uint8Array | undefined {
+  let end = bytes.length;
+  if (end > 0 && bytes[end - 1] === 0x0a) end--;
+  if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  return end === 0 ? undefined : bytes.subarray(0, end);
+}

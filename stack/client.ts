@@ -36,14 +36,8 @@ import {
   Option,
   uint,
 } from "./message.ts";
-import { SecurityContext } from "./oscore.ts";
+import { OSCORE_OVERHEAD, SecurityContext } from "./oscore.ts";
 import { attachWebSocket, type WebSocketLike } from "./websocket.ts";
-
-/**
- * What OSCORE adds to a request beyond its plain form: the option with a
- * Partial IV and kid (up to 14 bytes), the code byte and the 8-byte tag.
- */
-const OSCORE_REQUEST_OVERHEAD = 24;
 
 /** Options for {@linkcode CoapClient.connect}. */
 export interface ClientOptions {
@@ -829,7 +823,7 @@ export class CoapClient {
     // The marker, Block1 (up to 4 bytes), Size1 (up to 5), Request-Tag (up to 6).
     head += 16;
     // OSCORE's option, code byte and tag.
-    if (security !== undefined) head += OSCORE_REQUEST_OVERHEAD;
+    if (security !== undefined) head += OSCORE_OVERHEAD;
     let szx = this.#szx;
     while (szx > 0 && head + (16 << szx) > limit) szx--;
     return head + (16 << szx) > limit ? undefined : szx;

@@ -9,6 +9,7 @@
 // stopping after --count of them, or at Ctrl-C, deregistering first.
 
 import { CoapClient, parseCoapUri } from "./client.ts";
+import { keyFileBytes } from "./cli_args.ts";
 import { connectCoapUdp, parseUdpUri } from "./udp_node.ts";
 import { connectCoapTcp, parseTcpUri } from "./tcp_node.ts";
 import {
@@ -571,11 +572,7 @@ function readKey(file: string): Uint8Array {
   } catch (error) {
     fail(`Cannot read the key file ${file}: ${(error as Error).message}`);
   }
-  let end = bytes.length;
-  if (end > 0 && bytes[end - 1] === 0x0a) end--;
-  if (end > 0 && bytes[end - 1] === 0x0d) end--;
-  if (end === 0) fail(`The key file ${file} is empty`);
-  return bytes.subarray(0, end);
+  return keyFileBytes(bytes) ?? fail(`The key file ${file} is empty`);
 }
 
 /** A payload for the terminal: text as it is, the rest rendered. */

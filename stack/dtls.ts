@@ -838,7 +838,7 @@ export class DtlsSession {
   start(): void {
     if (this.role !== "client" || this.#state !== "idle") return;
     this.#armDeadline();
-    this.#clientRandom = randomWithTime();
+    this.#clientRandom = random32();
     this.#state = "waitServerHello";
     this.#sendFlight([this.#clientHello()]);
   }
@@ -1040,7 +1040,7 @@ export class DtlsSession {
         this.#alert(fragment);
         return;
       case HANDSHAKE:
-        await this.#handshakeFragments(fragment, epoch);
+        await this.#handshakeFragments(fragment);
         return;
       case APPLICATION_DATA:
         if (this.#state === "open" && epoch === 1) {
@@ -1094,7 +1094,7 @@ export class DtlsSession {
     }
   }
 
-  async #handshakeFragments(fragment: Uint8Array, epoch: number) {
+  async #handshakeFragments(fragment: Uint8Array) {
     let at = 0;
     while (at + HANDSHAKE_HEADER <= fragment.length) {
       const reader = new Reader(
@@ -1120,7 +1120,7 @@ export class DtlsSession {
       const piece = fragment.subarray(start, start + fragmentLength);
       if (seq < this.#receiveSeq) {
         // The peer sends its earlier flight again: it lost ours.
-        this.#resendSoon(epoch);
+        this.#resendSoon();
         continue;
       }
       if (seq >= this.#receiveSeq + MAX_HELD_MESSAGES) continue;
@@ -1153,10 +1153,10 @@ export class DtlsSession {
   }
 
   /** A retransmission of the peer's last flight: ours again, once a while. */
-  #resendSoon(_epoch: number): void {
+  #resendSoon(): void {
     if (this.#flight.length === 0) return;
     if (this.#state === "open" && this.role === "client") return;
-    this.#resendFlight();
+    this.#transmit();
   }
 
   // --- Flights out ----------------------------------------------------------
@@ -1178,10 +1178,6 @@ export class DtlsSession {
   ): void {
     this.#flight = flight;
     this.#timeout = this.#options.retransmitTimeout ?? 1000;
-    this.#transmit();
-  }
-
-  #resendFlight(): void {
     this.#transmit();
   }
 
@@ -1673,7 +1669,7 @@ export class DtlsSession {
       ? TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8
       : TLS_PSK_WITH_AES_128_CCM_8;
     this.#clientRandom = hello.random.slice();
-    this.#serverRandom = randomWithTime();
+    this.#serverRandom = random32();
     this.#ems = hello.extensions.has(EXT_EXTENDED_MASTER_SECRET);
     this.#transcript = [
       handshakeBytes(CLIENT_HELLO, message.seq, message.body),
@@ -1987,8 +1983,8 @@ function fragments(whole: Uint8Array, room: number): Uint8Array[] {
   return out;
 }
 
-/** 32 random bytes (RFC 5246's gmt_unix_time is random too, as most do). */
-function randomWithTime(): Uint8Array {
+/** A hello's 32 random bytes (gmt_unix_time random too, as most do now). */
+function random32(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(32));
 }
 

@@ -23,12 +23,15 @@
 import { equalBytes as equal } from "./bytes.ts";
 import { AesCcm } from "./ccm.ts";
 import { pathSegments } from "./exchange.ts";
+import { escapeText } from "./peer_log.ts";
 import {
   type CoapMessage,
   type CoapOption,
   Code,
+  codeToString,
   decodeMessage,
   encodeMessage,
+  hex,
   Option,
   readUint,
   uint,
@@ -37,6 +40,13 @@ import {
 
 /** The OSCORE option's number (RFC 8613 §2). */
 export const OSCORE_OPTION: 9 = Option.OSCORE;
+
+/**
+ * Room for what OSCORE adds to a message beyond its plain form: the OSCORE
+ * option (a Partial IV, kid and their flags, up to 14 bytes), the code
+ * byte, the payload marker and the 8-byte tag. Block sizes leave it free.
+ */
+export const OSCORE_OVERHEAD = 24;
 
 /** COSE's number for AES-CCM-16-64-128, the algorithm used here. */
 export const AES_CCM_16_64_128 = 10;
@@ -932,7 +942,7 @@ export class SecurityContext {
     const option = message.options.find((o) => o.number === OSCORE_OPTION);
     if (option === undefined) {
       throw new OscoreError(
-        `The response is not protected (${codeText(message.code)}${
+        `The response is not protected (${codeToString(message.code)}${
           message.payload.length > 0 ? `: ${diagnostic(message.payload)}` : ""
         })`,
         message.code,
@@ -1193,14 +1203,9 @@ function splitProxyUri(
   }
 }
 
-function codeText(code: number): string {
-  return `${code >> 5}.${String(code & 0x1f).padStart(2, "0")}`;
-}
-
+/** A peer's diagnostic payload, escaped and cut (`escapeText`), quoted. */
 function diagnostic(payload: Uint8Array): string {
-  const text = new TextDecoder().decode(payload.subarray(0, 200));
-  // deno-lint-ignore no-control-regex -- a peer's text, shown escaped
-  return JSON.stringify(text.replace(/[\x00-\x1f\x7f]/g, "?"));
+  return `"${escapeText(new TextDecoder().decode(payload), 200)}"`;
 }
 
 /**
@@ -1234,7 +1239,7 @@ export class OscoreContexts {
    */
   constructor(contexts: readonly SecurityContext[]) {
     for (const context of contexts) {
-      const key = hexOf(context.recipientId);
+      const key = hex(context.recipientId);
       const list = this.#byKid.get(key) ?? [];
       if (
         list.some((c) =>
@@ -1244,7 +1249,7 @@ export class OscoreContexts {
       ) {
         throw new RangeError(
           `Cannot serve OSCORE: two contexts have the Recipient ID ${
-            hexOf(context.recipientId) || "(empty)"
+            hex(context.recipientId) || "(empty)"
           } and the same ID Context`,
         );
       }
@@ -1269,7 +1274,7 @@ export class OscoreContexts {
    */
   find(fields: OscoreOptionValue): SecurityContext | undefined {
     if (fields.kid === undefined) return undefined;
-    const list = this.#byKid.get(hexOf(fields.kid));
+    const list = this.#byKid.get(hex(fields.kid));
     if (list === undefined) return undefined;
     const wanted = fields.kidContext;
     if (wanted === undefined) return list.length === 1 ? list[0] : undefined;
@@ -1277,10 +1282,6 @@ export class OscoreContexts {
       c.idContext !== undefined && equal(c.idContext, wanted)
     );
   }
-}
-
-function hexOf(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function fromHex(text: unknown, field: string): Uint8Array {

@@ -6,7 +6,7 @@
 // explorer at its own / so that a browser page can reach UDP devices.
 // Prints "proxy listening on PORT" once it accepts connections.
 
-import { flagReader } from "./cli_args.ts";
+import { flagReader, keyFileBytes } from "./cli_args.ts";
 import { serveCoap } from "./deno_server.ts";
 import type { DtlsCertificate, PskCredentials } from "./dtls.ts";
 import { loadCertificate, loadPublicKeys } from "./dtls_node.ts";
@@ -152,12 +152,11 @@ try {
     Object.assign(psk, readCredentials(Deno.readTextFileSync(pskCredentials)));
   }
   if (pskIdentity !== undefined) {
-    const bytes = Deno.readFileSync(pskKeyFile!);
-    let end = bytes.length;
-    if (end > 0 && bytes[end - 1] === 0x0a) end--;
-    if (end > 0 && bytes[end - 1] === 0x0d) end--;
-    if (end === 0) throw new Error(`the key file ${pskKeyFile} is empty`);
-    psk["*"] ??= { identity: pskIdentity, key: bytes.slice(0, end) };
+    const key = keyFileBytes(Deno.readFileSync(pskKeyFile!));
+    if (key === undefined) {
+      throw new Error(`the key file ${pskKeyFile} is empty`);
+    }
+    psk["*"] ??= { identity: pskIdentity, key };
   }
 } catch (error) {
   fail(`Cannot read the pre-shared keys: ${(error as Error).message}`);

@@ -23,9 +23,11 @@ import {
   runDrivingPipe,
 } from "@coap/pipe";
 import { blockKey, type UploadBudget, Uploads } from "./blockwise.ts";
+import { equalBytes } from "./bytes.ts";
 import {
   decodeOscoreOption,
   OSCORE_OPTION,
+  OSCORE_OVERHEAD,
   OscoreContexts,
   OscoreError,
   type OscoreOptionValue,
@@ -609,8 +611,9 @@ export class CoapServer {
     const observe = getOption(message, Option.OBSERVE);
     if (
       previous !== undefined && observe !== undefined &&
-      readUint(observe) === 1 && sameBytes(previous.payload, message.payload) &&
-      sameBytes(getOption(previous, OSCORE_OPTION)!, value)
+      readUint(observe) === 1 &&
+      equalBytes(previous.payload, message.payload) &&
+      equalBytes(getOption(previous, OSCORE_OPTION)!, value)
     ) {
       // The registration again with Observe 1: how the UDP layer passes on
       // a Reset of a notification, and how a client deregisters when it
@@ -1042,13 +1045,6 @@ interface Secured {
 /** Requests one connection may have waiting to be unprotected. */
 const MAX_PENDING_UNPROTECT = 64;
 
-/**
- * Room for what OSCORE adds to a response: the OSCORE option with a Partial
- * IV (up to 7 bytes), the outer code's and the payload marker's bytes, the
- * 8-byte tag.
- */
-const OSCORE_OVERHEAD = 24;
-
 /** Makes the OSCORE layer over `real` for `link`'s protected exchanges. */
 function secure(link: Link, real: CoapConnection): Secured {
   const bindings = new Map<number | string, RequestBinding>();
@@ -1434,12 +1430,6 @@ function etagValue(value: unknown): Uint8Array | undefined {
   return bytes;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * The answer a request's conditions call for before its resource runs
  * (RFC 7252 §5.10.8, §5.10.6.2), or `undefined` to go on: 4.12 where
@@ -1463,7 +1453,7 @@ function preconditions(
     !ifMatch.some((value) =>
       value.length === 0
         ? exists
-        : current !== undefined && sameBytes(value, current)
+        : current !== undefined && equalBytes(value, current)
     )
   ) {
     return {
@@ -1481,7 +1471,7 @@ function preconditions(
   }
   if (
     etags !== undefined && current !== undefined &&
-    etags.some((value) => sameBytes(value, current))
+    etags.some((value) => equalBytes(value, current))
   ) {
     return { code: "2.03", options: [{ number: Option.ETAG, value: current }] };
   }
@@ -1504,7 +1494,7 @@ function validated(message: OutgoingMessage, extras: Extras): OutgoingMessage {
   const { etags } = extras;
   if (
     etag !== undefined && etags !== undefined &&
-    etags.some((value) => sameBytes(value, etag!))
+    etags.some((value) => equalBytes(value, etag!))
   ) {
     return {
       code: Code.VALID,

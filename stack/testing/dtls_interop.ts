@@ -19,6 +19,7 @@ import { pemBlocks } from "../x509.ts";
 import { ask } from "./ask.ts";
 import {
   freeUdpPort,
+  libcoapClient,
   ourServerCommand,
   requireLibcoap,
   type Running,
@@ -80,20 +81,7 @@ async function libcoap(
   build: "openssl" | "gnutls",
   args: string[],
 ): Promise<string> {
-  const child = new Deno.Command(`coap-client-${build}`, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 20_000);
-  const { stdout, stderr } = await child.output();
-  clearTimeout(timer);
-  return (new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr))
+  return (await libcoapClient(args, 20_000, `coap-client-${build}`, true))
     .trim();
 }
 

@@ -244,8 +244,9 @@ export async function aiocoapClient(
   args: string[],
   interruptAfter?: number,
   env: Record<string, string> = {},
+  script = "aiocoap-client",
 ): Promise<ClientRun> {
-  const child = new Deno.Command(`${PEERS}/aiocoap-client`, {
+  const child = new Deno.Command(`${PEERS}/${script}`, {
     args,
     env: { PYTHONUNBUFFERED: "1", ...env },
     stdin: "null",
@@ -389,15 +390,18 @@ export async function requireLibcoap(): Promise<void> {
 }
 
 /**
- * Runs libcoap's client, killed after `ms`.
+ * Runs libcoap's client (`command`: another build, `coap-client-openssl`),
+ * killed after `ms`.
  *
- * @returns What it printed on stdout.
+ * @returns What it printed on stdout (and stderr, with `withStderr`).
  */
 export async function libcoapClient(
   args: string[],
   ms = 15_000,
+  command = LIBCOAP_CLIENT,
+  withStderr = false,
 ): Promise<string> {
-  const child = new Deno.Command(LIBCOAP_CLIENT, {
+  const child = new Deno.Command(command, {
     args,
     stdin: "null",
     stdout: "piped",
@@ -410,7 +414,9 @@ export async function libcoapClient(
   }, ms);
   const output = await child.output();
   clearTimeout(timer);
-  return new TextDecoder().decode(output.stdout);
+  const decoder = new TextDecoder();
+  return decoder.decode(output.stdout) +
+    (withStderr ? decoder.decode(output.stderr) : "");
 }
 
 /**
@@ -491,33 +497,9 @@ export async function freeUdpPort(): Promise<number> {
  * if given. `--credentials` defaults to RFC 8613 C.1.1's client context;
  * its sequence number is kept between runs by aiocoap itself.
  */
-export async function aiocoapOscoreClient(
+export function aiocoapOscoreClient(
   args: string[],
   interruptAfter?: number,
 ): Promise<ClientRun> {
-  const child = new Deno.Command(`${PEERS}/aiocoap-oscore-client`, {
-    args,
-    env: { PYTHONUNBUFFERED: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = interruptAfter === undefined ? undefined : setTimeout(() => {
-    try {
-      child.kill("SIGINT");
-    } catch { /* gone */ }
-  }, interruptAfter);
-  const killer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 30_000);
-  const { code, stdout, stderr } = await child.output();
-  clearTimeout(timer);
-  clearTimeout(killer);
-  return {
-    code,
-    stdout: new TextDecoder().decode(stdout),
-    stderr: new TextDecoder().decode(stderr),
-  };
+  return aiocoapClient(args, interruptAfter, {}, "aiocoap-oscore-client");
 }

@@ -27,7 +27,13 @@ import {
 import { CoapServer } from "../../server.ts";
 import { socketPair } from "../socket_pair.ts";
 import { csm, frame, mutate, mutation } from "./generators.ts";
-import { escaped, escapedSince, fuzzResources, quiet } from "./targets.ts";
+import {
+  escaped,
+  escapedSince,
+  fuzzResources,
+  leftOf,
+  quiet,
+} from "./targets.ts";
 
 const h = (text: string) =>
   new Uint8Array((text.match(/../g) ?? []).map((b) => parseInt(b, 16)));
@@ -187,19 +193,6 @@ export async function oscore(frames: Uint8Array[]): Promise<string[]> {
   }
   near.close();
   await quietDown();
-  const left = [
-    coap.connections,
-    coap.exchanges,
-    coap.observations,
-    coap.drivers,
-    coap.heldBytes,
-    coap.uploadBytes,
-  ];
-  if (left.some((n) => n !== 0)) {
-    defects.push(
-      `left after the peer went (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
-    );
-  }
-  defects.push(...escapedSince(before));
+  defects.push(...leftOf(coap, "the peer went"), ...escapedSince(before));
   return defects;
 }

@@ -698,6 +698,15 @@ export async function tcp(frames: Uint8Array[]): Promise<string[]> {
   }
   socket.streamClosed();
   await settle();
+  defects.push(...leftOf(coap, "the stream ended"), ...escapedSince(before));
+  return defects;
+}
+
+/**
+ * What a server still holds once its peer went (connections, exchanges,
+ * observations, drivers, held and upload bytes), as a defect, or none.
+ */
+export function leftOf(coap: CoapServer, after: string): string[] {
   const left = [
     coap.connections,
     coap.exchanges,
@@ -706,11 +715,9 @@ export async function tcp(frames: Uint8Array[]): Promise<string[]> {
     coap.heldBytes,
     coap.uploadBytes,
   ];
-  if (left.some((n) => n !== 0)) {
-    defects.push(
-      `left after the stream ended (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
-    );
-  }
-  defects.push(...escapedSince(before));
-  return defects;
+  return left.some((n) => n !== 0)
+    ? [
+      `left after ${after} (connections, exchanges, observations, drivers, held bytes, upload bytes): ${left}`,
+    ]
+    : [];
 }
