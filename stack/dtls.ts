@@ -774,6 +774,8 @@ export class DtlsSession {
   #identity: Uint8Array = EMPTY;
   #pending = 0;
   #dropped = 0;
+  /** Whether a record of the peer's was taken (for the timeout's words). */
+  #heard = false;
   #suite = 0;
   /** The peer presents a raw public key (RFC 7250), not a certificate. */
   #peerRpk = false;
@@ -945,7 +947,7 @@ export class DtlsSession {
     const ms = this.#options.handshakeTimeout ?? 30_000;
     this.#deadline = this.#clock.setTimeout(() => {
       if (this.#state !== "open" && this.#state !== "closed") {
-        const why = this.#state === "waitServerHello"
+        const why = this.#state === "waitServerHello" && !this.#heard
           ? `No answer to the ClientHello within ${ms} ms: nothing speaks DTLS there`
           : this.#state === "waitServerFinished"
           ? `The server did not answer the Finished within ${ms} ms: it could not verify it (a wrong pre-shared key, or an identity it does not know)`
@@ -1026,6 +1028,7 @@ export class DtlsSession {
       }
     }
     window.accept(record.sequence);
+    this.#heard = true;
     if (fragment.length > MAX_PLAINTEXT) {
       throw new DtlsError(
         "A record over 2^14 bytes",

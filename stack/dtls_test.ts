@@ -471,3 +471,57 @@ Deno.test("DtlsSession holds at most 64 datagrams waiting on WebCrypto: a burst 
   client.close();
   server.close();
 });
+
+Deno.test("DtlsEndpoint as a client: a server that answers only with HelloVerifyRequests ends the handshake at its timeout, saying it answered", async () => {
+  const clock = new ManualClock();
+  const hvr = (cookie: number) => {
+    const body = new Uint8Array([0xfe, 0xff, 1, cookie]);
+    const message = new Uint8Array([
+      3,
+      0,
+      0,
+      4,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      4,
+      ...body,
+    ]);
+    return new Uint8Array([
+      22,
+      0xfe,
+      0xff,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      cookie,
+      0,
+      message.length,
+      ...message,
+    ]);
+  };
+  let n = 0;
+  const client: DtlsEndpoint = new DtlsEndpoint(
+    () => queueMicrotask(() => client.receive(hvr(++n & 0xff), SERVER)),
+    () => {},
+    { psk: { identity: "me", key: KEY }, clock },
+  );
+  const outcome = client.connect(SERVER).then(
+    () => "opened",
+    (e: DtlsError) => e.message,
+  );
+  for (let i = 0; i < 8; i++) {
+    await quiet(5);
+    await clock.advance(5000);
+  }
+  assertEquals(await outcome, "The handshake did not finish within 30000 ms");
+  assertEquals(client.sessions, 0);
+});
