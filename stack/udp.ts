@@ -77,6 +77,7 @@ import {
 } from "./message.ts";
 import { siphash24 } from "./siphash.ts";
 import { Listeners } from "./listeners.ts";
+import { Fifo } from "./fifo.ts";
 import type { CoapServer } from "./server.ts";
 import type { WebSocketLike } from "./websocket.ts";
 
@@ -350,7 +351,13 @@ interface Incoming {
   /** Whether a response went out (a 4.01 with Echo can only be the first). */
   answered: boolean;
   acked: boolean;
-  timer: unknown;
+  /**
+   * When an empty ACK goes unless the response does first (a CON's); 0
+   * once it need not. The endpoint's one timer looks, not a timer each.
+   */
+  ackDue: number;
+  /** The request's message ID record, for the empty ACK to be repeated. */
+  seen: Seen | undefined;
   /** The request, kept for an observation: an RST deregisters it. */
   request?: CoapMessage;
   notifications: number;
@@ -474,6 +481,12 @@ export class CoapUdpEndpoint {
   readonly #log: Logger;
   readonly #onPeer?: (socket: UdpPeerSocket, address: PeerAddress) => void;
   readonly #peers = new Map<string, UdpPeerSocket>();
+  /**
+   * CONs whose empty ACK is due unless their response goes first, in the
+   * order they came (so, of when it is due): one timer for them all.
+   */
+  readonly #acks = new Fifo<{ peer: UdpPeerSocket; incoming: Incoming }>();
+  #ackTimer: unknown;
   #messageId: number;
   #sweep: unknown;
   #closed = false;
@@ -716,7 +729,17 @@ export class CoapUdpEndpoint {
       return;
     }
     if (peer !== undefined) {
-      peer._datagram(datagram);
+      if (peer._early === undefined) peer._datagram(datagram);
+      else if (peer._early.length < EARLY_DATAGRAMS) {
+        // Its connection starts in a microtask: what comes before then
+        // waits for it, in order.
+        peer._early.push(datagram);
+      } else {
+        this._drop(
+          "datagrams from a new peer before its connection started",
+          `Dropped a datagram from ${from.hostname}:${from.port}: more than ${EARLY_DATAGRAMS} came before its connection started`,
+        );
+      }
       return;
     }
     const isRequest = message.code >> 5 === 0;
@@ -740,15 +763,19 @@ export class CoapUdpEndpoint {
         return;
       }
       const created = this.#create(from);
+      const early = created._early = [datagram];
       this.#onPeer(created, from);
       // After the peer's made-up CSM, which the connection waits for first
       // (it is queued as the connection starts).
       queueMicrotask(() => {
+        created._early = undefined;
         try {
-          if (created.readyState === 1) created._datagram(datagram);
-          else if (type === Type.CON) {
-            // Refused (a server's connection limits): said with an RST.
-            this._send(encodeDatagram(Type.RST, datagram.messageId), from);
+          for (const datagram of early) {
+            if (created.readyState === 1) created._datagram(datagram);
+            else if (datagram.type === Type.CON) {
+              // Refused (a server's connection limits): said with an RST.
+              this._send(encodeDatagram(Type.RST, datagram.messageId), from);
+            }
           }
         } catch (error) {
           this.warnOnce(
@@ -776,6 +803,11 @@ export class CoapUdpEndpoint {
       peer._end(1001, "The endpoint closed");
     }
     if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+    if (this.#ackTimer !== undefined) {
+      this.#clock.clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
+    }
+    this.#acks.clear();
     if (this.#toldTimer !== undefined) {
       this.#clock.clearTimeout(this.#toldTimer);
     }
@@ -898,6 +930,39 @@ export class CoapUdpEndpoint {
     }, every);
   }
 
+  /** @internal Sends `incoming`'s empty ACK after `emptyAckDelay`, unless its response goes first. */
+  _ackLater(peer: UdpPeerSocket, incoming: Incoming): void {
+    incoming.ackDue = this.#clock.now() + this.#options.emptyAckDelay;
+    this.#acks.push({ peer, incoming });
+    if (this.#ackTimer === undefined) {
+      this.#ackTimer = this.#clock.setTimeout(
+        this.#acksDue,
+        this.#options.emptyAckDelay,
+      );
+    }
+  }
+
+  readonly #acksDue = (): void => {
+    this.#ackTimer = undefined;
+    const now = this.#clock.now();
+    for (;;) {
+      const head = this.#acks.peek();
+      if (head === undefined) return;
+      const due = head.incoming.ackDue;
+      if (due > now) {
+        this.#ackTimer = this.#clock.setTimeout(this.#acksDue, due - now);
+        return;
+      }
+      this.#acks.shift();
+      if (due === 0) continue; // answered, or forgotten, meanwhile
+      try {
+        head.peer._ackNow(head.incoming);
+      } catch (error) {
+        this.#log.error("Cannot send an empty ACK", error);
+      }
+    }
+  };
+
   /** @internal */
   _nextId(): number {
     this.#messageId = (this.#messageId + 1) & 0xffff;
@@ -932,6 +997,13 @@ export class CoapUdpEndpoint {
     return this.#log;
   }
 }
+
+/**
+ * How many datagrams from a new peer wait for its connection to start (they
+ * came in the same turn as its first, as a batch of a socket's receives
+ * does); more are dropped.
+ */
+const EARLY_DATAGRAMS = 64;
 
 /** The made-up CSM of a UDP peer: its Max-Message-Size, no BERT. */
 function peerCsm(maxMessageSize: number): Uint8Array {
@@ -1000,6 +1072,12 @@ export class UdpPeerSocket implements WebSocketLike {
   _idleSince: number | undefined;
   /** When a datagram last came from the peer. */
   _lastHeard: number;
+  /**
+   * @internal Datagrams that came before the peer's connection started
+   * (in the same turn as its first), to be handled once it has; then
+   * `undefined`.
+   */
+  _early: Datagram[] | undefined;
 
   /** @internal */
   constructor(
@@ -1171,11 +1249,7 @@ export class UdpPeerSocket implements WebSocketLike {
     for (const entry of this.#unacked.values()) {
       this.#endpoint._clock.clearTimeout(entry.timer);
     }
-    for (const entry of this.#incoming.values()) {
-      if (entry.timer !== undefined) {
-        this.#endpoint._clock.clearTimeout(entry.timer);
-      }
-    }
+    for (const entry of this.#incoming.values()) entry.ackDue = 0;
     this.#unacked.clear();
     this.#recentNon.clear();
     this.#order.clear();
@@ -1426,13 +1500,10 @@ export class UdpPeerSocket implements WebSocketLike {
       (incoming.notifications + 1) % this.#endpoint.options.conEvery === 0;
   }
 
-  /** The request is answered for good: forgotten, its timer cleared. */
+  /** The request is answered for good: forgotten, no empty ACK due. */
   #finish(key: number | string, incoming: Incoming): void {
     if (this.#incoming.get(key) === incoming) this.#incoming.delete(key);
-    if (incoming.timer !== undefined) {
-      this.#endpoint._clock.clearTimeout(incoming.timer);
-      incoming.timer = undefined;
-    }
+    incoming.ackDue = 0;
   }
 
   /**
@@ -1557,10 +1628,7 @@ export class UdpPeerSocket implements WebSocketLike {
     if (incoming.type === Type.CON && !incoming.acked) {
       // Piggybacked on the ACK.
       incoming.acked = true;
-      if (incoming.timer !== undefined) {
-        this.#endpoint._clock.clearTimeout(incoming.timer);
-        incoming.timer = undefined;
-      }
+      incoming.ackDue = 0;
       const datagram = encodeDatagram(Type.ACK, incoming.messageId, frame);
       const seen = this.#seen.get(incoming.messageId);
       if (seen !== undefined) seen.reply = datagram;
@@ -1971,9 +2039,7 @@ export class UdpPeerSocket implements WebSocketLike {
     const record = this.#remember(messageId);
     const key = tokenKey(message.token);
     const previous = this.#incoming.get(key);
-    if (previous?.timer !== undefined) {
-      this.#endpoint._clock.clearTimeout(previous.timer);
-    }
+    if (previous !== undefined) previous.ackDue = 0;
     const observe = getOption(message, Option.OBSERVE);
     const incoming: Incoming = {
       messageId,
@@ -1981,24 +2047,30 @@ export class UdpPeerSocket implements WebSocketLike {
       method: message.code,
       answered: false,
       acked: false,
-      timer: undefined,
+      ackDue: 0,
+      seen: record,
+      request: observe !== undefined && readObserve(observe) === 0
+        ? message
+        : undefined,
       notifications: 0,
       cancelled: false,
-      ...(observe !== undefined && readObserve(observe) === 0
-        ? { request: message }
-        : {}),
     };
     this.#incoming.set(key, incoming);
-    if (type === Type.CON) {
-      incoming.timer = this.#endpoint._clock.setTimeout(() => {
-        incoming.timer = undefined;
-        if (incoming.acked || this.#readyState !== 1) return;
-        incoming.acked = true;
-        record.reply = encodeDatagram(Type.ACK, messageId);
-        this.#endpoint._send(record.reply, this.address);
-      }, this.#endpoint.options.emptyAckDelay);
-    }
+    if (type === Type.CON) this.#endpoint._ackLater(this, incoming);
     this.#deliver(frame);
+  }
+
+  /**
+   * @internal The CON's response did not come within `emptyAckDelay`: an
+   * empty ACK says it arrived (RFC 7252 §5.2.2), and answers a duplicate.
+   */
+  _ackNow(incoming: Incoming): void {
+    incoming.ackDue = 0;
+    if (incoming.acked || this.#readyState !== 1) return;
+    incoming.acked = true;
+    const ack = encodeDatagram(Type.ACK, incoming.messageId);
+    if (incoming.seen !== undefined) incoming.seen.reply = ack;
+    this.#endpoint._send(ack, this.address);
   }
 
   /** Remembers a message ID for duplicate detection, within its bounds. */

@@ -214,6 +214,91 @@ Deno.test("CoAP over UDP: a slow response gets an empty ACK after emptyAckDelay,
   client.close();
 });
 
+Deno.test("CoAP over UDP: requests a new peer sends in one turn (a batch of a socket's receives) wait for its connection to start and are all answered in order; past 64 such datagrams the rest are dropped, counted", async () => {
+  const clock = new ManualClock();
+  const trace: string[] = [];
+  const server = new CoapServer(hello, { log: quiet });
+  const endpoint = new CoapUdpEndpoint(
+    (bytes) => trace.push(show("s→c", bytes)),
+    {
+      clock,
+      random: () => 0,
+      log: quiet,
+      amplificationFactor: false,
+      onPeer: servePeers(server),
+    },
+  );
+  for (let id = 1; id <= 3; id++) {
+    endpoint.receive(rawGet(id, "hello", { token: [id] }), CLIENT);
+  }
+  await settle();
+  assertEquals(trace, [
+    's→c ACK 2.05 #1 "hi"',
+    's→c ACK 2.05 #2 "hi"',
+    's→c ACK 2.05 #3 "hi"',
+  ]);
+  assertEquals([endpoint.peers, endpoint.dropped], [1, 0]);
+  // Another new peer, 70 requests at once: 64 wait, 6 are dropped.
+  trace.length = 0;
+  const other = { hostname: "10.0.0.3", port: 40000 };
+  for (let id = 1; id <= 70; id++) {
+    endpoint.receive(rawGet(id, "hello", { token: [id] }), other);
+  }
+  await settle();
+  assertEquals(trace.length, 64);
+  assertEquals([trace[0], trace[63]], [
+    's→c ACK 2.05 #1 "hi"',
+    's→c ACK 2.05 #64 "hi"',
+  ]);
+  assertEquals(endpoint.dropped, 6);
+  endpoint.close();
+});
+
+Deno.test("CoAP over UDP: slow responses to CONs that came at different times each get their empty ACK emptyAckDelay after their own request, from the endpoint's one timer", async () => {
+  const clock = new ManualClock();
+  const trace: string[] = [];
+  const server = new CoapServer({
+    "/slow": { GET: () => new Promise(() => {}) },
+  }, { log: quiet });
+  const endpoint = new CoapUdpEndpoint(
+    (bytes) => trace.push(`${clock.now()} ${show("s→c", bytes)}`),
+    {
+      clock,
+      random: () => 0,
+      log: quiet,
+      amplificationFactor: false,
+      onPeer: servePeers(server),
+    },
+  );
+  endpoint.receive(rawGet(1, "slow", { token: [1] }), CLIENT);
+  await settle();
+  await clock.advance(30);
+  endpoint.receive(rawGet(2, "slow", { token: [2] }), CLIENT);
+  endpoint.receive(rawGet(7, "slow", { token: [7] }), {
+    hostname: "10.0.0.3",
+    port: 1,
+  });
+  await settle();
+  // Timers due within the second (the peer sweep comes later): the one.
+  const soon = () => [...clock.timers.values()].filter((t) => t.at < 1000);
+  assertEquals(soon().map((t) => t.at), [100]);
+  await clock.advance(69);
+  assertEquals(trace, []);
+  await clock.advance(1);
+  assertEquals(trace, ["100 s→c ACK empty #1"]);
+  await clock.advance(30);
+  assertEquals(trace, [
+    "100 s→c ACK empty #1",
+    "130 s→c ACK empty #2",
+    "130 s→c ACK empty #7",
+  ]);
+  // A duplicate of an acknowledged CON gets the same empty ACK again.
+  endpoint.receive(rawGet(1, "slow", { token: [1] }), CLIENT);
+  assertEquals(trace.at(-1), "130 s→c ACK empty #1");
+  assertEquals(soon(), []);
+  endpoint.close();
+});
+
 Deno.test("CoAP over UDP: a lost request is sent again after ACK_TIMEOUT, doubling; a duplicate is answered with the same ACK and handled once", async () => {
   let handled = 0;
   const t = setup({
