@@ -202,6 +202,56 @@ test("runDrivingPipe() swallows a rejection after the abort, logging only at deb
   assertEquals((log.entries[0][2] as Error).message, "cancelled");
 });
 
+test("runDrivingPipe() makes no AbortController for a driver that declares no parameter and calls it with none; interest still ends it: a rejection after that is logged at debug with the error", async () => {
+  const made: string[] = [];
+  const Original = globalThis.AbortController;
+  globalThis.AbortController = class extends Original {
+    constructor() {
+      super();
+      made.push("AbortController");
+    }
+  };
+  try {
+    const { pipe, trace, record, log } = setup();
+    const off = pipe.onEvent(record("requester"));
+    const stop = deferred();
+    const done = runDrivingPipe(pipe, function () {
+      trace.push(`driver called with ${arguments.length} arguments`);
+      pipe.addResponse("1");
+      return stop.promise;
+    });
+    await flush();
+    off();
+    stop.reject(new Error("stopped late"));
+    await done;
+    assertEquals(trace, [
+      "driver called with 0 arguments",
+      "requester: response 1",
+    ]);
+    assertEquals(log.levels(), ["debug"]);
+    assertEquals(
+      log.entries[0][1],
+      'Driver of Pipe { request: "GET /r" } stopped after interest ended',
+    );
+    assertEquals((log.entries[0][2] as Error).message, "stopped late");
+    assertEquals(made, []);
+    // One parameter: a signal of its own, as before.
+    const second = setup();
+    second.pipe.onEvent(second.record("requester"));
+    await runDrivingPipe(second.pipe, (signal) => {
+      second.trace.push(`signal aborted: ${signal.aborted}`);
+      second.pipe.addResponse("2", true);
+    });
+    assertEquals(second.trace, [
+      "signal aborted: false",
+      "requester: response 2 last",
+    ]);
+    assertEquals(made, ["AbortController"]);
+  } finally {
+    globalThis.AbortController = Original;
+  }
+});
+
 test("runDrivingPipe() ends a pipe whose driver finished without a final response", async () => {
   const { pipe, trace, record, log } = setup();
   pipe.onEvent(record("requester"));

@@ -149,6 +149,51 @@ Deno.test("CoapClient.request() yields one response and completes; the server's 
   client.close();
 });
 
+Deno.test("CoapServer calls a handler that declares fewer than three parameters with two and makes no AbortController for it; one that declares the signal gets one, aborted when the exchange ends", async () => {
+  const made: string[] = [];
+  const Original = globalThis.AbortController;
+  globalThis.AbortController = class extends Original {
+    constructor() {
+      super();
+      made.push("AbortController");
+    }
+  };
+  try {
+    const seen: string[] = [];
+    let kept: AbortSignal | undefined;
+    const { client } = await setup({
+      "/two": {
+        GET: function (_request, _pipe) {
+          seen.push(`two: ${arguments.length} arguments`);
+          return { payload: "two" };
+        },
+      },
+      "/three": {
+        GET: (_request, _pipe, signal) => {
+          kept = signal;
+          seen.push(`three: aborted ${signal.aborted}`);
+          return Promise.resolve({ payload: "three" });
+        },
+      },
+    });
+    assertEquals(
+      await collect(client.request({ method: "GET", path: "/two" })),
+      ["2.05 two last=true"],
+    );
+    assertEquals(made, []);
+    assertEquals(
+      await collect(client.request({ method: "GET", path: "/three" })),
+      ["2.05 three last=true"],
+    );
+    await flush();
+    assertEquals(seen, ["two: 2 arguments", "three: aborted false"]);
+    assertEquals([made, kept?.aborted], [["AbortController"], true]);
+    client.close();
+  } finally {
+    globalThis.AbortController = Original;
+  }
+});
+
 Deno.test("CoapClient.request() carries payload, content format, accept and query to the resource", async () => {
   const seen: unknown[] = [];
   const { client } = await setup({

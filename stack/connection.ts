@@ -46,8 +46,14 @@ import { ConnectionLog } from "./peer_log.ts";
 
 /** Where a connection's bytes go: a WebSocket, or a test's array. */
 export interface Transport {
-  /** Sends one binary message. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Sends one binary message. `message` is what `bytes` encode, where the
+   * connection has it: a transport that reads what it sends (CoAP over
+   * UDP, to put it in a datagram) takes it instead of decoding the bytes
+   * again. Its payload may be a string (UTF-8 in `bytes`) and its options
+   * out of order (in order in `bytes`).
+   */
+  send(bytes: Uint8Array, message?: OutgoingMessage): void;
   /** Closes the transport; `code` is a WebSocket close code. */
   close(code: number, reason: string): void;
   /**
@@ -468,10 +474,15 @@ export class CoapConnection {
    * connection alone.
    *
    * @param data The message: bytes, or text (which is a protocol error).
+   * @param decoded What `data` decodes to, where the transport decoded it
+   * already (CoAP over UDP): it is not decoded again.
    */
-  receive(data: Uint8Array | ArrayBuffer | string): void {
+  receive(
+    data: Uint8Array | ArrayBuffer | string,
+    decoded?: CoapMessage,
+  ): void {
     try {
-      this.#receive(data);
+      this.#receive(data, decoded);
     } catch (error) {
       this.fault(error);
     }
@@ -496,7 +507,10 @@ export class CoapConnection {
     this.abort("Internal error", CLOSE_INTERNAL);
   }
 
-  #receive(data: Uint8Array | ArrayBuffer | string): void {
+  #receive(
+    data: Uint8Array | ArrayBuffer | string,
+    decoded: CoapMessage | undefined,
+  ): void {
     if (this.#state === "closed") return;
     if (typeof data === "string") {
       this.abort("Text frame received", CLOSE_TEXT);
@@ -523,7 +537,7 @@ export class CoapConnection {
       this.#onHeld?.(bytes.length);
       return;
     }
-    this.#process(bytes);
+    this.#process(bytes, decoded);
   }
 
   /**
@@ -572,10 +586,10 @@ export class CoapConnection {
     return this.#heldBytes;
   }
 
-  #process(bytes: Uint8Array): void {
+  #process(bytes: Uint8Array, decoded?: CoapMessage): void {
     let message: CoapMessage;
     try {
-      message = decodeMessage(bytes);
+      message = decoded ?? decodeMessage(bytes);
     } catch (error) {
       this.abort((error as CoapFormatError).message, CLOSE_MALFORMED);
       return;
@@ -681,7 +695,7 @@ export class CoapConnection {
     };
     this.#exchanges.set(key, exchange);
     this.#written += bytes.length;
-    this.#transport.send(bytes);
+    this.#transport.send(bytes, message);
     pipe.onInterestEnd(() => this.#lostInterest(exchange));
     pipe.onPoke(() => this.#poke());
   }
@@ -728,7 +742,7 @@ export class CoapConnection {
     const bytes = encodeMessage(message);
     if (bytes.length > this.#peer.maxMessageSize) return false;
     this.#written += bytes.length;
-    this.#transport.send(bytes);
+    this.#transport.send(bytes, message);
     return true;
   }
 
@@ -770,6 +784,7 @@ export class CoapConnection {
     if (this.#state === "closed") return false;
     const limit = this.#peer.maxMessageSize;
     let bytes: Uint8Array | undefined;
+    let sent = message;
     let trouble: string;
     try {
       bytes = encodeMessage(message);
@@ -790,6 +805,7 @@ export class CoapConnection {
         payload: new Uint8Array(0),
       };
       bytes = encodeMessage(bare);
+      sent = bare;
       if (bytes.length > limit) {
         this.abort(
           `Cannot answer: ${trouble} does not fit the peer's Max-Message-Size of ${limit}`,
@@ -806,7 +822,7 @@ export class CoapConnection {
       );
     }
     this.#written += bytes.length;
-    this.#transport.send(bytes);
+    this.#transport.send(bytes, sent);
     return true;
   }
 
@@ -926,7 +942,7 @@ export class CoapConnection {
   #write(message: OutgoingMessage): void {
     const bytes = this.#encode(message);
     this.#written += bytes.length;
-    this.#transport.send(bytes);
+    this.#transport.send(bytes, message);
   }
 
   /** Writes, for a connection on its way out: failures are only logged. */

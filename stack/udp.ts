@@ -70,6 +70,7 @@ import {
   getOption,
   keyToken,
   Option,
+  type OutgoingMessage,
   SignalingOption,
   tokenKey,
   uint,
@@ -841,8 +842,21 @@ export class CoapUdpEndpoint {
   }
 
   #peer(address: PeerAddress): UdpPeerSocket | undefined {
-    return this.#peers.get(this.#key(address));
+    // The peer of the last datagram, most often the same: no key string.
+    const last = this.#last;
+    if (
+      last !== undefined && last.address.port === address.port &&
+      last.address.hostname === address.hostname && last.readyState === 1
+    ) {
+      return last;
+    }
+    const peer = this.#peers.get(this.#key(address));
+    if (peer !== undefined) this.#last = peer;
+    return peer;
   }
+
+  /** The peer found last (a cache; `#peers` is the truth). */
+  #last: UdpPeerSocket | undefined;
 
   #create(address: PeerAddress): UdpPeerSocket {
     const key = this.#key(address);
@@ -1224,6 +1238,38 @@ export class UdpPeerSocket implements WebSocketLike {
     } catch {
       return; // the connection above never sends such a frame
     }
+    this.#sendDecoded(data, message);
+  }
+
+  /**
+   * Takes one RFC 8323 frame and the message it encodes, so that it need
+   * not be decoded again.
+   *
+   * @param data The frame.
+   * @param message What it encodes.
+   */
+  sendMessage(data: Uint8Array, message: OutgoingMessage): void {
+    if (this.#readyState !== 1) return;
+    // A text payload is in the frame as UTF-8: the frame says it in bytes.
+    if (typeof message.payload === "string") this.send(data);
+    else this.#sendDecoded(data, message as CoapMessage);
+  }
+
+  /**
+   * Hands what the peer sends to `receive`, decoded, instead of as
+   * `message` events (the connection above does so).
+   *
+   * @param receive Called with each RFC 8323 frame and its message.
+   */
+  deliverTo(
+    receive: (data: Uint8Array, message?: CoapMessage) => void,
+  ): void {
+    this.#receiver = receive;
+  }
+
+  #receiver: ((data: Uint8Array, message?: CoapMessage) => void) | undefined;
+
+  #sendDecoded(data: Uint8Array, message: CoapMessage): void {
     const kind = message.code >> 5;
     if (kind === 7) this.#signaling(message);
     else if (kind === 0) this.#request(data, message);
@@ -1271,7 +1317,11 @@ export class UdpPeerSocket implements WebSocketLike {
     );
   }
 
-  #deliver(frame: Uint8Array): void {
+  #deliver(frame: Uint8Array, message?: CoapMessage): void {
+    if (this.#receiver !== undefined) {
+      this.#receiver(frame, message);
+      return;
+    }
     const data =
       frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength
         ? frame.buffer
@@ -1828,7 +1878,6 @@ export class UdpPeerSocket implements WebSocketLike {
     const kind = message.code >> 5;
     const isRequest = kind === 0;
     const endpoint = this.#endpoint;
-    const from = `${this.address.hostname}:${this.address.port}`;
     if (kind !== 0 && kind !== 2 && kind !== 4 && kind !== 5) {
       // Signalling (7.xx) belongs to reliable transports, classes 1, 3 and
       // 6 are reserved: on UDP none is an answer, and none reaches the
@@ -1837,7 +1886,7 @@ export class UdpPeerSocket implements WebSocketLike {
         "datagrams with a signalling or reserved code",
         `Dropped a ${
           codeToString(message.code)
-        } from ${from}: no such code belongs on UDP`,
+        } from ${this.address.hostname}:${this.address.port}: no such code belongs on UDP`,
       );
       if (type === Type.CON) {
         endpoint._send(encodeDatagram(Type.RST, messageId), this.address);
@@ -1857,7 +1906,7 @@ export class UdpPeerSocket implements WebSocketLike {
           "answers that do not match their request",
           `Dropped an ${
             type === Type.ACK ? "ACK" : "RST"
-          } from ${from} with code ${
+          } from ${this.address.hostname}:${this.address.port} with code ${
             codeToString(message.code)
           } that does not answer the request it names`,
         );
@@ -2003,7 +2052,7 @@ export class UdpPeerSocket implements WebSocketLike {
       if (last !== undefined && !fresher(last, value, now)) return;
       this.#order.set(key, { value, at: now });
     }
-    this.#deliver(frame);
+    this.#deliver(frame, message);
   }
 
   /**
@@ -2057,7 +2106,7 @@ export class UdpPeerSocket implements WebSocketLike {
     };
     this.#incoming.set(key, incoming);
     if (type === Type.CON) this.#endpoint._ackLater(this, incoming);
-    this.#deliver(frame);
+    this.#deliver(frame, message);
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   type ConnectionOptions,
   type Transport,
 } from "./connection.ts";
+import type { CoapMessage, OutgoingMessage } from "./message.ts";
 
 /** The parts of a standard `WebSocket` this stack uses. */
 export interface WebSocketLike {
@@ -24,6 +25,21 @@ export interface WebSocketLike {
   binaryType: string;
   /** Sends one message. */
   send(data: Uint8Array): void;
+  /**
+   * Sends one message whose decoded form the caller has (`message`, what
+   * `data` encodes): a socket that reads what it sends (CoAP over UDP's
+   * peer socket) takes it instead of decoding `data` again. A WebSocket
+   * has no such method.
+   */
+  sendMessage?(data: Uint8Array, message: OutgoingMessage): void;
+  /**
+   * Hands every message to `receive`, decoded where the socket decoded it
+   * anyway, instead of as `message` events (CoAP over UDP's peer socket
+   * has this method; a WebSocket does not).
+   */
+  deliverTo?(
+    receive: (data: Uint8Array, message?: CoapMessage) => void,
+  ): void;
   /** Closes the socket. */
   close(code?: number, reason?: string): void;
   /**
@@ -90,8 +106,11 @@ function shortReason(reason: string): string {
  */
 export function webSocketTransport(socket: WebSocketLike): Transport {
   return {
-    send(bytes) {
-      if (socket.readyState === OPEN) socket.send(bytes);
+    send(bytes, message) {
+      if (socket.readyState !== OPEN) return;
+      if (message !== undefined && socket.sendMessage !== undefined) {
+        socket.sendMessage(bytes, message);
+      } else socket.send(bytes);
     },
     get bufferedAmount() {
       return socket.bufferedAmount;
@@ -150,22 +169,32 @@ export function attachWebSocket(
     socket.binaryType = "arraybuffer";
   } catch { /* a platform that only has ArrayBuffers */ }
   const connection = new CoapConnection(webSocketTransport(socket), options);
-  socket.addEventListener("message", (event) => {
-    try {
-      const data = (event as MessageEvent).data;
-      if (typeof data === "string" || data instanceof ArrayBuffer) {
-        connection.receive(data);
-      } else if (ArrayBuffer.isView(data)) {
-        connection.receive(
-          new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-        );
-      } else {
-        connection.abort("Unsupported WebSocket message type");
+  if (socket.deliverTo !== undefined) {
+    socket.deliverTo((data, message) => {
+      try {
+        connection.receive(data, message);
+      } catch (error) {
+        connection.fault(error);
       }
-    } catch (error) {
-      connection.fault(error);
-    }
-  });
+    });
+  } else {
+    socket.addEventListener("message", (event) => {
+      try {
+        const data = (event as MessageEvent).data;
+        if (typeof data === "string" || data instanceof ArrayBuffer) {
+          connection.receive(data);
+        } else if (ArrayBuffer.isView(data)) {
+          connection.receive(
+            new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+          );
+        } else {
+          connection.abort("Unsupported WebSocket message type");
+        }
+      } catch (error) {
+        connection.fault(error);
+      }
+    });
+  }
   socket.addEventListener("close", (event) => {
     try {
       const { code, reason } = event as CloseEvent;
