@@ -795,3 +795,65 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "bindUdp() on Deno's node:dgram with readSize: a datagram within it arrives whole, one past it cut where Deno cuts it (twice readSize on Linux); without readSize a 60,000-byte one arrives whole; our server refuses a request cut so with 4.13",
+  ...network,
+  async fn() {
+    const gotSmall: number[] = [];
+    const gotLarge: number[] = [];
+    const small = await bindUdp((bytes) => gotSmall.push(bytes.length), {
+      readSize: 1024,
+    });
+    const large = await bindUdp((bytes) => gotLarge.push(bytes.length));
+    const sender = await bindUdp(() => {});
+    const wait = async (done: () => boolean) => {
+      for (let i = 0; i < 50 && !done(); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    try {
+      const to = (bound: BoundUdp) => ({
+        hostname: "127.0.0.1",
+        port: bound.port,
+      });
+      // The read under way as the size is set still has 64 KiB: the first
+      // datagram goes there.
+      sender.send(new Uint8Array(10), to(small));
+      await wait(() => gotSmall.length === 1);
+      sender.send(new Uint8Array(1500), to(small));
+      await wait(() => gotSmall.length === 2);
+      sender.send(new Uint8Array(5000), to(small));
+      sender.send(new Uint8Array(60_000), to(large));
+      await wait(() => gotSmall.length === 3 && gotLarge.length === 1);
+      assertEquals([gotSmall, gotLarge], [[10, 1500, 2048], [60_000]]);
+    } finally {
+      small.close();
+      large.close();
+      sender.close();
+    }
+    // The server reads twice its maxMessageSize: a 5,000-byte request is
+    // over 1152 cut or not, and is answered 4.13.
+    const server = new CoapServer({ "/": { POST: () => ({}) } }, {
+      log: quiet,
+    });
+    const serving = await serveCoapUdp(server, { port: 0 });
+    const answers: string[] = [];
+    const client = await bindUdp((bytes) =>
+      answers.push(`${bytes[1] >> 5}.${String(bytes[1] & 31).padStart(2, "0")}`)
+    );
+    try {
+      const request = new Uint8Array(5000);
+      request.set([0x40, 0x02, 0x12, 0x34, 0xff]);
+      client.send(request, { hostname: "127.0.0.1", port: serving.port });
+      for (let i = 0; i < 50 && answers.length < 1; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assertEquals(answers, ["4.13"]);
+    } finally {
+      client.close();
+      serving.close();
+    }
+  },
+});
