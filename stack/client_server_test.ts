@@ -700,6 +700,63 @@ Deno.test("Observers: an asynchronous render is aborted when its observation end
   client.close();
 });
 
+Deno.test("Observers: a render by a handler that declares no signal is called with two arguments and makes no AbortController; an asynchronous one whose observation ended meanwhile adds nothing", async () => {
+  const made: string[] = [];
+  const Original = globalThis.AbortController;
+  globalThis.AbortController = class extends Original {
+    constructor() {
+      super();
+      made.push("AbortController");
+    }
+  };
+  try {
+    const observers = new Observers();
+    const renders: {
+      resolve: (init: ResponseInit) => void;
+      args: number;
+    }[] = [];
+    const { client, server } = await setup({
+      "/slow": {
+        observable: observers,
+        GET: function (_request, _pipe) {
+          const args = arguments.length;
+          return new Promise<ResponseInit>((resolve) =>
+            renders.push({ resolve, args })
+          );
+        },
+      },
+    });
+    const pipe = client.request({
+      method: "GET",
+      path: "/slow",
+      observe: true,
+    });
+    const it = pipe[Symbol.asyncIterator]();
+    await flush();
+    renders[0].resolve({ payload: "first" });
+    assertEquals(
+      describe((await it.next()).value!),
+      "2.05 first obs=0 last=false",
+    );
+    observers.updated();
+    assertEquals(renders.length, 2);
+    await it.return!();
+    await flush();
+    assertEquals(observers.count, 0);
+    renders[1].resolve({ payload: "too late" }); // dropped, nothing logged
+    // The deregistration (Observe 1) is answered as a plain GET.
+    assertEquals(renders.length, 3);
+    renders[2].resolve({ payload: "deregistered" });
+    await flush();
+    assertEquals(renders.map((r) => r.args), [2, 2, 2]);
+    assertEquals([server.exchanges, server.drivers], [0, 0]);
+    assertEquals(made, []);
+    client.close();
+  } finally {
+    globalThis.AbortController = Original;
+  }
+});
+
 Deno.test("Observers: a render that throws, rejects or answers an error code ends that observation with its error response; the others go on", async () => {
   const logs: string[] = [];
   const observers = new Observers();

@@ -897,7 +897,7 @@ export class Observers {
   /** The handler of each observation, by its pipe. */
   readonly #observations = new Map<ObservedPipe, Handler>();
   /** Renders under way (asynchronous ones), by pipe. */
-  readonly #rendering = new Map<ObservedPipe, AbortController>();
+  readonly #rendering = new Map<ObservedPipe, Render>();
   /** Pipes updated while their render was under way. */
   readonly #stale = new Set<ObservedPipe>();
   readonly #onCount: ((count: number) => void) | undefined;
@@ -949,10 +949,11 @@ export class Observers {
   #end(pipe: ObservedPipe): void {
     if (!this.#observations.delete(pipe)) return;
     this.#stale.delete(pipe);
-    const controller = this.#rendering.get(pipe);
-    if (controller !== undefined) {
+    const render = this.#rendering.get(pipe);
+    if (render !== undefined) {
       this.#rendering.delete(pipe);
-      controller.abort(
+      render.over = true;
+      render.controller?.abort(
         new DOMException(
           `Interest in the observation of ${pipe.request.path} ended`,
           "AbortError",
@@ -969,10 +970,14 @@ export class Observers {
       this.#stale.add(pipe);
       return;
     }
-    const controller = new AbortController();
+    // A handler that declares no signal gets none (see Handler): a change
+    // notified to many observers makes no AbortController for each.
+    const controller = handler.length < 3 ? undefined : new AbortController();
     let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
     try {
-      result = handler(pipe.request, pipe, controller.signal);
+      result = controller === undefined
+        ? (handler as unknown as TwoArguments)(pipe.request, pipe)
+        : handler(pipe.request, pipe, controller.signal);
     } catch (error) {
       pipe.addException(error);
       return;
@@ -985,14 +990,15 @@ export class Observers {
       }
       return;
     }
-    this.#rendering.set(pipe, controller);
+    const render: Render = { over: false, controller };
+    this.#rendering.set(pipe, render);
     result.then((value) => {
-      if (controller.signal.aborted) return;
+      if (render.over) return;
       this.#rendering.delete(pipe);
       if (value !== undefined) pipe.addResponse(value);
       if (this.#stale.delete(pipe)) this.#render(pipe, handler);
     }, (error) => {
-      if (controller.signal.aborted) return;
+      if (render.over) return;
       this.#rendering.delete(pipe);
       this.#stale.delete(pipe);
       pipe.addException(error);
@@ -1001,6 +1007,12 @@ export class Observers {
 }
 
 type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
+
+/** An asynchronous render under way: whether its observation ended. */
+interface Render {
+  over: boolean;
+  controller: AbortController | undefined;
+}
 
 /** What a connection's exchanges share: one object, not four fields each. */
 interface Link {

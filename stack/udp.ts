@@ -284,6 +284,25 @@ export interface UdpOptions {
    */
   maxWaiting?: number;
   /**
+   * Datagrams sent back to back within a millisecond; more wait for the
+   * next. A burst (one change notified to many observers, RFC 7641
+   * §4.5.1) is paced so: the kernel charges what a socket sent on
+   * loopback to it until the receiver reads it, and Deno 2.9 lost a third
+   * of 100,000 notifications sent at once to 10,000 sockets (none at 256
+   * a millisecond).
+   *
+   * @default {256}
+   */
+  sendBurst?: number;
+  /**
+   * Datagrams waiting for their millisecond; one more is dropped (and
+   * counted in `dropped`): a lost datagram, which CON retransmission
+   * covers.
+   *
+   * @default {131072}
+   */
+  maxQueued?: number;
+  /**
    * How long a peer with nothing open is kept, in milliseconds.
    *
    * @default {exchangeLifetime}
@@ -359,8 +378,12 @@ interface Incoming {
   ackDue: number;
   /** The request's message ID record, for the empty ACK to be repeated. */
   seen: Seen | undefined;
-  /** The request, kept for an observation: an RST deregisters it. */
-  request?: CoapMessage;
+  /**
+   * The request's frame, kept for an observation (an RST deregisters it):
+   * a copy of its few bytes, not the decoded message (whose views keep
+   * objects alive for each of its options for the observation's life).
+   */
+  request?: Uint8Array;
   notifications: number;
   /** Set when the client reset the observation: its final goes nowhere. */
   cancelled: boolean;
@@ -519,6 +542,8 @@ export class CoapUdpEndpoint {
       echoLifetime: options.echoLifetime ?? 60_000,
       maxRemembered: options.maxRemembered ?? 1024,
       maxWaiting: options.maxWaiting ?? 1000,
+      sendBurst: options.sendBurst ?? 256,
+      maxQueued: options.maxQueued ?? 131_072,
     };
     for (const [name, value] of Object.entries(this.#options)) {
       if (typeof value === "number" && !(value >= 0)) {
@@ -527,9 +552,12 @@ export class CoapUdpEndpoint {
         );
       }
     }
-    if (this.#options.nstart < 1 || this.#options.ackRandomFactor < 1) {
+    if (
+      this.#options.nstart < 1 || this.#options.ackRandomFactor < 1 ||
+      this.#options.sendBurst < 1
+    ) {
       throw new RangeError(
-        "Cannot create a CoAP-over-UDP endpoint: nstart and ackRandomFactor must be at least 1",
+        "Cannot create a CoAP-over-UDP endpoint: nstart, ackRandomFactor and sendBurst must be at least 1",
       );
     }
     if (
@@ -809,6 +837,15 @@ export class CoapUdpEndpoint {
       this.#ackTimer = undefined;
     }
     this.#acks.clear();
+    // What waited to be sent goes now: the socket may close after this.
+    if (this.#pacer !== undefined) {
+      this.#clock.clearTimeout(this.#pacer);
+      this.#pacer = undefined;
+    }
+    while (this.#queued.size > 0) {
+      const datagram = this.#queued.shift() as Uint8Array;
+      this.#sendNow(datagram, this.#queued.shift() as PeerAddress);
+    }
     if (this.#toldTimer !== undefined) {
       this.#clock.clearTimeout(this.#toldTimer);
     }
@@ -985,6 +1022,63 @@ export class CoapUdpEndpoint {
 
   /** @internal */
   _send(datagram: Uint8Array, to: PeerAddress): void {
+    if (this.#queued.size === 0) {
+      const now = this.#clock.now();
+      if (now - this.#windowStart >= 1) {
+        this.#windowStart = now;
+        this.#sentInWindow = 0;
+      }
+      if (this.#sentInWindow < this.#options.sendBurst) {
+        this.#sentInWindow++;
+        this.#sendNow(datagram, to);
+        return;
+      }
+    }
+    if (this.#queued.size >= 2 * this.#options.maxQueued) {
+      this._drop(
+        "datagrams dropped: too many waiting to be sent (maxQueued)",
+        `Dropped a datagram to ${to.hostname}:${to.port}: ${this.#options.maxQueued} wait to be sent already (maxQueued)`,
+      );
+      return;
+    }
+    // Two entries a datagram, not an object.
+    this.#queued.push(datagram);
+    this.#queued.push(to);
+    if (this.#pacer === undefined) {
+      this.#pacer = this.#clock.setTimeout(this.#pace, 1);
+    }
+  }
+
+  /** Sends the next millisecond's share of what waits. */
+  readonly #pace = (): void => {
+    this.#pacer = undefined;
+    this.#windowStart = this.#clock.now();
+    this.#sentInWindow = 0;
+    while (
+      this.#queued.size > 0 && this.#sentInWindow < this.#options.sendBurst
+    ) {
+      const datagram = this.#queued.shift() as Uint8Array;
+      const to = this.#queued.shift() as PeerAddress;
+      this.#sentInWindow++;
+      this.#sendNow(datagram, to);
+    }
+    if (this.#queued.size > 0) {
+      this.#pacer = this.#clock.setTimeout(this.#pace, 1);
+    }
+  };
+
+  /** Datagrams waiting for their millisecond, and where each goes. */
+  readonly #queued = new Fifo<Uint8Array | PeerAddress>();
+  #pacer: unknown;
+  #windowStart = -Infinity;
+  #sentInWindow = 0;
+
+  /** Datagrams waiting to be sent (see `sendBurst`). */
+  get queued(): number {
+    return this.#queued.size / 2;
+  }
+
+  #sendNow(datagram: Uint8Array, to: PeerAddress): void {
     try {
       this.#send(datagram, to);
     } catch (error) {
@@ -1859,7 +1953,7 @@ export class UdpPeerSocket implements WebSocketLike {
     // RFC 7641 §3.6's deregistration, as the connection above knows it: a
     // GET on the token with Observe 1, whose final response goes nowhere.
     incoming.cancelled = true;
-    const request = incoming.request;
+    const request = decodeMessage(incoming.request);
     this.#deliver(encodeMessage({
       ...request,
       options: request.options.map((option) =>
@@ -2099,7 +2193,7 @@ export class UdpPeerSocket implements WebSocketLike {
       ackDue: 0,
       seen: record,
       request: observe !== undefined && readObserve(observe) === 0
-        ? message
+        ? frame
         : undefined,
       notifications: 0,
       cancelled: false,

@@ -15,7 +15,7 @@ import {
   uint,
   utf8,
 } from "./message.ts";
-import { CoapServer, type Resources } from "./server.ts";
+import { CoapServer, Observers, type Resources } from "./server.ts";
 import {
   CoapUdpEndpoint,
   decodeDatagram,
@@ -1026,8 +1026,61 @@ Deno.test("CoAP over UDP: while a verified observer's CON notification awaits it
   t.endpoint.close();
 });
 
+Deno.test("CoAP over UDP: one change notified to many observers goes out sendBurst datagrams a millisecond, in order (RFC 7641 §4.5.1); past maxQueued waiting, a datagram is dropped and counted; close() sends what waits", async () => {
+  let state = 0;
+  const observers = new Observers();
+  const t = rawServer({
+    "/state": {
+      observable: observers,
+      GET: () => ({ payload: `state ${state}` }),
+    },
+  }, { amplificationFactor: false, sendBurst: 4, maxQueued: 6 });
+  const peers = Array.from({ length: 12 }, (_, i) => ({
+    hostname: "10.2.0.1",
+    port: 100 + i,
+  }));
+  for (const peer of peers) {
+    t.endpoint.receive(
+      rawGet(1, "state", {
+        token: [1],
+        options: [{ number: Option.OBSERVE, value: new Uint8Array(0) }],
+      }),
+      peer,
+    );
+    await settle();
+    await t.clock.advance(1);
+  }
+  assertEquals(observers.count, 12);
+  t.sent.length = 0;
+  const logged = t.logs.length;
+  state++;
+  observers.updated();
+  await settle();
+  // 4 now, 6 wait, 2 dropped.
+  const ports = () => t.sent.map((d) => Number(d.to.split(":")[1]) - 100);
+  assertEquals(ports(), [0, 1, 2, 3]);
+  assertEquals([t.endpoint.queued, t.endpoint.dropped], [6, 2]);
+  assertEquals(t.logs.length, logged + 1);
+  assertEquals(
+    t.logs.at(-1),
+    "warn Dropped a datagram to 10.2.0.1:110: 6 wait to be sent already (maxQueued)",
+  );
+  await t.clock.advance(1);
+  assertEquals(ports(), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assertEquals(
+    t.sent.map((d) => show("", d.bytes).split(" ").slice(1, 3).join(" ")),
+    // CON: to an address not verified, every notification is.
+    Array(8).fill("CON 2.05"),
+  );
+  // close() sends the rest at once.
+  t.endpoint.close();
+  assertEquals(ports(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assertEquals(t.endpoint.queued, 0);
+});
+
 Deno.test("CoAP over UDP: a flood of 2,000 new source ports from one address evicts the unverified peers heard from least recently, never a verified one; every request is answered, a newcomer from that address too, and nothing is logged", async () => {
-  const t = rawServer(amplified, { maxUnverifiedPeers: 64 });
+  // 2,000 answers within one millisecond of the manual clock: not paced.
+  const t = rawServer(amplified, { maxUnverifiedPeers: 64, sendBurst: 10_000 });
   // One verified peer from the flooded address (it repeated an Echo).
   const verified = { hostname: "10.1.1.1", port: 1000 };
   t.endpoint.receive(rawGet(1, ""), verified);
@@ -1129,7 +1182,7 @@ Deno.test("CoAP over UDP: the endpoint's options are checked at construction", (
   assertThrows(
     () => new CoapUdpEndpoint(() => {}, { nstart: 0 }),
     RangeError,
-    "nstart and ackRandomFactor must be at least 1",
+    "nstart, ackRandomFactor and sendBurst must be at least 1",
   );
 });
 
