@@ -284,20 +284,21 @@ export interface UdpOptions {
    */
   maxWaiting?: number;
   /**
-   * Datagrams sent back to back within a millisecond; more wait for the
-   * next. A burst (one change notified to many observers, RFC 7641
-   * §4.5.1) is paced so: the kernel charges what a socket sent on
-   * loopback to it until the receiver reads it, and Deno 2.9 lost a third
-   * of 100,000 notifications sent at once to 10,000 sockets (none at 256
-   * a millisecond).
+   * Datagrams sent in one turn of the event loop (between two timers);
+   * more wait for the next turns, this many each. A burst (one change
+   * notified to many observers, RFC 7641 §4.5.1) is paced so: the kernel
+   * charges what a socket sent on loopback to it until the receiver reads
+   * it, and Deno 2.9, which sends once the turn is over, lost a third of
+   * 100,000 notifications sent in one turn to 10,000 sockets (none at 256
+   * a turn).
    *
    * @default {256}
    */
   sendBurst?: number;
   /**
-   * Datagrams waiting for their millisecond; one more is dropped (and
-   * counted in `dropped`): a lost datagram, which CON retransmission
-   * covers.
+   * Datagrams waiting for a later turn (see `sendBurst`); one more is
+   * dropped (and counted in `dropped`): a lost datagram, which CON
+   * retransmission covers.
    *
    * @default {131072}
    */
@@ -1022,17 +1023,17 @@ export class CoapUdpEndpoint {
 
   /** @internal */
   _send(datagram: Uint8Array, to: PeerAddress): void {
-    if (this.#queued.size === 0) {
-      const now = this.#clock.now();
-      if (now - this.#windowStart >= 1) {
-        this.#windowStart = now;
-        this.#sentInWindow = 0;
+    if (
+      this.#queued.size === 0 &&
+      this.#sentInTurn < this.#options.sendBurst
+    ) {
+      this.#sentInTurn++;
+      // The count starts afresh once the event loop has turned: a timer's.
+      if (this.#pacer === undefined) {
+        this.#pacer = this.#clock.setTimeout(this.#pace, 0);
       }
-      if (this.#sentInWindow < this.#options.sendBurst) {
-        this.#sentInWindow++;
-        this.#sendNow(datagram, to);
-        return;
-      }
+      this.#sendNow(datagram, to);
+      return;
     }
     if (this.#queued.size >= 2 * this.#options.maxQueued) {
       this._drop(
@@ -1044,34 +1045,34 @@ export class CoapUdpEndpoint {
     // Two entries a datagram, not an object.
     this.#queued.push(datagram);
     this.#queued.push(to);
-    if (this.#pacer === undefined) {
-      this.#pacer = this.#clock.setTimeout(this.#pace, 1);
-    }
   }
 
-  /** Sends the next millisecond's share of what waits. */
+  /**
+   * The event loop turned: what waits goes, `sendBurst` of it, and the
+   * count starts afresh while anything goes.
+   */
   readonly #pace = (): void => {
     this.#pacer = undefined;
-    this.#windowStart = this.#clock.now();
-    this.#sentInWindow = 0;
+    this.#sentInTurn = 0;
     while (
-      this.#queued.size > 0 && this.#sentInWindow < this.#options.sendBurst
+      this.#queued.size > 0 && this.#sentInTurn < this.#options.sendBurst
     ) {
       const datagram = this.#queued.shift() as Uint8Array;
       const to = this.#queued.shift() as PeerAddress;
-      this.#sentInWindow++;
+      this.#sentInTurn++;
       this.#sendNow(datagram, to);
     }
-    if (this.#queued.size > 0) {
-      this.#pacer = this.#clock.setTimeout(this.#pace, 1);
+    if (this.#sentInTurn > 0) {
+      this.#pacer = this.#clock.setTimeout(this.#pace, 0);
     }
   };
 
-  /** Datagrams waiting for their millisecond, and where each goes. */
+  /** Datagrams waiting for a later turn, and where each goes. */
   readonly #queued = new Fifo<Uint8Array | PeerAddress>();
+  /** The timer that marks the event loop's turn, while datagrams go. */
   #pacer: unknown;
-  #windowStart = -Infinity;
-  #sentInWindow = 0;
+  /** Datagrams sent since the event loop last turned. */
+  #sentInTurn = 0;
 
   /** Datagrams waiting to be sent (see `sendBurst`). */
   get queued(): number {
