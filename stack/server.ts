@@ -44,6 +44,7 @@ import {
 import {
   Flow,
   type FlowLimits,
+  type FlowLink,
   type Outgoing,
   type ResolvedLimits,
   resolveLimits,
@@ -438,26 +439,9 @@ export class CoapServer {
     if (address !== undefined) {
       this.#byAddress.set(address, (this.#byAddress.get(address) ?? 0) + 1);
     }
+    const flowLink = new ConnectionFlowLink(this.#handleOf);
     const flow: Flow = new Flow(
-      {
-        get queued() {
-          return connection.queued;
-        },
-        get written() {
-          return connection.written;
-        },
-        get closed() {
-          return connection.state === "closed";
-        },
-        get mostHeld() {
-          return connection.mostHeld;
-        },
-        abort: (diagnostic) => connection.abort(diagnostic),
-        fault: (error) => connection.fault(error),
-        process: (message) => this.#handle(link, message),
-        pause: () => connection.pause(),
-        resume: () => connection.resume(),
-      },
+      flowLink,
       this.#limits,
       options.clock ?? systemClock,
     );
@@ -492,8 +476,9 @@ export class CoapServer {
       },
     });
     this.#open.add(connection);
+    flowLink.connection = connection;
     const log = connection.log;
-    const link: Link = {
+    const link: Link = flowLink.link = {
       counts: this.#counts,
       connection,
       served,
@@ -659,6 +644,10 @@ export class CoapServer {
         },
       );
   }
+
+  /** `#handle`, for the flow of every connection: one function for all. */
+  readonly #handleOf = (link: Link, message: CoapMessage): void =>
+    this.#handle(link, message);
 
   #handle(
     link: Link,
@@ -858,6 +847,57 @@ export class CoapServer {
       drive(this.#counts, resource, handler, request, pipe),
       `${request.method} ${request.path}`,
     );
+  }
+}
+
+/**
+ * What a connection's flow sees of it. A class, not an object literal with
+ * getters and arrows: that was a dictionary of 448 bytes and nine closures
+ * a connection, and a UDP server has one connection a peer.
+ */
+class ConnectionFlowLink implements FlowLink {
+  connection!: CoapConnection;
+  link!: Link;
+  readonly #handle: (link: Link, message: CoapMessage) => void;
+
+  constructor(handle: (link: Link, message: CoapMessage) => void) {
+    this.#handle = handle;
+  }
+
+  get queued(): number {
+    return this.connection.queued;
+  }
+
+  get written(): number {
+    return this.connection.written;
+  }
+
+  get closed(): boolean {
+    return this.connection.state === "closed";
+  }
+
+  get mostHeld(): number {
+    return this.connection.mostHeld;
+  }
+
+  abort(diagnostic: string): void {
+    this.connection.abort(diagnostic);
+  }
+
+  fault(error: unknown): void {
+    this.connection.fault(error);
+  }
+
+  process(message: CoapMessage): void {
+    this.#handle(this.link, message);
+  }
+
+  pause(): void {
+    this.connection.pause();
+  }
+
+  resume(): void {
+    this.connection.resume();
   }
 }
 

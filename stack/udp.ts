@@ -75,6 +75,7 @@ import {
   tokenKey,
   uint,
   utf8,
+  utf8Length,
 } from "./message.ts";
 import { siphash24 } from "./siphash.ts";
 import { Listeners } from "./listeners.ts";
@@ -380,11 +381,11 @@ interface Incoming {
   /** The request's message ID record, for the empty ACK to be repeated. */
   seen: Seen | undefined;
   /**
-   * The request's frame, kept for an observation (an RST deregisters it):
-   * a copy of its few bytes, not the decoded message (whose views keep
-   * objects alive for each of its options for the observation's life).
+   * The request's frame, kept for an observation (an RST deregisters it),
+   * packed: not the decoded message, whose views keep objects alive for
+   * each of its options for the observation's life.
    */
-  request?: Uint8Array;
+  request?: string;
   notifications: number;
   /** Set when the client reset the observation: its final goes nowhere. */
   cancelled: boolean;
@@ -393,9 +394,41 @@ interface Incoming {
 }
 
 /** A message ID seen from the peer, and what answered it. */
-interface Seen {
-  at: number;
-  reply?: Uint8Array;
+class Seen {
+  /** When, in whole milliseconds (a small integer, not a boxed double). */
+  readonly at: number;
+  /** The answer, packed: a string of its bytes. */
+  #reply: string | undefined;
+
+  constructor(at: number) {
+    this.at = Math.floor(at);
+  }
+
+  /** What answered the message, to be sent again for a duplicate. */
+  get reply(): Uint8Array | undefined {
+    return this.#reply === undefined ? undefined : unpack(this.#reply);
+  }
+
+  set reply(datagram: Uint8Array | undefined) {
+    this.#reply = datagram === undefined ? undefined : pack(datagram);
+  }
+}
+
+/**
+ * A few bytes kept for long (a message ID's answer for EXCHANGE_LIFETIME,
+ * an observation's request for its life) as a string of one byte a
+ * character: 16 bytes and its length, where a Uint8Array is two objects
+ * and a backing store, some 200 bytes.
+ */
+function pack(bytes: Uint8Array): string {
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
+/** The bytes {@linkcode pack} made a string of. */
+function unpack(packed: string): Uint8Array {
+  const bytes = new Uint8Array(packed.length);
+  for (let i = 0; i < packed.length; i++) bytes[i] = packed.charCodeAt(i);
+  return bytes;
 }
 
 /** An Observe option's value (0 to 2^24 - 1). */
@@ -984,7 +1017,10 @@ export class CoapUdpEndpoint {
 
   /** @internal Sends `incoming`'s empty ACK after `emptyAckDelay`, unless its response goes first. */
   _ackLater(peer: UdpPeerSocket, incoming: Incoming): void {
-    incoming.ackDue = this.#clock.now() + this.#options.emptyAckDelay;
+    // Whole milliseconds: a small integer in the object, not a boxed double.
+    incoming.ackDue = Math.ceil(
+      this.#clock.now() + this.#options.emptyAckDelay,
+    );
     this.#acks.push({ peer, incoming });
     if (this.#ackTimer === undefined) {
       this.#ackTimer = this.#clock.setTimeout(
@@ -1152,17 +1188,19 @@ export class UdpPeerSocket implements WebSocketLike {
   /** Our CONs awaiting their ACK, by message ID. */
   readonly #unacked = new Map<number, Unacked>();
   /** Tokens of our requests that may still get responses. */
-  readonly #tokens = new Set<number | string>();
+  #tokens: Set<number | string> | undefined;
   /** The newest notification passed on, per observed token. */
-  readonly #order = new Map<number | string, { value: number; at: number }>();
+  #order:
+    | Map<number | string, { value: number; at: number }>
+    | undefined;
   /** Message IDs of recent NON notifications, so an RST finds its token. */
   readonly #recentNon = new Map<number, number | string>();
   /** Our requests waiting for a free NSTART slot, with their tokens. */
   readonly #waiting: { key: number | string; frame: Uint8Array }[] = [];
   /** Our requests' frames by token, to repeat one with an Echo value. */
-  readonly #sentRequests = new Map<number | string, Uint8Array>();
+  #sentRequests: Map<number | string, Uint8Array> | undefined;
   /** Tokens of our requests already repeated with an Echo value. */
-  readonly #echoRetried = new Set<number | string>();
+  #echoRetried: Set<number | string> | undefined;
   /** An Echo value the peer offered in a response, for our next request. */
   #peerEcho: Uint8Array | undefined;
   /** The Echo value offered to the peer, and when it was made. */
@@ -1345,9 +1383,21 @@ export class UdpPeerSocket implements WebSocketLike {
    */
   sendMessage(data: Uint8Array, message: OutgoingMessage): void {
     if (this.#readyState !== 1) return;
-    // A text payload is in the frame as UTF-8: the frame says it in bytes.
-    if (typeof message.payload === "string") this.send(data);
-    else this.#sendDecoded(data, message as CoapMessage);
+    const payload = message.payload;
+    // A text payload is in the frame as UTF-8, last: its bytes are there.
+    this.#sendDecoded(
+      data,
+      typeof payload === "string"
+        ? {
+          code: message.code,
+          token: message.token,
+          options: message.options,
+          payload: payload === ""
+            ? new Uint8Array(0)
+            : data.subarray(data.length - utf8Length(payload)),
+        }
+        : message as CoapMessage,
+    );
   }
 
   /**
@@ -1393,11 +1443,11 @@ export class UdpPeerSocket implements WebSocketLike {
     for (const entry of this.#incoming.values()) entry.ackDue = 0;
     this.#unacked.clear();
     this.#recentNon.clear();
-    this.#order.clear();
+    this.#order?.clear();
     this.#incoming.clear();
     this.#seen.clear();
-    this.#sentRequests.clear();
-    this.#echoRetried.clear();
+    this.#sentRequests?.clear();
+    this.#echoRetried?.clear();
     this.#waiting.length = 0;
     this.#forget();
     // `plain`: the reason says it all; there is no WebSocket close code to
@@ -1425,7 +1475,8 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   #touch(): void {
-    const open = this.#incoming.size + this.#unacked.size + this.#tokens.size +
+    const open = this.#incoming.size + this.#unacked.size +
+      (this.#tokens?.size ?? 0) +
       this.#waiting.length;
     this._idleSince = open === 0 ? this.#endpoint._clock.now() : undefined;
   }
@@ -1477,8 +1528,8 @@ export class UdpPeerSocket implements WebSocketLike {
       frame = encodeMessage(message);
       this.#peerEcho = undefined;
     }
-    this.#tokens.add(key);
-    this.#sentRequests.set(key, frame);
+    (this.#tokens ??= new Set()).add(key);
+    (this.#sentRequests ??= new Map()).set(key, frame);
     const { nstart, nonConfirmable, maxWaiting } = this.#endpoint.options;
     if (nonConfirmable) {
       this.#endpoint._send(
@@ -1527,10 +1578,10 @@ export class UdpPeerSocket implements WebSocketLike {
    */
   abandon(token: Uint8Array): void {
     const key = tokenKey(token);
-    if (!this.#tokens.delete(key)) return;
-    this.#order.delete(key);
-    this.#sentRequests.delete(key);
-    this.#echoRetried.delete(key);
+    if (!this.#tokens?.delete(key)) return;
+    this.#order?.delete(key);
+    this.#sentRequests?.delete(key);
+    this.#echoRetried?.delete(key);
     const waiting = this.#waiting.findIndex((entry) => entry.key === key);
     if (waiting >= 0) this.#waiting.splice(waiting, 1);
     for (const entry of this.#unacked.values()) {
@@ -1954,7 +2005,7 @@ export class UdpPeerSocket implements WebSocketLike {
     // RFC 7641 §3.6's deregistration, as the connection above knows it: a
     // GET on the token with Observe 1, whose final response goes nowhere.
     incoming.cancelled = true;
-    const request = decodeMessage(incoming.request);
+    const request = decodeMessage(unpack(incoming.request));
     this.#deliver(encodeMessage({
       ...request,
       options: request.options.map((option) =>
@@ -2029,7 +2080,7 @@ export class UdpPeerSocket implements WebSocketLike {
     if (isRequest) this.#requestArrived(datagram);
     else {
       const key = tokenKey(message.token);
-      if (!this.#tokens.has(key)) {
+      if (!(this.#tokens?.has(key) === true)) {
         this.#endpoint._send(
           encodeDatagram(Type.RST, messageId),
           this.address,
@@ -2081,7 +2132,9 @@ export class UdpPeerSocket implements WebSocketLike {
         this.#endpoint._send(record.reply, this.address);
       }
       const key = tokenKey(message.token);
-      if (this.#tokens.has(key)) this.#failRequest(key, this.#tooLarge(size));
+      if ((this.#tokens?.has(key) === true)) {
+        this.#failRequest(key, this.#tooLarge(size));
+      }
       return;
     }
     this.#endpoint._drop(
@@ -2108,10 +2161,10 @@ export class UdpPeerSocket implements WebSocketLike {
    * ends, and the peer's other exchanges go on.
    */
   #failRequest(key: number | string, why: string): void {
-    if (!this.#tokens.delete(key)) return;
-    this.#order.delete(key);
-    this.#sentRequests.delete(key);
-    this.#echoRetried.delete(key);
+    if (!this.#tokens?.delete(key)) return;
+    this.#order?.delete(key);
+    this.#sentRequests?.delete(key);
+    this.#echoRetried?.delete(key);
     this.#deliver(encodeMessage({
       code: BAD_GATEWAY,
       token: keyToken(key),
@@ -2133,19 +2186,19 @@ export class UdpPeerSocket implements WebSocketLike {
     }
     const observe = getOption(message, Option.OBSERVE);
     if (observe === undefined || message.code >> 5 !== 2) {
-      this.#tokens.delete(key);
-      this.#order.delete(key);
-      this.#sentRequests.delete(key);
-      this.#echoRetried.delete(key);
+      this.#tokens?.delete(key);
+      this.#order?.delete(key);
+      this.#sentRequests?.delete(key);
+      this.#echoRetried?.delete(key);
     } else {
       // RFC 7641 §3.4: datagrams may overtake each other; a notification
       // older than one already passed on is dropped, so the connection
       // above sees them in order, as over WebSocket.
       const value = readObserve(observe);
       const now = this.#endpoint._clock.now();
-      const last = this.#order.get(key);
+      const last = this.#order?.get(key);
       if (last !== undefined && !fresher(last, value, now)) return;
-      this.#order.set(key, { value, at: now });
+      (this.#order ??= new Map()).set(key, { value, at: now });
     }
     this.#deliver(frame, message);
   }
@@ -2156,9 +2209,11 @@ export class UdpPeerSocket implements WebSocketLike {
    * request; the 4.01 goes no further. Returns whether it did.
    */
   #echoAgain(key: number | string, echo: Uint8Array): boolean {
-    const sent = this.#sentRequests.get(key);
-    if (sent === undefined || this.#echoRetried.has(key)) return false;
-    this.#echoRetried.add(key);
+    const sent = this.#sentRequests?.get(key);
+    if (sent === undefined || (this.#echoRetried?.has(key) === true)) {
+      return false;
+    }
+    (this.#echoRetried ??= new Set()).add(key);
     const request = decodeMessage(sent);
     const again = encodeMessage({
       ...request,
@@ -2194,7 +2249,7 @@ export class UdpPeerSocket implements WebSocketLike {
       ackDue: 0,
       seen: record,
       request: observe !== undefined && readObserve(observe) === 0
-        ? frame
+        ? pack(frame)
         : undefined,
       notifications: 0,
       cancelled: false,
@@ -2227,7 +2282,7 @@ export class UdpPeerSocket implements WebSocketLike {
       }
       this.#seen.delete(id);
     }
-    const record: Seen = { at: now };
+    const record = new Seen(now);
     this.#seen.set(messageId, record);
     return record;
   }

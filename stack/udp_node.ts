@@ -278,6 +278,18 @@ function bindDeno(
   });
 }
 
+/**
+ * The endpoint's `sendBurst` unless one is given: Deno sends a turn's
+ * datagrams once the turn is over, all at once, and lost a third of a
+ * burst of 100,000 (none at 256 a turn); Node.js and Bun send each at once
+ * (libuv queues what the kernel cannot take yet), and pacing them only
+ * made a fan-out slower (1.3 s for 100,000 notifications in Node.js 20
+ * unpaced, 1.5 s at 256 a turn).
+ */
+const SEND_BURST = (globalThis as { Deno?: unknown }).Deno !== undefined
+  ? 256
+  : 65_536;
+
 /** Options for {@linkcode serveCoapUdp}. */
 export interface ServeUdpOptions extends BindOptions, UdpOptions {
   /**
@@ -302,7 +314,9 @@ export interface UdpServing {
  * Serves `server`'s resources over CoAP over UDP (RFC 7252): every peer
  * (address and port) that sends a request is accepted as a connection of
  * the server, counted against its `maxConnections` and
- * `maxConnectionsPerAddress` (see {@linkcode servePeers}).
+ * `maxConnectionsPerAddress` (see {@linkcode servePeers}). The endpoint's
+ * `sendBurst` is 256 on Deno, which sends a turn's datagrams all at once
+ * after it, and 65,536 on Node.js and Bun, which send each at once.
  *
  * @param server The server.
  * @param options Where to listen, and the message layer's settings.
@@ -317,6 +331,7 @@ export async function serveCoapUdp(
     (bytes, to) => socket.bound?.send(bytes, to),
     {
       log: server.log,
+      sendBurst: SEND_BURST,
       ...options,
       onPeer: servePeers(server),
     },
@@ -423,7 +438,7 @@ export async function connectCoapUdp(
   const socket: { bound?: BoundUdp } = {};
   const endpoint = new CoapUdpEndpoint(
     (bytes, to) => socket.bound?.send(bytes, to),
-    { log: options.log ?? CLIENT_LOG, ...options.udp },
+    { log: options.log ?? CLIENT_LOG, sendBurst: SEND_BURST, ...options.udp },
   );
   const holder: { peer?: ReturnType<CoapUdpEndpoint["connect"]> } = {};
   const bound = socket.bound = await bindUdp(
