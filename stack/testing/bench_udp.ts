@@ -1,29 +1,44 @@
 // CoAP over UDP, measured on 127.0.0.1 only, bounded in count and time:
-//   deno task bench:udp [--seconds 5] [--sockets 10] [--window 10] [--requests 300]
-// 1. Requests per second and the server's CPU a request for three servers
-//    under the same load generator: our `coap:server --udp-port`, aiocoap's
-//    UDP server (the peer), and libcoap's `coap-server`. The generator is
-//    this process: `--sockets` UDP sockets, each keeping `--window` CON
-//    GETs of / in flight (raw datagrams, so no client's own limits such as
-//    NSTART are in the figure), for `--seconds` after a second's warm-up.
-//    Each socket answers a 4.01 with Echo as libcoap's client does (RFC
-//    9175), so it is a verified client of ours, as it is of the others.
-//    The server's CPU comes from /proc/PID/stat.
+//   deno task bench:udp [--seconds 5] [--rounds 2] [--sockets 8] [--window 8]
+//     [--requests 300] [--only NAME,...] [--observations 100000]
+//     [--observers 10000]
+// 1. Requests per second and the server's CPU a request for every server
+//    present under the same load generator, in alternating rounds (the
+//    order reversed every other round, so that no server always runs
+//    first): libcoap's `coap-server`, aiocoap's UDP server (the peer), our
+//    `coap:server --udp-port` as the task runs it, and the demo resources
+//    served by `serveCoapUdp` alone (stack/testing/udp_server.ts, bundled)
+//    on Deno (on `node:dgram` and on `Deno.listenDatagram`), Node.js 20,
+//    Node.js 24 (where NODE24 names it) and Bun (where BUN names it, on
+//    `node:dgram` and on `Bun.udpSocket`). Beside each runtime, its bare
+//    echo server (stack/testing/udp_echo.ts: a canned ACK 2.05 for every
+//    CON, no stack) on the same socket API: the floor. The generator is
+//    this process: `--sockets` UDP sockets, each keeping `--window` CON GETs
+//    of / in flight (raw datagrams, so no client's own limits such as NSTART
+//    are in the figure), for `--seconds` after a second's warm-up. Each
+//    socket answers a 4.01 with Echo as libcoap's client does (RFC 9175),
+//    so it is a verified client of ours, as it is of the others. The
+//    server's CPU comes from /proc/PID/stat.
 // 2. The cross-proxy's added latency: `--requests` sequential GETs of
 //    libcoap's / from our client, directly over UDP and through
 //    `coap:proxy` over WebSocket; p50 and p99 of each, and the difference.
+// 3. One process's scale (stack/testing/bench_observe.ts): `--observations`
+//    observations from `--observers` UDP peers of our server on each
+//    runtime, its RSS per observation and how long one change takes to
+//    reach them all.
 // The load generator shares the two cores with the server it measures:
 // compare the rows with each other, not with other machines.
 
 import type { Logger } from "@coap/pipe";
 import { CoapClient } from "../client.ts";
-import { Code, encodeMessage, getOption, Option } from "../message.ts";
-import { bindUdp, connectCoapUdp } from "../udp_node.ts";
-import { decodeDatagram, encodeDatagram, Type } from "../udp.ts";
+import { connectCoapUdp } from "../udp_node.ts";
 import { parseArgs } from "./args.ts";
 import { cpuMs } from "./proc.ts";
 import {
-  freePort,
+  freeUdpPort,
+  LIBCOAP_SERVER,
+  type Running,
+  spawn,
   startLibcoap,
   startOurProxy,
   startOurServer,
@@ -32,212 +47,369 @@ import {
 
 const options = parseArgs(Deno.args, {
   seconds: 5,
-  sockets: 10,
-  window: 10,
+  rounds: 2,
+  sockets: 8,
+  window: 8,
   requests: 300,
+  only: "",
+  observations: 100_000,
+  observers: 10_000,
 });
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const here = (file: string) => new URL(file, import.meta.url).pathname;
 
-interface Load {
+/** A server under test: how to start it, and where it listens. */
+interface Contender {
+  /** Its row's name. */
+  name: string;
+  /** The runtime and socket API, to pair it with its floor. */
+  api: string;
+  /** True for a bare echo server. */
+  floor?: boolean;
+  start(): Promise<{ running: Running; port: number }>;
+}
+
+/** Starts `command` with a UDP port as its first argument after `args`. */
+async function startUdp(
+  command: string,
+  args: string[],
+  tail: string[] = [],
+): Promise<{ running: Running; port: number }> {
+  const port = await freeUdpPort();
+  const running = spawn(command, [...args, String(port), ...tail], port);
+  try {
+    await running.waitFor(new RegExp(`^udp on ${port}$`));
+  } catch (error) {
+    await running.stop();
+    throw error;
+  }
+  return { running, port };
+}
+
+async function present(binary: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", 'command -v "$0"', binary],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+// Node.js and Bun run the same sources, bundled.
+const dist = await Deno.makeTempDir({ prefix: "coap-bench-udp-" });
+const sources: Record<string, string> = {
+  udp_server: new URL("../../examples/udp_gateway.ts", import.meta.url)
+    .pathname,
+  udp_echo: here("udp_echo.ts"),
+  udp_load: here("udp_load.ts"),
+  udp_observe_server: here("udp_observe_server.ts"),
+  udp_observers: here("udp_observers.ts"),
+};
+for (const [name, source] of Object.entries(sources)) {
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform=deno",
+      source,
+      "-o",
+      `${dist}/${name}.mjs`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!built.success) {
+    throw new Error(new TextDecoder().decode(built.stderr));
+  }
+}
+const deno = Deno.execPath();
+const denoRun = ["run", "--quiet", "--allow-net=127.0.0.1", "--unstable-net"];
+const contenders: Contender[] = [];
+if (await present(LIBCOAP_SERVER)) {
+  contenders.push({
+    name: "libcoap 4.3.1 coap-server (C)",
+    api: "libcoap",
+    async start() {
+      const running = await startLibcoap();
+      return { running, port: running.port };
+    },
+  });
+}
+contenders.push({
+  name: "aiocoap 0.4.11 (the peer, Python)",
+  api: "aiocoap",
+  async start() {
+    const port = await freeUdpPort();
+    return { running: await startPeer(port), port };
+  },
+}, {
+  name: "ours, `deno task coap:server --udp-port` (Deno, optimize-for-size)",
+  api: "deno node:dgram",
+  async start() {
+    const port = await freeUdpPort();
+    const running = await startOurServer([
+      "--udp-port",
+      String(port),
+      "--no-explorer",
+    ]);
+    await running.waitFor(new RegExp(`^udp on ${port}$`));
+    return { running, port };
+  },
+});
+const runtimes: { runtime: string; binary: string; args: string[] }[] = [
+  { runtime: "Deno 2", binary: deno, args: denoRun },
+];
+for (
+  const [runtime, binary] of [
+    ["Node.js 20", "node"],
+    ["Node.js 24", Deno.env.get("NODE24")],
+    ["Bun", Deno.env.get("BUN")],
+  ] as const
+) {
+  if (binary !== undefined && await present(binary)) {
+    runtimes.push({ runtime, binary, args: [] });
+  }
+}
+for (const { runtime, binary, args } of runtimes) {
+  const apis = runtime === "Deno 2"
+    ? ["node", "deno"]
+    : runtime === "Bun"
+    ? ["node", "bun"]
+    : ["node"];
+  for (const api of apis) {
+    const apiName = api === "node"
+      ? "node:dgram"
+      : api === "deno"
+      ? "Deno.listenDatagram"
+      : "Bun.udpSocket";
+    const source = (name: string) =>
+      runtime === "Deno 2" ? sources[name] : `${dist}/${name}.mjs`;
+    contenders.push({
+      name: `ours, serveCoapUdp on ${runtime} (${apiName})`,
+      api: `${runtime} ${apiName}`,
+      start: () => startUdp(binary, [...args, source("udp_server")], [api]),
+    }, {
+      name: `bare echo on ${runtime} (${apiName})`,
+      api: `${runtime} ${apiName}`,
+      floor: true,
+      start: () => startUdp(binary, [...args, source("udp_echo")], [api]),
+    });
+  }
+}
+// The generator runs on the cheapest runtime present.
+const loadBinary = runtimes.find((r) => r.runtime === "Bun")?.binary ??
+  "node";
+const chosen = options.only === ""
+  ? contenders
+  : contenders.filter((c) =>
+    options.only.split(",").some((part) => c.name.includes(part))
+  );
+
+interface Tally {
   requests: number;
   seconds: number;
+  cpuMs: number;
   resent: number;
 }
-
-/** Keeps the window full of CON GETs of / against `port` for `ms`. */
-async function load(port: number, ms: number): Promise<Load> {
-  const target = { hostname: "127.0.0.1", port };
-  let completed = 0, resent = 0;
-  let running = true;
-  const sockets = await Promise.all(
-    Array.from({ length: options.sockets }, async (_, s) => {
-      let messageId = s * 4096;
-      const waiting = new Map<number, number>(); // message ID → sent at
-      // As libcoap's client does: a 4.01's Echo value goes with the next
-      // requests (RFC 9175), until an answer comes without one.
-      let echo: Uint8Array | undefined;
-      const socket = await bindUdp((bytes) => {
-        let datagram;
-        try {
-          datagram = decodeDatagram(bytes);
-        } catch {
-          return;
-        }
-        if (datagram.type !== Type.ACK || !waiting.delete(datagram.messageId)) {
-          return;
-        }
-        const offered = getOption(datagram.message, Option.ECHO);
-        if (datagram.message.code === Code.UNAUTHORIZED && offered) {
-          echo = offered.slice();
-        } else if (datagram.message.code >> 5 === 2) {
-          completed++;
-          echo = undefined;
-        }
-        if (running) send();
-      });
-      const send = () => {
-        messageId = (messageId + 1) & 0xffff;
-        waiting.set(messageId, performance.now());
-        socket.send(
-          encodeDatagram(
-            Type.CON,
-            messageId,
-            encodeMessage({
-              code: Code.GET,
-              token: new Uint8Array([s, messageId & 0xff]),
-              options: echo === undefined
-                ? []
-                : [{ number: Option.ECHO, value: echo }],
-              payload: new Uint8Array(0),
-            }),
-          ),
-          target,
+const tallies = new Map<Contender, Tally>(
+  chosen.map((c) => [c, { requests: 0, seconds: 0, cpuMs: 0, resent: 0 }]),
+);
+for (let round = 0; round < options.rounds; round++) {
+  const order = round % 2 === 0 ? chosen : [...chosen].reverse();
+  for (const contender of order) {
+    const { running, port } = await contender.start();
+    try {
+      const generator = spawn(loadBinary, [
+        `${dist}/udp_load.mjs`,
+        String(port),
+        String(options.sockets),
+        String(options.window),
+        "1000",
+        String(options.seconds * 1000),
+      ], 0);
+      let result: { requests: number; seconds: number; resent: number };
+      let cpu: number;
+      try {
+        await generator.waitFor(/^measuring$/);
+        const cpuBefore = await cpuMs(running.pid);
+        result = JSON.parse(
+          await generator.waitFor(/^\{/, options.seconds * 1000 + 5000),
         );
-      };
-      for (let i = 0; i < options.window; i++) send();
-      // A request lost under load (a full queue) is sent afresh after 1 s.
-      const sweep = setInterval(() => {
-        const now = performance.now();
-        for (const [id, at] of waiting) {
-          if (now - at > 1000) {
-            waiting.delete(id);
-            resent++;
-            if (running) send();
-          }
-        }
-      }, 250);
-      return { socket, sweep };
-    }),
-  );
-  const started = performance.now();
-  const before = completed;
-  await new Promise((resolve) => setTimeout(resolve, ms));
-  const seconds = (performance.now() - started) / 1000;
-  const requests = completed - before;
-  running = false;
-  for (const { socket, sweep } of sockets) {
-    clearInterval(sweep);
-    socket.close();
-  }
-  return { requests, seconds, resent };
-}
-
-/** Warms a server up for a second, then measures it. */
-async function measure(name: string, port: number, pid: number) {
-  await load(port, 1000);
-  const cpuBefore = await cpuMs(pid);
-  const result = await load(port, options.seconds * 1000);
-  const cpu = await cpuMs(pid) - cpuBefore;
-  return {
-    name,
-    rate: result.requests / result.seconds,
-    cpuPerRequest: cpu * 1000 / result.requests,
-    resent: result.resent,
-    requests: result.requests,
-  };
-}
-
-const rows: Awaited<ReturnType<typeof measure>>[] = [];
-const udpPort = freePort();
-const ours = await startOurServer([
-  "--udp-port",
-  String(udpPort),
-  "--no-explorer",
-]);
-try {
-  await ours.waitFor(new RegExp(`^udp on ${udpPort}$`));
-  rows.push(await measure("ours (coap:server --udp-port)", udpPort, ours.pid));
-} finally {
-  await ours.stop();
-}
-const aiocoapPort = freePort();
-const aiocoap = await startPeer(aiocoapPort);
-try {
-  rows.push(
-    await measure("aiocoap 0.4.11 (the peer)", aiocoapPort, aiocoap.pid),
-  );
-} finally {
-  await aiocoap.stop();
-}
-const libcoap = await startLibcoap();
-try {
-  rows.push(
-    await measure("libcoap 4.3.1 coap-server", libcoap.port, libcoap.pid),
-  );
-
-  // The proxy's added latency, against the same libcoap.
-  const percentile = (sorted: number[], p: number) =>
-    sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-  const timed = async (client: CoapClient, proxyUri?: string) => {
-    const times: number[] = [];
-    for (let i = 0; i < options.requests + 20; i++) {
-      const started = performance.now();
-      for await (
-        const event of client.request(
-          proxyUri === undefined
-            ? { method: "GET", path: "/" }
-            : { method: "GET", path: "/", proxyUri },
-        )
-      ) {
-        if (event.kind !== "response") throw new Error("no response");
-        break;
+        cpu = await cpuMs(running.pid) - cpuBefore;
+      } finally {
+        await generator.stop();
       }
-      if (i >= 20) times.push(performance.now() - started);
+      const tally = tallies.get(contender)!;
+      tally.requests += result.requests;
+      tally.seconds += result.seconds;
+      tally.cpuMs += cpu;
+      tally.resent += result.resent;
+      console.error(
+        `round ${round + 1}: ${contender.name}: ${
+          Math.round(result.requests / result.seconds)
+        }/s, ${(cpu * 1000 / result.requests).toFixed(1)} µs`,
+      );
+    } finally {
+      await running.stop();
     }
-    return times.sort((a, b) => a - b);
-  };
-  const direct = await connectCoapUdp(`coap://127.0.0.1:${libcoap.port}`, {
-    log: quiet,
-  });
-  const directTimes = await timed(direct);
-  direct.close();
-  const proxy = await startOurProxy([
-    "--allow",
-    `127.0.0.1:${libcoap.port}`,
-    "--no-explorer",
-  ]);
-  try {
-    const through = await CoapClient.connect(
-      `coap+ws://127.0.0.1:${proxy.port}`,
-      { log: quiet },
-    );
-    const proxyTimes = await timed(
-      through,
-      `coap://127.0.0.1:${libcoap.port}/`,
-    );
-    through.close();
-    const format = (n: number) => n.toFixed(2);
-    console.log(`
-CoAP over UDP on 127.0.0.1: ${options.sockets} sockets × ${options.window} CON GETs of / in flight, ${options.seconds} s after 1 s of warm-up
+  }
+}
+const perRequest = (t: Tally) => t.cpuMs * 1000 / t.requests;
+const libcoapRow = [...tallies].find(([c]) => c.api === "libcoap")?.[1];
+const floorOf = (c: Contender) =>
+  [...tallies].find(([f]) => f.floor && f.api === c.api)?.[1];
+console.log(`
+CoAP over UDP on 127.0.0.1, a load generator on ${
+  loadBinary === "node" ? "Node.js" : "Bun"
+}: ${options.sockets} sockets × ${options.window} CON GETs of / in flight, ${options.rounds} alternating rounds of ${options.seconds} s after 1 s of warm-up each
 
-| server | requests/s | server CPU a request | requests resent after 1 s |
-| --- | --- | --- | --- |
+| server | requests/s | server CPU a request | × libcoap's | × the bare echo on the same API | requests resent after 1 s |
+| --- | --- | --- | --- | --- | --- |
 ${
-      rows.map((row) =>
-        `| ${row.name} | ${Math.round(row.rate).toLocaleString("en")} | ${
-          row.cpuPerRequest.toFixed(1)
-        } µs | ${row.resent} of ${row.requests.toLocaleString("en")} |`
-      ).join("\n")
-    }
+  [...tallies].map(([c, t]) => {
+    const floor = c.floor ? undefined : floorOf(c);
+    return `| ${c.name} | ${
+      Math.round(t.requests / t.seconds).toLocaleString("en")
+    } | ${perRequest(t).toFixed(1)} µs | ${
+      libcoapRow === undefined
+        ? "–"
+        : (perRequest(t) / perRequest(libcoapRow)).toFixed(2)
+    } | ${
+      floor === undefined ? "–" : (perRequest(t) / perRequest(floor)).toFixed(2)
+    } | ${t.resent} of ${t.requests.toLocaleString("en")} |`;
+  }).join("\n")
+}`);
 
+// The proxy's added latency, against libcoap.
+if (await present(LIBCOAP_SERVER) && options.requests > 0) {
+  const libcoap = await startLibcoap();
+  try {
+    const percentile = (sorted: number[], p: number) =>
+      sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+    const timed = async (client: CoapClient, proxyUri?: string) => {
+      const times: number[] = [];
+      for (let i = 0; i < options.requests + 20; i++) {
+        const started = performance.now();
+        for await (
+          const event of client.request(
+            proxyUri === undefined
+              ? { method: "GET", path: "/" }
+              : { method: "GET", path: "/", proxyUri },
+          )
+        ) {
+          if (event.kind !== "response") throw new Error("no response");
+          break;
+        }
+        if (i >= 20) times.push(performance.now() - started);
+      }
+      return times.sort((a, b) => a - b);
+    };
+    const direct = await connectCoapUdp(`coap://127.0.0.1:${libcoap.port}`, {
+      log: quiet,
+    });
+    const directTimes = await timed(direct);
+    direct.close();
+    const proxy = await startOurProxy([
+      "--allow",
+      `127.0.0.1:${libcoap.port}`,
+      "--no-explorer",
+    ]);
+    try {
+      const through = await CoapClient.connect(
+        `coap+ws://127.0.0.1:${proxy.port}`,
+        { log: quiet },
+      );
+      const proxyTimes = await timed(
+        through,
+        `coap://127.0.0.1:${libcoap.port}/`,
+      );
+      through.close();
+      const format = (n: number) => n.toFixed(2);
+      const row = (name: string, times: number[]) =>
+        `| ${name} | ${format(percentile(times, 0.5))} ms | ${
+          format(percentile(times, 0.99))
+        } ms |`;
+      console.log(`
 The proxy's added latency: ${options.requests} sequential GETs of libcoap's /
 
 | path | p50 | p99 |
 | --- | --- | --- |
-| our client → libcoap, UDP | ${format(percentile(directTimes, 0.5))} ms | ${
-      format(percentile(directTimes, 0.99))
-    } ms |
-| our client → coap:proxy (WebSocket) → libcoap (UDP) | ${
-      format(percentile(proxyTimes, 0.5))
-    } ms | ${format(percentile(proxyTimes, 0.99))} ms |
+${row("our client → libcoap, UDP", directTimes)}
+${row("our client → coap:proxy (WebSocket) → libcoap (UDP)", proxyTimes)}
 | added by the proxy | ${
-      format(percentile(proxyTimes, 0.5) - percentile(directTimes, 0.5))
-    } ms | ${
-      format(percentile(proxyTimes, 0.99) - percentile(directTimes, 0.99))
-    } ms |`);
+        format(percentile(proxyTimes, 0.5) - percentile(directTimes, 0.5))
+      } ms | ${
+        format(percentile(proxyTimes, 0.99) - percentile(directTimes, 0.99))
+      } ms |`);
+    } finally {
+      await proxy.stop();
+    }
   } finally {
-    await proxy.stop();
+    await libcoap.stop();
   }
-} finally {
-  await libcoap.stop();
 }
+
+// One process's scale: observations from many UDP peers.
+if (options.observations > 0) {
+  const perPeer = Math.max(
+    1,
+    Math.round(options.observations / options.observers),
+  );
+  const rows: string[] = [];
+  for (const { runtime, binary, args } of runtimes) {
+    if (
+      options.only !== "" &&
+      !options.only.split(",").some((part) => runtime.includes(part))
+    ) continue;
+    const source = runtime === "Deno 2"
+      ? here("udp_observe_server.ts")
+      : `${dist}/udp_observe_server.mjs`;
+    const { running, port } = await startUdp(binary, [
+      ...(runtime === "Deno 2"
+        ? [...args, "--v8-flags=--expose-gc"]
+        : runtime === "Bun"
+        ? []
+        : ["--expose-gc"]),
+      source,
+    ]);
+    try {
+      const observers = spawn(loadBinary, [
+        `${dist}/udp_observers.mjs`,
+        String(port),
+        String(options.observers),
+        String(perPeer),
+      ], 0);
+      try {
+        const result = JSON.parse(await observers.waitFor(/^\{/, 300_000));
+        rows.push(
+          `| ${runtime} | ${result.registered.toLocaleString("en")} of ${
+            (options.observers * perPeer).toLocaleString("en")
+          } from ${
+            result.peers.toLocaleString("en")
+          } peers (${result.lost} lost) | ${
+            (result.rss / 2 ** 20).toFixed(0)
+          } MB | ${(result.rss / result.registered / 1024).toFixed(2)} KB | ${
+            result.notified.toLocaleString("en")
+          } in ${result.fanOutMs.toFixed(0)} ms |`,
+        );
+      } finally {
+        await observers.stop();
+      }
+    } finally {
+      await running.stop();
+    }
+  }
+  console.log(`
+One process's scale: ${
+    options.observers.toLocaleString("en")
+  } UDP peers, ${perPeer} observations of /state each, then one change
+
+| server runtime | observations | RSS after a full collection | RSS an observation | notifications of the change, and the time until the last arrived |
+| --- | --- | --- | --- | --- |
+${rows.join("\n")}`);
+}
+await Deno.remove(dist, { recursive: true });

@@ -1,0 +1,73 @@
+// One process's scale for `bench:udp`: an observable /state served over
+// CoAP over UDP with the limits raised for many observers, on any runtime
+// (bundled for Node.js and Bun):
+//   node|bun|deno run -A udp_observe_server.mjs PORT
+// Prints "udp on PORT" once it listens. A POST to /change changes the state
+// once (every observation is notified) and answers 2.04 at once; a GET of
+// /rss answers the process's resident set in bytes and its observation
+// count, after a full collection where the runtime offers one.
+
+import { CoapServer, Observers } from "../server.ts";
+import { serveCoapUdp } from "../udp_node.ts";
+
+declare const process: {
+  argv: string[];
+  memoryUsage(): { rss: number };
+};
+const args = globalThis.Deno?.args ?? process.argv.slice(2);
+const port = Number(args[0]);
+// A second argument sets the endpoint's sendBurst (the stack's default
+// unless given).
+const sendBurst = args[1] === undefined ? undefined : Number(args[1]);
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+let state = 0;
+const observers = new Observers();
+const many = 1_000_000;
+const server = new CoapServer({
+  "/state": {
+    observable: observers,
+    GET: () => ({ payload: `state ${state}` }),
+  },
+  "/change": {
+    POST: () => {
+      state++;
+      const started = performance.now();
+      observers.updated();
+      console.error(
+        `updated() took ${(performance.now() - started).toFixed(0)} ms`,
+      );
+      return { code: "2.04" };
+    },
+  },
+  "/rss": {
+    GET: () => {
+      const runtime = globalThis as {
+        gc?: () => void;
+        Bun?: { gc(force: boolean): void };
+      };
+      if (runtime.gc !== undefined) runtime.gc();
+      else runtime.Bun?.gc(true);
+      const rss = globalThis.Deno?.memoryUsage().rss ??
+        process.memoryUsage().rss;
+      return {
+        payload:
+          `${rss} ${observers.count} ${serving.endpoint.unverifiedPeers}`,
+      };
+    },
+  },
+}, {
+  log: quiet,
+  limits: {
+    maxConnections: many,
+    maxConnectionsPerAddress: many,
+    maxObservations: many,
+    maxObservationsPerConnection: 100,
+  },
+});
+const serving = await serveCoapUdp(server, {
+  port,
+  maxPeers: many,
+  maxUnverifiedPeers: many,
+  sendBurst,
+});
+console.log(`udp on ${serving.port}`);
