@@ -913,29 +913,29 @@ export class CoapUdpEndpoint {
   }
 
   #peer(address: PeerAddress): UdpPeerSocket | undefined {
-    // The peer of the last datagram, most often the same: no key string.
-    const last = this.#last;
-    if (
-      last !== undefined && last.address.port === address.port &&
-      last.address.hostname === address.hostname && last.readyState === 1
-    ) {
-      return last;
-    }
-    const peer = this.#peers.get(this.#key(address));
-    if (peer !== undefined) this.#last = peer;
-    return peer;
+    // By host, then port: no key string made for every datagram.
+    return this.#byHost.get(address.hostname)?.get(address.port);
   }
 
-  /** The peer found last (a cache; `#peers` is the truth). */
-  #last: UdpPeerSocket | undefined;
+  /** The peers by host and port, as `#peers` has them by key. */
+  readonly #byHost = new Map<string, Map<number, UdpPeerSocket>>();
 
   #create(address: PeerAddress): UdpPeerSocket {
     const key = this.#key(address);
+    const { hostname, port } = address;
     const peer = new UdpPeerSocket(this, address, key, () => {
       if (this.#peers.get(key) === peer) this.#peers.delete(key);
       if (this.#unverified.get(key) === peer) this.#unverified.delete(key);
+      const ports = this.#byHost.get(hostname);
+      if (ports?.get(port) === peer) {
+        ports.delete(port);
+        if (ports.size === 0) this.#byHost.delete(hostname);
+      }
     });
     this.#peers.set(key, peer);
+    let ports = this.#byHost.get(hostname);
+    if (ports === undefined) this.#byHost.set(hostname, ports = new Map());
+    ports.set(port, peer);
     this.#unverified.set(key, peer);
     this.#armSweep();
     return peer;
@@ -2068,7 +2068,10 @@ export class UdpPeerSocket implements WebSocketLike {
     }
     // CON or NON.
     const seen = this.#seen.get(messageId);
-    if (seen !== undefined) {
+    if (
+      seen !== undefined &&
+      this._lastHeard - seen.at < endpoint.options.exchangeLifetime
+    ) {
       // A duplicate: the same answer again, and nothing handled twice.
       if (seen.reply !== undefined) this.#emit(seen.reply);
       return;
@@ -2274,18 +2277,32 @@ export class UdpPeerSocket implements WebSocketLike {
 
   /** Remembers a message ID for duplicate detection, within its bounds. */
   #remember(messageId: number): Seen {
-    const now = this.#endpoint._clock.now();
+    // Called for a datagram just heard: its time is now.
+    const now = this._lastHeard;
+    const seen = this.#seen;
     const { exchangeLifetime, maxRemembered } = this.#endpoint.options;
-    for (const [id, seen] of this.#seen) {
-      if (now - seen.at < exchangeLifetime && this.#seen.size < maxRemembered) {
-        break;
+    // An ID remembered past its lifetime is new again, and goes last.
+    seen.delete(messageId);
+    // The expired are let go when the table is full, or once a second: not
+    // looked for with every datagram (a lookup ignores them meanwhile).
+    if (seen.size >= maxRemembered || now - this.#prunedAt >= 1000) {
+      this.#prunedAt = now;
+      for (const id of seen.keys()) {
+        if (
+          seen.size < maxRemembered && now - seen.get(id)!.at < exchangeLifetime
+        ) {
+          break;
+        }
+        seen.delete(id);
       }
-      this.#seen.delete(id);
     }
     const record = new Seen(now);
-    this.#seen.set(messageId, record);
+    seen.set(messageId, record);
     return record;
   }
+
+  /** When the remembered message IDs were last let go of the expired. */
+  #prunedAt = -Infinity;
 }
 
 /**

@@ -1086,6 +1086,35 @@ Deno.test("CoAP over UDP: one change notified to many observers goes out sendBur
   assertEquals(t.endpoint.queued, 0);
 });
 
+Deno.test("CoAP over UDP: a message ID is remembered for exchangeLifetime and at most maxRemembered of a peer's: a duplicate within it gets the same answer and is not handled again; past either bound the ID is new", async () => {
+  let handled = 0;
+  const t = rawServer({
+    "/count": { GET: () => ({ payload: `n${++handled}` }) },
+  }, {
+    amplificationFactor: false,
+    exchangeLifetime: 1000,
+    maxRemembered: 3,
+  });
+  const peer = { hostname: "10.3.0.1", port: 7 };
+  const ask = async (id: number) => {
+    t.endpoint.receive(rawGet(id, "count", { token: [id] }), peer);
+    await settle();
+    return t.trace(peer).at(-1);
+  };
+  assertEquals(await ask(1), 's→ ACK 2.05 #1 "n1"');
+  await t.clock.advance(999);
+  assertEquals(await ask(1), 's→ ACK 2.05 #1 "n1"'); // a duplicate
+  await t.clock.advance(1);
+  assertEquals(await ask(1), 's→ ACK 2.05 #1 "n2"'); // past its lifetime
+  assertEquals(await ask(2), 's→ ACK 2.05 #2 "n3"');
+  assertEquals(await ask(3), 's→ ACK 2.05 #3 "n4"');
+  assertEquals(await ask(2), 's→ ACK 2.05 #2 "n3"'); // remembered
+  assertEquals(await ask(4), 's→ ACK 2.05 #4 "n5"'); // 1 is let go for it
+  assertEquals(await ask(1), 's→ ACK 2.05 #1 "n6"');
+  assertEquals(handled, 6);
+  t.endpoint.close();
+});
+
 Deno.test("CoAP over UDP: a flood of 2,000 new source ports from one address evicts the unverified peers heard from least recently, never a verified one; every request is answered, a newcomer from that address too, and nothing is logged", async () => {
   // 2,000 answers within one millisecond of the manual clock: not paced.
   const t = rawServer(amplified, { maxUnverifiedPeers: 64, sendBurst: 10_000 });
