@@ -1,5 +1,6 @@
 // Command-line flags for the benchmark scripts: `--name value` for numbers
-// and strings, `--name` alone for booleans; anything else stops with usage.
+// and strings (a number from 0), `--name` alone for booleans; anything else
+// stops with usage.
 
 /**
  * Reads `args` into a copy of `defaults`, by the defaults' types.
@@ -32,7 +33,7 @@ export function parseArgs<T extends Record<string, number | string | boolean>>(
     if (value === undefined) usage();
     if (kind === "number") {
       const number = Number(value);
-      if (!Number.isFinite(number) || number <= 0) usage();
+      if (!Number.isFinite(number) || number < 0) usage();
       out[name] = number;
     } else out[name] = value;
   }
