@@ -94,9 +94,13 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
-/** The platform's timers. */
+/**
+ * The platform's timers. Its time is in whole milliseconds: a field that
+ * holds a time then holds a small integer, where a fraction made V8 box
+ * every one (13 of them a UDP peer).
+ */
 export const systemClock: Clock = {
-  now: () => performance.now(),
+  now: () => Math.floor(performance.now()),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as number),
 };
@@ -284,7 +288,8 @@ export class CoapConnection {
   readonly #onHeld: ConnectionOptions["onHeld"];
   readonly #maxIdle: number;
   /** When the current second of idle messages began, and how many came. */
-  #idleSince = -Infinity;
+  // Long ago, as a small integer: -Infinity made V8 box the field.
+  #idleSince = -(2 ** 30);
   #idleCount = 0;
   /** The Ping that pokes are waiting on, so that pokes share one. */
   #pokePing: Promise<unknown> | undefined;
@@ -304,7 +309,8 @@ export class CoapConnection {
   #heldBytes = 0;
   /** Bytes handed to the transport. */
   #written = 0;
-  #pings = new Map<number | string, PendingPing>();
+  /** Pings awaiting their Pong; a table only once one is sent. */
+  #pings: Map<number | string, PendingPing> | undefined;
   #nextToken = 1;
   #ready: Promise<PeerSettings>;
   #settleReady!: (settings: PeerSettings | ConnectionError) => void;
@@ -361,7 +367,8 @@ export class CoapConnection {
     this.#transport = transport;
     this.#log = new ConnectionLog(log, {
       linesPerMinute: options.logLinesPerMinute,
-      now: () => clock.now(),
+      // Bound, not an arrow: no context of this constructor kept with it.
+      now: clock.now.bind(clock),
     });
     this.#clock = clock;
     this.#maxMessageSize = maxMessageSize;
@@ -849,13 +856,14 @@ export class CoapConnection {
         this.#closeReason ?? new ConnectionError("Connection is closed"),
       );
     }
-    const token = this.#freshToken(this.#pings);
+    const pings = this.#pings ??= new Map();
+    const token = this.#freshToken(pings);
     const key = tokenKey(token);
     return new Promise<number>((resolve, reject) => {
       const timer = this.#clock.setTimeout(() => {
         this.abort(`No Pong within ${this.#pingTimeout} ms`);
       }, this.#pingTimeout);
-      this.#pings.set(key, {
+      pings.set(key, {
         sent: this.#clock.now(),
         timer,
         resolve,
@@ -1025,12 +1033,12 @@ export class CoapConnection {
         return;
       case Code.PONG: {
         const key = tokenKey(message.token);
-        const ping = this.#pings.get(key);
+        const ping = this.#pings?.get(key);
         if (ping === undefined) {
           this.#idle();
           return;
         }
-        this.#pings.delete(key);
+        this.#pings!.delete(key);
         this.#clock.clearTimeout(ping.timer);
         const rtt = this.#clock.now() - ping.sent;
         ping.resolve(rtt);
@@ -1147,8 +1155,8 @@ export class CoapConnection {
       this.#onHeld?.(-bytes);
     }
     this.#settleReady(reason);
-    const pings = [...this.#pings.values()];
-    this.#pings.clear();
+    const pings = [...this.#pings?.values() ?? []];
+    this.#pings?.clear();
     for (const ping of pings) {
       this.#clock.clearTimeout(ping.timer);
       ping.reject(reason);

@@ -266,8 +266,10 @@ export class Flow {
   #scheduled = false;
   #closed = false;
   /** When the current burst of work began, and when it last did work. */
-  #burstStart = -Infinity;
-  #lastWork = -Infinity;
+  // Long ago, as a small integer: -Infinity made V8 box the field.
+  #burstStart = -(2 ** 30);
+  // Long ago, as a small integer: -Infinity made V8 box the field.
+  #lastWork = -(2 ** 30);
   /** Since when the queue has been above `queueLimit`. */
   #overSince: number | undefined;
   /** One-shot requests being answered. */

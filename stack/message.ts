@@ -762,7 +762,9 @@ export function isCritical(number: number): boolean {
 /**
  * A map key for a token: a number for tokens of up to 4 bytes (the
  * length is part of it, so `00 01` and `01` differ), a string for longer
- * ones. Cheaper than hex strings on the path every message takes.
+ * ones. Cheaper than hex strings on the path every message takes. A token
+ * of up to 3 bytes is a small integer (value × 4 + length), which V8 keeps
+ * unboxed in a field or a table; one of 4 bytes is 2^32 and more.
  *
  * @param token The token.
  * @returns Its key.
@@ -781,7 +783,7 @@ export function tokenKey(token: Uint8Array): number | string {
   // An indexed loop: `for…of` made an iterator a call, twice a request.
   let n = 0;
   for (let i = 0; i < length; i++) n = n * 256 + token[i];
-  return n + length * 0x100000000;
+  return length < 4 ? n * 4 + length : n + 0x100000000;
 }
 
 /**
@@ -810,9 +812,9 @@ export function keyToken(key: number | string): Uint8Array {
     }
     return token;
   }
-  const length = Math.floor(key / 0x100000000);
+  const length = key >= 0x100000000 ? 4 : key % 4;
   const token = new Uint8Array(length);
-  const n = key - length * 0x100000000;
+  const n = length === 4 ? key - 0x100000000 : (key - length) / 4;
   for (let i = 0; i < length; i++) {
     token[i] = n >>> ((length - 1 - i) * 8);
   }

@@ -156,16 +156,17 @@ export class ConnectionLog implements Logger {
   readonly #budget: number;
   readonly #now: () => number;
   /** The minute under way, and what was logged and left out in it. */
-  #windowStart = -Infinity;
+  // Long ago, as a small integer: -Infinity made V8 box the field.
+  #windowStart = -(2 ** 30);
   #lines = 0;
   #suppressed = 0;
   #debugLines = 0;
   #debugSuppressed = 0;
   /** Repeated events: how often each was seen after its first line. */
-  readonly #repeats = new Map<
-    string,
-    { what: string; level: LogLevel; count: number }
-  >();
+  /** Repeated lines by kind; a table only once a line repeats. */
+  #repeats:
+    | Map<string, { what: string; level: LogLevel; count: number }>
+    | undefined;
 
   /**
    * Wraps a logger for one connection.
@@ -222,12 +223,13 @@ export class ConnectionLog implements Logger {
     level: LogLevel,
     ...data: unknown[]
   ): void {
-    const seen = this.#repeats.get(key);
+    const repeats = this.#repeats ??= new Map();
+    const seen = repeats.get(key);
     if (seen !== undefined) {
       seen.count++;
       return;
     }
-    this.#repeats.set(key, { what, level, count: 0 });
+    repeats.set(key, { what, level, count: 0 });
     this.#emit(level, data);
   }
 
@@ -237,14 +239,14 @@ export class ConnectionLog implements Logger {
    * closes.
    */
   close(): void {
-    for (const { what, level, count } of this.#repeats.values()) {
+    for (const { what, level, count } of this.#repeats?.values() ?? []) {
       if (count > 0) {
         this.#write(level, [
           `And ${count} more ${what} on this connection`,
         ]);
       }
     }
-    this.#repeats.clear();
+    this.#repeats?.clear();
     this.#tellSuppressed();
   }
 

@@ -1144,6 +1144,14 @@ export class CoapUdpEndpoint {
 }
 
 /**
+ * The table a peer has until it first needs one of its own: empty for
+ * ever, read but never written (a peer's every table cost some 190 bytes
+ * while empty, and a server's peers leave most of them empty).
+ */
+// deno-lint-ignore no-explicit-any
+const NONE_YET: Map<any, any> = new Map();
+
+/**
  * How many datagrams from a new peer wait for its connection to start (they
  * came in the same turn as its first, as a batch of a socket's receives
  * does); more are dropped.
@@ -1186,7 +1194,7 @@ export class UdpPeerSocket implements WebSocketLike {
   /** Message IDs seen from the peer, oldest first. */
   readonly #seen = new Map<number, Seen>();
   /** Our CONs awaiting their ACK, by message ID. */
-  readonly #unacked = new Map<number, Unacked>();
+  #unacked: Map<number, Unacked> = NONE_YET;
   /** Tokens of our requests that may still get responses. */
   #tokens: Set<number | string> | undefined;
   /** The newest notification passed on, per observed token. */
@@ -1194,7 +1202,7 @@ export class UdpPeerSocket implements WebSocketLike {
     | Map<number | string, { value: number; at: number }>
     | undefined;
   /** Message IDs of recent NON notifications, so an RST finds its token. */
-  readonly #recentNon = new Map<number, number | string>();
+  #recentNon: Map<number, number | string> = NONE_YET;
   /** Our requests waiting for a free NSTART slot, with their tokens. */
   readonly #waiting: { key: number | string; frame: Uint8Array }[] = [];
   /** Our requests' frames by token, to repeat one with an Echo value. */
@@ -1840,6 +1848,7 @@ export class UdpPeerSocket implements WebSocketLike {
     } else confirmable = incoming.type === Type.CON;
     if (!confirmable) {
       if (notification) {
+        if (this.#recentNon === NONE_YET) this.#recentNon = new Map();
         this.#recentNon.set(messageId, key);
         if (this.#recentNon.size > 64) {
           this.#recentNon.delete(this.#recentNon.keys().next().value!);
@@ -1881,6 +1890,7 @@ export class UdpPeerSocket implements WebSocketLike {
       this.#overBudget();
       return undefined;
     }
+    if (this.#unacked === NONE_YET) this.#unacked = new Map();
     this.#unacked.set(messageId, entry);
     this.#retransmitLater(entry);
     return entry;
@@ -1926,6 +1936,7 @@ export class UdpPeerSocket implements WebSocketLike {
         entry.datagram = encodeDatagram(Type.CON, id, entry.next);
         entry.next = undefined;
         entry.ids.push(id);
+        // This entry is in the table already: it is the peer's own.
         this.#unacked.set(id, entry);
       }
       if (!this.#emit(entry.datagram)) {
@@ -2302,7 +2313,8 @@ export class UdpPeerSocket implements WebSocketLike {
   }
 
   /** When the remembered message IDs were last let go of the expired. */
-  #prunedAt = -Infinity;
+  // Long ago, as a small integer: -Infinity made V8 box the field.
+  #prunedAt = -(2 ** 30);
 }
 
 /**
