@@ -426,7 +426,9 @@ if (options.observations > 0) {
             (result.rss / 2 ** 20).toFixed(0)
           } MB | ${(result.rss / result.registered / 1024).toFixed(2)} KB | ${
             result.notified.toLocaleString("en")
-          } in ${result.fanOutMs.toFixed(0)} ms |`,
+          } in ${result.fanOutMs.toFixed(0)} ms (all sent in ${
+            result.sentMs.toFixed(0)
+          } ms) |`,
         );
       } finally {
         await observers.stop();
@@ -440,7 +442,7 @@ One process's scale: ${
     options.observers.toLocaleString("en")
   } UDP peers, ${perPeer} observations of /state each, then one change
 
-| server runtime | observations | RSS after a full collection | RSS an observation | notifications of the change, and the time until the last arrived |
+| server runtime | observations | RSS after a full collection | RSS an observation | notifications of the change, the time until the last arrived (and until the server had sent the last) |
 | --- | --- | --- | --- | --- |
 ${rows.join("\n")}`);
 }

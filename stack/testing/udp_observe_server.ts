@@ -5,7 +5,9 @@
 // Prints "udp on PORT" once it listens. A POST to /change changes the state
 // once (every observation is notified) and answers 2.04 at once; a GET of
 // /rss answers the process's resident set in bytes and its observation
-// count, after a full collection where the runtime offers one.
+// count, after a full collection where the runtime offers one; a GET of
+// /fanout the milliseconds from the last change until its last
+// notification was handed to the socket.
 
 import { CoapServer, Observers } from "../server.ts";
 import { serveCoapUdp } from "../udp_node.ts";
@@ -21,6 +23,7 @@ const port = Number(args[0]);
 const sendBurst = args[1] === undefined ? undefined : Number(args[1]);
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let state = 0;
+let sentMs = NaN;
 const observers = new Observers();
 const many = 1_000_000;
 const server = new CoapServer({
@@ -36,8 +39,18 @@ const server = new CoapServer({
       console.error(
         `updated() took ${(performance.now() - started).toFixed(0)} ms`,
       );
+      // Until the endpoint has handed the last notification to the socket.
+      sentMs = NaN;
+      const poll = () => {
+        if (serving.endpoint.queued > 0) setTimeout(poll, 0);
+        else sentMs = performance.now() - started;
+      };
+      poll();
       return { code: "2.04" };
     },
+  },
+  "/fanout": {
+    GET: () => ({ payload: String(sentMs) }),
   },
   "/rss": {
     GET: () => {

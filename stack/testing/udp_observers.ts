@@ -8,7 +8,9 @@
 // default buffer holds) and are sent again after 2 s unanswered, 5 times at
 // most. Then the server's RSS (GET /rss), then one change (POST /change),
 // and the time until every observation's notification of it arrived (CON
-// notifications are acknowledged), 10 s at most. Prints one JSON line.
+// notifications are acknowledged), 10 s at most, and the server's own count
+// of the time until it had sent the last (GET /fanout). Prints one JSON
+// line.
 
 import dgram from "node:dgram";
 
@@ -274,6 +276,7 @@ await ask(2, "change");
 const deadline = changeSent + 10_000;
 while (notified < expected && performance.now() < deadline) await sleep(5);
 const fanOutMs = notified === 0 ? NaN : lastNotified - changeSent;
+const sentMs = Number(await ask(1, "fanout"));
 for (const peer of all) peer.socket.close();
 console.log(JSON.stringify({
   peers,
@@ -286,5 +289,6 @@ console.log(JSON.stringify({
   rss,
   notified,
   fanOutMs,
+  sentMs,
 }));
 if (globalThis.Deno === undefined) process.exit(0);
