@@ -181,10 +181,28 @@ export function invoke<E>(callback: (event: E) => unknown, event?: E): void {
 /** `Symbol.dispose` where the platform has it. */
 const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
 
+/**
+ * The prototype of disposable functions: `Function.prototype` and a
+ * `[Symbol.dispose]` that calls the function. One shared method instead of
+ * an own property on each function, which cost every registration 40 bytes
+ * of property storage (an idle observation has two).
+ */
+const DISPOSABLE_FUNCTION: object | undefined = dispose === undefined
+  ? undefined
+  : Object.create(Function.prototype, {
+    [dispose]: {
+      value: function (this: () => void): void {
+        this();
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
+
 /** Makes `fn` disposable (`using`): disposing it calls it. */
 export function disposable(fn: () => void): (() => void) & Disposable {
-  if (dispose !== undefined) {
-    (fn as unknown as Record<symbol, unknown>)[dispose] = fn;
+  if (DISPOSABLE_FUNCTION !== undefined) {
+    Object.setPrototypeOf(fn, DISPOSABLE_FUNCTION);
   }
   return fn as (() => void) & Disposable;
 }

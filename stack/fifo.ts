@@ -22,9 +22,12 @@ export class Fifo<T> {
     this.#items.push(item);
   }
 
-  /** The first item, left in place, or `undefined` when there is none. */
-  peek(): T | undefined {
-    return this.#items[this.#head];
+  /**
+   * An item left in place: the first, or the one `at` places after it;
+   * `undefined` past the last.
+   */
+  peek(at = 0): T | undefined {
+    return this.#items[this.#head + at];
   }
 
   /** Takes the first item, or `undefined` when there is none. */

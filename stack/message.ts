@@ -475,8 +475,16 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
         `Malformed message: option length nibble 15 is reserved (after option ${number})`,
       );
     }
-    [delta, at] = readExtension(bytes, at, delta, number);
-    [length, at] = readExtension(bytes, at, length, number);
+    // Extensions read in place: a helper that returned [value, at] made two
+    // arrays an option.
+    if (delta >= 13) {
+      delta = extension(bytes, at, delta, number);
+      at += delta < 269 ? 1 : 2;
+    }
+    if (length >= 13) {
+      length = extension(bytes, at, length, number);
+      at += length < 269 ? 1 : 2;
+    }
     number += delta;
     if (number > MAX_OPTION_NUMBER) {
       throw new CoapFormatError(
@@ -502,21 +510,24 @@ function exact<T>(items: T[]): T[] {
   return items.length === 0 ? [] : items.slice();
 }
 
-function readExtension(
+/**
+ * The value of an option delta or length nibble of 13 or 14, read from its
+ * extension byte or bytes at `at`.
+ */
+function extension(
   bytes: Uint8Array,
   at: number,
-  n: number,
+  nibble: number,
   after: number,
-): [number, number] {
-  if (n < 13) return [n, at];
-  const size = n === 13 ? 1 : 2;
+): number {
+  const size = nibble === 13 ? 1 : 2;
   if (at + size > bytes.length) {
     throw new CoapFormatError(
       `Malformed message: it ends inside an option header (after option ${after})`,
     );
   }
-  if (n === 13) return [bytes[at] + 13, at + 1];
-  return [((bytes[at] << 8) | bytes[at + 1]) + 269, at + 2];
+  if (nibble === 13) return bytes[at] + 13;
+  return ((bytes[at] << 8) | bytes[at + 1]) + 269;
 }
 
 /**

@@ -543,7 +543,7 @@ export class CoapUdpEndpoint {
    * CONs whose empty ACK is due unless their response goes first, in the
    * order they came (so, of when it is due): one timer for them all.
    */
-  readonly #acks = new Fifo<{ peer: UdpPeerSocket; incoming: Incoming }>();
+  readonly #acks = new Fifo<UdpPeerSocket | Incoming>();
   #ackTimer: unknown;
   #messageId: number;
   #sweep: unknown;
@@ -1021,7 +1021,9 @@ export class CoapUdpEndpoint {
     incoming.ackDue = Math.ceil(
       this.#clock.now() + this.#options.emptyAckDelay,
     );
-    this.#acks.push({ peer, incoming });
+    // Two entries, not an object: the peer, then the request.
+    this.#acks.push(peer);
+    this.#acks.push(incoming);
     if (this.#ackTimer === undefined) {
       this.#ackTimer = this.#clock.setTimeout(
         this.#acksDue,
@@ -1033,18 +1035,19 @@ export class CoapUdpEndpoint {
   readonly #acksDue = (): void => {
     this.#ackTimer = undefined;
     const now = this.#clock.now();
-    for (;;) {
-      const head = this.#acks.peek();
-      if (head === undefined) return;
-      const due = head.incoming.ackDue;
+    const acks = this.#acks;
+    while (acks.size > 0) {
+      const incoming = acks.peek(1) as Incoming;
+      const due = incoming.ackDue;
       if (due > now) {
         this.#ackTimer = this.#clock.setTimeout(this.#acksDue, due - now);
         return;
       }
-      this.#acks.shift();
+      const peer = acks.shift() as UdpPeerSocket;
+      acks.shift();
       if (due === 0) continue; // answered, or forgotten, meanwhile
       try {
-        head.peer._ackNow(head.incoming);
+        peer._ackNow(incoming);
       } catch (error) {
         this.#log.error("Cannot send an empty ACK", error);
       }
