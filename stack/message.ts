@@ -507,7 +507,8 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
  * as its exchange (an observation: for hours), so keep exactly what is used.
  */
 function exact<T>(items: T[]): T[] {
-  return items.length === 0 ? [] : items.slice();
+  // An empty literal has no room yet: it is its own exact copy.
+  return items.length === 0 ? items : items.slice();
 }
 
 /**
