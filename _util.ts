@@ -187,17 +187,12 @@ const dispose: symbol | undefined = (Symbol as { dispose?: symbol }).dispose;
  * an own property on each function, which cost every registration 40 bytes
  * of property storage (an idle observation has two).
  */
-const DISPOSABLE_FUNCTION: object | undefined = dispose === undefined
-  ? undefined
-  : Object.create(Function.prototype, {
-    [dispose]: {
-      value: function (this: () => void): void {
-        this();
-      },
-      writable: true,
-      configurable: true,
+const DISPOSABLE_FUNCTION: object | undefined = dispose &&
+  Object.setPrototypeOf({
+    [dispose](this: () => void): void {
+      this();
     },
-  });
+  }, Function.prototype);
 
 /** Makes `fn` disposable (`using`): disposing it calls it. */
 export function disposable(fn: () => void): (() => void) & Disposable {

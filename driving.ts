@@ -92,24 +92,30 @@ export function runDrivingPipe<Req, Res>(
   if (name !== undefined) {
     assertType(name, "string", "name", "runDrivingPipe()");
   }
+  // The hooks that abort: bound functions, which keep only their target for
+  // as long as the exchange lives (a closure would keep its whole scope,
+  // here also the driver).
+  let signal: Aborted;
   if (driver.length === 0) {
-    // It cannot read a signal: none is made (see above).
-    const interest = new Interest();
-    pipe.onInterestEnd(interest.end);
-    return new Promise<void>((resolve) =>
-      RESOLVED.then(() => start(pipe, driver, name, interest, resolve))
+    // It cannot read a signal: none is made (see above), a flag stands in.
+    pipe.onInterestEnd(setAborted.bind(signal = { aborted: false }));
+  } else {
+    const controller = new AbortController();
+    pipe.onInterestEnd(
+      controller.abort.bind(controller, abortReason(pipe, name)),
     );
+    signal = controller.signal;
   }
-  const controller = new AbortController();
-  // The hook that aborts the signal: a bound function, which keeps only the
-  // controller and its reason for as long as the exchange lives (a closure
-  // would keep its whole scope, here also the driver).
-  pipe.onInterestEnd(
-    controller.abort.bind(controller, abortReason(pipe, name)),
-  );
   return new Promise<void>((resolve) =>
-    RESOLVED.then(() => start(pipe, driver, name, controller.signal, resolve))
+    RESOLVED.then(() => start(pipe, driver, name, signal, resolve))
   );
+}
+
+/** A driver's signal, or the flag that stands in for one. */
+type Aborted = { aborted: boolean; readonly reason?: unknown };
+
+function setAborted(this: Aborted): void {
+  this.aborted = true;
 }
 
 /**
@@ -129,7 +135,7 @@ function start(
   pipe: ResponderPipe<unknown, unknown>,
   driver: Driver,
   name: string | undefined,
-  signal: AbortSignal | Interest,
+  signal: Aborted,
   resolve: () => void,
 ): void {
   const settle = (error?: unknown, failed?: boolean): void => {
@@ -141,9 +147,8 @@ function start(
           const message = `Driver of ${
             name ?? describe(pipe)
           } stopped after interest ended`;
-          if (signal instanceof AbortSignal && error === signal.reason) {
-            log(pipe, "debug", message);
-          } else log(pipe, "debug", message, error);
+          if (error === signal.reason) log(pipe, "debug", message);
+          else log(pipe, "debug", message, error);
         }
       } else {
         pipe.addException(
@@ -168,9 +173,9 @@ function start(
     return resolve();
   }
   try {
-    const result = signal instanceof Interest
-      ? (driver as () => unknown)()
-      : driver(signal);
+    const result = signal instanceof AbortSignal
+      ? driver(signal)
+      : (driver as () => unknown)();
     // A driver that returns at once (the usual request) settles a microtask
     // later, as an awaited value would, without a promise.
     if (typeof (result as PromiseLike<unknown> | null)?.then !== "function") {
@@ -183,14 +188,6 @@ function start(
     // reading the `constructor` of a promise it returned.
     settle(error, true);
   }
-}
-
-/** Whether interest ended, for a driver that takes no signal. */
-class Interest {
-  aborted = false;
-  readonly end = (): void => {
-    this.aborted = true;
-  };
 }
 
 /**
