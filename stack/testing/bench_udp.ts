@@ -426,9 +426,9 @@ if (options.observations > 0) {
             (result.rss / 2 ** 20).toFixed(0)
           } MB | ${(result.rss / result.registered / 1024).toFixed(2)} KB | ${
             result.notified.toLocaleString("en")
-          } in ${result.fanOutMs.toFixed(0)} ms (all sent in ${
+          } in ${result.fanOutMs.toFixed(0)} ms | ${
             result.sentMs.toFixed(0)
-          } ms) |`,
+          } ms, ${result.cpuMs.toFixed(0)} ms of CPU |`,
         );
       } finally {
         await observers.stop();
@@ -442,8 +442,8 @@ One process's scale: ${
     options.observers.toLocaleString("en")
   } UDP peers, ${perPeer} observations of /state each, then one change
 
-| server runtime | observations | RSS after a full collection | RSS an observation | notifications of the change, the time until the last arrived (and until the server had sent the last) |
-| --- | --- | --- | --- | --- |
+| server runtime | observations | RSS after a full collection | RSS an observation | notifications of the change, and the time until the last arrived | until the server had sent the last, and its CPU in that time |
+| --- | --- | --- | --- | --- | --- |
 ${rows.join("\n")}`);
 }
 await Deno.remove(dist, { recursive: true });

@@ -7,10 +7,12 @@
 // /rss answers the process's resident set in bytes and its observation
 // count, after a full collection where the runtime offers one; a GET of
 // /fanout the milliseconds from the last change until its last
-// notification was handed to the socket.
+// notification was handed to the socket, and the process's CPU time in them.
 
 import { CoapServer, Observers } from "../server.ts";
 import { serveCoapUdp } from "../udp_node.ts";
+
+import nodeProcess from "node:process";
 
 declare const process: {
   argv: string[];
@@ -24,6 +26,7 @@ const sendBurst = args[1] === undefined ? undefined : Number(args[1]);
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 let state = 0;
 let sentMs = NaN;
+let cpuMs = NaN;
 const observers = new Observers();
 const many = 1_000_000;
 const server = new CoapServer({
@@ -35,22 +38,27 @@ const server = new CoapServer({
     POST: () => {
       state++;
       const started = performance.now();
+      const cpu = nodeProcess.cpuUsage();
       observers.updated();
       console.error(
         `updated() took ${(performance.now() - started).toFixed(0)} ms`,
       );
       // Until the endpoint has handed the last notification to the socket.
-      sentMs = NaN;
+      sentMs = cpuMs = NaN;
       const poll = () => {
         if (serving.endpoint.queued > 0) setTimeout(poll, 0);
-        else sentMs = performance.now() - started;
+        else {
+          sentMs = performance.now() - started;
+          const { user, system } = nodeProcess.cpuUsage(cpu);
+          cpuMs = (user + system) / 1000;
+        }
       };
       poll();
       return { code: "2.04" };
     },
   },
   "/fanout": {
-    GET: () => ({ payload: String(sentMs) }),
+    GET: () => ({ payload: `${sentMs} ${cpuMs}` }),
   },
   "/rss": {
     GET: () => {

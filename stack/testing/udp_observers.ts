@@ -276,7 +276,7 @@ await ask(2, "change");
 const deadline = changeSent + 10_000;
 while (notified < expected && performance.now() < deadline) await sleep(5);
 const fanOutMs = notified === 0 ? NaN : lastNotified - changeSent;
-const sentMs = Number(await ask(1, "fanout"));
+const [sentMs, cpuMs] = (await ask(1, "fanout")).split(" ").map(Number);
 for (const peer of all) peer.socket.close();
 console.log(JSON.stringify({
   peers,
@@ -290,5 +290,6 @@ console.log(JSON.stringify({
   notified,
   fanOutMs,
   sentMs,
+  cpuMs,
 }));
 if (globalThis.Deno === undefined) process.exit(0);
