@@ -63,6 +63,7 @@ import {
   type CoapMessage,
   Code,
   codeToString,
+  copyOf,
   decodeBlock,
   decodeMessage,
   encodeBlock,
@@ -137,11 +138,14 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       "Malformed datagram: an empty message has no token and nothing after its ID",
     );
   }
+  // Copied by a loop, and decoded into copies: a view of a small array
+  // (subarray) made the engine move it out of its heap first.
   const frame = new Uint8Array(bytes.length - 2);
   frame[0] = tkl;
   frame[1] = code;
-  frame.set(bytes.subarray(4), 2);
-  return { type, messageId, message: decodeMessage(frame), frame };
+  if (bytes.length > 68) frame.set(bytes.subarray(4), 2);
+  else for (let i = 4; i < bytes.length; i++) frame[i - 2] = bytes[i];
+  return { type, messageId, message: decodeMessage(frame, true), frame };
 }
 
 /**
@@ -171,7 +175,9 @@ export function encodeDatagram(
   out[1] = frame[1];
   out[2] = messageId >> 8;
   out[3] = messageId & 0xff;
-  out.set(frame.subarray(2), 4);
+  // A loop for a small frame: a view of it (subarray) costs more.
+  if (frame.length > 66) out.set(frame.subarray(2), 4);
+  else for (let i = 2; i < frame.length; i++) out[i + 2] = frame[i];
   return out;
 }
 
@@ -273,7 +279,8 @@ export interface UdpOptions {
   echoLifetime?: number;
   /**
    * Message IDs remembered per peer for duplicate detection; the oldest
-   * is forgotten first.
+   * are forgotten first, a sixteenth of them at once when the table is
+   * full.
    *
    * @default {1024}
    */
@@ -1405,7 +1412,7 @@ export class UdpPeerSocket implements WebSocketLike {
           options: message.options,
           payload: payload === ""
             ? new Uint8Array(0)
-            : data.subarray(data.length - utf8Length(payload)),
+            : copyOf(data, data.length - utf8Length(payload), data.length),
         }
         : message as CoapMessage,
     );
@@ -2301,13 +2308,20 @@ export class UdpPeerSocket implements WebSocketLike {
     // looked for with every datagram (a lookup ignores them meanwhile).
     if (seen.size >= maxRemembered || now - this.#prunedAt >= 1000) {
       this.#prunedAt = now;
+      // A full table lets its oldest sixteenth go at once: this runs once
+      // every so many messages of a busy peer, not with each.
+      let room = seen.size >= maxRemembered
+        ? Math.max(1, maxRemembered >> 4)
+        : 0;
       for (const id of seen.keys()) {
         if (
-          seen.size < maxRemembered && now - seen.get(id)!.at < exchangeLifetime
+          room <= 0 && seen.size < maxRemembered &&
+          now - seen.get(id)!.at < exchangeLifetime
         ) {
           break;
         }
         seen.delete(id);
+        room--;
       }
     }
     const record = new Seen(now);

@@ -1113,6 +1113,23 @@ Deno.test("CoAP over UDP: a message ID is remembered for exchangeLifetime and at
   assertEquals(await ask(1), 's→ ACK 2.05 #1 "n6"');
   assertEquals(handled, 6);
   t.endpoint.close();
+  // A full table of 32 lets its oldest 2 go at once for the 33rd.
+  handled = 0;
+  const u = rawServer({
+    "/count": { GET: () => ({ payload: `n${++handled}` }) },
+  }, { amplificationFactor: false, maxRemembered: 32 });
+  const other = { hostname: "10.3.0.2", port: 7 };
+  const again = async (id: number) => {
+    u.endpoint.receive(rawGet(id, "count", { token: [id] }), other);
+    await settle();
+    return u.trace(other).at(-1);
+  };
+  for (let id = 1; id <= 33; id++) await again(id);
+  assertEquals(handled, 33);
+  assertEquals(await again(3), 's→ ACK 2.05 #3 "n3"'); // still remembered
+  assertEquals(await again(2), 's→ ACK 2.05 #2 "n34"'); // let go
+  assertEquals(await again(1), 's→ ACK 2.05 #1 "n35"');
+  u.endpoint.close();
 });
 
 Deno.test("CoAP over UDP: a flood of 2,000 new source ports from one address evicts the unverified peers heard from least recently, never a verified one; every request is answered, a newcomer from that address too, and nothing is logged", async () => {

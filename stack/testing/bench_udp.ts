@@ -258,6 +258,16 @@ for (let round = 0; round < options.rounds; round++) {
       } finally {
         await generator.stop();
       }
+      if (!Number.isFinite(cpu)) {
+        // The server's /proc entry could not be read (it ended, say): the
+        // round says so and counts for nothing.
+        console.error(
+          `round ${round + 1}: ${contender.name}: no CPU figure (${
+            running.lines.slice(-3).join(" / ")
+          })`,
+        );
+        continue;
+      }
       const tally = tallies.get(contender)!;
       tally.requests += result.requests;
       tally.seconds += result.seconds;
