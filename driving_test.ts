@@ -10,6 +10,7 @@ import { type Logger, Pipe, type PipeEvent } from "./pipe.ts";
 import { test } from "./testing/suite.ts";
 import {
   captureReported,
+  countAbortControllers,
   flush,
   RecordingLogger,
   revokedProxy,
@@ -203,14 +204,7 @@ test("runDrivingPipe() swallows a rejection after the abort, logging only at deb
 });
 
 test("runDrivingPipe() makes no AbortController for a driver that declares no parameter and calls it with none; interest still ends it: a rejection after that is logged at debug with the error", async () => {
-  const made: string[] = [];
-  const Original = globalThis.AbortController;
-  globalThis.AbortController = class extends Original {
-    constructor() {
-      super();
-      made.push("AbortController");
-    }
-  };
+  const controllers = countAbortControllers();
   try {
     const { pipe, trace, record, log } = setup();
     const off = pipe.onEvent(record("requester"));
@@ -234,7 +228,7 @@ test("runDrivingPipe() makes no AbortController for a driver that declares no pa
       'Driver of Pipe { request: "GET /r" } stopped after interest ended',
     );
     assertEquals((log.entries[0][2] as Error).message, "stopped late");
-    assertEquals(made, []);
+    assertEquals(controllers.made, 0);
     // One parameter: a signal of its own, as before.
     const second = setup();
     second.pipe.onEvent(second.record("requester"));
@@ -246,9 +240,9 @@ test("runDrivingPipe() makes no AbortController for a driver that declares no pa
       "signal aborted: false",
       "requester: response 2 last",
     ]);
-    assertEquals(made, ["AbortController"]);
+    assertEquals(controllers.made, 1);
   } finally {
-    globalThis.AbortController = Original;
+    controllers.restore();
   }
 });
 

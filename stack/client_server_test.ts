@@ -20,6 +20,7 @@ import {
   utf8,
 } from "./message.ts";
 import { CoapError, CoapServer, Observers, type Resources } from "./server.ts";
+import { countAbortControllers } from "../testing/helpers.ts";
 import { attachWebSocket } from "./websocket.ts";
 import { parseLinkFormat } from "./explorer/link_format.ts";
 import {
@@ -150,14 +151,7 @@ Deno.test("CoapClient.request() yields one response and completes; the server's 
 });
 
 Deno.test("CoapServer calls a handler that declares fewer than three parameters with two and makes no AbortController for it; one that declares the signal gets one, aborted when the exchange ends", async () => {
-  const made: string[] = [];
-  const Original = globalThis.AbortController;
-  globalThis.AbortController = class extends Original {
-    constructor() {
-      super();
-      made.push("AbortController");
-    }
-  };
+  const controllers = countAbortControllers();
   try {
     const seen: string[] = [];
     let kept: AbortSignal | undefined;
@@ -180,17 +174,17 @@ Deno.test("CoapServer calls a handler that declares fewer than three parameters 
       await collect(client.request({ method: "GET", path: "/two" })),
       ["2.05 two last=true"],
     );
-    assertEquals(made, []);
+    assertEquals(controllers.made, 0);
     assertEquals(
       await collect(client.request({ method: "GET", path: "/three" })),
       ["2.05 three last=true"],
     );
     await flush();
     assertEquals(seen, ["two: 2 arguments", "three: aborted false"]);
-    assertEquals([made, kept?.aborted], [["AbortController"], true]);
+    assertEquals([controllers.made, kept?.aborted], [1, true]);
     client.close();
   } finally {
-    globalThis.AbortController = Original;
+    controllers.restore();
   }
 });
 
@@ -701,14 +695,7 @@ Deno.test("Observers: an asynchronous render is aborted when its observation end
 });
 
 Deno.test("Observers: a render by a handler that declares no signal is called with two arguments and makes no AbortController; an asynchronous one whose observation ended meanwhile adds nothing", async () => {
-  const made: string[] = [];
-  const Original = globalThis.AbortController;
-  globalThis.AbortController = class extends Original {
-    constructor() {
-      super();
-      made.push("AbortController");
-    }
-  };
+  const controllers = countAbortControllers();
   try {
     const observers = new Observers();
     const renders: {
@@ -750,10 +737,10 @@ Deno.test("Observers: a render by a handler that declares no signal is called wi
     await flush();
     assertEquals(renders.map((r) => r.args), [2, 2, 2]);
     assertEquals([server.exchanges, server.drivers], [0, 0]);
-    assertEquals(made, []);
+    assertEquals(controllers.made, 0);
     client.close();
   } finally {
-    globalThis.AbortController = Original;
+    controllers.restore();
   }
 });
 

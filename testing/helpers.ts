@@ -251,3 +251,32 @@ export async function awaitingResponder(
   pipe.onInterestEnd(() => trace.push("hook: interest ended"));
   pipe.addResponse("value");
 }
+
+/**
+ * Counts the `AbortController`s made from now until `restore()`: the global
+ * class is replaced by a subclass that notes each one it makes.
+ *
+ * @returns `made`, the count so far, and `restore()`, which puts the
+ * platform's class back.
+ */
+export function countAbortControllers(): {
+  readonly made: number;
+  restore(): void;
+} {
+  const original = globalThis.AbortController;
+  let made = 0;
+  globalThis.AbortController = class extends original {
+    constructor() {
+      super();
+      made++;
+    }
+  };
+  return {
+    get made() {
+      return made;
+    },
+    restore() {
+      globalThis.AbortController = original;
+    },
+  };
+}

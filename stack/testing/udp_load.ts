@@ -11,28 +11,9 @@
 // Echo value until an answer comes without one. A request unanswered
 // after 1 s is sent afresh and counted as resent.
 
-import dgram from "node:dgram";
+import { openPeerSocket } from "./udp_peer_socket.ts";
 
 declare const process: { argv: string[] };
-declare const Bun: {
-  udpSocket(options: {
-    hostname: string;
-    socket: {
-      data(
-        socket: unknown,
-        data: Uint8Array,
-        port: number,
-        address: string,
-      ): void;
-    };
-  }): Promise<
-    {
-      send(data: Uint8Array, port: number, address: string): void;
-      close(): void;
-    }
-  >;
-} | undefined;
-
 const [port, sockets, window, warmMs, ms] = (globalThis.Deno?.args ??
   process.argv.slice(2)).map(Number);
 
@@ -97,30 +78,8 @@ function request(s: number, id: number, echo?: Uint8Array): Uint8Array {
   return bytes;
 }
 
-interface Socket {
-  send(bytes: Uint8Array): void;
-  close(): void;
-}
-
-async function open(onAnswer: (bytes: Uint8Array) => void): Promise<Socket> {
-  if (typeof Bun !== "undefined") {
-    const socket = await Bun.udpSocket({
-      hostname: "127.0.0.1",
-      socket: { data: (_socket, data) => onAnswer(data) },
-    });
-    return {
-      send: (bytes) => socket.send(bytes, port, "127.0.0.1"),
-      close: () => socket.close(),
-    };
-  }
-  const socket = dgram.createSocket("udp4");
-  socket.on("message", (message: Uint8Array) => onAnswer(message));
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  return {
-    send: (bytes) => socket.send(bytes, port, "127.0.0.1"),
-    close: () => socket.close(),
-  };
-}
+const open = (onAnswer: (bytes: Uint8Array) => void) =>
+  openPeerSocket(port, onAnswer);
 
 const opened = await Promise.all(
   Array.from({ length: sockets }, async (_, s) => {

@@ -12,7 +12,9 @@
 // of the time until it had sent the last (GET /fanout). Prints one JSON
 // line.
 
-import dgram from "node:dgram";
+import { text } from "../message.ts";
+import { decodeDatagram } from "../udp.ts";
+import { openPeerSocket, type PeerSocket } from "./udp_peer_socket.ts";
 
 declare const process: { argv: string[] };
 const [port, peers, perPeer] = (globalThis.Deno?.args ?? process.argv.slice(2))
@@ -30,30 +32,13 @@ function header(bytes: Uint8Array) {
   };
 }
 
-/** Option values by number, and the payload. */
+/** Option values by number, and the payload, as the stack decodes them. */
 function parse(bytes: Uint8Array) {
-  const options = new Map<number, Uint8Array>();
-  let at = 4 + (bytes[0] & 0x0f);
-  let number = 0;
-  while (at < bytes.length && bytes[at] !== 0xff) {
-    let delta = bytes[at] >> 4, length = bytes[at] & 0x0f;
-    at++;
-    if (delta === 13) delta = 13 + bytes[at++];
-    else if (delta === 14) {
-      delta = 269 + ((bytes[at] << 8) | bytes[at + 1]);
-      at += 2;
-    }
-    if (length === 13) length = 13 + bytes[at++];
-    else if (length === 14) {
-      length = 269 + ((bytes[at] << 8) | bytes[at + 1]);
-      at += 2;
-    }
-    number += delta;
-    options.set(number, bytes.subarray(at, at + length));
-    at += length;
-  }
-  const payload = at < bytes.length ? bytes.subarray(at + 1) : new Uint8Array();
-  return { options, payload: new TextDecoder().decode(payload) };
+  const { message } = decodeDatagram(bytes);
+  const options = new Map<number, Uint8Array>(
+    message.options.map((option) => [option.number, option.value]),
+  );
+  return { options, payload: text(message.payload) };
 }
 
 /** A CON request: code, message ID, a one-byte token, options in order. */
@@ -84,41 +69,9 @@ const path = (segment: string): [number, Uint8Array] => [
   URI_PATH,
   new TextEncoder().encode(segment),
 ];
-/** A UDP socket to the server: Bun's own API on Bun, else node:dgram. */
-interface Socket {
-  send(bytes: Uint8Array): void;
-  close(): void;
-}
-
-declare const Bun: {
-  udpSocket(options: {
-    hostname: string;
-    socket: { data(socket: unknown, data: Uint8Array): void };
-  }): Promise<{
-    send(data: Uint8Array, port: number, address: string): boolean;
-    close(): void;
-  }>;
-} | undefined;
-
-async function open(onMessage: (bytes: Uint8Array) => void): Promise<Socket> {
-  if (typeof Bun !== "undefined") {
-    const socket = await Bun.udpSocket({
-      hostname: "127.0.0.1",
-      socket: { data: (_socket, data) => onMessage(data) },
-    });
-    return {
-      send: (bytes) => socket.send(bytes, port, "127.0.0.1"),
-      close: () => socket.close(),
-    };
-  }
-  const socket = dgram.createSocket("udp4");
-  socket.on("message", (message: Uint8Array) => onMessage(message));
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  return {
-    send: (bytes) => socket.send(bytes, port, "127.0.0.1"),
-    close: () => socket.close(),
-  };
-}
+type Socket = PeerSocket;
+const open = (onMessage: (bytes: Uint8Array) => void) =>
+  openPeerSocket(port, onMessage);
 
 const target = (socket: Socket, bytes: Uint8Array) => socket.send(bytes);
 
