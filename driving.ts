@@ -96,7 +96,11 @@ export function runDrivingPipe<Req, Res>(
   // as long as the exchange lives (a closure would keep its whole scope,
   // here also the driver).
   let signal: Aborted;
-  if (driver.length === 0) {
+  let arity: unknown;
+  try {
+    arity = driver.length;
+  } catch { /* unreadable (a revoked Proxy): the driver gets a signal */ }
+  if (arity === 0) {
     // It cannot read a signal: none is made (see above), a flag stands in.
     pipe.onInterestEnd(setAborted.bind(signal = { aborted: false }));
   } else {

@@ -203,6 +203,23 @@ test("runDrivingPipe() swallows a rejection after the abort, logging only at deb
   assertEquals((log.entries[0][2] as Error).message, "cancelled");
 });
 
+test("runDrivingPipe() takes a driver whose length cannot be read (a revoked Proxy of a function): it is called with a signal, and its throw becomes the pipe's exception, never a throw from runDrivingPipe", async () => {
+  const { pipe } = setup();
+  const trace: string[] = [];
+  pipe.onEvent((event) => {
+    trace.push(
+      `${event.kind} ${event.exception instanceof TypeError} ${event.isLast}`,
+    );
+    return true;
+  });
+  const { proxy, revoke } = Proxy.revocable(() => {}, {});
+  revoke();
+  // Every engine words the TypeError its own way: its kind is what counts.
+  await runDrivingPipe(pipe, proxy);
+  assertEquals(trace, ["exception true true"]);
+  assertEquals(pipe.ended, true);
+});
+
 test("runDrivingPipe() makes no AbortController for a driver that declares no parameter and calls it with none; interest still ends it: a rejection after that is logged at debug with the error", async () => {
   const controllers = countAbortControllers();
   try {

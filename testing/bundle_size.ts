@@ -40,11 +40,11 @@ const kib = (n: number) => `${n} bytes (${(n / 1024).toFixed(2)} KiB)`;
 /**
  * The whole module's budget, gzipped: what it measured when the work on its
  * cost per exchange began (issue 15), which that work was not to exceed
- * (4,204 bytes), and the 50 bytes issue 34 added on purpose: a driver that
+ * (4,204 bytes), and the 55 bytes issue 34 added on purpose: a driver that
  * declares no parameter runs without an AbortController (about 5 µs a
- * request in Node.js 20).
+ * request in Node.js 20), and one whose length cannot be read still runs.
  */
-const BUDGET = 4254;
+const BUDGET = 4259;
 
 async function report(label: string, entry: string, out: URL) {
   const bytes = await bundle(entry, out);
