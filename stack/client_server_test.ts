@@ -188,6 +188,30 @@ Deno.test("CoapServer calls a handler that declares fewer than three parameters 
   }
 });
 
+Deno.test("CoapServer answers 5.00 for a handler whose length cannot be read and whose call throws (a revoked Proxy), as an observation too; the connection goes on", async () => {
+  const { proxy, revoke } = Proxy.revocable(() => ({ payload: "never" }), {});
+  revoke();
+  const { client } = await setup({
+    "/revoked": { GET: proxy, observable: new Observers() },
+    "/": { GET: () => ({ payload: "still here" }) },
+  });
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/revoked" })),
+    ["5.00 Internal Server Error last=true"],
+  );
+  assertEquals(
+    await collect(
+      client.request({ method: "GET", path: "/revoked", observe: true }),
+    ),
+    ["5.00 Internal Server Error last=true"],
+  );
+  assertEquals(
+    await collect(client.request({ method: "GET", path: "/" })),
+    ["2.05 still here last=true"],
+  );
+  client.close();
+});
+
 Deno.test("CoapClient.request() carries payload, content format, accept and query to the resource", async () => {
   const seen: unknown[] = [];
   const { client } = await setup({

@@ -1033,7 +1033,7 @@ export class Observers {
     }
     // A handler that declares no signal gets none (see Handler): a change
     // notified to many observers makes no AbortController for each.
-    const controller = handler.length < 3 ? undefined : new AbortController();
+    const controller = takesSignal(handler) ? new AbortController() : undefined;
     let result: ResponseInit | void | PromiseLike<ResponseInit | void>;
     try {
       result = controller === undefined
@@ -1253,10 +1253,22 @@ function drive(
   // A handler that declares no signal parameter gets none, and its driver
   // takes none, so that runDrivingPipe makes no AbortController (about 5
   // µs a request in Node.js 20).
-  if (handler === undefined || handler.length < 3) {
+  if (handler === undefined || !takesSignal(handler)) {
     return () => run(counts, resource, handler, request, pipe, undefined);
   }
   return (signal) => run(counts, resource, handler, request, pipe, signal);
+}
+
+/**
+ * Whether a handler declares its third parameter, the signal; one whose
+ * `length` cannot be read (a revoked Proxy) is given one, as before.
+ */
+function takesSignal(handler: Handler): boolean {
+  try {
+    return !(handler.length < 3);
+  } catch {
+    return true;
+  }
 }
 
 /** A handler that declares no signal parameter. */
