@@ -2089,13 +2089,14 @@ export class UdpPeerSocket implements WebSocketLike {
     }
     // CON or NON.
     const seen = this.#seen.get(messageId);
-    if (
-      seen !== undefined &&
-      this._lastHeard - seen.at < endpoint.options.exchangeLifetime
-    ) {
-      // A duplicate: the same answer again, and nothing handled twice.
-      if (seen.reply !== undefined) this.#emit(seen.reply);
-      return;
+    if (seen !== undefined) {
+      if (this._lastHeard - seen.at < endpoint.options.exchangeLifetime) {
+        // A duplicate: the same answer again, and nothing handled twice.
+        if (seen.reply !== undefined) this.#emit(seen.reply);
+        return;
+      }
+      // Remembered past its lifetime: new again, and remembered anew, last.
+      this.#seen.delete(messageId);
     }
     if (size > endpoint.options.maxMessageSize) {
       this.#oversized(datagram, size);
@@ -2302,8 +2303,7 @@ export class UdpPeerSocket implements WebSocketLike {
     const now = this._lastHeard;
     const seen = this.#seen;
     const { exchangeLifetime, maxRemembered } = this.#endpoint.options;
-    // An ID remembered past its lifetime is new again, and goes last.
-    seen.delete(messageId);
+    // (An ID remembered past its lifetime was let go as it came again.)
     // The expired are let go when the table is full, or once a second: not
     // looked for with every datagram (a lookup ignores them meanwhile).
     if (seen.size >= maxRemembered || now - this.#prunedAt >= 1000) {
