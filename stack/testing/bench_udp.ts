@@ -43,6 +43,7 @@ import {
   startOurProxy,
   startOurServer,
   startPeer,
+  succeeds,
 } from "./peers.ts";
 
 const options = parseArgs(Deno.args, {
@@ -86,18 +87,9 @@ async function startUdp(
   return { running, port };
 }
 
-async function present(binary: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", 'command -v "$0"', binary],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
+/** Whether `binary` is on the PATH (or is a path that exists). */
+const present = (binary: string) =>
+  succeeds("sh", ["-c", 'command -v "$0"', binary]);
 
 // Node.js and Bun run the same sources, bundled.
 const dist = await Deno.makeTempDir({ prefix: "coap-bench-udp-" });

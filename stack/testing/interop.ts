@@ -49,6 +49,7 @@ import {
   type Running,
   spawn,
   startPeer,
+  succeeds,
 } from "./peers.ts";
 import { testCertificates } from "./certificates.ts";
 
@@ -68,34 +69,22 @@ async function requireTools(): Promise<void> {
   } catch (error) {
     missing.push((error as Error).message);
   }
-  const runs = async (command: string, args: string[]) => {
-    try {
-      const { success } = await new Deno.Command(command, {
-        args,
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      return success;
-    } catch {
-      return false;
-    }
-  };
   const chromium = Deno.env.get("CHROMIUM") ?? "chromium";
-  if (!await runs(chromium, ["--version"])) {
+  if (!await succeeds(chromium, ["--version"])) {
     missing.push(
       `chromium is missing (${chromium}; apt-get install chromium, or set CHROMIUM)`,
     );
   }
   const workerd = Deno.env.get("WORKERD") ?? "workerd";
-  if (!await runs(workerd, ["--version"])) {
+  if (!await succeeds(workerd, ["--version"])) {
     missing.push(
       `workerd is missing (${workerd}; npm install workerd and put its node_modules/.bin on PATH, or set WORKERD)`,
     );
   }
-  if (!await runs("openssl", ["version"])) {
+  if (!await succeeds("openssl", ["version"])) {
     missing.push("openssl is missing (apt-get install openssl)");
   }
-  if (!await runs(REDIS, ["--version"])) {
+  if (!await succeeds(REDIS, ["--version"])) {
     missing.push(
       `redis-server is missing (${REDIS}; apt-get install redis-server, or set REDIS_SERVER)`,
     );

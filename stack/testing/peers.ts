@@ -38,6 +38,26 @@ export async function requirePeer(): Promise<void> {
   }
 }
 
+/**
+ * Whether `command` with `args` runs and succeeds (its output discarded);
+ * false also when it cannot be started.
+ */
+export async function succeeds(
+  command: string,
+  args: string[],
+): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(command, {
+      args,
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
 /** A free TCP port on 127.0.0.1 (bound, noted, let go). */
 export function freePort(): number {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
