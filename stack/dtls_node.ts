@@ -28,6 +28,7 @@ import {
 } from "./dtls.ts";
 import { importPrivateKey, parseCertificate, pemBlocks } from "./x509.ts";
 import {
+  bindClientUdp,
   type BindOptions,
   bindUdp,
   type BoundUdp,
@@ -198,7 +199,12 @@ export interface ConnectDtlsOptions extends ClientOptions {
   rawPublicKey?: boolean;
   /** The message layer's settings. */
   udp?: UdpOptions;
-  /** Where to bind the client's socket (any free port on 127.0.0.1). */
+  /**
+   * Where to bind the client's socket: by default any free port on the
+   * address `clientBindAddress` (`@coap/stack/udp`) picks for the server
+   * (127.0.0.1 for a loopback server, else `0.0.0.0` or `::`), never the
+   * server's own.
+   */
   bind?: BindOptions;
   /** DTLS timers: `handshakeTimeout` (30 s), `retransmitTimeout`, `mtu`. */
   dtls?: Omit<DtlsEndpointOptions, "psk" | "pskLookup" | "pskHint">;
@@ -257,12 +263,10 @@ export async function connectCoapDtls(
     (bytes, to) => dtls.send(bytes, to),
     { log: options.log ?? CLIENT_LOG, ...options.udp },
   );
-  const bound = socket.bound = await bindUdp(
+  const bound = socket.bound = await bindClientUdp(
     (bytes, from) => dtls.receive(bytes, from),
-    {
-      hostname: address.hostname.includes(":") ? "::1" : "127.0.0.1",
-      ...options.bind,
-    },
+    address,
+    options.bind,
   );
   try {
     await dtls.connect(address);

@@ -156,6 +156,84 @@ export function bindUdp(
   });
 }
 
+/**
+ * The address a client's socket binds to for talking to `host`: the
+ * loopback address for a loopback peer, so that its traffic stays on this
+ * host, else every address of the peer's family (`0.0.0.0` or `::`), so
+ * that the kernel picks the source its route to the peer needs. A socket
+ * bound to 127.0.0.1 cannot reach another host: Linux refuses its sends
+ * (`EINVAL`).
+ *
+ * @example A loopback peer, a device, a name
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { clientBindAddress } from "@coap/stack/udp";
+ *
+ * assertEquals(clientBindAddress("127.0.0.1"), "127.0.0.1");
+ * assertEquals(clientBindAddress("192.0.2.7"), "0.0.0.0");
+ * assertEquals(clientBindAddress("::1"), "::1");
+ * assertEquals(clientBindAddress("2001:db8::7"), "::");
+ * assertEquals(clientBindAddress("sensor.example"), "0.0.0.0");
+ * ```
+ *
+ * @param host The peer's address or name.
+ * @returns The address to bind to.
+ */
+export function clientBindAddress(host: string): string {
+  if (host.includes(":")) return host === "::1" ? "::1" : "::";
+  return /^127\.\d+\.\d+\.\d+$/.test(host) ? "127.0.0.1" : "0.0.0.0";
+}
+
+/**
+ * Binds a client's socket for talking to `peer`, never on the peer's own
+ * address and port: the kernel may give a socket bound to port 0 the very
+ * port it then sends to, where nothing else listens, and such a socket
+ * hears its own requests (a client serving nothing answers them 4.04, and
+ * takes that for the answer). An ephemeral port that is the peer's is
+ * closed and drawn again, up to 8 times; a port named in `options` that
+ * would be the peer's own address fails at once.
+ *
+ * @param onDatagram Called with each datagram and its sender.
+ * @param peer The address the socket talks to.
+ * @param options Where to bind ({@linkcode clientBindAddress} of the peer
+ * and any free port unless given), and with which API.
+ * @param bind What binds a socket ({@linkcode bindUdp}; a test passes its
+ * own).
+ * @returns The socket, once bound.
+ * @throws {Error} If the named address and port are the peer's, or every
+ * draw was.
+ */
+export async function bindClientUdp(
+  onDatagram: (bytes: Uint8Array, from: PeerAddress) => void,
+  peer: PeerAddress,
+  options: BindOptions = {},
+  bind: typeof bindUdp = bindUdp,
+): Promise<BoundUdp> {
+  const hostname = options.hostname ?? clientBindAddress(peer.hostname);
+  const port = options.port ?? 0;
+  const self = `${peer.hostname}:${peer.port}`;
+  const wildcard = hostname === "0.0.0.0" || hostname === "::";
+  const loopbackPeer = /^(127\.|::1$)/.test(peer.hostname);
+  if (
+    port !== 0 && port === peer.port &&
+    (hostname === peer.hostname || (wildcard && loopbackPeer))
+  ) {
+    throw new Error(
+      `Cannot bind the client's socket to ${hostname}:${port}: it talks to ${self}, and would hear its own requests`,
+    );
+  }
+  for (let draw = 1;; draw++) {
+    const bound = await bind(onDatagram, { ...options, hostname, port });
+    if (port !== 0 || bound.port !== peer.port) return bound;
+    bound.close();
+    if (draw === 8) {
+      throw new Error(
+        `Cannot bind the client's socket: the system gave it the port it talks to (${self}) 8 times`,
+      );
+    }
+  }
+}
+
 /** What the stack uses of Bun's `Bun.udpSocket`. */
 interface BunUdp {
   udpSocket(options: {
@@ -417,7 +495,11 @@ export function parseDatagramUri(
 export interface ConnectUdpOptions extends ClientOptions {
   /** The message layer's settings (`nonConfirmable` for NON requests). */
   udp?: UdpOptions;
-  /** Where to bind the client's socket (any free port on 127.0.0.1). */
+  /**
+   * Where to bind the client's socket: by default any free port on the
+   * address {@linkcode clientBindAddress} picks for the server (127.0.0.1
+   * for a loopback server, else `0.0.0.0` or `::`), never the server's own.
+   */
   bind?: BindOptions;
 }
 
@@ -441,10 +523,10 @@ export async function connectCoapUdp(
     { log: options.log ?? CLIENT_LOG, sendBurst: SEND_BURST, ...options.udp },
   );
   const holder: { peer?: ReturnType<CoapUdpEndpoint["connect"]> } = {};
-  const bound = socket.bound = await bindUdp(
+  const bound = socket.bound = await bindClientUdp(
     (bytes, from) => endpoint.receive(bytes, from),
+    address,
     {
-      hostname: address.hostname.includes(":") ? "::1" : "127.0.0.1",
       readSize: 2 * endpoint.options.maxMessageSize,
       connect: address,
       onError: (error) => {

@@ -9,7 +9,8 @@
 
 import { assert, assertEquals } from "@std/assert";
 import type { Logger } from "@coap/pipe";
-import { text } from "../message.ts";
+import { text, utf8 } from "../message.ts";
+import { connectCoapDtls } from "../dtls_node.ts";
 import { CoapServer } from "../server.ts";
 import {
   bindUdp,
@@ -855,5 +856,44 @@ Deno.test({
       client.close();
       serving.close();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "connectCoapUdp() and connectCoapDtls() never make a client that talks to itself: a socket bound to the server's own address and port is refused in words, where it answered its own GET 4.04 and took that for the answer",
+  ...network,
+  async fn() {
+    const port = freePort();
+    const uri = `127.0.0.1:${port}`;
+    const said: string[] = [];
+    for (
+      const connect of [
+        () => connectCoapUdp(`coap://${uri}`, { log: quiet, bind: { port } }),
+        () =>
+          connectCoapDtls(`coaps://${uri}`, {
+            log: quiet,
+            psk: { identity: "me", key: utf8("secret") },
+            bind: { port },
+          }),
+      ]
+    ) {
+      try {
+        const client = await connect();
+        client.close();
+        said.push("connected");
+      } catch (error) {
+        said.push((error as Error).message);
+      }
+    }
+    const refused =
+      `Cannot bind the client's socket to 127.0.0.1:${port}: it talks to ${uri}, and would hear its own requests`;
+    assertEquals(said, [refused, refused]);
+    row(
+      "ours",
+      "a client bound to the server's own address and port",
+      "ours → itself",
+      "refused in words",
+    );
   },
 });
