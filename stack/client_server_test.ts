@@ -1784,3 +1784,18 @@ Deno.test("CoapServer without a proxy answers Proxy-Uri and Proxy-Scheme 4.02 na
   ]);
   client.close();
 });
+
+Deno.test("CoapServer.accept(): an option given as undefined leaves the server's own setting (maxMessageSize here), as one left out does", () => {
+  const server = new CoapServer({}, { log: quiet, maxMessageSize: 4096 });
+  const advertised = [{}, { maxMessageSize: undefined, log: undefined }].map(
+    (options) => {
+      const [near, far] = socketPair();
+      const connection = server.accept(far, options);
+      const size = connection.local.maxMessageSize;
+      connection.abort("done");
+      near.close();
+      return size;
+    },
+  );
+  assertEquals(advertised, [4096, 4096]);
+});

@@ -146,8 +146,8 @@ export async function serveCoapDtls(
   const endpoint = holder.endpoint = new CoapUdpEndpoint(
     (bytes, to) => dtls.send(bytes, to),
     {
-      log: server.log,
       ...options,
+      log: options.log ?? server.log,
       amplificationFactor: false,
       onPeer: servePeers(server),
     },
@@ -261,7 +261,7 @@ export async function connectCoapDtls(
   );
   const endpoint = holder.endpoint = new CoapUdpEndpoint(
     (bytes, to) => dtls.send(bytes, to),
-    { log: options.log ?? CLIENT_LOG, ...options.udp },
+    { ...options.udp, log: options.udp?.log ?? options.log ?? CLIENT_LOG },
   );
   const bound = socket.bound = await bindClientUdp(
     (bytes, from) => dtls.receive(bytes, from),

@@ -446,11 +446,13 @@ export class CoapServer {
       options.clock ?? systemClock,
     );
     const connection: CoapConnection = attachWebSocket(socket, {
-      log: this.#log,
-      maxMessageSize: this.#maxMessageSize,
-      maxHeldMessages: this.#limits.maxHeldMessages,
-      maxQueued: this.#limits.queueLimit,
+      // The server's settings stand where an option is given as undefined.
       ...options,
+      log: options.log ?? this.#log,
+      maxMessageSize: options.maxMessageSize ?? this.#maxMessageSize,
+      maxHeldMessages: options.maxHeldMessages ??
+        this.#limits.maxHeldMessages,
+      maxQueued: options.maxQueued ?? this.#limits.queueLimit,
       onRequest: (message) => flow.request(message),
       onHeld: (bytes) => {
         this.#heldBytes += bytes;

@@ -719,7 +719,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "CoAP over UDP on node:dgram outside Deno: the same server and client, bundled, answer GET / and GET /big on Node.js (and on Node.js 24 and Bun, where NODE24 and BUN name them)",
+    "CoAP over UDP on node:dgram outside Deno: the same server and client, bundled, answer GET / and GET /big on Node.js (and on Node.js 24 and Bun, where NODE24 and BUN name them), with sendBurst 65,536 where its options were given as undefined",
   ...network,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "coap-udp-smoke-" });
@@ -749,8 +749,9 @@ Deno.test({
           stdout: "piped",
           stderr: "piped",
         }).output();
-        const [printed, silent] = new TextDecoder().decode(run.stdout).trim()
-          .split("\n");
+        const [printed, burst, silent] = new TextDecoder().decode(run.stdout)
+          .trim().split("\n");
+        assertEquals(burst, "sendBurst 65536", name);
         assertEquals(
           [run.code, printed],
           [0, "/ 2.05 26, /big 2.05 4200"],
