@@ -2265,10 +2265,13 @@ export class UdpPeerSocket implements WebSocketLike {
     const previous = this.#incoming.get(key);
     if (previous !== undefined) previous.ackDue = 0;
     const observe = getOption(message, Option.OBSERVE);
+    // Every field from the start: one added later (conPending, with the
+    // first CON notification) grew each observation a property store.
     const incoming: Incoming = {
       messageId,
       type,
       method: message.code,
+      conPending: undefined,
       answered: false,
       acked: false,
       ackDue: 0,
@@ -2278,6 +2281,7 @@ export class UdpPeerSocket implements WebSocketLike {
         : undefined,
       notifications: 0,
       cancelled: false,
+      vouched: false,
     };
     this.#incoming.set(key, incoming);
     if (type === Type.CON) this.#endpoint._ackLater(this, incoming);
