@@ -719,7 +719,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "CoAP over UDP on node:dgram outside Deno: the same server and client, bundled, answer GET / and GET /big on Node.js (and on Node.js 24 and Bun, where NODE24 and BUN name them), with sendBurst 65,536 where its options were given as undefined",
+    "CoAP over UDP on node:dgram outside Deno: the same server and client, bundled, answer GET / and GET /big on Node.js (and on Node.js 24 and Bun, where NODE24 and BUN name them), with sendBurst 65,536 where its options were given as undefined, and node:dgram sending to an address at once (a datagram sent just before close() still goes) and to a name",
   ...network,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "coap-udp-smoke-" });
@@ -749,9 +749,11 @@ Deno.test({
           stdout: "piped",
           stderr: "piped",
         }).output();
-        const [printed, burst, silent] = new TextDecoder().decode(run.stdout)
-          .trim().split("\n");
+        const [printed, burst, silent, lookedUp] = new TextDecoder().decode(
+          run.stdout,
+        ).trim().split("\n");
         assertEquals(burst, "sendBurst 65536", name);
+        assertEquals(lookedUp, "sent to address and name", name);
         assertEquals(
           [run.code, printed],
           [0, "/ 2.05 26, /big 2.05 4200"],

@@ -3,11 +3,12 @@
 // asking a port where nothing listens. Bundled and run on Node.js and Bun
 // by udp_interop.ts; prints one line and exits 0 when both answers are
 // right, 1 otherwise; the second line gives the server's sendBurst, the
-// third how the silent port ended.
+// third how the silent port ended, the fourth what node:dgram sent to an
+// address and to a name.
 
 import { CoapServer } from "../server.ts";
 import { demoResources } from "../resources.ts";
-import { connectCoapUdp, serveCoapUdp } from "../udp_node.ts";
+import { bindUdp, connectCoapUdp, serveCoapUdp } from "../udp_node.ts";
 import { text } from "../message.ts";
 import { CoapContext } from "../context_node.ts";
 import dgram from "node:dgram";
@@ -65,5 +66,29 @@ try {
   );
 }
 ctx.close();
+// node:dgram sends to an IP address at once (its lookup answers literals
+// itself): a datagram sent just before close() still goes. A name is still
+// looked up.
+const arrived: string[] = [];
+const receiver = await bindUdp((bytes) =>
+  arrived.push(new TextDecoder().decode(bytes))
+);
+const quick = await bindUdp(() => {}, { api: "node" });
+quick.send(new TextEncoder().encode("address"), {
+  hostname: "127.0.0.1",
+  port: receiver.port,
+});
+quick.close();
+const named = await bindUdp(() => {}, { api: "node" });
+named.send(new TextEncoder().encode("name"), {
+  hostname: "localhost",
+  port: receiver.port,
+});
+for (let i = 0; i < 50 && arrived.length < 2; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+console.log(`sent to ${arrived.sort().join(" and ")}`);
+receiver.close();
+named.close();
 (globalThis as { process?: { exitCode?: number } }).process!.exitCode =
   line === "/ 2.05 26, /big 2.05 4200" ? 0 : 1;
