@@ -18,19 +18,87 @@ export interface DemoHooks {
   onObservationEnd?(): void;
 }
 
+/** Options for {@linkcode printingHooks}. */
+export interface PrintingOptions {
+  /**
+   * Lines printed in a second at most; past it the rest of the second's are
+   * left out, and its end prints the last count and how many were left out.
+   *
+   * @default {100}
+   */
+  linesPerSecond?: number;
+  /** The time in milliseconds, and a timer (tests pass their own). */
+  clock?: {
+    now(): number;
+    setTimeout(fn: () => void, ms: number): unknown;
+  };
+}
+
 /**
  * Hooks that print what the aiocoap peer prints (`observers: N`) and each
  * end of an observation: the server command and the workerd worker use
- * them, and the interop checks read the lines.
+ * them, and the interop checks read the lines. A flood of observations
+ * does not flood the output: past `linesPerSecond` (100) in a second, the
+ * rest of its lines are left out, and the second's end prints the last
+ * count (`observers: N`) and how many lines were left out.
  *
  * @param print Where the lines go.
+ * @param options The budget, and a clock for tests.
  * @returns The hooks.
+ * @throws {RangeError} If `linesPerSecond` is not a positive integer.
  */
-export function printingHooks(print: (line: string) => void): DemoHooks {
+export function printingHooks(
+  print: (line: string) => void,
+  options: PrintingOptions = {},
+): DemoHooks {
+  const budget = options.linesPerSecond ?? 100;
+  if (!Number.isSafeInteger(budget) || budget < 1) {
+    throw new RangeError(
+      `Cannot print: linesPerSecond must be a positive integer, got ${budget}`,
+    );
+  }
+  const clock = options.clock ?? {
+    now: () => Date.now(),
+    setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+  };
+  let since = -Infinity;
+  let printed = 0;
+  let left = 0;
+  let count: number | undefined;
+  let waiting = false;
+  const flush = () => {
+    waiting = false;
+    since = clock.now();
+    printed = 0;
+    if (count !== undefined) print(`observers: ${count}`);
+    print(
+      `(${left} more ${left === 1 ? "line" : "lines"} in that second left out)`,
+    );
+    left = 0;
+    count = undefined;
+  };
+  const say = (line: string, observers?: number) => {
+    const now = clock.now();
+    if (!waiting && now - since >= 1000) {
+      since = now;
+      printed = 0;
+    }
+    if (!waiting && printed < budget) {
+      printed++;
+      print(line);
+      return;
+    }
+    left++;
+    if (observers !== undefined) count = observers;
+    if (!waiting) {
+      waiting = true;
+      clock.setTimeout(flush, Math.max(0, since + 1000 - now));
+    }
+  };
   return {
-    onObservers: (count) => print(`observers: ${count}`),
+    onObservers: (n) => say(`observers: ${n}`, n),
     onObservationEnd: () =>
-      print("observation of /counter ended: interest ended"),
+      say("observation of /counter ended: interest ended"),
   };
 }
 

@@ -8,7 +8,8 @@
 // --cert and --key (PEM files) it serves TLS, for coaps+ws:// clients.
 // Prints "listening on PORT" once it accepts connections, "observers: N"
 // whenever the number of observations of /counter changes, and how each
-// of those observations' drivers ended.
+// of those observations' drivers ended: 100 such lines a second at most
+// (a flood's are left out, then counted, with the last count).
 
 import { serveCoap } from "./deno_server.ts";
 import { flagReader } from "./cli_args.ts";
