@@ -267,6 +267,15 @@ for (let round = 0; round < rounds; round++) {
           await generator.waitFor(/^\{/, options.seconds * 1000 + 5000),
         );
         cpu = await cpuMs(running.pid) - cpuBefore;
+      } catch (error) {
+        // The generator ended without its figures (Bun 1.4 once exited
+        // silently mid-round): the round says so and counts for nothing.
+        console.error(
+          `round ${round + 1}: ${contender.name}: no figures (${
+            (error as Error).message.split("\n")[0]
+          })`,
+        );
+        continue;
       } finally {
         await generator.stop();
       }
