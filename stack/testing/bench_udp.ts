@@ -272,7 +272,7 @@ for (let round = 0; round < rounds; round++) {
         // silently mid-round): the round says so and counts for nothing.
         console.error(
           `round ${round + 1}: ${contender.name}: no figures (${
-            (error as Error).message.split("\n")[0]
+            (error as Error).message.split("\n").slice(0, 4).join(" / ")
           })`,
         );
         continue;

@@ -171,8 +171,10 @@ export function spawn(
   };
   const done = Promise.all([read(child.stdout), read(child.stderr)]);
   let exited = false;
+  let how = "";
   const status = child.status.then((s) => {
     exited = true;
+    how = s.signal === null ? `code ${s.code}` : `signal ${s.signal}`;
     for (const wake of waiters) wake();
     return s;
   });
@@ -189,7 +191,7 @@ export function spawn(
             finish(() =>
               reject(
                 new Error(
-                  `${command} exited before printing ${pattern}:\n${
+                  `${command} exited (${how}) before printing ${pattern}:\n${
                     lines.join("\n")
                   }`,
                 ),
