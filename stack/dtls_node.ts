@@ -33,6 +33,7 @@ import {
   bindUdp,
   type BoundUdp,
   parseDatagramUri,
+  resolvePeer,
 } from "./udp_node.ts";
 
 /** Options for {@linkcode serveCoapDtls}. */
@@ -219,6 +220,7 @@ export interface ConnectDtlsOptions extends ClientOptions {
  * @param options The identity and key, client and socket settings.
  * @returns The client, once the handshake is done.
  * @throws {TypeError} If `uri` is not a `coaps://` URI.
+ * @throws {Error} If its host name does not resolve.
  * @throws {DtlsError} If the handshake fails: the server's alert (an
  * unknown identity), or no answer to the Finished (a wrong key).
  */
@@ -226,7 +228,7 @@ export async function connectCoapDtls(
   uri: string,
   options: ConnectDtlsOptions,
 ): Promise<CoapClient> {
-  const { address } = parseDtlsUri(uri);
+  const named = parseDtlsUri(uri).address;
   if (
     options.psk === undefined && options.cas === undefined &&
     options.trustedKeys === undefined
@@ -235,6 +237,9 @@ export async function connectCoapDtls(
       "Cannot connect over DTLS: give psk, or cas (or trustedKeys) to check the server with",
     );
   }
+  // The certificate must name the URI's host; datagrams come from its
+  // address.
+  const address = await resolvePeer(named);
   const socket: { bound?: BoundUdp } = {};
   const holder: { endpoint?: CoapUdpEndpoint } = {};
   const dtls = new DtlsEndpoint(
@@ -247,7 +252,7 @@ export async function connectCoapDtls(
       trustedKeys: options.trustedKeys,
       certificate: options.certificate,
       rawPublicKey: options.rawPublicKey,
-      host: address.hostname,
+      host: named.hostname,
       server: false,
       onClose: (peer, reason, wasOpen) => {
         if (wasOpen) {

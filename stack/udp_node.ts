@@ -239,6 +239,44 @@ export async function bindClientUdp(
   }
 }
 
+/**
+ * The peer's address with its name resolved: an endpoint knows a peer by
+ * the address its datagrams come from, so a client of `coap://sensor.local`
+ * must know the device by the address that name stands for (its answers
+ * come from that address, not from a name). An IP address is kept as it is.
+ *
+ * @example An address needs no lookup
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { resolvePeer } from "@coap/stack/udp";
+ *
+ * const peer = { hostname: "192.0.2.7", port: 5683 };
+ * assertEquals(await resolvePeer(peer), peer);
+ * ```
+ *
+ * @param address The peer's name or address, and port.
+ * @param lookup Resolves a name to one address (`dns.lookup`; a test
+ * passes its own).
+ * @returns The address to talk to.
+ * @throws {Error} If the name does not resolve.
+ */
+export async function resolvePeer(
+  address: PeerAddress,
+  lookup: (name: string) => Promise<{ address: string }> = (name) =>
+    dns.promises.lookup(name),
+): Promise<PeerAddress> {
+  if (isIP(address.hostname) !== 0) return address;
+  let found: string;
+  try {
+    found = (await lookup(address.hostname)).address;
+  } catch (error) {
+    throw new Error(
+      `Cannot resolve ${address.hostname}: ${(error as Error).message}`,
+    );
+  }
+  return { hostname: found, port: address.port };
+}
+
 /** Not Deno, whose `node:dgram` fares worse with {@linkcode literalLookup}. */
 const NOT_DENO = (globalThis as { Deno?: unknown }).Deno === undefined;
 
@@ -550,18 +588,20 @@ export interface ConnectUdpOptions extends ClientOptions {
 
 /**
  * A client for one CoAP-over-UDP server: binds a socket of its own, which
- * `client.close()` closes.
+ * `client.close()` closes. A host name is resolved first
+ * ({@linkcode resolvePeer}).
  *
  * @param uri `coap://HOST[:PORT]` (a path is ignored here).
  * @param options Client, message-layer and socket settings.
  * @returns The client.
  * @throws {TypeError} If `uri` is not a `coap://` URI.
+ * @throws {Error} If its host name does not resolve.
  */
 export async function connectCoapUdp(
   uri: string,
   options: ConnectUdpOptions = {},
 ): Promise<CoapClient> {
-  const { address } = parseUdpUri(uri);
+  const address = await resolvePeer(parseUdpUri(uri).address);
   const socket: { bound?: BoundUdp } = {};
   const endpoint = new CoapUdpEndpoint(
     (bytes, to) => socket.bound?.send(bytes, to),

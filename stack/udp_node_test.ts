@@ -4,6 +4,7 @@ import {
   type BindOptions,
   type BoundUdp,
   clientBindAddress,
+  resolvePeer,
 } from "./udp_node.ts";
 
 /** A bind that hands out `ports` in turn and writes what happens. */
@@ -133,4 +134,32 @@ Deno.test("CoAP over UDP, the client's socket: a named address and port that are
     "bind 0.0.0.0:5683 -> 5683",
     "bind 0.0.0.0:5683 -> 5683",
   ]);
+});
+
+Deno.test("CoAP over UDP, the client's peer: a host name is resolved once, to the address its answers come from; an IP address is kept without a lookup; a name that does not resolve fails in words", async () => {
+  const asked: string[] = [];
+  const lookup = (name: string) => {
+    asked.push(name);
+    return name === "sensor.example"
+      ? Promise.resolve({ address: "192.0.2.7" })
+      : Promise.reject(new Error(`getaddrinfo ENOTFOUND ${name}`));
+  };
+  assertEquals(
+    await resolvePeer({ hostname: "sensor.example", port: 5683 }, lookup),
+    { hostname: "192.0.2.7", port: 5683 },
+  );
+  assertEquals(
+    await resolvePeer({ hostname: "10.0.0.1", port: 1 }, lookup),
+    { hostname: "10.0.0.1", port: 1 },
+  );
+  assertEquals(
+    await resolvePeer({ hostname: "2001:db8::7", port: 2 }, lookup),
+    { hostname: "2001:db8::7", port: 2 },
+  );
+  await assertRejects(
+    () => resolvePeer({ hostname: "nowhere.example", port: 5683 }, lookup),
+    Error,
+    "Cannot resolve nowhere.example: getaddrinfo ENOTFOUND nowhere.example",
+  );
+  assertEquals(asked, ["sensor.example", "nowhere.example"]);
 });
