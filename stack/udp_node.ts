@@ -281,13 +281,13 @@ export async function resolvePeer(
 const NOT_DENO = (globalThis as { Deno?: unknown }).Deno === undefined;
 
 /**
- * `node:dgram`'s address lookup on Node.js and Bun, answering an IP address
- * at once: the default (`dns.lookup`) answers even one a tick later, so that each
- * datagram sent to an address cost a `process.nextTick` and its closures
- * (1.5 µs of CPU a datagram in Node.js 20: 100,000 sent to 10,000 sockets
- * took 271 and 221 ms of user CPU, 101 and 80 ms this way), a burst left
- * only after the code that sent it, and a datagram sent just before
- * `close()` was lost (on Bun too). A name is still looked up. Deno's
+ * `node:dgram`'s address lookup on Node.js and Bun, answering an IP
+ * address at once: the default (`dns.lookup`) answers even one a tick
+ * later, so that each datagram sent to an address cost a `process.nextTick`
+ * and its closures (1.5 µs of CPU a datagram in Node.js 20: 100,000 sent to
+ * 10,000 sockets took 271 and 221 ms of user CPU, 101 and 80 ms this way),
+ * a burst left only after the code that sent it, and a datagram sent just
+ * before `close()` was lost (on Bun too). A name is still looked up. Deno's
  * `node:dgram` fared worse with it (a fan-out of 100,000 notifications took
  * 2.7 to 2.9 s against 1.7 to 2.6 s without), so Deno keeps its default.
  */
