@@ -265,6 +265,32 @@ export interface ConnectTcpOptions extends ClientOptions {
    * system's, such as a test server's own CA.
    */
   caCerts?: string[];
+  /**
+   * Where the client's end of the connection is bound: any address and a
+   * free port unless given.
+   */
+  bind?: { hostname?: string; port?: number };
+}
+
+/**
+ * Whether a TCP socket is connected to itself: a connection to a local
+ * port where nothing listens can come back to the very socket that made it
+ * when the system picked that port as its source (TCP's simultaneous open).
+ * Such a socket reads its own CSM and requests, and a client would take its
+ * own 4.04 for the server's answer.
+ *
+ * @param socket The connected socket's two ends.
+ * @returns Whether they are one.
+ */
+export function selfConnected(socket: {
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+}): boolean {
+  return socket.localPort !== undefined &&
+    socket.localPort === socket.remotePort &&
+    socket.localAddress === socket.remoteAddress;
 }
 
 /**
@@ -277,8 +303,8 @@ export interface ConnectTcpOptions extends ClientOptions {
  * @param options Client settings, and certificates to trust for TLS.
  * @returns The client.
  * @throws {TypeError} If `uri` is not such a URI.
- * @throws {ConnectionError} If the connection fails, or no CSM comes in
- * `connectTimeout`.
+ * @throws {ConnectionError} If the connection fails, came back to this
+ * client ({@linkcode selfConnected}), or no CSM comes in `connectTimeout`.
  */
 export async function connectCoapTcp(
   uri: string,
@@ -290,8 +316,17 @@ export async function connectCoapTcp(
       reject(
         new ConnectionError(`Cannot connect to ${uri}: ${error.message}`),
       );
+    const local = {
+      ...(options.bind?.hostname === undefined
+        ? {}
+        : { localAddress: options.bind.hostname }),
+      ...(options.bind?.port === undefined
+        ? {}
+        : { localPort: options.bind.port }),
+    };
     const opened = target.tls
       ? tls.connect({
+        ...local,
         host: target.hostname,
         port: target.port,
         ALPNProtocols: ["coap"],
@@ -301,12 +336,22 @@ export async function connectCoapTcp(
         opened.off("error", fail);
         resolve(opened);
       })
-      : net.connect({ host: target.hostname, port: target.port }, () => {
+      : net.connect({
+        ...local,
+        host: target.hostname,
+        port: target.port,
+      }, () => {
         opened.off("error", fail);
         resolve(opened);
       });
     opened.once("error", fail);
   });
+  if (selfConnected(socket)) {
+    socket.destroy();
+    throw new ConnectionError(
+      `Cannot connect to ${uri}: nothing listens there (the connection came back to this client's own port)`,
+    );
+  }
   socket.setNoDelay(true);
   const frames = new TcpFrameSocket(streamOf(socket), {
     maxMessageSize: options.maxMessageSize,

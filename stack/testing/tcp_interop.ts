@@ -423,3 +423,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "connectCoapTcp() refuses a connection that came back to itself: bound to the port it connects to, where nothing listens, TCP's simultaneous open connects it to itself, and it fails in words where it answered its own GET 4.04",
+  ...network,
+  async fn() {
+    const port = freePort();
+    let said: string;
+    try {
+      const client = await connectCoapTcp(`coap+tcp://127.0.0.1:${port}`, {
+        log: quiet,
+        bind: { hostname: "127.0.0.1", port },
+        connectTimeout: 2000,
+      });
+      said = "no answer";
+      for await (const event of client.request({ method: "GET", path: "/" })) {
+        said = event.kind === "response"
+          ? `answered ${event.message.code}`
+          : `${event.kind}`;
+        break;
+      }
+      client.close();
+    } catch (error) {
+      said = (error as Error).message;
+    }
+    assertEquals(
+      said,
+      `Cannot connect to coap+tcp://127.0.0.1:${port}: nothing listens there (the connection came back to this client's own port)`,
+    );
+  },
+});
