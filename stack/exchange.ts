@@ -10,6 +10,7 @@
  * @module
  */
 
+import { pathOf, ROOT_PATH } from "./shared_paths.ts";
 import {
   type Block,
   type CoapFormatError,
@@ -704,7 +705,7 @@ export function readRequest(
   // without use: not the decoded options, and no view of the frame (a typed
   // array, and the frame's buffer with it) for an empty payload. The token's
   // view stays until forObservation() drops it.
-  const path = segments === undefined ? ROOT : pathOf(segments);
+  const path = segments === undefined ? ROOT_PATH : pathOf(segments);
   return new Request(
     method,
     path.path,
@@ -879,43 +880,6 @@ class Request implements IncomingRequest {
       this.hopLimit,
     );
   }
-}
-
-/** A path and its segments, as requests share them. */
-interface SharedPath {
-  readonly path: string;
-  readonly segments: readonly string[];
-}
-
-const ROOT: SharedPath = { path: "/", segments: NONE };
-
-/**
- * Paths seen lately: the requests for one path share its string and its
- * frozen segments (an observation keeps its request for its whole life:
- * 100,000 observations of one resource kept 100,000 copies of each). At
- * most {@linkcode MAX_SHARED_PATHS}; past that, the table starts afresh.
- */
-const sharedPaths = new Map<string, SharedPath>();
-const MAX_SHARED_PATHS = 256;
-
-/** @internal How many paths are shared now (for tests). */
-export function _sharedPathCount(): number {
-  return sharedPaths.size;
-}
-
-/** The shared path for `segments` (percent-decoded Uri-Path values). */
-function pathOf(segments: string[]): SharedPath {
-  const path = segments.length === 1
-    ? "/" + encodeURIComponent(segments[0])
-    : "/" + segments.map(encodeURIComponent).join("/");
-  let shared = sharedPaths.get(path);
-  if (shared === undefined) {
-    if (sharedPaths.size >= MAX_SHARED_PATHS) sharedPaths.clear();
-    // An exact copy: a pushed-to array keeps room for more.
-    shared = { path, segments: Object.freeze(segments.slice()) };
-    sharedPaths.set(path, shared);
-  }
-  return shared;
 }
 
 /**

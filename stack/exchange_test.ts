@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "@std/assert";
-import { _sharedPathCount, readRequest } from "./exchange.ts";
+import { readRequest } from "./exchange.ts";
+import { sharedPathCount } from "./shared_paths.ts";
 import { type CoapOption, Code, utf8 } from "./message.ts";
 
 function get(...segments: string[]) {
@@ -37,7 +38,7 @@ Deno.test("readRequest(): requests for one path share its string and its frozen 
 Deno.test("readRequest(): the shared paths are bounded (256): after 1,000 distinct paths, each request still reads its own path and segments", () => {
   const paths = Array.from({ length: 1000 }, (_, i) => {
     const request = get("p", String(i));
-    if (_sharedPathCount() > 256) throw new Error("unbounded");
+    if (sharedPathCount() > 256) throw new Error("unbounded");
     return request;
   });
   assertEquals(
