@@ -660,6 +660,71 @@ Deno.test("Observers: each observation gets the GET answer as it starts and on e
   client.close();
 });
 
+Deno.test("Observers: updated(response) sends that response to every observation with no handler called (aiocoap's updated_state(response)); a render under way is overtaken and its answer dropped; an error code ends them all; a bad response throws at the call, telling nobody", async () => {
+  const observers = new Observers();
+  let calls = 0;
+  const renders: ((init: ResponseInit) => void)[] = [];
+  const { client, server } = await setup({
+    "/v": {
+      observable: observers,
+      GET: (request) => {
+        calls++;
+        // The second observer's renders after its first are slow.
+        if (request.query.includes("slow") && calls > 2) {
+          return new Promise<ResponseInit>((resolve) => renders.push(resolve));
+        }
+        return { payload: `render ${calls}` };
+      },
+    },
+  });
+  const a = client.request({ method: "GET", path: "/v", observe: true });
+  const b = client.request({
+    method: "GET",
+    path: "/v",
+    query: ["slow"],
+    observe: true,
+  });
+  const ia = a[Symbol.asyncIterator](), ib = b[Symbol.asyncIterator]();
+  assertEquals(
+    [describe((await ia.next()).value!), describe((await ib.next()).value!)],
+    ["2.05 render 1 obs=0 last=false", "2.05 render 2 obs=0 last=false"],
+  );
+  observers.updated({ payload: "for all" });
+  assertEquals(
+    [describe((await ia.next()).value!), describe((await ib.next()).value!)],
+    ["2.05 for all obs=1 last=false", "2.05 for all obs=1 last=false"],
+  );
+  assertEquals(calls, 2);
+  // b's render now runs slowly; a response for all overtakes it.
+  observers.updated();
+  assertEquals(
+    describe((await ia.next()).value!),
+    "2.05 render 3 obs=2 last=false",
+  );
+  assertEquals([calls, renders.length], [4, 1]);
+  observers.updated({ payload: "newer" });
+  renders[0]({ payload: "stale" });
+  await flush();
+  assertEquals(
+    [describe((await ia.next()).value!), describe((await ib.next()).value!)],
+    ["2.05 newer obs=3 last=false", "2.05 newer obs=2 last=false"],
+  );
+  // Bad: nothing is sent, and the observations go on.
+  assertThrows(() => observers.updated({ code: "0.01" }), TypeError);
+  assertEquals(observers.count, 2);
+  observers.updated({ code: "4.04", payload: "gone" });
+  assertEquals(
+    [describe((await ia.next()).value!), describe((await ib.next()).value!)],
+    ["4.04 gone last=true", "4.04 gone last=true"],
+  );
+  await flush();
+  assertEquals(
+    [observers.count, server.observations, server.exchanges, calls],
+    [0, 0, 0, 4],
+  );
+  client.close();
+});
+
 Deno.test("Observers: an asynchronous render is aborted when its observation ends, and updates while it runs render once more after it", async () => {
   const observers = new Observers();
   const renders: {

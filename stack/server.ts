@@ -924,6 +924,9 @@ class ConnectionFlowLink implements FlowLink {
   }
 }
 
+/** A token for checking a response that goes to many (`updated()`). */
+const NO_TOKEN = new Uint8Array(0);
+
 /** The server's way in to {@linkcode Observers}; not for resources. */
 const OBSERVE = Symbol("observe");
 
@@ -986,9 +989,45 @@ export class Observers {
 
   /**
    * Tells every observation that the state changed: each gets its GET
-   * handler's answer as a notification (aiocoap's `updated_state()`).
+   * handler's answer as a notification (aiocoap's `updated_state()`), or,
+   * given `response`, that response, with no handler called (aiocoap's
+   * `updated_state(response)`: the caller vouches that it suits every
+   * observation). A render still under way for an observation is then
+   * overtaken: its answer, when it comes, is dropped. An error code ends
+   * every observation, as a render's would.
+   *
+   * @param response What every observation gets, if not each its own
+   * render.
+   * @throws {TypeError} If `response` is not a response (an unknown or
+   * request code, a payload that is neither bytes nor text), before any
+   * observation is told.
+   *
+   * @example One answer for all, rendered once
+   * ```ts
+   * import { CoapServer, Observers } from "./server.ts";
+   * import { assertEquals, assertThrows } from "@std/assert";
+   *
+   * const observers = new Observers();
+   * new CoapServer({ "/v": { observable: observers, GET: () => ({}) } });
+   * observers.updated({ payload: "42" }); // nobody observes: nothing sent
+   * assertThrows(() => observers.updated({ code: "0.01" }), TypeError);
+   * ```
    */
-  updated(): void {
+  updated(response?: ResponseInit): void {
+    if (response !== undefined) {
+      // Checked once, here, rather than found bad by every observation.
+      responseMessage(response, NO_TOKEN);
+      for (const pipe of this.#observations.keys()) {
+        const render = this.#rendering.get(pipe);
+        if (render !== undefined) {
+          this.#rendering.delete(pipe);
+          this.#stale.delete(pipe);
+          render.over = true;
+        }
+        pipe.addResponse(response);
+      }
+      return;
+    }
     // A live iteration: an observation that a render ends is skipped.
     for (const [pipe, handler] of this.#observations) {
       this.#render(pipe, handler);
