@@ -2105,7 +2105,7 @@ export class UdpPeerSocket implements WebSocketLike {
     if (isRequest) this.#requestArrived(datagram);
     else {
       const key = tokenKey(message.token);
-      if (!(this.#tokens?.has(key) === true)) {
+      if (!this.#tokens?.has(key)) {
         this.#endpoint._send(
           encodeDatagram(Type.RST, messageId),
           this.address,
@@ -2157,7 +2157,7 @@ export class UdpPeerSocket implements WebSocketLike {
         this.#endpoint._send(record.reply, this.address);
       }
       const key = tokenKey(message.token);
-      if ((this.#tokens?.has(key) === true)) {
+      if (this.#tokens?.has(key)) {
         this.#failRequest(key, this.#tooLarge(size));
       }
       return;
@@ -2235,9 +2235,7 @@ export class UdpPeerSocket implements WebSocketLike {
    */
   #echoAgain(key: number | string, echo: Uint8Array): boolean {
     const sent = this.#sentRequests?.get(key);
-    if (sent === undefined || (this.#echoRetried?.has(key) === true)) {
-      return false;
-    }
+    if (sent === undefined || this.#echoRetried?.has(key)) return false;
     (this.#echoRetried ??= new Set()).add(key);
     const request = decodeMessage(sent);
     const again = encodeMessage({

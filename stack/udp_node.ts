@@ -185,8 +185,14 @@ export function bindUdp(
  * @returns The address to bind to.
  */
 export function clientBindAddress(host: string): string {
-  if (host.includes(":")) return host === "::1" ? "::1" : "::";
-  return /^127\.\d+\.\d+\.\d+$/.test(host) ? "127.0.0.1" : "0.0.0.0";
+  const v6 = host.includes(":");
+  if (isLoopback(host)) return v6 ? "::1" : "127.0.0.1";
+  return v6 ? "::" : "0.0.0.0";
+}
+
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1). */
+function isLoopback(host: string): boolean {
+  return host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /**
@@ -218,10 +224,9 @@ export async function bindClientUdp(
   const port = options.port ?? 0;
   const self = `${peer.hostname}:${peer.port}`;
   const wildcard = hostname === "0.0.0.0" || hostname === "::";
-  const loopbackPeer = /^(127\.|::1$)/.test(peer.hostname);
   if (
     port !== 0 && port === peer.port &&
-    (hostname === peer.hostname || (wildcard && loopbackPeer))
+    (hostname === peer.hostname || (wildcard && isLoopback(peer.hostname)))
   ) {
     throw new Error(
       `Cannot bind the client's socket to ${hostname}:${port}: it talks to ${self}, and would hear its own requests`,
