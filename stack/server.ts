@@ -1018,12 +1018,7 @@ export class Observers {
       // Checked once, here, rather than found bad by every observation.
       responseMessage(response, NO_TOKEN);
       for (const pipe of this.#observations.keys()) {
-        const render = this.#rendering.get(pipe);
-        if (render !== undefined) {
-          this.#rendering.delete(pipe);
-          this.#stale.delete(pipe);
-          render.over = true;
-        }
+        this.#dropRender(pipe); // overtaken
         pipe.addResponse(response);
       }
       return;
@@ -1050,20 +1045,29 @@ export class Observers {
 
   #end(pipe: ObservedPipe): void {
     if (!this.#observations.delete(pipe)) return;
-    this.#stale.delete(pipe);
-    const render = this.#rendering.get(pipe);
-    if (render !== undefined) {
-      this.#rendering.delete(pipe);
-      render.over = true;
-      render.controller?.abort(
-        new DOMException(
-          `Interest in the observation of ${pipe.request.path} ended`,
-          "AbortError",
-        ),
-      );
-    }
+    this.#dropRender(pipe)?.controller?.abort(
+      new DOMException(
+        `Interest in the observation of ${pipe.request.path} ended`,
+        "AbortError",
+      ),
+    );
     this.#onCount?.(this.#observations.size);
     this.#onEnd?.();
+  }
+
+  /**
+   * Forgets `pipe`'s render under way, if any, and any update waiting for
+   * it: its answer, when it comes, is dropped.
+   *
+   * @returns The render forgotten.
+   */
+  #dropRender(pipe: ObservedPipe): Render | undefined {
+    this.#stale.delete(pipe);
+    const render = this.#rendering.get(pipe);
+    if (render === undefined) return undefined;
+    this.#rendering.delete(pipe);
+    render.over = true;
+    return render;
   }
 
   #render(pipe: ObservedPipe, handler: Handler): void {
@@ -1110,7 +1114,10 @@ export class Observers {
 
 type ObservedPipe = Pipe<IncomingRequest, ResponseInit>;
 
-/** An asynchronous render under way: whether its observation ended. */
+/**
+ * An asynchronous render under way: `over` once its observation ended or
+ * `updated(response)` overtook it (its answer is then dropped).
+ */
 interface Render {
   over: boolean;
   controller: AbortController | undefined;
