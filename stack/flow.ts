@@ -265,10 +265,11 @@ export class Flow {
   #timer: unknown;
   #scheduled = false;
   #closed = false;
-  /** When the current burst of work began, and when it last did work. */
-  // Long ago, as a small integer: -Infinity made V8 box the field.
+  /**
+   * When the current burst of work began, and when it last did work: at
+   * first long ago, as small integers (-Infinity made V8 box the fields).
+   */
   #burstStart = -(2 ** 30);
-  // Long ago, as a small integer: -Infinity made V8 box the field.
   #lastWork = -(2 ** 30);
   /** Since when the queue has been above `queueLimit`. */
   #overSince: number | undefined;
