@@ -350,7 +350,11 @@ export async function server(frames: Uint8Array[]): Promise<string[]> {
  * Whether a request asks not to be answered for some class (a well-formed
  * No-Response, RFC 7967, the first of them): it may go unanswered.
  */
-function asksNoResponse(message: CoapMessage): boolean {
+/**
+ * Whether a request asks not to be answered for some classes (No-Response,
+ * RFC 7967): whether it is owed an answer is then not the fuzzer's to say.
+ */
+export function asksNoResponse(message: CoapMessage): boolean {
   const option = message.options.find((o) => o.number === Option.NO_RESPONSE);
   return option !== undefined && option.value.length === 1 &&
     option.value[0] !== 0;
